@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod claims;
+mod error;
+mod keys;
+mod names;
+mod oauth;
+pub mod password;
+mod scope;
+pub mod secret;
+
+pub use claims::AccessTokenClaims;
+pub use error::{Error, ErrorKind, ParseError};
+pub use keys::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
+pub use names::{ClientId, CompanySlug, GrantType, Role, TokenFormat, Username};
+pub use oauth::{ErrorCode, OAuthError};
+pub use scope::{Scope, ScopeSet};

@@ -1,0 +1,118 @@
+//! Password policy and argon2id hashing.
+//!
+//! Parameters are the OWASP minimum for argon2id: 19 MiB of memory, two passes, one lane.
+//! Hashes are PHC strings, so the parameters travel with each hash and can be raised later
+//! without invalidating stored passwords.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::{Error, ErrorKind, ParseError};
+
+/// The shortest password accepted for a new account, in characters.
+pub const MIN_CHARS: usize = 8;
+/// The longest password accepted for a new account, in characters.
+pub const MAX_CHARS: usize = 128;
+/// The longest password ever hashed, in bytes. A longer one cannot belong to any account,
+/// so it is refused before hashing: an attacker cannot make the server hash megabytes.
+pub const MAX_BYTES: usize = 4 * MAX_CHARS;
+
+fn hasher() -> Result<Argon2<'static>, Error> {
+    let params =
+        Params::new(19 * 1024, 2, 1, None).map_err(|e| ErrorKind::PasswordHash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Checks a new password against the policy: 8 to 128 characters, not only whitespace,
+/// and not the username.
+pub fn check_policy(password: &str, username: &str) -> Result<(), ParseError> {
+    let chars = password.chars().count();
+    if chars < MIN_CHARS {
+        return Err(ParseError::new(
+            "password",
+            format!("must be at least {MIN_CHARS} characters"),
+        ));
+    }
+    if chars > MAX_CHARS {
+        return Err(ParseError::new(
+            "password",
+            format!("must be at most {MAX_CHARS} characters"),
+        ));
+    }
+    if password.trim().is_empty() {
+        return Err(ParseError::new("password", "may not be only whitespace"));
+    }
+    if password.eq_ignore_ascii_case(username) {
+        return Err(ParseError::new("password", "may not be the username"));
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id and a fresh random salt, as a PHC string.
+///
+/// This takes tens of milliseconds on purpose: call it off the async workers.
+pub fn hash(password: &str) -> Result<String, Error> {
+    if password.len() > MAX_BYTES {
+        return Err(ErrorKind::PasswordHash("password too long".into()).into());
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = hasher()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| ErrorKind::PasswordHash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`. Malformed hashes and over-long
+/// passwords never match.
+///
+/// This takes tens of milliseconds on purpose: call it off the async workers.
+pub fn verify(password: &str, phc: &str) -> bool {
+    if password.len() > MAX_BYTES {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    match hasher() {
+        Ok(argon) => argon.verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let phc = hash("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify("correct horse", &phc));
+        assert!(!verify("correct hors", &phc));
+        assert!(!verify("correct horse", "not a phc string"));
+    }
+
+    #[test]
+    fn policy_refuses_short_empty_long_and_username_passwords() {
+        assert!(check_policy("long enough", "alice").is_ok());
+        for bad in ["", "short", "        ", "alice123", &"x".repeat(129)] {
+            let user = if bad == "alice123" {
+                "alice123"
+            } else {
+                "alice"
+            };
+            assert!(check_policy(bad, user).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            check_policy("", "alice").unwrap_err().to_string(),
+            "invalid password: must be at least 8 characters"
+        );
+    }
+
+    #[test]
+    fn over_long_passwords_are_refused_without_hashing() {
+        let phc = hash("correct horse").unwrap();
+        assert!(!verify(&"x".repeat(MAX_BYTES + 1), &phc));
+    }
+}

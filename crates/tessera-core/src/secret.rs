@@ -1,0 +1,75 @@
+//! Random secrets, their digests and constant-time comparison.
+//!
+//! Every secret Tessera hands out (client secrets, and later opaque tokens, refresh tokens
+//! and authorization codes) is 256 bits from the operating system's CSPRNG, encoded as
+//! base64url without padding, and stored only as its SHA-256 digest.
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+
+use crate::{Error, ErrorKind};
+
+/// Bytes of entropy in every generated secret.
+pub const SECRET_BYTES: usize = 32;
+
+/// A new 256-bit secret from the OS CSPRNG, base64url without padding (43 characters).
+pub fn generate() -> Result<String, Error> {
+    let mut bytes = [0u8; SECRET_BYTES];
+    getrandom::getrandom(&mut bytes).map_err(|_| ErrorKind::Randomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The SHA-256 digest of `secret`, as lower-case hex: the form in which secrets are stored.
+pub fn digest(secret: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, secret.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in hash.as_ref() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Whether `presented` hashes to `stored_digest`, compared in constant time.
+///
+/// Both sides are fixed-length digests, so the time taken says nothing about how much of
+/// the secret was right.
+pub fn matches_digest(presented: &str, stored_digest: &str) -> bool {
+    digest(presented)
+        .as_bytes()
+        .ct_eq(stored_digest.as_bytes())
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_43_base64url_characters_and_differ() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn digest_is_sha256_hex_and_matching_is_exact() {
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let stored = digest("s3cret");
+        assert!(matches_digest("s3cret", &stored));
+        assert!(!matches_digest("s3cre", &stored));
+        assert!(!matches_digest("S3cret", &stored));
+    }
+}
