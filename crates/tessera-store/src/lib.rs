@@ -1,1 +1,144 @@
-pub fn x() {}
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod error;
+mod model;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tessera_core::{CompanySlug, Username};
+
+pub use error::StoreError;
+pub use model::{
+    Client, Company, KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, StoredKey, User,
+    UserCredentials,
+};
+pub use sqlite::SqliteStore;
+
+/// What a store operation returns.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Tessera's persistence, one implementation per database dialect.
+///
+/// Every method that records a time takes `now` from the caller, so that tests can pin the
+/// clock and every process agrees on what it wrote.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Applies the embedded migrations that the database has not seen yet.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Inserts `seed` in one transaction if the database has no company, user or client
+    /// yet. Returns whether it did.
+    async fn seed_if_empty(&self, seed: &Seed, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Creates a company. A taken slug is a [`StoreError::Conflict`].
+    async fn create_company(&self, new: &NewCompany, now: DateTime<Utc>) -> Result<Company>;
+
+    /// All companies, by slug.
+    async fn list_companies(&self) -> Result<Vec<Company>>;
+
+    /// Creates a user in an existing company. An unknown company is a
+    /// [`StoreError::NotFound`]; a taken username a [`StoreError::Conflict`].
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> Result<User>;
+
+    /// The user with this exact username and their password hash, if any. The username is
+    /// not parsed first, so that a malformed one costs the same as an unknown one.
+    async fn find_user_credentials(&self, username: &str) -> Result<Option<UserCredentials>>;
+
+    /// Users, by username; only those of `company` when given.
+    async fn list_users(&self, company: Option<&CompanySlug>) -> Result<Vec<User>>;
+
+    /// Disables or enables a user. An unknown user is a [`StoreError::NotFound`].
+    async fn set_user_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User>;
+
+    /// Deletes a user and everything issued to them. An unknown user is a
+    /// [`StoreError::NotFound`].
+    async fn delete_user(&self, username: &Username) -> Result<()>;
+
+    /// Registers a client. A taken client id is a [`StoreError::Conflict`].
+    async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;
+
+    /// The client with this exact id, if any.
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>>;
+
+    /// All clients, by id.
+    async fn list_clients(&self) -> Result<Vec<Client>>;
+
+    /// The keys to publish in the JWKS (every state), oldest first.
+    async fn published_keys(&self) -> Result<Vec<StoredKey>>;
+
+    /// The key that signs now, if there is one.
+    async fn active_key(&self) -> Result<Option<StoredKey>>;
+
+    /// Stores `key` as the active key unless one is active already, atomically, and
+    /// returns whichever key is active afterwards. Two processes starting on an empty
+    /// database at once agree on one key.
+    async fn insert_active_key_if_none(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey>;
+}
+
+/// Connects to the database named by `url` and applies pending migrations.
+///
+/// `sqlite://PATH` (created when missing) and `sqlite::memory:` are supported.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Config(
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
+        ));
+    } else {
+        return Err(StoreError::Config(format!(
+            "unsupported database URL {}: expected sqlite://PATH",
+            redact_url(url)
+        )));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// `url` with any password replaced by `***`, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://tessera:hunter2@db:5432/tessera"),
+            "postgres://tessera:***@db:5432/tessera"
+        );
+        assert_eq!(redact_url("postgres://db/tessera"), "postgres://db/tessera");
+        assert_eq!(redact_url("sqlite://tessera.db"), "sqlite://tessera.db");
+    }
+}

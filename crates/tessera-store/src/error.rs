@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A unique value is taken (a company slug, a username, a client id).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something the operation refers to does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database cannot be reached or timed out. Callers answer 503 and retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value does not parse: the database was changed outside Tessera.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database URL or options are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Applying migrations failed.
+    #[error("migrating the database failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Classifies a driver error, naming the conflicting value for unique violations.
+    pub(crate) fn from_sqlx(err: sqlx::Error, conflict: impl FnOnce() -> String) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(conflict())
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::from_sqlx(err, || "a unique value is already taken".into())
+    }
+}

@@ -1,0 +1,265 @@
+use chrono::{DateTime, Utc};
+use tessera_core::{
+    ClientId, CompanySlug, GrantType, Jwk, Role, ScopeSet, SigningAlgorithm, SigningKey,
+    TokenFormat, Username,
+};
+use uuid::Uuid;
+
+/// A company: the unit users belong to and admins manage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Company {
+    /// Stable id.
+    pub id: Uuid,
+    /// Unique slug, used in URLs and in the `company` claim.
+    pub slug: CompanySlug,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A company to create.
+#[derive(Clone, Debug)]
+pub struct NewCompany {
+    /// Unique slug.
+    pub slug: CompanySlug,
+    /// Display name.
+    pub name: String,
+}
+
+/// A user, without their password hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Stable id: the `sub` of their tokens.
+    pub id: Uuid,
+    /// The company they belong to.
+    pub company: CompanySlug,
+    /// Unique login name.
+    pub username: Username,
+    /// Roles within their company.
+    pub roles: Vec<Role>,
+    /// A disabled user cannot obtain tokens.
+    pub disabled: bool,
+    /// When the user was created.
+    pub created_at: DateTime<Utc>,
+    /// When the user was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user with their argon2id password hash, for authentication only.
+#[derive(Clone)]
+pub struct UserCredentials {
+    /// The user.
+    pub user: User,
+    /// PHC string.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A user to create. The password is already hashed.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Slug of an existing company.
+    pub company: CompanySlug,
+    /// Unique login name.
+    pub username: Username,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Roles within the company.
+    pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("company", &self.company)
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered OAuth client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Client {
+    /// Unique client id.
+    pub client_id: ClientId,
+    /// Display name, shown on consent pages.
+    pub name: String,
+    /// SHA-256 hex digest of the client secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// Grant types the client may use.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may be granted.
+    pub scopes: ScopeSet,
+    /// Registered redirect URIs, compared by exact string match.
+    pub redirect_uris: Vec<String>,
+    /// The format of the access tokens it receives.
+    pub access_token_format: TokenFormat,
+    /// Access-token lifetime in seconds; `None` uses the server's default.
+    pub access_token_ttl_secs: Option<i64>,
+    /// Refresh-token lifetime in seconds; `None` uses the server's default.
+    pub refresh_token_ttl_secs: Option<i64>,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Client {
+    /// Whether the client has no secret (RFC 6749 §2.1 public client).
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// Whether the client may use `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("public", &self.is_public())
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("access_token_format", &self.access_token_format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client to register. The secret is already hashed.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    /// Unique client id.
+    pub client_id: ClientId,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 hex digest of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    /// Grant types the client may use.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may be granted.
+    pub scopes: ScopeSet,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Access token format.
+    pub access_token_format: TokenFormat,
+    /// Access-token lifetime override, in seconds.
+    pub access_token_ttl_secs: Option<i64>,
+    /// Refresh-token lifetime override, in seconds.
+    pub refresh_token_ttl_secs: Option<i64>,
+}
+
+/// Where a signing key is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// Published in the JWKS, not signing yet.
+    Next,
+    /// Signing.
+    Active,
+    /// Published, no longer signing, until every token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(KeyState::Next),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key as stored.
+#[derive(Clone)]
+pub struct StoredKey {
+    /// Key id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// The one algorithm it signs with.
+    pub algorithm: SigningAlgorithm,
+    /// PKCS#8 DER private key. A secret.
+    pub private_key_der: Vec<u8>,
+    /// The public JWK.
+    pub public_jwk: Jwk,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it started signing.
+    pub activated_at: Option<DateTime<Utc>>,
+    /// When it stopped signing.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signing key to store.
+#[derive(Clone)]
+pub struct NewKey {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// PKCS#8 DER private key.
+    pub private_key_der: Vec<u8>,
+    /// Public JWK.
+    pub public_jwk: Jwk,
+}
+
+impl From<&SigningKey> for NewKey {
+    fn from(key: &SigningKey) -> Self {
+        NewKey {
+            kid: key.kid().to_owned(),
+            algorithm: key.algorithm(),
+            private_key_der: key.pkcs8_der().to_vec(),
+            public_jwk: key.public_jwk().clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Data to insert into an empty database in one transaction (the demo data).
+#[derive(Clone, Debug, Default)]
+pub struct Seed {
+    /// Companies, inserted first.
+    pub companies: Vec<NewCompany>,
+    /// Users of those companies.
+    pub users: Vec<NewUser>,
+    /// Clients.
+    pub clients: Vec<NewClient>,
+}

@@ -1,0 +1,442 @@
+//! The SQLite adapter: the embedded default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqliteExecutor, SqlitePool};
+use tessera_core::{CompanySlug, ScopeSet, Username};
+use uuid::Uuid;
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// A store on one SQLite database file, shared safely with other processes on the same
+/// machine (WAL journal, busy timeout).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or
+    /// `sqlite::memory:`). Does not migrate: see [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url}: {e}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        // An in-memory database exists once per connection: keep exactly one.
+        let max = if url.contains(":memory:") || url.contains("mode=memory") {
+            1
+        } else {
+            8
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(_) | sqlx::Error::Io(_) => StoreError::Config(format!(
+                    "cannot open SQLite database {url}: {}",
+                    e.as_database_error()
+                        .map(|d| d.message().to_owned())
+                        .unwrap_or(e.to_string())
+                )),
+                other => StoreError::Unavailable(other),
+            })?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| corrupt("id", e))
+}
+
+fn join_words<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_words<T: FromStr>(s: &str, what: &str) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    s.split_whitespace()
+        .map(|w| w.parse().map_err(|e| corrupt(what, e)))
+        .collect()
+}
+
+fn parse_scopes(s: &str) -> Result<ScopeSet> {
+    if s.is_empty() {
+        Ok(ScopeSet::EMPTY)
+    } else {
+        s.parse().map_err(|e| corrupt("scopes", e))
+    }
+}
+
+fn company_from_row(row: &SqliteRow) -> Result<Company> {
+    Ok(Company {
+        id: parse_uuid(row.try_get("id")?)?,
+        slug: row
+            .try_get::<&str, _>("slug")?
+            .parse()
+            .map_err(|e| corrupt("company slug", e))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "u.id, c.slug AS company, u.username, u.password_hash, u.roles, \
+     u.disabled, u.created_at, u.updated_at FROM users u JOIN companies c ON c.id = u.company_id";
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: parse_uuid(row.try_get("id")?)?,
+        company: row
+            .try_get::<&str, _>("company")?
+            .parse()
+            .map_err(|e| corrupt("company", e))?,
+        username: row
+            .try_get::<&str, _>("username")?
+            .parse()
+            .map_err(|e| corrupt("username", e))?,
+        roles: parse_words(row.try_get("roles")?, "roles")?,
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
+     access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at FROM clients";
+
+fn client_from_row(row: &SqliteRow) -> Result<Client> {
+    Ok(Client {
+        client_id: row
+            .try_get::<&str, _>("client_id")?
+            .parse()
+            .map_err(|e| corrupt("client_id", e))?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        grant_types: parse_words(row.try_get("grant_types")?, "grant types")?,
+        scopes: parse_scopes(row.try_get("scopes")?)?,
+        redirect_uris: serde_json::from_str(row.try_get("redirect_uris")?)
+            .map_err(|e| corrupt("redirect URIs", e))?,
+        access_token_format: row
+            .try_get::<&str, _>("access_token_format")?
+            .parse()
+            .map_err(|e| corrupt("token format", e))?,
+        access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
+        refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const KEY_COLUMNS: &str = "kid, algorithm, private_key, public_jwk, state, created_at, activated_at, retired_at FROM signing_keys";
+
+fn key_from_row(row: &SqliteRow) -> Result<StoredKey> {
+    let state: &str = row.try_get("state")?;
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        algorithm: row
+            .try_get::<&str, _>("algorithm")?
+            .parse()
+            .map_err(|e| corrupt("algorithm", e))?,
+        private_key_der: row.try_get("private_key")?,
+        public_jwk: serde_json::from_str(row.try_get("public_jwk")?)
+            .map_err(|e| corrupt("JWK", e))?,
+        state: KeyState::parse(state).ok_or_else(|| corrupt("key state", state))?,
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
+async fn insert_company<'e>(
+    ex: impl SqliteExecutor<'e>,
+    new: &NewCompany,
+    now: DateTime<Utc>,
+) -> Result<Company> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(new.slug.as_str())
+        .bind(&new.name)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, || format!("company {} already exists", new.slug)))?;
+    Ok(Company {
+        id,
+        slug: new.slug.clone(),
+        name: new.name.clone(),
+        created_at: now,
+    })
+}
+
+async fn insert_user<'e>(
+    ex: impl SqliteExecutor<'e>,
+    new: &NewUser,
+    now: DateTime<Utc>,
+) -> Result<User> {
+    let id = Uuid::new_v4();
+    let done = sqlx::query(
+        "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
+         SELECT ?, c.id, ?, ?, ?, 0, ?, ? FROM companies c WHERE c.slug = ?",
+    )
+    .bind(id.to_string())
+    .bind(new.username.as_str())
+    .bind(&new.password_hash)
+    .bind(join_words(&new.roles))
+    .bind(now)
+    .bind(now)
+    .bind(new.company.as_str())
+    .execute(ex)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, || format!("username {} is already taken", new.username)))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("no company {}", new.company)));
+    }
+    Ok(User {
+        id,
+        company: new.company.clone(),
+        username: new.username.clone(),
+        roles: new.roles.clone(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+async fn insert_client<'e>(
+    ex: impl SqliteExecutor<'e>,
+    new: &NewClient,
+    now: DateTime<Utc>,
+) -> Result<Client> {
+    let redirect_uris =
+        serde_json::to_string(&new.redirect_uris).map_err(|e| corrupt("redirect URIs", e))?;
+    sqlx::query(
+        "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
+         access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(new.client_id.as_str())
+    .bind(&new.name)
+    .bind(&new.secret_hash)
+    .bind(join_words(&new.grant_types))
+    .bind(new.scopes.to_string())
+    .bind(redirect_uris)
+    .bind(new.access_token_format.as_str())
+    .bind(new.access_token_ttl_secs)
+    .bind(new.refresh_token_ttl_secs)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, || format!("client {} already exists", new.client_id)))?;
+    Ok(Client {
+        client_id: new.client_id.clone(),
+        name: new.name.clone(),
+        secret_hash: new.secret_hash.clone(),
+        grant_types: new.grant_types.clone(),
+        scopes: new.scopes,
+        redirect_uris: new.redirect_uris.clone(),
+        access_token_format: new.access_token_format,
+        access_token_ttl_secs: new.access_token_ttl_secs,
+        refresh_token_ttl_secs: new.refresh_token_ttl_secs,
+        created_at: now,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(())
+    }
+
+    async fn seed_if_empty(&self, seed: &Seed, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM companies) + (SELECT COUNT(*) FROM users) \
+             + (SELECT COUNT(*) FROM clients)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        for company in &seed.companies {
+            insert_company(&mut *tx, company, now).await?;
+        }
+        for user in &seed.users {
+            insert_user(&mut *tx, user, now).await?;
+        }
+        for client in &seed.clients {
+            insert_client(&mut *tx, client, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_company(&self, new: &NewCompany, now: DateTime<Utc>) -> Result<Company> {
+        insert_company(&self.pool, new, now).await
+    }
+
+    async fn list_companies(&self) -> Result<Vec<Company>> {
+        let rows = sqlx::query("SELECT id, slug, name, created_at FROM companies ORDER BY slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(company_from_row).collect()
+    }
+
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> Result<User> {
+        insert_user(&self.pool, new, now).await
+    }
+
+    async fn find_user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.username = ?"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(UserCredentials {
+                user: user_from_row(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_users(&self, company: Option<&CompanySlug>) -> Result<Vec<User>> {
+        let rows = match company {
+            Some(slug) => {
+                sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} WHERE c.slug = ? ORDER BY u.username"
+                ))
+                .bind(slug.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {USER_COLUMNS} ORDER BY u.username"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?")
+            .bind(disabled)
+            .bind(now)
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no user {username}")));
+        }
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.username = ?"))
+            .bind(username.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        let done = sqlx::query("DELETE FROM users WHERE username = ?")
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no user {username}")));
+        }
+        Ok(())
+    }
+
+    async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
+        insert_client(&self.pool, new, now).await
+    }
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>> {
+        let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} WHERE client_id = ?"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>> {
+        let rows = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} ORDER BY client_id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn published_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} ORDER BY created_at, kid"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn active_key(&self) -> Result<Option<StoredKey>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} WHERE state = 'active'"))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn insert_active_key_if_none(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        let jwk = serde_json::to_string(&key.public_jwk).map_err(|e| corrupt("JWK", e))?;
+        // The partial unique index on state = 'active' makes this a no-op when another
+        // process got there first; the SELECT then returns the winner.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activated_at) \
+             VALUES (?, ?, ?, ?, 'active', ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(key.algorithm.as_str())
+        .bind(&key.private_key_der)
+        .bind(jwk)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.active_key()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no active signing key after inserting one".into()))
+    }
+}

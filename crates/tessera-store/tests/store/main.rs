@@ -1,0 +1,325 @@
+//! The store conformance suite: every adapter must pass it unchanged.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
+use tessera_store::{KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError};
+
+const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
+const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
+
+/// A fresh SQLite database in its own directory, removed when the guard drops.
+struct TestStore {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&url).await.unwrap();
+    TestStore { store, _dir: dir }
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
+}
+
+fn company(slug: &str) -> NewCompany {
+    NewCompany {
+        slug: slug.parse().unwrap(),
+        name: format!("{slug} Inc."),
+    }
+}
+
+fn user(company: &str, username: &str, roles: &[Role]) -> NewUser {
+    NewUser {
+        company: company.parse().unwrap(),
+        username: username.parse().unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        roles: roles.to_vec(),
+    }
+}
+
+fn client(id: &str) -> NewClient {
+    NewClient {
+        client_id: id.parse().unwrap(),
+        name: id.into(),
+        secret_hash: Some(tessera_core::secret::digest("secret")),
+        grant_types: vec![GrantType::Password, GrantType::ClientCredentials],
+        scopes: "basic admin".parse().unwrap(),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        access_token_format: TokenFormat::Jwt,
+        access_token_ttl_secs: Some(600),
+        refresh_token_ttl_secs: None,
+    }
+}
+
+#[tokio::test]
+async fn a_taken_company_slug_is_a_conflict_not_a_database_error() {
+    let t = sqlite().await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(err.to_string(), "company acme already exists");
+    assert_eq!(t.store.list_companies().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn users_belong_to_an_existing_company_and_usernames_are_unique() {
+    let t = sqlite().await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    t.store
+        .create_company(&company("globex"), now())
+        .await
+        .unwrap();
+
+    let err = t
+        .store
+        .create_user(&user("nowhere", "alice", &[Role::Admin]), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(err.to_string(), "no company nowhere");
+
+    let alice = t
+        .store
+        .create_user(&user("acme", "alice", &[Role::Admin, Role::User]), now())
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .create_user(&user("globex", "alice", &[Role::User]), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let found = t
+        .store
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user, alice);
+    assert_eq!(found.user.company.as_str(), "acme");
+    assert_eq!(found.user.roles, [Role::Admin, Role::User]);
+    assert!(found.password_hash.starts_with("$argon2id$"));
+    assert!(
+        t.store
+            .find_user_credentials("Alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn users_can_be_listed_by_company_disabled_enabled_and_deleted() {
+    let t = sqlite().await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    t.store
+        .create_company(&company("globex"), now())
+        .await
+        .unwrap();
+    t.store
+        .create_user(&user("acme", "bob", &[Role::User]), now())
+        .await
+        .unwrap();
+    t.store
+        .create_user(&user("acme", "alice", &[Role::Admin]), now())
+        .await
+        .unwrap();
+    t.store
+        .create_user(&user("globex", "carol", &[Role::Admin]), now())
+        .await
+        .unwrap();
+
+    let acme = t
+        .store
+        .list_users(Some(&"acme".parse().unwrap()))
+        .await
+        .unwrap();
+    let names: Vec<_> = acme.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(t.store.list_users(None).await.unwrap().len(), 3);
+
+    let later = now() + chrono::Duration::minutes(5);
+    let bob = t
+        .store
+        .set_user_disabled(&"bob".parse().unwrap(), true, later)
+        .await
+        .unwrap();
+    assert!(bob.disabled);
+    assert_eq!(bob.updated_at, later);
+    assert!(
+        !t.store
+            .set_user_disabled(&"bob".parse().unwrap(), false, later)
+            .await
+            .unwrap()
+            .disabled
+    );
+
+    t.store.delete_user(&"bob".parse().unwrap()).await.unwrap();
+    assert!(
+        t.store
+            .find_user_credentials("bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = t
+        .store
+        .delete_user(&"bob".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = t
+        .store
+        .set_user_disabled(&"nobody".parse().unwrap(), true, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn clients_round_trip_with_every_field_and_ids_are_unique() {
+    let t = sqlite().await;
+    let created = t.store.create_client(&client("app"), now()).await.unwrap();
+    let found = t.store.find_client("app").await.unwrap().unwrap();
+    assert_eq!(found, created);
+    assert_eq!(found.scopes, "basic admin".parse::<ScopeSet>().unwrap());
+    assert_eq!(
+        found.grant_types,
+        [GrantType::Password, GrantType::ClientCredentials]
+    );
+    assert_eq!(found.redirect_uris, ["https://app.example/cb"]);
+    assert_eq!(found.access_token_ttl_secs, Some(600));
+    assert!(!found.is_public());
+
+    let mut public = client("spa");
+    public.secret_hash = None;
+    public.scopes = ScopeSet::only(Scope::Basic);
+    assert!(
+        t.store
+            .create_client(&public, now())
+            .await
+            .unwrap()
+            .is_public()
+    );
+
+    let err = t
+        .store
+        .create_client(&client("app"), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(t.store.find_client("nope").await.unwrap().is_none());
+    assert_eq!(t.store.list_clients().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn only_the_first_of_two_active_keys_is_kept() {
+    let t = sqlite().await;
+    assert!(t.store.active_key().await.unwrap().is_none());
+    let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
+
+    let first = t
+        .store
+        .insert_active_key_if_none(&NewKey::from(&a), now())
+        .await
+        .unwrap();
+    assert_eq!(first.kid, a.kid());
+    assert_eq!(first.state, KeyState::Active);
+    assert_eq!(first.activated_at, Some(now()));
+
+    let second = t
+        .store
+        .insert_active_key_if_none(&NewKey::from(&b), now())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.kid,
+        a.kid(),
+        "a second key must not replace the active one"
+    );
+
+    let published = t.store.published_keys().await.unwrap();
+    assert_eq!(published.len(), 1);
+    let reloaded = SigningKey::from_pkcs8_der(&published[0].private_key_der).unwrap();
+    assert_eq!(reloaded.kid(), a.kid());
+    assert_eq!(&published[0].public_jwk, a.public_jwk());
+}
+
+#[tokio::test]
+async fn seeding_happens_once_and_only_on_an_empty_database() {
+    let t = sqlite().await;
+    let seed = Seed {
+        companies: vec![company("acme"), company("globex")],
+        users: vec![user("acme", "alice", &[Role::Admin])],
+        clients: vec![client("demo")],
+    };
+    assert!(t.store.seed_if_empty(&seed, now()).await.unwrap());
+    assert!(!t.store.seed_if_empty(&seed, now()).await.unwrap());
+    assert_eq!(t.store.list_companies().await.unwrap().len(), 2);
+    assert_eq!(t.store.list_users(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_seed_leaves_nothing_behind() {
+    let t = sqlite().await;
+    let seed = Seed {
+        companies: vec![company("acme")],
+        // The second user names a company that the seed does not create.
+        users: vec![
+            user("acme", "alice", &[Role::Admin]),
+            user("initech", "peter", &[Role::User]),
+        ],
+        clients: vec![],
+    };
+    let err = t.store.seed_if_empty(&seed, now()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(t.store.list_companies().await.unwrap().is_empty());
+    assert!(t.store.list_users(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_data_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&url).await.unwrap();
+    store.create_company(&company("acme"), now()).await.unwrap();
+    drop(store);
+    let store = tessera_store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(
+        store.list_companies().await.unwrap()[0].slug.as_str(),
+        "acme"
+    );
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_with_a_clear_message() {
+    let err = tessera_store::open("mysql://root:pw@localhost/db")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported database URL mysql://root:***@localhost/db: expected sqlite://PATH"
+    );
+}
