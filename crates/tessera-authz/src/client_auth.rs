@@ -1,0 +1,142 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3).
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tessera_core::secret;
+use tessera_store::{Client, Store};
+
+use crate::error::ApiError;
+use crate::form::Form;
+
+/// What the client presented.
+enum Presented {
+    /// `client_secret_basic`: `Authorization: Basic base64(urlencode(id):urlencode(secret))`.
+    Basic { id: String, secret: String },
+    /// `client_secret_post`: `client_id` and `client_secret` in the body.
+    Post { id: String, secret: String },
+    /// Only a `client_id` in the body: a public client, or a confidential one that forgot
+    /// its secret.
+    IdOnly { id: String },
+}
+
+impl Presented {
+    fn used_basic(&self) -> bool {
+        matches!(self, Presented::Basic { .. })
+    }
+}
+
+/// A digest no secret hashes to, compared when the client is unknown so that an unknown
+/// client takes as long as a wrong secret.
+const NO_CLIENT_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Authenticates the client of a token request. Every failure (unknown client, wrong
+/// secret, missing secret, secret sent by a public client) is the same `invalid_client`.
+pub async fn authenticate(
+    req: &HttpRequest,
+    form: &Form,
+    store: &dyn Store,
+) -> Result<Client, ApiError> {
+    let presented = presented(req, form)?;
+    let basic = presented.used_basic();
+    let (id, secret) = match &presented {
+        Presented::Basic { id, secret } | Presented::Post { id, secret } => (id, Some(secret)),
+        Presented::IdOnly { id } => (id, None),
+    };
+    let client = store.find_client(id).await?;
+    let authenticated = match (&client, secret) {
+        (Some(client), Some(secret)) => match &client.secret_hash {
+            Some(digest) => secret::matches_digest(secret, digest),
+            // RFC 6749 §2.1: a public client has no secret to present.
+            None => false,
+        },
+        (Some(client), None) => client.is_public(),
+        (None, secret) => {
+            let _ = secret::matches_digest(secret.map_or("", |s| s.as_str()), NO_CLIENT_DIGEST);
+            false
+        }
+    };
+    match client {
+        Some(client) if authenticated => Ok(client),
+        _ => Err(ApiError::invalid_client(basic)),
+    }
+}
+
+fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, ApiError> {
+    let body_id = form.get("client_id");
+    let body_secret = form.get("client_secret");
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let (id, secret) =
+            parse_basic(value.as_bytes()).ok_or_else(|| ApiError::invalid_client(true))?;
+        // RFC 6749 §2.3: a client must not use more than one authentication method.
+        if body_secret.is_some() {
+            return Err(ApiError::invalid_request(
+                "the client authenticated with more than one method",
+            ));
+        }
+        if body_id.is_some_and(|b| b != id) {
+            return Err(ApiError::invalid_request(
+                "client_id in the body differs from the Authorization header",
+            ));
+        }
+        return Ok(Presented::Basic { id, secret });
+    }
+    match (body_id, body_secret) {
+        (Some(id), Some(secret)) => Ok(Presented::Post {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        }),
+        (Some(id), None) => Ok(Presented::IdOnly { id: id.to_owned() }),
+        (None, _) => Err(ApiError::invalid_client(false)),
+    }
+}
+
+/// Parses `Basic base64(id:secret)`, where id and secret are form-urlencoded
+/// (RFC 6749 §2.3.1). `None` for any other scheme or a malformed value.
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(credentials.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        let spaced = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    if id.is_empty() {
+        return None;
+    }
+    Some((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_basic;
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_inside_base64() {
+        // base64("my%20app:s%3Acret+x")
+        let header = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "my%20app:s%3Acret+x"
+            )
+        );
+        assert_eq!(
+            parse_basic(header.as_bytes()),
+            Some(("my app".into(), "s:cret x".into()))
+        );
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+        assert_eq!(parse_basic(b"Basic"), None);
+    }
+}

@@ -1,0 +1,45 @@
+use std::time::Duration;
+
+/// Where the authorization server listens by default.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// The API identifier put in `aud` by default.
+pub const DEFAULT_AUDIENCE: &str = "tessera-api";
+/// The default access-token lifetime: 15 minutes.
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
+
+/// How the authorization server runs. Every field has a safe default.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to bind, e.g. `127.0.0.1:8080`; port 0 picks a free port.
+    /// Default [`DEFAULT_ADDR`]: loopback only, so nothing is exposed by accident.
+    pub addr: String,
+    /// The issuer URL (`iss`, and the base of every endpoint in the metadata). Default
+    /// `http://<bound address>`. Behind a proxy or TLS terminator, set it to the public
+    /// URL, or clients will reject the tokens.
+    pub issuer: Option<String>,
+    /// The `aud` of every access token. Default [`DEFAULT_AUDIENCE`]; the resource servers
+    /// must be configured with the same value.
+    pub audience: String,
+    /// Access-token lifetime when the client sets none. Default 15 minutes; longer
+    /// lifetimes widen the window in which a stolen JWT works, since JWTs cannot be recalled.
+    pub access_token_ttl: Duration,
+    /// HTTP worker threads. Default: one per physical core.
+    pub workers: Option<usize>,
+    /// Password hashes verified at once (each takes tens of milliseconds and 19 MiB).
+    /// Default: the number of CPUs. Further logins wait their turn instead of starving
+    /// the other endpoints.
+    pub password_concurrency: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: DEFAULT_ADDR.to_owned(),
+            issuer: None,
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
+            workers: None,
+            password_concurrency: None,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpServer};
+use chrono::Utc;
+use tessera_core::SigningKey;
+use tessera_store::{NewKey, Store, StoreError};
+use thiserror::Error;
+
+use crate::passwords::PasswordVerifier;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::{token, wellknown};
+
+/// Why the server could not start. Each message is one line, fit for a terminal.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] tessera_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run authorization server.
+pub struct Application {
+    addr: SocketAddr,
+    issuer: String,
+    kid: String,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `settings.addr`, loads the active signing key (creating and persisting one on
+    /// first start), and builds the server. Nothing is served until
+    /// [`run_until_stopped`](Self::run_until_stopped).
+    pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(&settings.addr).map_err(|source| StartupError::Bind {
+            addr: settings.addr.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.addr.clone(),
+            source,
+        })?;
+        let issuer = match &settings.issuer {
+            Some(issuer) => parse_issuer(issuer)?,
+            None => format!("http://{addr}"),
+        };
+        if settings.audience.is_empty() {
+            return Err(StartupError::Config("the audience may not be empty".into()));
+        }
+        if settings.access_token_ttl.is_zero() {
+            return Err(StartupError::Config(
+                "the access-token lifetime must be at least 1 second".into(),
+            ));
+        }
+
+        let signing_key = load_or_create_signing_key(store.as_ref()).await?;
+        let published = store.published_keys().await?;
+        let jwks = serde_json::to_vec(&wellknown::jwks(&published))
+            .map_err(|e| StartupError::Config(format!("cannot serialise the JWKS: {e}")))?;
+        let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
+            .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus))?;
+
+        let kid = signing_key.kid().to_owned();
+        let state = web::Data::new(AppState {
+            store,
+            signing_key,
+            issuer: issuer.clone(),
+            audience: settings.audience.clone(),
+            access_token_ttl: settings.access_token_ttl,
+            passwords,
+            jwks: Bytes::from(jwks),
+            metadata: Bytes::from(metadata),
+        });
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                // Resources (not bare routes) so that a wrong method is 405, not 404.
+                .service(web::resource("/oauth/token").post(token::token))
+                .service(web::resource("/.well-known/jwks.json").get(wellknown::get_jwks))
+                .service(
+                    web::resource("/.well-known/oauth-authorization-server")
+                        .get(wellknown::get_metadata),
+                )
+                .service(web::resource("/healthz").get(wellknown::healthz))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: settings.addr.clone(),
+            source,
+        })?
+        .disable_signals();
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers.max(1));
+        }
+        Ok(Application {
+            addr,
+            issuer,
+            kid,
+            server: server.run(),
+        })
+    }
+
+    /// The bound address (with the real port when the settings asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The issuer URL in use.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The id of the key that signs.
+    pub fn signing_kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped through its [`handle`](Self::handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An issuer is an `http` or `https` URL with no query or fragment (RFC 8414 §2); a
+/// trailing slash is dropped so that endpoint URLs join cleanly.
+fn parse_issuer(raw: &str) -> Result<String, StartupError> {
+    let bad = |why: &str| StartupError::Config(format!("invalid issuer {raw:?}: {why}"));
+    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("an issuer has no query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("an issuer has no user information"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// The active key from the store, or a new one generated, stored and (if another process
+/// stored one first) replaced by the winner.
+async fn load_or_create_signing_key(store: &dyn Store) -> Result<SigningKey, StartupError> {
+    if let Some(stored) = store.active_key().await? {
+        return Ok(SigningKey::from_pkcs8_der(&stored.private_key_der)?);
+    }
+    let generated = tokio::task::spawn_blocking(SigningKey::generate_rsa)
+        .await
+        .map_err(|e| StartupError::Config(format!("key generation was interrupted: {e}")))??;
+    let stored = store
+        .insert_active_key_if_none(&NewKey::from(&generated), Utc::now())
+        .await?;
+    if stored.kid == generated.kid() {
+        tracing::info!(kid = %stored.kid, "created a new RS256 signing key");
+        Ok(generated)
+    } else {
+        Ok(SigningKey::from_pkcs8_der(&stored.private_key_der)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_issuer;
+
+    #[test]
+    fn issuers_are_http_urls_without_query_fragment_or_trailing_slash() {
+        assert_eq!(
+            parse_issuer("https://auth.example.com/").unwrap(),
+            "https://auth.example.com"
+        );
+        assert_eq!(
+            parse_issuer("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_issuer("https://example.com/tenant/").unwrap(),
+            "https://example.com/tenant"
+        );
+        for bad in [
+            "ftp://x",
+            "https://x/?a=b",
+            "https://x/#f",
+            "not a url",
+            "https://u:p@x",
+        ] {
+            assert!(parse_issuer(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use tessera_core::SigningKey;
+use tessera_store::Store;
+
+use crate::passwords::PasswordVerifier;
+
+/// What every handler shares. Built once by [`crate::Application::build`].
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub signing_key: SigningKey,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub passwords: PasswordVerifier,
+    /// The JWKS document, serialised once: it changes only when keys change.
+    pub jwks: Bytes,
+    /// The RFC 8414 metadata document, serialised once from configuration.
+    pub metadata: Bytes,
+}

@@ -1,0 +1,193 @@
+//! `POST /oauth/token` (RFC 6749 §3.2).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tessera_core::{
+    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, password,
+};
+use tessera_store::{Client, User};
+
+use crate::client_auth;
+use crate::error::{ApiError, no_store};
+use crate::form::Form;
+use crate::state::AppState;
+
+/// The grants this server implements, in the order the metadata lists them.
+pub const SUPPORTED_GRANTS: [GrantType; 2] = [GrantType::Password, GrantType::ClientCredentials];
+
+/// RFC 6749 §5.1 successful response.
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: ScopeSet,
+}
+
+/// The token endpoint.
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let form = Form::read(&req, payload).await?;
+    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+
+    let grant = parse_grant(&form)?;
+    if !client.allows_grant(grant) {
+        return Err(ApiError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("this client may not use the {grant} grant"),
+        ));
+    }
+    let requested = requested_scope(&form, &client)?;
+
+    let subject = match grant {
+        GrantType::Password => Subject::User(password_grant(&form, &state, requested).await?),
+        GrantType::ClientCredentials => {
+            // RFC 6749 §4.4: only confidential clients act on their own behalf.
+            if client.is_public() {
+                return Err(ApiError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "public clients may not use the client_credentials grant",
+                ));
+            }
+            Subject::Client
+        }
+        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+            return Err(unsupported_grant(grant.as_str()));
+        }
+    };
+    issue(&state, &client, subject, requested, now)
+}
+
+fn unsupported_grant(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedGrantType,
+        format!("the grant type {name:?} is not supported; use password or client_credentials"),
+    )
+}
+
+fn parse_grant(form: &Form) -> Result<GrantType, ApiError> {
+    let name = form.require("grant_type")?;
+    let grant: GrantType = name.parse().map_err(|_| unsupported_grant(name))?;
+    if !SUPPORTED_GRANTS.contains(&grant) {
+        return Err(unsupported_grant(name));
+    }
+    Ok(grant)
+}
+
+/// The scope asked for (default `basic`), refused with `invalid_scope` when unknown,
+/// malformed or not allowed for the client. Never widened, never normalised.
+fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, ApiError> {
+    let requested = match form.get("scope") {
+        None => ScopeSet::only(Scope::Basic),
+        Some(raw) => raw
+            .parse::<ScopeSet>()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?,
+    };
+    let refused = requested.difference(client.scopes);
+    if !refused.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidScope,
+            format!("this client may not request the scope {refused}"),
+        ));
+    }
+    Ok(requested)
+}
+
+/// RFC 6749 §4.3: the resource owner password credentials grant.
+async fn password_grant(
+    form: &Form,
+    state: &AppState,
+    requested: ScopeSet,
+) -> Result<User, ApiError> {
+    let username = form.require("username")?;
+    let candidate = form.require("password")?;
+    let invalid = || ApiError::new(ErrorCode::InvalidGrant, "invalid username or password");
+    if candidate.len() > password::MAX_BYTES {
+        // Longer than any password we accept: no account matches, and no hashing is done.
+        return Err(invalid());
+    }
+    let credentials = state.store.find_user_credentials(username).await?;
+    // Unknown users still pay one argon2 verification, so timing does not reveal them.
+    let matched = state
+        .passwords
+        .verify(
+            candidate,
+            credentials.as_ref().map(|c| c.password_hash.as_str()),
+        )
+        .await;
+    let user = match credentials {
+        Some(c) if matched && !c.user.disabled => c.user,
+        _ => return Err(invalid()),
+    };
+    if requested.contains(Scope::Admin) && !user.roles.contains(&Role::Admin) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidScope,
+            "the admin scope requires the admin role",
+        ));
+    }
+    Ok(user)
+}
+
+/// Who a token speaks for.
+enum Subject {
+    User(User),
+    Client,
+}
+
+fn issue(
+    state: &AppState,
+    client: &Client,
+    subject: Subject,
+    scope: ScopeSet,
+    now: DateTime<Utc>,
+) -> Result<HttpResponse, ApiError> {
+    if client.access_token_format != TokenFormat::Jwt {
+        return Err(ApiError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client is registered for opaque access tokens, which this server does not issue",
+        ));
+    }
+    let ttl = client
+        .access_token_ttl_secs
+        .unwrap_or(i64::try_from(state.access_token_ttl.as_secs()).unwrap_or(i64::MAX));
+    let iat = now.timestamp();
+    let (sub, company, roles, username) = match subject {
+        Subject::User(user) => (
+            user.id.to_string(),
+            Some(user.company.to_string()),
+            Some(user.roles),
+            Some(user.username.to_string()),
+        ),
+        Subject::Client => (client.client_id.to_string(), None, None, None),
+    };
+    let claims = AccessTokenClaims {
+        iss: state.issuer.clone(),
+        sub,
+        aud: state.audience.clone(),
+        exp: iat.saturating_add(ttl),
+        iat,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.client_id.to_string(),
+        scope,
+        company,
+        roles,
+        username,
+    };
+    let access_token = state
+        .signing_key
+        .sign_access_token(&claims)
+        .map_err(|e| ApiError::internal("signing an access token failed", &e))?;
+    let mut response = HttpResponse::Ok();
+    no_store(&mut response);
+    Ok(response.json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope,
+    }))
+}

@@ -1,0 +1,68 @@
+//! Discovery documents and health.
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use tessera_core::{JwkSet, Scope};
+use tessera_store::StoredKey;
+
+use crate::state::AppState;
+use crate::token::SUPPORTED_GRANTS;
+
+/// How long resource servers may cache the JWKS. Keys are published before they sign, so
+/// a cached copy never misses a key that is in use.
+pub const JWKS_MAX_AGE_SECS: u32 = 300;
+
+/// The RFC 8414 metadata for `issuer`: every URL derives from configuration, never from
+/// the request's `Host` header.
+pub fn metadata(issuer: &str) -> serde_json::Value {
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "grant_types_supported": SUPPORTED_GRANTS.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        // No authorization endpoint yet, so no response type.
+        "response_types_supported": [],
+    })
+}
+
+/// The JWKS document: the public halves of the published keys, and nothing private.
+pub fn jwks(keys: &[StoredKey]) -> JwkSet {
+    JwkSet {
+        keys: keys.iter().map(|k| k.public_jwk.clone()).collect(),
+    }
+}
+
+pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .content_type(ContentType::json())
+        .body(state.metadata.clone())
+}
+
+pub async fn get_jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        ))
+        .content_type(ContentType::json())
+        .body(state.jwks.clone())
+}
+
+/// Liveness and readiness: 200 when the database answers, 503 when it does not.
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({"status": "ok", "database": "ok"})),
+        Err(err) => {
+            tracing::warn!(error = %crate::error::ErrorChain(&err), "health check: database unavailable");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({"status": "unavailable", "database": "unavailable"}))
+        }
+    }
+}

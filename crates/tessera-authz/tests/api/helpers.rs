@@ -1,0 +1,295 @@
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation};
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use tessera_authz::{Application, Settings};
+use tessera_core::{GrantType, Role, ScopeSet, SigningKey, TokenFormat};
+use tessera_store::{NewClient, NewCompany, NewKey, NewUser, Seed, Store};
+
+pub const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const APP_SECRET: &str = "app-secret-for-tests-only-0123456789";
+
+/// The argon2 hash of [`PASSWORD`], computed once per test process.
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| tessera_core::password::hash(PASSWORD).unwrap())
+}
+
+/// How a test client authenticates.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    Basic(&'a str, &'a str),
+    Post(&'a str, &'a str),
+    IdOnly(&'a str),
+    None,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub issuer: String,
+    pub kid: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stopping is asynchronous; the server threads end with the test process anyway.
+        drop(self.handle.stop(false));
+    }
+}
+
+fn company(slug: &str) -> NewCompany {
+    NewCompany {
+        slug: slug.parse().unwrap(),
+        name: slug.to_uppercase(),
+    }
+}
+
+fn user(company: &str, username: &str, roles: &[Role]) -> NewUser {
+    NewUser {
+        company: company.parse().unwrap(),
+        username: username.parse().unwrap(),
+        password_hash: password_hash().to_owned(),
+        roles: roles.to_vec(),
+    }
+}
+
+fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) -> NewClient {
+    NewClient {
+        client_id: id.parse().unwrap(),
+        name: id.to_owned(),
+        secret_hash: secret.map(tessera_core::secret::digest),
+        grant_types: grants.to_vec(),
+        scopes: scopes.parse::<ScopeSet>().unwrap(),
+        redirect_uris: vec![],
+        access_token_format: TokenFormat::Jwt,
+        access_token_ttl_secs: None,
+        refresh_token_ttl_secs: None,
+    }
+}
+
+/// The data every test starts with:
+/// - acme: `alice` (admin), `bob` (user), `dora` (admin, disabled); globex: `carol` (admin);
+///   every password is [`PASSWORD`];
+/// - `app` (confidential, password + client_credentials, basic admin, secret [`APP_SECRET`]),
+///   `basic-app` (confidential, password, basic only), `machine` (confidential,
+///   client_credentials only), `spa` (public, password, basic), `short-lived` (confidential,
+///   password, 60-second tokens).
+pub fn seed() -> Seed {
+    use GrantType::*;
+    let mut short = client("short-lived", Some(APP_SECRET), &[Password], "basic");
+    short.access_token_ttl_secs = Some(60);
+    Seed {
+        companies: vec![company("acme"), company("globex")],
+        users: vec![
+            user("acme", "alice", &[Role::Admin, Role::User]),
+            user("acme", "bob", &[Role::User]),
+            user("acme", "dora", &[Role::Admin]),
+            user("globex", "carol", &[Role::Admin]),
+        ],
+        clients: vec![
+            client(
+                "app",
+                Some(APP_SECRET),
+                &[Password, ClientCredentials],
+                "basic admin",
+            ),
+            client("basic-app", Some(APP_SECRET), &[Password], "basic"),
+            client(
+                "machine",
+                Some(APP_SECRET),
+                &[ClientCredentials],
+                "basic admin",
+            ),
+            client("spa", None, &[Password, ClientCredentials], "basic"),
+            short,
+        ],
+    }
+}
+
+/// A server on a fresh database with [`seed`] and the fixture signing key.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&db_url).await.unwrap();
+    store.seed_if_empty(&seed(), Utc::now()).await.unwrap();
+    store
+        .set_user_disabled(&"dora".parse().unwrap(), true, Utc::now())
+        .await
+        .unwrap();
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    store
+        .insert_active_key_if_none(&NewKey::from(&key), Utc::now())
+        .await
+        .unwrap();
+    let mut app = start(store, configure).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// A server on an existing store, as configured.
+pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
+        addr: "127.0.0.1:0".into(),
+        workers: Some(1),
+        password_concurrency: Some(2),
+        ..Settings::default()
+    };
+    configure(&mut settings);
+    let app = Application::build(settings, store.clone()).await.unwrap();
+    let address = format!("http://{}", app.addr());
+    let issuer = app.issuer().to_owned();
+    let kid = app.signing_kid().to_owned();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        issuer,
+        kid,
+        store,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        handle,
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// POSTs a form to the token endpoint.
+    pub async fn token(&self, auth: Auth<'_>, params: &[(&str, &str)]) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        let mut request = self.http.post(format!("{}/oauth/token", self.address));
+        match auth {
+            Auth::Basic(id, secret) => request = request.basic_auth(id, Some(secret)),
+            Auth::Post(id, secret) => form.extend([("client_id", id), ("client_secret", secret)]),
+            Auth::IdOnly(id) => form.push(("client_id", id)),
+            Auth::None => {}
+        }
+        request.form(&form).send().await.unwrap()
+    }
+
+    /// A password grant by `app` over Basic authentication.
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut params = vec![
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        self.token(Auth::Basic("app", APP_SECRET), &params).await
+    }
+
+    /// POSTs raw bytes to the token endpoint with a content type.
+    pub async fn raw_token(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/oauth/token", self.address))
+            .basic_auth("app", Some(APP_SECRET))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        self.get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Verifies `token` with jsonwebtoken (not Tessera's code) against the served JWKS.
+    pub async fn verify(&self, token: &str) -> TokenData<Value> {
+        verify_with(&self.jwks().await, token, &self.issuer)
+    }
+}
+
+/// Independent verification: RS256 only, the key chosen by `kid` from `jwks`, issuer and
+/// audience checked, `exp`, `iat`, `sub`, `jti` required.
+pub fn verify_with(jwks: &JwkSet, token: &str, issuer: &str) -> TokenData<Value> {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.expect("the token header has a kid");
+    let jwk = jwks.find(&kid).expect("the kid is in the JWKS");
+    let key = DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&["tessera-api"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iat", "sub", "jti", "iss", "aud"]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<Value>(token, &key, &validation).unwrap()
+}
+
+/// Asserts an RFC 6749 §5.2 error: status, `error` code, JSON body with a description,
+/// and the no-store headers. Returns the body.
+pub async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_no_store(response.headers());
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "body: {body}"
+    );
+    body
+}
+
+pub fn assert_no_store(headers: &HeaderMap) {
+    assert_eq!(
+        headers.get("cache-control"),
+        Some(&HeaderValue::from_static("no-store"))
+    );
+    assert_eq!(
+        headers.get("pragma"),
+        Some(&HeaderValue::from_static("no-cache"))
+    );
+}
+
+/// Asserts a successful token response and returns its JSON.
+pub async fn assert_token(response: reqwest::Response) -> Value {
+    assert_eq!(response.status().as_u16(), 200, "status");
+    assert_no_store(response.headers());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "body: {body}");
+    assert!(body["access_token"].as_str().is_some(), "body: {body}");
+    body
+}

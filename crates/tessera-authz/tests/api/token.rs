@@ -1,0 +1,537 @@
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts() {
+    let app = spawn_app().await;
+    let body = assert_token(app.password_grant("alice", PASSWORD, Some("admin")).await).await;
+    assert_eq!(body["scope"], "admin");
+    assert_eq!(body["expires_in"], 900);
+    let token = body["access_token"].as_str().unwrap();
+
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.kid.as_deref(), Some(app.kid.as_str()));
+
+    let claims = app.verify(token).await.claims;
+    let alice = app
+        .store
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    assert_eq!(claims["iss"], app.issuer);
+    assert_eq!(claims["sub"], alice.id.to_string());
+    assert_eq!(claims["aud"], "tessera-api");
+    assert_eq!(claims["client_id"], "app");
+    assert_eq!(claims["scope"], "admin");
+    assert_eq!(claims["company"], "acme");
+    assert_eq!(claims["roles"], serde_json::json!(["admin", "user"]));
+    assert_eq!(claims["username"], "alice");
+    assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 900);
+    assert!((iat - chrono::Utc::now().timestamp()).abs() < 60);
+}
+
+#[tokio::test]
+async fn every_token_has_its_own_jti() {
+    let app = spawn_app().await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let body = assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+        let claims = app
+            .verify(body["access_token"].as_str().unwrap())
+            .await
+            .claims;
+        assert!(seen.insert(claims["jti"].as_str().unwrap().to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn the_configured_lifetime_and_audience_are_what_tokens_carry() {
+    let app = spawn_app_with(|s| {
+        s.access_token_ttl = std::time::Duration::from_secs(120);
+        s.audience = "billing-api".into();
+    })
+    .await;
+    let body = assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    assert_eq!(body["expires_in"], 120);
+    let token = body["access_token"].as_str().unwrap();
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+    assert_eq!(claims["aud"], "billing-api");
+
+    // A client's own lifetime wins over the server default.
+    let body = assert_token(
+        app.token(
+            Auth::Basic("short-lived", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["expires_in"], 60);
+}
+
+#[tokio::test]
+async fn client_secret_post_authenticates_like_basic() {
+    let app = spawn_app().await;
+    let body = assert_token(
+        app.token(
+            Auth::Post("app", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        app.verify(body["access_token"].as_str().unwrap())
+            .await
+            .claims["username"],
+        "bob"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_scope_means_basic_and_nothing_is_widened() {
+    let app = spawn_app().await;
+    // alice is an admin, but asked for nothing: she gets basic, not admin.
+    let body = assert_token(app.password_grant("alice", PASSWORD, None).await).await;
+    assert_eq!(body["scope"], "basic");
+    let claims = app
+        .verify(body["access_token"].as_str().unwrap())
+        .await
+        .claims;
+    assert_eq!(claims["scope"], "basic");
+
+    let body = assert_token(
+        app.password_grant("alice", PASSWORD, Some("admin basic"))
+            .await,
+    )
+    .await;
+    assert_eq!(body["scope"], "basic admin");
+}
+
+#[tokio::test]
+async fn client_credentials_issues_a_token_for_the_client_itself() {
+    let app = spawn_app().await;
+    let body = assert_token(
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        )
+        .await,
+    )
+    .await;
+    let claims = app
+        .verify(body["access_token"].as_str().unwrap())
+        .await
+        .claims;
+    assert_eq!(claims["sub"], "machine");
+    assert_eq!(claims["client_id"], "machine");
+    assert_eq!(claims["scope"], "admin");
+    for private in ["company", "roles", "username"] {
+        assert!(claims.get(private).is_none(), "{private} in {claims}");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_user_asking_for_admin_gets_invalid_scope_and_can_still_get_basic() {
+    let app = spawn_app().await;
+    let body = assert_oauth_error(
+        app.password_grant("bob", PASSWORD, Some("admin")).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    assert_eq!(
+        body["error_description"],
+        "the admin scope requires the admin role"
+    );
+    assert_oauth_error(
+        app.password_grant("bob", PASSWORD, Some("basic admin"))
+            .await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    assert_token(app.password_grant("bob", PASSWORD, Some("basic")).await).await;
+}
+
+#[tokio::test]
+async fn look_alike_and_malformed_scopes_are_unknown_never_normalised() {
+    let app = spawn_app().await;
+    for scope in [
+        "Admin",
+        "ADMIN",
+        "admin\t",
+        " admin",
+        "admin ",
+        "\u{0430}dmin",
+        "basic  admin",
+        "openid",
+        "basic,admin",
+    ] {
+        let response = app.password_grant("alice", PASSWORD, Some(scope)).await;
+        assert_oauth_error(response, 400, "invalid_scope").await;
+    }
+    let body = assert_token(app.password_grant("alice", PASSWORD, Some("admin")).await).await;
+    assert_eq!(body["scope"], "admin");
+}
+
+#[tokio::test]
+async fn a_scope_the_client_may_not_have_is_invalid_scope() {
+    let app = spawn_app().await;
+    let response = app
+        .token(
+            Auth::Basic("basic-app", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("scope", "admin"),
+            ],
+        )
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_scope").await;
+    assert_eq!(
+        body["error_description"],
+        "this client may not request the scope admin"
+    );
+    let ok = app
+        .token(
+            Auth::Basic("basic-app", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_token(ok).await;
+}
+
+#[tokio::test]
+async fn a_grant_the_client_may_not_use_is_unauthorized_client() {
+    let app = spawn_app().await;
+    let response = app
+        .token(
+            Auth::Basic("basic-app", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+    let response = app
+        .token(
+            Auth::Basic("machine", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+    assert_token(
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_and_missing_grant_types_are_refused() {
+    let app = spawn_app().await;
+    for grant in [
+        "implicit",
+        "PASSWORD",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "authorization_code",
+    ] {
+        let response = app
+            .token(Auth::Basic("app", APP_SECRET), &[("grant_type", grant)])
+            .await;
+        assert_oauth_error(response, 400, "unsupported_grant_type").await;
+    }
+    let response = app
+        .token(Auth::Basic("app", APP_SECRET), &[("username", "alice")])
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "the parameter grant_type is missing"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_grant() {
+    let app = spawn_app().await;
+    let mut bodies = Vec::new();
+    for (username, password) in [
+        ("alice", "wrong password"),
+        ("nobody", PASSWORD),
+        ("dora", PASSWORD),
+        ("ALICE", PASSWORD),
+    ] {
+        let response = app.password_grant(username, password, None).await;
+        bodies.push(assert_oauth_error(response, 400, "invalid_grant").await);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "bodies differ: {bodies:?}"
+    );
+    assert_token(app.password_grant("alice", PASSWORD, None).await).await;
+}
+
+#[tokio::test]
+async fn an_oversized_password_is_refused_without_hashing() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(10_000);
+    assert_oauth_error(
+        app.password_grant("alice", &huge, None).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_username_or_password_is_invalid_request() {
+    let app = spawn_app().await;
+    let response = app
+        .token(
+            Auth::Basic("app", APP_SECRET),
+            &[("grant_type", "password"), ("username", "alice")],
+        )
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "the parameter password is missing"
+    );
+    // RFC 6749 §3.1: an empty value counts as omitted.
+    let response = app
+        .token(
+            Auth::Basic("app", APP_SECRET),
+            &[
+                ("grant_type", "password"),
+                ("username", ""),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_oauth_error(response, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn client_authentication_failures_are_all_the_same_401_invalid_client() {
+    let app = spawn_app().await;
+    let grant = [("grant_type", "client_credentials")];
+    let mut descriptions = Vec::new();
+    for auth in [
+        Auth::Basic("nobody", APP_SECRET),
+        Auth::Basic("machine", "wrong-secret"),
+        Auth::Basic("machine", ""),
+        Auth::Post("nobody", APP_SECRET),
+        Auth::Post("machine", "wrong-secret"),
+        Auth::IdOnly("machine"),
+        Auth::None,
+        Auth::Post("spa", "a-public-client-has-no-secret"),
+    ] {
+        let response = app.token(auth, &grant).await;
+        let basic = matches!(auth, Auth::Basic(..));
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = assert_oauth_error(response, 401, "invalid_client").await;
+        if basic {
+            assert_eq!(
+                challenge.as_deref(),
+                Some("Basic realm=\"tessera\", charset=\"UTF-8\""),
+                "{auth:?}"
+            );
+        } else {
+            assert_eq!(challenge, None, "{auth:?}");
+        }
+        descriptions.push(body["error_description"].clone());
+    }
+    assert!(
+        descriptions.windows(2).all(|w| w[0] == w[1]),
+        "descriptions differ: {descriptions:?}"
+    );
+    assert_token(app.token(Auth::Basic("machine", APP_SECRET), &grant).await).await;
+}
+
+#[tokio::test]
+async fn a_malformed_authorization_header_is_invalid_client_with_a_basic_challenge() {
+    let app = spawn_app().await;
+    for value in [
+        "Basic !!!not-base64",
+        "Bearer abc",
+        "Basic",
+        "Basic Om5vLWlk",
+    ] {
+        let response = app
+            .http
+            .post(format!("{}/oauth/token", app.address))
+            .header("Authorization", value)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.headers().get("www-authenticate").is_some(),
+            "{value}"
+        );
+        assert_oauth_error(response, 401, "invalid_client").await;
+    }
+}
+
+#[tokio::test]
+async fn using_two_client_authentication_methods_is_invalid_request() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/oauth/token", app.address))
+        .basic_auth("machine", Some(APP_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "machine"),
+            ("client_secret", APP_SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(response, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn public_clients_authenticate_with_their_id_and_may_not_use_client_credentials() {
+    let app = spawn_app().await;
+    let body = assert_token(
+        app.token(
+            Auth::IdOnly("spa"),
+            &[
+                ("grant_type", "password"),
+                ("username", "bob"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        app.verify(body["access_token"].as_str().unwrap())
+            .await
+            .claims["client_id"],
+        "spa"
+    );
+    let response = app
+        .token(Auth::IdOnly("spa"), &[("grant_type", "client_credentials")])
+        .await;
+    assert_oauth_error(response, 400, "unauthorized_client").await;
+}
+
+#[tokio::test]
+async fn a_json_body_is_an_oauth_invalid_request() {
+    let app = spawn_app().await;
+    let response = app
+        .raw_token(
+            "application/json",
+            br#"{"grant_type":"client_credentials"}"#.to_vec(),
+        )
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "the request body must be application/x-www-form-urlencoded"
+    );
+    let response = app
+        .http
+        .post(format!("{}/oauth/token", app.address))
+        .basic_auth("app", Some(APP_SECRET))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_oauth_error(response, 400, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn bad_utf8_in_the_body_is_an_oauth_invalid_request() {
+    let app = spawn_app().await;
+    let form = "application/x-www-form-urlencoded";
+    let raw = app
+        .raw_token(
+            form,
+            b"grant_type=password&username=al\xffce&password=x".to_vec(),
+        )
+        .await;
+    assert_oauth_error(raw, 400, "invalid_request").await;
+    let escaped = app
+        .raw_token(
+            form,
+            b"grant_type=password&username=al%FFce&password=x".to_vec(),
+        )
+        .await;
+    let body = assert_oauth_error(escaped, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "the request body is not valid UTF-8"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_an_oauth_413() {
+    let app = spawn_app().await;
+    let mut body = b"grant_type=client_credentials&padding=".to_vec();
+    body.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let response = app
+        .raw_token("application/x-www-form-urlencoded", body)
+        .await;
+    assert_oauth_error(response, 413, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn a_repeated_parameter_is_invalid_request() {
+    let app = spawn_app().await;
+    let response = app
+        .raw_token(
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            b"grant_type=client_credentials&scope=basic&scope=admin".to_vec(),
+        )
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_request").await;
+    assert_eq!(body["error_description"], "the parameter scope is repeated");
+}
+
+#[tokio::test]
+async fn the_token_endpoint_only_accepts_post() {
+    let app = spawn_app().await;
+    let response = app.get("/oauth/token").await;
+    assert_eq!(response.status().as_u16(), 405);
+}

@@ -1,0 +1,142 @@
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_jwks_publishes_the_signing_key_and_nothing_private() {
+    let app = spawn_app().await;
+    let response = app.get("/.well-known/jwks.json").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    let keys = body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = keys[0].as_object().unwrap();
+    let mut members: Vec<_> = key.keys().map(String::as_str).collect();
+    members.sort();
+    assert_eq!(members, ["alg", "e", "kid", "kty", "n", "use"]);
+    assert_eq!(key["kty"], "RSA");
+    assert_eq!(key["use"], "sig");
+    assert_eq!(key["alg"], "RS256");
+    assert_eq!(key["e"], "AQAB");
+    assert_eq!(key["kid"], app.kid);
+}
+
+#[tokio::test]
+async fn metadata_comes_from_configuration_not_the_host_header() {
+    let app = spawn_app_with(|s| s.issuer = Some("https://auth.example.com/".into())).await;
+    let response = app
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            app.address
+        ))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["issuer"], "https://auth.example.com");
+    assert_eq!(
+        body["token_endpoint"],
+        "https://auth.example.com/oauth/token"
+    );
+    assert_eq!(
+        body["jwks_uri"],
+        "https://auth.example.com/.well-known/jwks.json"
+    );
+    assert_eq!(
+        body["grant_types_supported"],
+        serde_json::json!(["password", "client_credentials"])
+    );
+    assert_eq!(
+        body["scopes_supported"],
+        serde_json::json!(["basic", "admin"])
+    );
+    assert_eq!(
+        body["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert!(!body.to_string().contains("evil"));
+
+    // Tokens carry the configured issuer too.
+    let token = assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    let claims = app
+        .verify(token["access_token"].as_str().unwrap())
+        .await
+        .claims;
+    assert_eq!(claims["iss"], "https://auth.example.com");
+}
+
+#[tokio::test]
+async fn the_default_issuer_is_the_bound_address() {
+    let app = spawn_app().await;
+    assert_eq!(app.issuer, app.address);
+    let body: Value = app
+        .get("/.well-known/oauth-authorization-server")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["issuer"], app.address);
+}
+
+#[tokio::test]
+async fn healthz_reports_the_database() {
+    let app = spawn_app().await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ok", "database": "ok"}));
+}
+
+#[tokio::test]
+async fn the_signing_key_is_created_on_first_start_and_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&db_url).await.unwrap();
+    store
+        .seed_if_empty(&seed(), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(store.active_key().await.unwrap().is_none());
+
+    let issuer = Some("http://tessera.test".to_owned());
+    let first = start(store.clone(), |s| s.issuer = issuer.clone()).await;
+    let token = assert_token(first.password_grant("bob", PASSWORD, None).await).await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let kid = first.kid.clone();
+    drop(first);
+
+    // A new process on the same database: reopen the store from the URL.
+    let store = tessera_store::open(&db_url).await.unwrap();
+    let second = start(store, |s| s.issuer = issuer).await;
+    assert_eq!(second.kid, kid);
+    // The token from before the restart still verifies against the new process's JWKS.
+    let jwks = second.jwks().await;
+    assert_eq!(jwks.keys.len(), 1);
+    verify_with(&jwks, &token, &second.issuer);
+}
+
+#[tokio::test]
+async fn a_bad_issuer_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&db_url).await.unwrap();
+    let settings = tessera_authz::Settings {
+        addr: "127.0.0.1:0".into(),
+        issuer: Some("ftp://auth.example.com".into()),
+        ..Default::default()
+    };
+    let err = tessera_authz::Application::build(settings, store)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid issuer \"ftp://auth.example.com\": the scheme must be http or https"
+    );
+}
