@@ -29,12 +29,12 @@ pub enum StartupError {
     #[error(transparent)]
     Key(#[from] tessera_core::Error),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}")]
     Bind {
         /// The address.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -51,13 +51,13 @@ impl Application {
     /// first start), and builds the server. Nothing is served until
     /// [`run_until_stopped`](Self::run_until_stopped).
     pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(&settings.addr).map_err(|source| StartupError::Bind {
+        let listener = TcpListener::bind(&settings.addr).map_err(|reason| StartupError::Bind {
             addr: settings.addr.clone(),
-            source,
+            reason,
         })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+        let addr = listener.local_addr().map_err(|reason| StartupError::Bind {
             addr: settings.addr.clone(),
-            source,
+            reason,
         })?;
         let issuer = match &settings.issuer {
             Some(issuer) => parse_issuer(issuer)?,
@@ -107,9 +107,9 @@ impl Application {
                 .service(web::resource("/healthz").get(wellknown::healthz))
         })
         .listen(listener)
-        .map_err(|source| StartupError::Bind {
+        .map_err(|reason| StartupError::Bind {
             addr: settings.addr.clone(),
-            source,
+            reason,
         })?
         .disable_signals();
         if let Some(workers) = settings.workers {

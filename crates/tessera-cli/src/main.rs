@@ -1,1 +1,65 @@
-fn main() {}
+//! The `tessera` command.
+
+mod admin;
+mod args;
+mod demo;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its causes, never a backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let common = &cli.common;
+    match cli.command {
+        Command::Serve => serve::serve(common, !common.no_demo).await,
+        Command::Authz => serve::serve(common, false).await,
+        Command::Migrate => {
+            admin::open(common).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Company(cmd) => admin::company(common, cmd).await,
+        Command::User(cmd) => admin::user(common, cmd).await,
+        Command::Client(cmd) => admin::client(common, cmd).await,
+        Command::Keys(cmd) => admin::keys(common, cmd).await,
+    }
+}
+
+/// Logs go to stderr, filtered by `TESSERA_LOG` (default `info`). Secrets never reach a
+/// log line: requests are not logged with their bodies, and secrets are redacted types.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -11,7 +11,7 @@ pub enum StoreError {
     #[error("{0}")]
     NotFound(String),
     /// The database cannot be reached or timed out. Callers answer 503 and retry later.
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// A stored value does not parse: the database was changed outside Tessera.
     #[error("stored data is corrupt: {0}")]
@@ -20,10 +20,10 @@ pub enum StoreError {
     #[error("{0}")]
     Config(String),
     /// Applying migrations failed.
-    #[error("migrating the database failed: {0}")]
+    #[error("migrating the database failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// Any other database error.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
 }
 

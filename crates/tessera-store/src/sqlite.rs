@@ -44,12 +44,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| match e {
-                sqlx::Error::Database(_) | sqlx::Error::Io(_) => StoreError::Config(format!(
-                    "cannot open SQLite database {url}: {}",
+                sqlx::Error::Database(_) | sqlx::Error::Io(_) => StoreError::Config(
                     e.as_database_error()
                         .map(|d| d.message().to_owned())
-                        .unwrap_or(e.to_string())
-                )),
+                        .unwrap_or(e.to_string()),
+                ),
                 other => StoreError::Unavailable(other),
             })?;
         Ok(SqliteStore { pool })
@@ -210,7 +209,10 @@ async fn insert_user<'e>(
     .await
     .map_err(|e| StoreError::from_sqlx(e, || format!("username {} is already taken", new.username)))?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("no company {}", new.company)));
+        return Err(StoreError::NotFound(format!(
+            "company {} does not exist",
+            new.company
+        )));
     }
     Ok(User {
         id,
@@ -362,7 +364,9 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no user {username}")));
+            return Err(StoreError::NotFound(format!(
+                "user {username} does not exist"
+            )));
         }
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.username = ?"))
             .bind(username.as_str())
@@ -377,7 +381,9 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no user {username}")));
+            return Err(StoreError::NotFound(format!(
+                "user {username} does not exist"
+            )));
         }
         Ok(())
     }

@@ -91,7 +91,7 @@ async fn users_belong_to_an_existing_company_and_usernames_are_unique() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    assert_eq!(err.to_string(), "no company nowhere");
+    assert_eq!(err.to_string(), "company nowhere does not exist");
 
     let alice = t
         .store

@@ -1,0 +1,341 @@
+//! Administration commands. They work on the database named by `--database-url`, also
+//! while servers run on it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use tessera_core::{GrantType, ScopeSet, TokenFormat, Username, password, secret};
+use tessera_store::{NewClient, NewCompany, NewUser, Store, StoreError};
+
+use crate::args::{ClientCommand, Common, CompanyCommand, KeysCommand, UserCommand};
+
+/// Opens and migrates the database, with an error that names it (without its password).
+pub async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
+    tessera_store::open(&common.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                tessera_store::redact_url(&common.database_url)
+            )
+        })
+}
+
+/// Store errors a user caused (conflicts, unknown names) read best without the database
+/// context; everything else keeps it.
+fn user_error(err: StoreError) -> anyhow::Error {
+    match err {
+        StoreError::Conflict(m) | StoreError::NotFound(m) => anyhow::Error::msg(m),
+        other => anyhow::Error::new(other),
+    }
+}
+
+pub async fn company(common: &Common, cmd: CompanyCommand) -> anyhow::Result<()> {
+    let store = open(common).await?;
+    match cmd {
+        CompanyCommand::Add { slug, name } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() {
+                bail!("the company name may not be empty");
+            }
+            let company = store
+                .create_company(&NewCompany { slug, name }, Utc::now())
+                .await
+                .map_err(user_error)?;
+            println!("created company {} ({})", company.slug, company.id);
+        }
+        CompanyCommand::List => {
+            let rows = store
+                .list_companies()
+                .await?
+                .into_iter()
+                .map(|c| {
+                    vec![
+                        c.slug.to_string(),
+                        c.name,
+                        c.id.to_string(),
+                        rfc3339(c.created_at),
+                    ]
+                })
+                .collect();
+            print_table(&["SLUG", "NAME", "ID", "CREATED"], rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = open(common).await?;
+    match cmd {
+        UserCommand::Add {
+            username,
+            company,
+            mut roles,
+        } => {
+            roles.sort();
+            roles.dedup();
+            let password = read_password(&username)?;
+            password::check_policy(&password, username.as_str())?;
+            let password_hash =
+                tokio::task::spawn_blocking(move || password::hash(&password)).await??;
+            let user = store
+                .create_user(
+                    &NewUser {
+                        company,
+                        username,
+                        password_hash,
+                        roles,
+                    },
+                    Utc::now(),
+                )
+                .await
+                .map_err(user_error)?;
+            println!(
+                "created user {} in {} ({})",
+                user.username, user.company, user.id
+            );
+        }
+        UserCommand::List { company } => {
+            let rows = store
+                .list_users(company.as_ref())
+                .await?
+                .into_iter()
+                .map(|u| {
+                    vec![
+                        u.username.to_string(),
+                        u.company.to_string(),
+                        u.roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        if u.disabled { "disabled" } else { "enabled" }.to_owned(),
+                        u.id.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["USERNAME", "COMPANY", "ROLES", "STATE", "ID"], rows);
+        }
+        UserCommand::Disable { username } => {
+            store
+                .set_user_disabled(&username, true, Utc::now())
+                .await
+                .map_err(user_error)?;
+            println!("disabled user {username}");
+        }
+        UserCommand::Enable { username } => {
+            store
+                .set_user_disabled(&username, false, Utc::now())
+                .await
+                .map_err(user_error)?;
+            println!("enabled user {username}");
+        }
+        UserCommand::Delete { username } => {
+            store.delete_user(&username).await.map_err(user_error)?;
+            println!("deleted user {username}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads one line from standard input as the password, without its line ending.
+fn read_password(username: &Username) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {username} (input is shown): ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    Ok(password.to_owned())
+}
+
+pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Add {
+            client_id,
+            mut grants,
+            scopes,
+            token_format,
+            redirect_uris,
+            public,
+            name,
+        } => {
+            grants.sort();
+            grants.dedup();
+            if token_format == TokenFormat::Opaque {
+                bail!(
+                    "opaque access tokens are not available in this version; use --token-format jwt"
+                );
+            }
+            if public && grants.contains(&GrantType::ClientCredentials) {
+                bail!("a public client cannot use the client_credentials grant (RFC 6749 §4.4)");
+            }
+            if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+                bail!("the authorization_code grant needs at least one --redirect-uri");
+            }
+            for uri in &redirect_uris {
+                check_redirect_uri(uri)?;
+            }
+            let store = open(common).await?;
+            let secret = if public {
+                None
+            } else {
+                Some(secret::generate()?)
+            };
+            let new = NewClient {
+                name: name
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| client_id.to_string()),
+                client_id,
+                secret_hash: secret.as_deref().map(secret::digest),
+                grant_types: grants,
+                scopes: scopes.into_iter().collect::<ScopeSet>(),
+                redirect_uris,
+                access_token_format: token_format,
+                access_token_ttl_secs: None,
+                refresh_token_ttl_secs: None,
+            };
+            let client = store
+                .create_client(&new, Utc::now())
+                .await
+                .map_err(user_error)?;
+            println!("client_id: {}", client.client_id);
+            if let Some(secret) = secret {
+                println!("client_secret: {secret}");
+                eprintln!(
+                    "Store the client secret now: only its digest is kept, it cannot be shown again."
+                );
+            }
+        }
+        ClientCommand::List => {
+            let store = open(common).await?;
+            let rows = store
+                .list_clients()
+                .await?
+                .into_iter()
+                .map(|c| {
+                    vec![
+                        c.client_id.to_string(),
+                        if c.is_public() {
+                            "public"
+                        } else {
+                            "confidential"
+                        }
+                        .to_owned(),
+                        c.grant_types
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        c.scopes.to_string().replace(' ', ","),
+                        c.access_token_format.to_string(),
+                        c.name,
+                    ]
+                })
+                .collect();
+            print_table(
+                &["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "FORMAT", "NAME"],
+                rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Redirect URIs must be absolute, without fragment (RFC 6749 §3.1.2), and https except
+/// on the loopback interface (RFC 8252 §7.3).
+fn check_redirect_uri(raw: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(raw).with_context(|| format!("invalid redirect URI {raw:?}"))?;
+    if url.fragment().is_some() {
+        bail!("invalid redirect URI {raw:?}: it may not contain a fragment");
+    }
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => bail!(
+            "invalid redirect URI {raw:?}: use https (http only on 127.0.0.1, [::1] or localhost)"
+        ),
+    }
+}
+
+pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = open(common).await?;
+    match cmd {
+        KeysCommand::List => {
+            let rows = store
+                .published_keys()
+                .await?
+                .into_iter()
+                .map(|k| {
+                    vec![
+                        k.kid,
+                        k.algorithm.to_string(),
+                        k.state.as_str().to_owned(),
+                        rfc3339(k.created_at),
+                        k.activated_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        k.retired_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED"],
+                rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_redirect_uri;
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_http_without_fragment() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:9000/cb").is_ok());
+        for bad in [
+            "http://app.example/cb",
+            "https://app.example/cb#x",
+            "/relative",
+            "javascript:alert(1)",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

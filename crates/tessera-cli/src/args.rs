@@ -1,0 +1,151 @@
+//! The command line. Every common flag has a `TESSERA_*` environment twin; the flag wins.
+
+use clap::{Args, Parser, Subcommand};
+use tessera_core::{ClientId, CompanySlug, GrantType, Role, Scope, TokenFormat, Username};
+
+/// Tessera: an OAuth 2.0 authorization server issuing scoped JWT access tokens.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Database URL. SQLite files are created when missing.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATABASE_URL",
+        default_value = "sqlite://tessera.db"
+    )]
+    pub database_url: String,
+
+    /// Address the authorization server listens on (port 0 picks a free port).
+    #[arg(long, global = true, env = "TESSERA_AUTHZ_ADDR", default_value = tessera_authz::DEFAULT_ADDR)]
+    pub authz_addr: String,
+
+    /// Issuer URL put in tokens and metadata [default: http://<authz-addr>].
+    #[arg(long, global = true, env = "TESSERA_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// API identifier put in the `aud` claim; resource servers must use the same.
+    #[arg(long, global = true, env = "TESSERA_AUDIENCE", default_value = tessera_authz::DEFAULT_AUDIENCE)]
+    pub audience: String,
+
+    /// Access-token lifetime in seconds (1 to 86400).
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_ACCESS_TOKEN_TTL",
+        default_value_t = tessera_authz::DEFAULT_ACCESS_TOKEN_TTL_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub access_token_ttl: u64,
+
+    /// Do not seed demo data into an empty database (`serve` only).
+    #[arg(long, global = true, env = "TESSERA_NO_DEMO")]
+    pub no_demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run Tessera on one machine: migrate, seed demo data into an empty database, serve.
+    Serve,
+    /// Run the authorization server alone (never seeds demo data).
+    Authz,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage companies.
+    #[command(subcommand)]
+    Company(CompanyCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Inspect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCommand {
+    /// Create a company.
+    Add {
+        /// URL slug, e.g. `acme` (a-z, 0-9, '-').
+        slug: CompanySlug,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List companies.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from standard input (one line).
+    Add {
+        /// Login name (a-z, 0-9, '.', '_', '-').
+        username: Username,
+        /// Slug of the user's company.
+        #[arg(long)]
+        company: CompanySlug,
+        /// Role within the company; give it twice for both.
+        #[arg(long = "role", required = true, value_name = "admin|user")]
+        roles: Vec<Role>,
+    },
+    /// List users.
+    List {
+        /// Only this company's users.
+        #[arg(long)]
+        company: Option<CompanySlug>,
+    },
+    /// Disable a user: they can no longer obtain tokens.
+    Disable { username: Username },
+    /// Enable a disabled user.
+    Enable { username: Username },
+    /// Delete a user.
+    Delete { username: Username },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print its secret (shown only this once).
+    Add {
+        /// Client id (letters, digits, '.', '_', '-').
+        client_id: ClientId,
+        /// Grant type the client may use; repeat for several.
+        #[arg(long = "grant", required = true, value_name = "GRANT")]
+        grants: Vec<GrantType>,
+        /// Scope the client may be granted; repeat for several.
+        #[arg(long = "scope", required = true, value_name = "basic|admin")]
+        scopes: Vec<Scope>,
+        /// Access token format.
+        #[arg(long, default_value = "jwt", value_name = "jwt")]
+        token_format: TokenFormat,
+        /// Redirect URI for the authorization code flow; repeat for several.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret), e.g. a single-page or mobile app.
+        #[arg(long)]
+        public: bool,
+        /// Display name [default: the client id].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List clients.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys: kid, algorithm, state and times.
+    List,
+}

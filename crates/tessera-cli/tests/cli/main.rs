@@ -1,0 +1,588 @@
+//! Tests of the real `tessera` binary: admin commands, errors and exit codes, and `serve`
+//! answering the README's requests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A scratch directory with its own SQLite database.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("tessera.db").display())
+    }
+
+    /// `tessera` with no `TESSERA_*` variables from the environment, run in the scratch
+    /// directory.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("TESSERA_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .current_dir(self.dir.path())
+            .env("TESSERA_LOG", "warn");
+        command
+    }
+
+    /// Runs `tessera ARGS --database-url <scratch db>` with `stdin` as input.
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .args(["--database-url", &self.db_url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "tessera {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail and returns its single stderr line.
+    fn fails(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "tessera {args:?} should fail with exit code 1"
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "one line of error: {stderr:?}");
+        stderr.trim_end().to_owned()
+    }
+}
+
+#[test]
+fn companies_are_added_listed_and_a_duplicate_is_a_one_line_error() {
+    let ws = Workspace::new();
+    assert!(
+        ws.ok(
+            &["company", "add", "acme", "--name", "Acme Corporation"],
+            ""
+        )
+        .starts_with("created company acme")
+    );
+    assert_eq!(
+        ws.fails(&["company", "add", "acme", "--name", "Again"], ""),
+        "error: company acme already exists"
+    );
+    let list = ws.ok(&["company", "list"], "");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("acme") && l.contains("Acme Corporation")),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 2);
+}
+
+#[test]
+fn users_take_their_password_from_stdin_and_bad_input_is_refused() {
+    let ws = Workspace::new();
+    ws.ok(&["company", "add", "acme", "--name", "Acme"], "");
+    ws.ok(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--company",
+            "acme",
+            "--role",
+            "admin",
+            "--role",
+            "user",
+        ],
+        "a good password\n",
+    );
+
+    assert_eq!(
+        ws.fails(
+            &[
+                "user",
+                "add",
+                "alice",
+                "--company",
+                "acme",
+                "--role",
+                "user"
+            ],
+            "another password\n"
+        ),
+        "error: username alice is already taken"
+    );
+    assert_eq!(
+        ws.fails(
+            &[
+                "user",
+                "add",
+                "zoe",
+                "--company",
+                "nowhere",
+                "--role",
+                "user"
+            ],
+            "a good password\n"
+        ),
+        "error: company nowhere does not exist"
+    );
+    assert_eq!(
+        ws.fails(
+            &["user", "add", "zoe", "--company", "acme", "--role", "user"],
+            "short\n"
+        ),
+        "error: invalid password: must be at least 8 characters"
+    );
+    assert_eq!(
+        ws.fails(
+            &["user", "add", "zoe", "--company", "acme", "--role", "user"],
+            ""
+        ),
+        "error: invalid password: must be at least 8 characters"
+    );
+    assert_eq!(
+        ws.fails(
+            &["user", "add", "zoe", "--company", "acme", "--role", "user"],
+            "zoe\n"
+        ),
+        "error: invalid password: must be at least 8 characters"
+    );
+
+    let list = ws.ok(&["user", "list", "--company", "acme"], "");
+    let alice = list.lines().find(|l| l.starts_with("alice")).unwrap();
+    assert!(
+        alice.contains("admin,user") && alice.contains("enabled"),
+        "{list}"
+    );
+    assert!(!list.contains("zoe"));
+
+    ws.ok(&["user", "disable", "alice"], "");
+    assert!(
+        ws.ok(&["user", "list"], "")
+            .lines()
+            .any(|l| l.starts_with("alice") && l.contains("disabled"))
+    );
+    ws.ok(&["user", "enable", "alice"], "");
+    ws.ok(&["user", "delete", "alice"], "");
+    assert_eq!(
+        ws.fails(&["user", "delete", "alice"], ""),
+        "error: user alice does not exist"
+    );
+}
+
+#[test]
+fn malformed_arguments_are_usage_errors() {
+    let ws = Workspace::new();
+    for args in [
+        &[
+            "user",
+            "add",
+            "Alice",
+            "--company",
+            "acme",
+            "--role",
+            "user",
+        ][..],
+        &[
+            "user",
+            "add",
+            "alice",
+            "--company",
+            "acme",
+            "--role",
+            "root",
+        ],
+        &["company", "add", "Acme Corp", "--name", "x"],
+        &[
+            "client", "add", "app", "--grant", "implicit", "--scope", "basic",
+        ],
+        &[
+            "client", "add", "app", "--grant", "password", "--scope", "Admin",
+        ],
+        &["serve", "--access-token-ttl", "0"],
+    ] {
+        let out = ws.run(args, "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: invalid value"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn client_add_prints_the_id_and_a_fresh_secret_once() {
+    let ws = Workspace::new();
+    let out = ws.ok(
+        &[
+            "client",
+            "add",
+            "billing",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "basic",
+        ],
+        "",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "client_id: billing");
+    let secret = lines[1].strip_prefix("client_secret: ").unwrap();
+    assert_eq!(secret.len(), 43);
+    let again = ws.ok(
+        &[
+            "client",
+            "add",
+            "billing-2",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "basic",
+        ],
+        "",
+    );
+    assert!(!again.contains(secret), "secrets must differ");
+
+    let list = ws.ok(&["client", "list"], "");
+    assert!(!list.contains(secret), "the secret is never shown again");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("billing ") && l.contains("confidential")),
+        "{list}"
+    );
+
+    let public = ws.ok(
+        &[
+            "client", "add", "spa", "--public", "--grant", "password", "--scope", "basic",
+        ],
+        "",
+    );
+    assert_eq!(public.trim_end(), "client_id: spa");
+
+    assert_eq!(
+        ws.fails(
+            &[
+                "client", "add", "billing", "--grant", "password", "--scope", "basic"
+            ],
+            ""
+        ),
+        "error: client billing already exists"
+    );
+    assert_eq!(
+        ws.fails(
+            &[
+                "client",
+                "add",
+                "m2m",
+                "--public",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "basic"
+            ],
+            ""
+        ),
+        "error: a public client cannot use the client_credentials grant (RFC 6749 §4.4)"
+    );
+    assert!(
+        ws.fails(
+            &[
+                "client",
+                "add",
+                "web",
+                "--grant",
+                "authorization_code",
+                "--scope",
+                "basic"
+            ],
+            ""
+        )
+        .contains("--redirect-uri")
+    );
+    assert!(
+        ws.fails(
+            &[
+                "client",
+                "add",
+                "web",
+                "--grant",
+                "authorization_code",
+                "--scope",
+                "basic",
+                "--redirect-uri",
+                "http://evil.example/cb"
+            ],
+            ""
+        )
+        .starts_with("error: invalid redirect URI")
+    );
+}
+
+#[test]
+fn common_flags_work_before_and_after_the_subcommand_and_from_the_environment() {
+    let ws = Workspace::new();
+    let db = ws.db_url();
+    let before = ws
+        .command()
+        .args([
+            "--database-url",
+            &db,
+            "company",
+            "add",
+            "acme",
+            "--name",
+            "A",
+        ])
+        .output()
+        .unwrap();
+    assert!(before.status.success());
+    let after = ws
+        .command()
+        .args(["company", "list", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(after.stdout).unwrap().contains("acme"));
+    let env = ws
+        .command()
+        .args(["company", "list"])
+        .env("TESSERA_DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(env.stdout).unwrap().contains("acme"));
+}
+
+#[test]
+fn an_unusable_database_is_a_one_line_error_naming_it_without_its_password() {
+    let ws = Workspace::new();
+    let out = ws
+        .command()
+        .args([
+            "company",
+            "list",
+            "--database-url",
+            "sqlite:///no/such/dir/t.db",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: cannot open database sqlite:///no/such/dir/t.db: unable to open database file\n"
+    );
+    let out = ws
+        .command()
+        .args([
+            "company",
+            "list",
+            "--database-url",
+            "mysql://root:hunter2@db/x",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// A running `tessera serve`, stopped with SIGTERM on drop.
+struct Server {
+    child: Child,
+    url: String,
+    stdout: Vec<String>,
+}
+
+impl Server {
+    fn start(ws: &Workspace, extra: &[&str]) -> Server {
+        let mut child = ws
+            .command()
+            .args([
+                "serve",
+                "--authz-addr",
+                "127.0.0.1:0",
+                "--database-url",
+                &ws.db_url(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("tessera serve exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("authorization server listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            stdout.push(line);
+        };
+        Server { child, url, stdout }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_seeds_the_demo_once_and_answers_the_readme_requests() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws, &[]);
+    let printed = server.stdout.join("\n");
+    assert!(
+        printed.contains("alice")
+            && printed.contains("tessera-demo")
+            && printed.contains("demo-jwt-secret"),
+        "{printed}"
+    );
+
+    // The README's token request: the demo admin with the demo JWT client.
+    let response = http()
+        .post(format!("{}/oauth/token", server.url))
+        .basic_auth("demo-jwt", Some("demo-jwt-secret"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "tessera-demo"),
+            ("scope", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+
+    let jwks: jsonwebtoken::jwk::JwkSet = http()
+        .get(format!("{}/.well-known/jwks.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["tessera-api"]);
+    validation.set_issuer(&[&server.url]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["username"], "alice");
+    assert_eq!(claims["company"], "acme");
+    assert_eq!(claims["scope"], "admin");
+    assert_eq!(claims["roles"], serde_json::json!(["admin"]));
+    assert!(server.stop().success(), "SIGTERM stops the server cleanly");
+
+    // A second start finds data and a key: it seeds nothing and keeps the key.
+    let again = Server::start(&ws, &[]);
+    assert!(
+        !again.stdout.join("\n").contains("Seeded"),
+        "{:?}",
+        again.stdout
+    );
+    let jwks_again: jsonwebtoken::jwk::JwkSet = http()
+        .get(format!("{}/.well-known/jwks.json", again.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_again.keys, jwks.keys);
+}
+
+#[tokio::test]
+async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_while_it_runs() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws, &["--no-demo", "--access-token-ttl", "120"]);
+    assert!(server.stdout.is_empty(), "{:?}", server.stdout);
+    assert_eq!(
+        ws.ok(&["company", "list"], "").lines().count(),
+        1,
+        "header only"
+    );
+
+    // Set up a client while the server runs, and use it at once.
+    let out = ws.ok(
+        &[
+            "client",
+            "add",
+            "robot",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "basic",
+        ],
+        "",
+    );
+    let secret = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("client_secret: ")
+        .unwrap()
+        .to_owned();
+    let response = http()
+        .post(format!("{}/oauth/token", server.url))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "robot"),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["expires_in"], 120);
+    assert!(ws.ok(&["keys", "list"], "").contains("active"));
+}
