@@ -4,6 +4,7 @@
 mod client_auth;
 mod error;
 mod form;
+mod pages;
 mod passwords;
 mod settings;
 mod startup;

@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::passwords::PasswordVerifier;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{token, wellknown};
+use crate::{pages, token, wellknown};
 
 /// Why the server could not start. Each message is one line, fit for a terminal.
 #[derive(Debug, Error)]
@@ -105,6 +105,7 @@ impl Application {
                         .get(wellknown::get_metadata),
                 )
                 .service(web::resource("/healthz").get(wellknown::healthz))
+                .service(web::resource("/").get(pages::index))
         })
         .listen(listener)
         .map_err(|reason| StartupError::Bind {

@@ -140,3 +140,21 @@ async fn a_bad_issuer_stops_start_up_with_a_clear_message() {
         "invalid issuer \"ftp://auth.example.com\": the scheme must be http or https"
     );
 }
+
+#[tokio::test]
+async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers() {
+    let app = spawn_app_with(|s| s.issuer = Some("https://auth.example.com".into())).await;
+    let response = app.get("/").await;
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(headers.get("access-control-allow-origin").is_none());
+    let body = response.text().await.unwrap();
+    assert!(body.contains("https://auth.example.com/.well-known/jwks.json"), "{body}");
+    assert!(body.contains("tessera-api"));
+}

@@ -1,6 +1,9 @@
 //! Tests of the real `tessera` binary: admin commands, errors and exit codes, and `serve`
 //! answering the README's requests.
 
+// Tests fail loudly: unwrap is the assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;

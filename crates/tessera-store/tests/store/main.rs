@@ -1,5 +1,8 @@
 //! The store conformance suite: every adapter must pass it unchanged.
 
+// Tests fail loudly: unwrap is the assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};

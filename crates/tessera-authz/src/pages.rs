@@ -1,0 +1,43 @@
+//! HTML pages, rendered with askama from the workspace's `templates/`.
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, HttpResponseBuilder, web};
+use askama::Template;
+
+use crate::error::ErrorChain;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct Index<'a> {
+    issuer: &'a str,
+    audience: &'a str,
+}
+
+/// Headers every HTML page carries: no caching, no framing, no sniffing, no referrer, and
+/// a content security policy that allows nothing but the page's own inline style.
+/// HTML pages never send CORS headers.
+fn html(mut response: HttpResponseBuilder) -> HttpResponseBuilder {
+    response
+        .content_type(ContentType::html())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    response
+}
+
+/// `GET /`: what this server is and where its endpoints are.
+pub async fn index(state: web::Data<AppState>) -> HttpResponse {
+    let page = Index { issuer: &state.issuer, audience: &state.audience };
+    match page.render() {
+        Ok(body) => html(HttpResponse::Ok()).body(body),
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "rendering the index page failed");
+            html(HttpResponse::InternalServerError()).body("<!doctype html><title>Error</title><p>Internal error.</p>")
+        }
+    }
+}
