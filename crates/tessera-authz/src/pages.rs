@@ -32,12 +32,16 @@ fn html(mut response: HttpResponseBuilder) -> HttpResponseBuilder {
 
 /// `GET /`: what this server is and where its endpoints are.
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
-    let page = Index { issuer: &state.issuer, audience: &state.audience };
+    let page = Index {
+        issuer: &state.issuer,
+        audience: &state.audience,
+    };
     match page.render() {
         Ok(body) => html(HttpResponse::Ok()).body(body),
         Err(err) => {
             tracing::error!(error = %ErrorChain(&err), "rendering the index page failed");
-            html(HttpResponse::InternalServerError()).body("<!doctype html><title>Error</title><p>Internal error.</p>")
+            html(HttpResponse::InternalServerError())
+                .body("<!doctype html><title>Error</title><p>Internal error.</p>")
         }
     }
 }

@@ -152,9 +152,17 @@ async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers()
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["referrer-policy"], "no-referrer");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert!(headers.get("access-control-allow-origin").is_none());
     let body = response.text().await.unwrap();
-    assert!(body.contains("https://auth.example.com/.well-known/jwks.json"), "{body}");
+    assert!(
+        body.contains("https://auth.example.com/.well-known/jwks.json"),
+        "{body}"
+    );
     assert!(body.contains("tessera-api"));
 }
