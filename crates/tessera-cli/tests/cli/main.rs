@@ -276,6 +276,15 @@ fn client_add_prints_the_id_and_a_fresh_secret_once() {
 
     let list = ws.ok(&["client", "list"], "");
     assert!(!list.contains(secret), "the secret is never shown again");
+    // Only a digest is stored: the secret appears nowhere in the database files.
+    for file in ["tessera.db", "tessera.db-wal"] {
+        if let Ok(bytes) = std::fs::read(ws.dir.path().join(file)) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{file} holds the secret"
+            );
+        }
+    }
     assert!(
         list.lines()
             .any(|l| l.starts_with("billing ") && l.contains("confidential")),
@@ -424,10 +433,14 @@ struct Server {
 
 impl Server {
     fn start(ws: &Workspace, extra: &[&str]) -> Server {
+        Self::start_command(ws, "serve", extra)
+    }
+
+    fn start_command(ws: &Workspace, subcommand: &str, extra: &[&str]) -> Server {
         let mut child = ws
             .command()
             .args([
-                "serve",
+                subcommand,
                 "--authz-addr",
                 "127.0.0.1:0",
                 "--database-url",
@@ -588,4 +601,33 @@ async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_wh
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["expires_in"], 120);
     assert!(ws.ok(&["keys", "list"], "").contains("active"));
+}
+
+#[tokio::test]
+async fn authz_alone_never_seeds_and_serves_the_metadata_of_its_issuer() {
+    let ws = Workspace::new();
+    let server = Server::start_command(&ws, "authz", &["--issuer", "https://auth.example.com/"]);
+    assert!(server.stdout.is_empty(), "{:?}", server.stdout);
+    assert_eq!(
+        ws.ok(&["user", "list"], "").lines().count(),
+        1,
+        "header only"
+    );
+    let metadata: Value = http()
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], "https://auth.example.com");
+    assert_eq!(
+        metadata["token_endpoint"],
+        "https://auth.example.com/oauth/token"
+    );
+    assert!(server.stop().success());
 }
