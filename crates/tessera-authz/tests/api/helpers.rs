@@ -190,6 +190,18 @@ impl TestApp {
         password: &str,
         scope: Option<&str>,
     ) -> reqwest::Response {
+        self.password_grant_as(Auth::Basic("app", APP_SECRET), username, password, scope)
+            .await
+    }
+
+    /// A password grant by the client that `auth` names.
+    pub async fn password_grant_as(
+        &self,
+        auth: Auth<'_>,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
         let mut params = vec![
             ("grant_type", "password"),
             ("username", username),
@@ -198,7 +210,7 @@ impl TestApp {
         if let Some(scope) = scope {
             params.push(("scope", scope));
         }
-        self.token(Auth::Basic("app", APP_SECRET), &params).await
+        self.token(auth, &params).await
     }
 
     /// POSTs raw bytes to the token endpoint with a content type.

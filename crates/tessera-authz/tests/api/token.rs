@@ -75,13 +75,11 @@ async fn the_configured_lifetime_and_audience_are_what_tokens_carry() {
 
     // A client's own lifetime wins over the server default.
     let body = assert_token(
-        app.token(
+        app.password_grant_as(
             Auth::Basic("short-lived", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", "bob"),
-                ("password", PASSWORD),
-            ],
+            "bob",
+            PASSWORD,
+            None,
         )
         .await,
     )
@@ -93,15 +91,8 @@ async fn the_configured_lifetime_and_audience_are_what_tokens_carry() {
 async fn client_secret_post_authenticates_like_basic() {
     let app = spawn_app().await;
     let body = assert_token(
-        app.token(
-            Auth::Post("app", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", "bob"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await,
+        app.password_grant_as(Auth::Post("app", APP_SECRET), "bob", PASSWORD, None)
+            .await,
     )
     .await;
     assert_eq!(
@@ -203,14 +194,11 @@ async fn look_alike_and_malformed_scopes_are_unknown_never_normalised() {
 async fn a_scope_the_client_may_not_have_is_invalid_scope() {
     let app = spawn_app().await;
     let response = app
-        .token(
+        .password_grant_as(
             Auth::Basic("basic-app", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("scope", "admin"),
-            ],
+            "alice",
+            PASSWORD,
+            Some("admin"),
         )
         .await;
     let body = assert_oauth_error(response, 400, "invalid_scope").await;
@@ -219,13 +207,11 @@ async fn a_scope_the_client_may_not_have_is_invalid_scope() {
         "this client may not request the scope admin"
     );
     let ok = app
-        .token(
+        .password_grant_as(
             Auth::Basic("basic-app", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ],
+            "alice",
+            PASSWORD,
+            None,
         )
         .await;
     assert_token(ok).await;
@@ -242,14 +228,7 @@ async fn a_grant_the_client_may_not_use_is_unauthorized_client() {
         .await;
     assert_oauth_error(response, 400, "unauthorized_client").await;
     let response = app
-        .token(
-            Auth::Basic("machine", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ],
-        )
+        .password_grant_as(Auth::Basic("machine", APP_SECRET), "alice", PASSWORD, None)
         .await;
     assert_oauth_error(response, 400, "unauthorized_client").await;
     assert_token(
@@ -334,14 +313,7 @@ async fn missing_username_or_password_is_invalid_request() {
     );
     // RFC 6749 §3.1: an empty value counts as omitted.
     let response = app
-        .token(
-            Auth::Basic("app", APP_SECRET),
-            &[
-                ("grant_type", "password"),
-                ("username", ""),
-                ("password", PASSWORD),
-            ],
-        )
+        .password_grant_as(Auth::Basic("app", APP_SECRET), "", PASSWORD, None)
         .await;
     assert_oauth_error(response, 400, "invalid_request").await;
 }
@@ -433,15 +405,8 @@ async fn using_two_client_authentication_methods_is_invalid_request() {
 async fn public_clients_authenticate_with_their_id_and_may_not_use_client_credentials() {
     let app = spawn_app().await;
     let body = assert_token(
-        app.token(
-            Auth::IdOnly("spa"),
-            &[
-                ("grant_type", "password"),
-                ("username", "bob"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await,
+        app.password_grant_as(Auth::IdOnly("spa"), "bob", PASSWORD, None)
+            .await,
     )
     .await;
     assert_eq!(
