@@ -1,4 +1,6 @@
--- Tessera schema, SQLite dialect. Every schema change lands in every dialect under
+-- Tessera schema, SQLite dialect: companies, users, clients and signing keys. Token and
+-- authorization-code tables arrive with the features that use them, in migrations of
+-- their own. Every schema change lands in every dialect under
 -- migrations/, with the same file name.
 --
 -- Times are RFC 3339 text in UTC; ids are UUIDs in hyphenated text; lists (roles, scopes,
@@ -49,41 +51,3 @@ CREATE TABLE signing_keys (
 );
 -- At most one key signs at any time, whichever process created it.
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (state) WHERE state = 'active';
-
-CREATE TABLE refresh_tokens (
-    token_hash  TEXT PRIMARY KEY NOT NULL,
-    family_id   TEXT NOT NULL,
-    client_id   TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
-    user_id     TEXT REFERENCES users (id) ON DELETE CASCADE,
-    scope       TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    expires_at  TEXT NOT NULL,
-    used_at     TEXT,
-    revoked_at  TEXT
-);
-CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
-
-CREATE TABLE access_tokens (
-    token_hash         TEXT PRIMARY KEY NOT NULL,
-    client_id          TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
-    user_id            TEXT REFERENCES users (id) ON DELETE CASCADE,
-    scope              TEXT NOT NULL,
-    refresh_family_id  TEXT,
-    created_at         TEXT NOT NULL,
-    expires_at         TEXT NOT NULL,
-    revoked_at         TEXT
-);
-CREATE INDEX access_tokens_refresh_family_id ON access_tokens (refresh_family_id);
-
-CREATE TABLE authorization_codes (
-    code_hash       TEXT PRIMARY KEY NOT NULL,
-    client_id       TEXT NOT NULL REFERENCES clients (client_id) ON DELETE CASCADE,
-    user_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    redirect_uri    TEXT NOT NULL,
-    scope           TEXT NOT NULL,
-    code_challenge  TEXT NOT NULL,
-    family_id       TEXT NOT NULL,
-    created_at      TEXT NOT NULL,
-    expires_at      TEXT NOT NULL,
-    used_at         TEXT
-);

@@ -14,3 +14,4 @@ mod wellknown;
 
 pub use settings::{DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, Settings};
 pub use startup::{Application, StartupError};
+pub use token::SUPPORTED_GRANTS;

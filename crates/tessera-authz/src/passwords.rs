@@ -12,31 +12,24 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Clone)]
 pub struct PasswordVerifier {
     permits: Arc<Semaphore>,
-    /// A hash of a random password, verified when the user does not exist, so that an
-    /// unknown username costs the same time as a wrong password.
-    dummy_hash: Arc<str>,
 }
 
 impl PasswordVerifier {
     /// A verifier running at most `concurrency` verifications at once.
-    pub fn new(concurrency: usize) -> Result<Self, tessera_core::Error> {
-        let dummy_hash = password::hash(&tessera_core::secret::generate()?)?;
-        Ok(PasswordVerifier {
+    pub fn new(concurrency: usize) -> Self {
+        PasswordVerifier {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash: dummy_hash.into(),
-        })
+        }
     }
 
     /// Whether `candidate` matches `hash`; with no hash (unknown user), verifies against
-    /// the dummy hash and answers `false`.
+    /// [`password::DUMMY_HASH`] and answers `false`, so that both take the same time.
     pub async fn verify(&self, candidate: &str, hash: Option<&str>) -> bool {
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
         let known = hash.is_some();
-        let hash: Arc<str> = hash
-            .map(Arc::from)
-            .unwrap_or_else(|| self.dummy_hash.clone());
+        let hash = hash.unwrap_or(password::DUMMY_HASH).to_owned();
         let candidate = candidate.to_owned();
         let matched = tokio::task::spawn_blocking(move || password::verify(&candidate, &hash))
             .await

@@ -51,6 +51,18 @@ impl Application {
     /// first start), and builds the server. Nothing is served until
     /// [`run_until_stopped`](Self::run_until_stopped).
     pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+        // A default issuer of http://0.0.0.0:8080 would be a URL no client can match.
+        let unspecified = settings
+            .addr
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        if unspecified && settings.issuer.is_none() {
+            return Err(StartupError::Config(format!(
+                "listening on {} needs an explicit issuer (--issuer or TESSERA_ISSUER): \
+                 the public URL clients use to reach this server",
+                settings.addr
+            )));
+        }
         let listener = TcpListener::bind(&settings.addr).map_err(|reason| StartupError::Bind {
             addr: settings.addr.clone(),
             reason,
@@ -79,7 +91,7 @@ impl Application {
         let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
             .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus))?;
+        let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus));
 
         let kid = signing_key.kid().to_owned();
         let state = web::Data::new(AppState {
@@ -179,6 +191,13 @@ fn parse_issuer(raw: &str) -> Result<String, StartupError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("an issuer has no user information"));
     }
+    // RFC 8414 §3.1 would put the metadata of an issuer with a path under
+    // /.well-known/oauth-authorization-server/<path>; this server serves it at the root only.
+    if url.path() != "/" {
+        return Err(bad(
+            "an issuer with a path is not supported; use the origin only",
+        ));
+    }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
@@ -216,16 +235,13 @@ mod tests {
             parse_issuer("http://127.0.0.1:8080").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert_eq!(
-            parse_issuer("https://example.com/tenant/").unwrap(),
-            "https://example.com/tenant"
-        );
         for bad in [
             "ftp://x",
             "https://x/?a=b",
             "https://x/#f",
             "not a url",
             "https://u:p@x",
+            "https://example.com/tenant",
         ] {
             assert!(parse_issuer(bad).is_err(), "{bad} accepted");
         }

@@ -175,11 +175,16 @@ pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
                     "opaque access tokens are not available in this version; use --token-format jwt"
                 );
             }
+            if let Some(grant) = grants
+                .iter()
+                .find(|g| !tessera_authz::SUPPORTED_GRANTS.contains(g))
+            {
+                bail!(
+                    "the {grant} grant is not available in this version; use password or client_credentials"
+                );
+            }
             if public && grants.contains(&GrantType::ClientCredentials) {
                 bail!("a public client cannot use the client_credentials grant (RFC 6749 §4.4)");
-            }
-            if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
-                bail!("the authorization_code grant needs at least one --redirect-uri");
             }
             for uri in &redirect_uris {
                 check_redirect_uri(uri)?;

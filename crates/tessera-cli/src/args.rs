@@ -47,8 +47,14 @@ pub struct Common {
     )]
     pub access_token_ttl: u64,
 
-    /// Do not seed demo data into an empty database (`serve` only).
-    #[arg(long, global = true, env = "TESSERA_NO_DEMO")]
+    /// Do not seed demo data into an empty database (`serve` only). The environment twin
+    /// takes `1`/`true`/`yes`; `0`, `false`, `no`, `off` or empty mean off.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_NO_DEMO",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub no_demo: bool,
 }
 

@@ -97,18 +97,17 @@ impl SigningKey {
     ///
     /// Refuses keys under 2048 bits and exponents other than 65537.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, Error> {
-        let key_pair = RsaKeyPair::from_pkcs8(der)
-            .map_err(|e| {
-            ErrorKind::InvalidKey(format!(
-                "not a usable RSA PKCS#8 key ({e}); keys must be RSA with at least {MIN_RSA_BITS} bits"
-            ))
+        let key_pair = RsaKeyPair::from_pkcs8(der).map_err(|e| {
+            ErrorKind::InvalidKey(match e.description_() {
+                "TooSmall" => format!("an RSA key needs at least {MIN_RSA_BITS} bits"),
+                other => format!("not an RSA PKCS#8 key ({other})"),
+            })
         })?;
-        if key_pair.public_modulus_len() * 8 < MIN_RSA_BITS {
-            return Err(ErrorKind::InvalidKey(format!(
-                "{} bits is below the minimum of {MIN_RSA_BITS}",
-                key_pair.public_modulus_len() * 8
-            ))
-            .into());
+        // aws-lc refuses small keys itself today; this keeps the rule if the backend changes.
+        let bits = key_pair.public_modulus_len() * 8;
+        if bits < MIN_RSA_BITS {
+            let why = format!("an RSA key needs at least {MIN_RSA_BITS} bits, not {bits}");
+            return Err(ErrorKind::InvalidKey(why).into());
         }
         let components = RsaPublicKeyComponents::<Vec<u8>>::from(key_pair.public_key());
         let e = strip_leading_zeros(&components.e);
@@ -234,6 +233,7 @@ mod tests {
     const KEY_A: &str = include_str!("../../../testdata/keys/rsa-2048-a.pem");
     const KEY_B: &str = include_str!("../../../testdata/keys/rsa-2048-b.pem");
     const WEAK: &str = include_str!("../../../testdata/keys/rsa-1024-weak.pem");
+    const EXPONENT_3: &str = include_str!("../../../testdata/keys/rsa-2048-e3.pem");
 
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
@@ -307,7 +307,15 @@ mod tests {
     #[test]
     fn weak_and_garbage_keys_are_refused() {
         let err = SigningKey::from_pkcs8_pem(WEAK).unwrap_err();
-        assert!(err.to_string().contains("at least 2048 bits"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid signing key: an RSA key needs at least 2048 bits"
+        );
+        let err = SigningKey::from_pkcs8_pem(EXPONENT_3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid signing key: the public exponent must be 65537"
+        );
         assert!(SigningKey::from_pkcs8_der(b"not a key").is_err());
         assert!(!format!("{:?}", SigningKey::from_pkcs8_pem(KEY_A).unwrap()).contains("MII"));
     }

@@ -18,6 +18,13 @@ pub const MAX_CHARS: usize = 128;
 /// so it is refused before hashing: an attacker cannot make the server hash megabytes.
 pub const MAX_BYTES: usize = 4 * MAX_CHARS;
 
+/// An argon2id hash, with the current parameters, of a random password nobody knows.
+///
+/// Verifying a password against it costs what verifying a real hash costs, so a login with
+/// an unknown username takes as long as one with a wrong password. A test keeps its
+/// parameters equal to those of [`hash`].
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$sRREHSS1/MdkOgqihzKo3Q$cPpV2ICQICeDOCO5h40UBFgcDfqF/gEOCJx411OUFPQ";
+
 fn hasher() -> Result<Argon2<'static>, Error> {
     let params =
         Params::new(19 * 1024, 2, 1, None).map_err(|e| ErrorKind::PasswordHash(e.to_string()))?;
@@ -111,7 +118,15 @@ mod tests {
     }
 
     #[test]
-    fn over_long_passwords_are_refused_without_hashing() {
+    fn the_dummy_hash_has_the_parameters_of_new_hashes() {
+        let fresh = hash("anything at all").unwrap();
+        let params = |phc: &str| phc.rsplitn(3, '$').nth(2).unwrap().to_owned();
+        assert_eq!(params(DUMMY_HASH), params(&fresh));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn over_long_passwords_never_match() {
         let phc = hash("correct horse").unwrap();
         assert!(!verify(&"x".repeat(MAX_BYTES + 1), &phc));
     }

@@ -27,7 +27,11 @@ impl SqliteStore {
     /// `sqlite::memory:`). Does not migrate: see [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url}: {e}")))?
+            .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url}: {e}")))?;
+        if !url.contains(":memory:") && !url.contains("mode=memory") {
+            create_private(options.get_filename())?;
+        }
+        let options = options
             .create_if_missing(true)
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -52,6 +56,23 @@ impl SqliteStore {
                 other => StoreError::Unavailable(other),
             })?;
         Ok(SqliteStore { pool })
+    }
+}
+
+/// Creates the database file readable and writable by its owner only, when it does not
+/// exist yet. It holds the private signing key and the password hashes; SQLite gives its
+/// `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create the database file: {e}"
+        ))),
     }
 }
 

@@ -286,7 +286,7 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_gran
 }
 
 #[tokio::test]
-async fn an_oversized_password_is_refused_without_hashing() {
+async fn an_oversized_password_is_invalid_grant() {
     let app = spawn_app().await;
     let huge = "x".repeat(10_000);
     assert_oauth_error(
@@ -332,6 +332,7 @@ async fn client_authentication_failures_are_all_the_same_401_invalid_client() {
         Auth::IdOnly("machine"),
         Auth::None,
         Auth::Post("spa", "a-public-client-has-no-secret"),
+        Auth::Basic("spa", "a-public-client-has-no-secret"),
     ] {
         let response = app.token(auth, &grant).await;
         let basic = matches!(auth, Auth::Basic(..));
@@ -499,4 +500,76 @@ async fn the_token_endpoint_only_accepts_post() {
     let app = spawn_app().await;
     let response = app.get("/oauth/token").await;
     assert_eq!(response.status().as_u16(), 405);
+}
+
+#[tokio::test]
+async fn a_body_client_id_that_differs_from_the_basic_one_is_invalid_request() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/oauth/token", app.address))
+        .basic_auth("machine", Some(APP_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "app")])
+        .send()
+        .await
+        .unwrap();
+    let body = assert_oauth_error(response, 400, "invalid_request").await;
+    assert_eq!(
+        body["error_description"],
+        "client_id in the body differs from the Authorization header"
+    );
+    // The same id in both places is fine.
+    let response = app
+        .http
+        .post(format!("{}/oauth/token", app.address))
+        .basic_auth("machine", Some(APP_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "machine"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_token(response).await;
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_without_content_length_is_an_oauth_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = "a".repeat(8192);
+    for _ in 0..4 {
+        // Later chunks may meet a closed connection once the server has answered.
+        if stream
+            .write_all(format!("2000\r\n{chunk}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    let lower = response.to_ascii_lowercase();
+    assert!(lower.contains("cache-control: no-store"), "{response}");
+    assert!(
+        lower.contains("content-type: application/json"),
+        "{response}"
+    );
+    assert!(
+        response.contains(r#""error":"invalid_request""#),
+        "{response}"
+    );
 }

@@ -166,3 +166,22 @@ async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers()
     );
     assert!(body.contains("tessera-api"));
 }
+
+#[tokio::test]
+async fn listening_on_every_interface_without_an_issuer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let store = tessera_store::open(&db_url).await.unwrap();
+    let settings = tessera_authz::Settings {
+        addr: "0.0.0.0:0".into(),
+        ..Default::default()
+    };
+    let err = tessera_authz::Application::build(settings, store)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "listening on 0.0.0.0:0 needs an explicit issuer (--issuer or TESSERA_ISSUER): \
+         the public URL clients use to reach this server"
+    );
+}

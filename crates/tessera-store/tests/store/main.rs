@@ -326,3 +326,23 @@ async fn unsupported_urls_are_refused_with_a_clear_message() {
         "unsupported database URL mysql://root:***@localhost/db: expected sqlite://PATH"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.db");
+    let store = tessera_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.create_company(&company("acme"), now()).await.unwrap();
+    for file in ["tessera.db", "tessera.db-wal", "tessera.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+    }
+}
