@@ -46,30 +46,5 @@ pub fn matches_digest(presented: &str, stored_digest: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_secrets_are_43_base64url_characters_and_differ() {
-        let a = generate().unwrap();
-        let b = generate().unwrap();
-        assert_eq!(a.len(), 43);
-        assert!(
-            a.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn digest_is_sha256_hex_and_matching_is_exact() {
-        assert_eq!(
-            digest("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        let stored = digest("s3cret");
-        assert!(matches_digest("s3cret", &stored));
-        assert!(!matches_digest("s3cre", &stored));
-        assert!(!matches_digest("S3cret", &stored));
-    }
-}
+#[path = "tests/secret.rs"]
+mod tests;
