@@ -437,6 +437,7 @@ fn an_unusable_database_is_a_one_line_error_naming_it_without_its_password() {
 struct Server {
     child: Child,
     url: String,
+    issuer: String,
     stdout: Vec<String>,
 }
 
@@ -446,8 +447,8 @@ impl Server {
     }
 
     fn start_command(ws: &Workspace, subcommand: &str, extra: &[&str]) -> Server {
-        let mut child = ws
-            .command()
+        let mut command = ws.command();
+        command
             .args([
                 subcommand,
                 "--authz-addr",
@@ -455,24 +456,41 @@ impl Server {
                 "--database-url",
                 &ws.db_url(),
             ])
-            .args(extra)
+            .args(extra);
+        Self::spawn(command)
+    }
+
+    /// Spawns `command` and waits for its "listening on" line; what it printed before that
+    /// line is kept in `stdout`.
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut stdout = Vec::new();
-        let url = loop {
+        let (url, issuer) = loop {
             let line = lines
                 .next()
-                .expect("tessera serve exited before listening")
+                .expect("tessera exited before listening")
                 .unwrap();
+            // "authorization server listening on URL (issuer ISSUER, signing key KID)"
             if let Some(rest) = line.strip_prefix("authorization server listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                break (
+                    words[0].to_owned(),
+                    words[2].trim_end_matches(',').to_owned(),
+                );
             }
             stdout.push(line);
         };
-        Server { child, url, stdout }
+        Server {
+            child,
+            url,
+            issuer,
+            stdout,
+        }
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -661,34 +679,6 @@ fn without_a_database_url_the_default_sqlite_file_is_created_in_the_working_dire
 #[tokio::test]
 async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
     let ws = Workspace::new();
-    let mut child = ws
-        .command()
-        .arg("serve")
-        .env("TESSERA_DATABASE_URL", ws.db_url())
-        .env("TESSERA_AUTHZ_ADDR", "127.0.0.1:0")
-        .env("TESSERA_ISSUER", "http://issuer.test")
-        .env("TESSERA_AUDIENCE", "env-api")
-        .env("TESSERA_ACCESS_TOKEN_TTL", "60")
-        .env("TESSERA_NO_DEMO", "1")
-        .args(["--access-token-ttl", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    // No demo data was printed, and the issuer came from the environment.
-    assert!(
-        first.starts_with("authorization server listening on http://127.0.0.1:"),
-        "{first}"
-    );
-    assert!(first.contains("(issuer http://issuer.test,"), "{first}");
-    let url = first.split_whitespace().nth(4).unwrap().to_owned();
-
-    // Set up a client and take a token from a second server with the same environment,
-    // to read the audience and lifetime it applies.
     let out = ws.ok(
         &[
             "client",
@@ -708,25 +698,24 @@ async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
         .strip_prefix("client_secret: ")
         .unwrap()
         .to_owned();
-    let mut child = ws
-        .command()
+
+    let mut command = ws.command();
+    command
         .arg("serve")
         .env("TESSERA_DATABASE_URL", ws.db_url())
         .env("TESSERA_AUTHZ_ADDR", "127.0.0.1:0")
+        .env("TESSERA_ISSUER", "http://issuer.test")
         .env("TESSERA_AUDIENCE", "env-api")
         .env("TESSERA_ACCESS_TOKEN_TTL", "60")
         .env("TESSERA_NO_DEMO", "1")
-        .args(["--access-token-ttl", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url2 = first.split_whitespace().nth(4).unwrap().to_owned();
-    assert_ne!(url, url2);
+        .args(["--access-token-ttl", "120"]);
+    let server = Server::spawn(command);
+    // The issuer comes from the environment.
+    assert!(server.stdout.is_empty(), "{:?}", server.stdout);
+    assert_eq!(server.issuer, "http://issuer.test");
+
     let body: Value = http()
-        .post(format!("{url2}/oauth/token"))
+        .post(format!("{}/oauth/token", server.url))
         .basic_auth("robot", Some(&secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
@@ -735,8 +724,6 @@ async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
         .json()
         .await
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(
         body["expires_in"], 120,
         "the flag wins over TESSERA_ACCESS_TOKEN_TTL"
@@ -746,4 +733,41 @@ async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
         .unwrap()
         .claims;
     assert_eq!(claims["aud"], "env-api");
+    assert_eq!(claims["iss"], "http://issuer.test");
+}
+
+#[test]
+fn tessera_no_demo_from_the_environment_skips_seeding_an_empty_database() {
+    let ws = Workspace::new();
+    for (value, seeds) in [("1", false), ("yes", false), ("0", true)] {
+        let ws_case = Workspace::new();
+        let mut command = ws_case.command();
+        command.args([
+            "serve",
+            "--authz-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &ws_case.db_url(),
+        ]);
+        command.env("TESSERA_NO_DEMO", value);
+        let server = Server::spawn(command);
+        assert_eq!(
+            !server.stdout.is_empty(),
+            seeds,
+            "TESSERA_NO_DEMO={value}: {:?}",
+            server.stdout
+        );
+    }
+    // A malformed boolean would break every command, since the flag is global.
+    let out = ws
+        .command()
+        .args(["company", "list"])
+        .env("TESSERA_NO_DEMO", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
