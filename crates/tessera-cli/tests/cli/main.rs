@@ -71,6 +71,29 @@ impl Workspace {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Registers a confidential `client_credentials` client and returns its secret.
+    fn add_machine_client(&self, client_id: &str) -> String {
+        let out = self.ok(
+            &[
+                "client",
+                "add",
+                client_id,
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "basic",
+            ],
+            "",
+        );
+        let secret = out
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("client_secret: "));
+        secret
+            .expect("client add prints the secret on its second line")
+            .to_owned()
+    }
+
     /// Runs a command that must fail and returns its single stderr line.
     fn fails(&self, args: &[&str], stdin: &str) -> String {
         let out = self.run(args, stdin);
@@ -595,25 +618,7 @@ async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_wh
     );
 
     // Set up a client while the server runs, and use it at once.
-    let out = ws.ok(
-        &[
-            "client",
-            "add",
-            "robot",
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "basic",
-        ],
-        "",
-    );
-    let secret = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .strip_prefix("client_secret: ")
-        .unwrap()
-        .to_owned();
+    let secret = ws.add_machine_client("robot");
     let response = http()
         .post(format!("{}/oauth/token", server.url))
         .form(&[
@@ -679,25 +684,7 @@ fn without_a_database_url_the_default_sqlite_file_is_created_in_the_working_dire
 #[tokio::test]
 async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
     let ws = Workspace::new();
-    let out = ws.ok(
-        &[
-            "client",
-            "add",
-            "robot",
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "basic",
-        ],
-        "",
-    );
-    let secret = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .strip_prefix("client_secret: ")
-        .unwrap()
-        .to_owned();
+    let secret = ws.add_machine_client("robot");
 
     let mut command = ws.command();
     command
