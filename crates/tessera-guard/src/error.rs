@@ -1,0 +1,140 @@
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Why a token was refused, for logs and metrics. Never sent to the client: every
+/// `InvalidToken` looks the same from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Longer than the limit.
+    TooLong,
+    /// Not three base64url segments.
+    Malformed,
+    /// The header is not a JSON object of the expected shape.
+    BadHeader,
+    /// `alg` is not an accepted asymmetric algorithm, or not the key's algorithm.
+    Algorithm,
+    /// `typ` is not `at+jwt`.
+    Type,
+    /// A `crit` header is present.
+    Critical,
+    /// No `kid`, or no key with that `kid`.
+    UnknownKey,
+    /// The claims are not a JSON object of the expected types.
+    BadClaims,
+    /// `iss` is not the configured issuer.
+    Issuer,
+    /// `aud` does not contain the configured audience.
+    Audience,
+    /// The signature does not verify.
+    Signature,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+}
+
+/// A refused request, answered per RFC 6750 §3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// No bearer credentials at all: 401 with a bare challenge (RFC 6750 §3.1).
+    MissingCredentials,
+    /// The request is malformed (two `Authorization` headers, a token in two places): 400.
+    InvalidRequest(&'static str),
+    /// The token is missing, malformed, expired, badly signed…: 401 `invalid_token`.
+    InvalidToken(Rejection),
+    /// The token lacks a scope: 403 `insufficient_scope` naming it.
+    InsufficientScope(&'static str),
+    /// The token is valid and scoped but not for this resource (e.g. another company):
+    /// 403 `insufficient_scope`, saying nothing about the resource.
+    Forbidden,
+    /// Keys could not be obtained and none are cached: 503.
+    Unavailable,
+}
+
+impl GuardError {
+    fn challenge(&self, realm: &str) -> String {
+        let realm = format!("Bearer realm=\"{realm}\"");
+        match self {
+            GuardError::MissingCredentials | GuardError::Unavailable => realm,
+            GuardError::InvalidRequest(_) => format!("{realm}, error=\"invalid_request\""),
+            GuardError::InvalidToken(_) => format!("{realm}, error=\"invalid_token\""),
+            GuardError::InsufficientScope(scope) => {
+                format!("{realm}, error=\"insufficient_scope\", scope=\"{scope}\"")
+            }
+            GuardError::Forbidden => format!("{realm}, error=\"insufficient_scope\""),
+        }
+    }
+
+    fn body(&self) -> Option<serde_json::Value> {
+        let (error, description) = match self {
+            GuardError::MissingCredentials => return None,
+            GuardError::InvalidRequest(why) => ("invalid_request", *why),
+            GuardError::InvalidToken(_) => ("invalid_token", "the access token is invalid"),
+            GuardError::InsufficientScope(_) => (
+                "insufficient_scope",
+                "the access token lacks a required scope",
+            ),
+            GuardError::Forbidden => (
+                "insufficient_scope",
+                "the access token does not grant access to this resource",
+            ),
+            GuardError::Unavailable => (
+                "temporarily_unavailable",
+                "the token cannot be checked now; retry later",
+            ),
+        };
+        Some(json!({"error": error, "error_description": description}))
+    }
+
+    /// The response for this error, with the challenge for `realm`.
+    pub fn response(&self, realm: &str) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Ok(challenge) = HeaderValue::from_str(&self.challenge(realm)) {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if matches!(self, GuardError::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        match self.body() {
+            Some(body) => response.json(body),
+            None => response.finish(),
+        }
+    }
+}
+
+impl std::fmt::Display for GuardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardError::MissingCredentials => f.write_str("no bearer token"),
+            GuardError::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            GuardError::InvalidToken(why) => write!(f, "invalid token: {why:?}"),
+            GuardError::InsufficientScope(scope) => write!(f, "missing scope {scope}"),
+            GuardError::Forbidden => f.write_str("token not valid for this resource"),
+            GuardError::Unavailable => f.write_str("signing keys unavailable"),
+        }
+    }
+}
+
+impl std::error::Error for GuardError {}
+
+impl ResponseError for GuardError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GuardError::MissingCredentials | GuardError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            GuardError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            GuardError::InsufficientScope(_) | GuardError::Forbidden => StatusCode::FORBIDDEN,
+            GuardError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response(crate::extract::DEFAULT_REALM)
+    }
+}

@@ -1,0 +1,190 @@
+//! Extractors whose types state the permission a handler needs.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::Payload;
+use actix_web::error::InternalError;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+
+use crate::validate::Validator;
+use crate::{Claims, GuardError, bearer_token};
+
+/// The realm named in challenges unless configured otherwise.
+pub const DEFAULT_REALM: &str = "tessera";
+
+/// The guard an actix-web app registers with `app_data(web::Data::new(guard))`; the
+/// extractors find it there.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    validator: Validator,
+    realm: String,
+}
+
+impl Guard {
+    /// A guard validating with `validator`, challenging with realm `tessera`.
+    pub fn new(validator: Validator) -> Self {
+        Guard {
+            validator,
+            realm: DEFAULT_REALM.to_owned(),
+        }
+    }
+
+    /// The same guard with another realm in its challenges.
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// The validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// The challenge realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The response for `err` with this guard's realm.
+    pub fn reject(&self, err: GuardError) -> actix_web::Error {
+        let response = err.response(&self.realm);
+        InternalError::from_response(err, response).into()
+    }
+}
+
+/// How a request was authorized, left in the request's extensions for middleware that
+/// reports it (e.g. `Server-Timing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzReport {
+    /// `jwt`, or the opaque method.
+    pub method: &'static str,
+    /// Round trips to a store or another service made to authorize the request.
+    pub lookups: u32,
+    /// Time spent authorizing.
+    pub duration: Duration,
+}
+
+/// A request with a valid access token (any scope).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    claims: Claims,
+}
+
+impl Authenticated {
+    /// The token's claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The claims, owned.
+    pub fn into_claims(self) -> Claims {
+        self.claims
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Error> {
+    let Some(guard) = req.app_data::<web::Data<Guard>>().cloned() else {
+        tracing::error!("tessera_guard::Guard is not registered as app data");
+        return Err(InternalError::from_response(
+            GuardError::Unavailable,
+            GuardError::Unavailable.response(DEFAULT_REALM),
+        )
+        .into());
+    };
+    let started = Instant::now();
+    let token = bearer_token(&req).map_err(|e| guard.reject(e))?;
+    let result = guard.validator.validate_counted(token, now_secs()).await;
+    let lookups = result.as_ref().map_or_else(|_| 0, |v| v.round_trips);
+    req.extensions_mut().insert(AuthzReport {
+        method: "jwt",
+        lookups,
+        duration: started.elapsed(),
+    });
+    match result {
+        Ok(validated) => Ok(Authenticated {
+            claims: validated.claims,
+        }),
+        Err(err) => {
+            tracing::debug!(reason = %err, "bearer token refused");
+            Err(guard.reject(err))
+        }
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(authenticate(req.clone()))
+    }
+}
+
+/// A scope a handler can require through [`Scoped`].
+pub trait ScopeRequirement {
+    /// The scope token, compared exactly.
+    const SCOPE: &'static str;
+}
+
+/// The `basic` scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Basic;
+impl ScopeRequirement for Basic {
+    const SCOPE: &'static str = "basic";
+}
+
+/// The `admin` scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+impl ScopeRequirement for Admin {
+    const SCOPE: &'static str = "admin";
+}
+
+/// A request with a valid access token carrying scope `S`; otherwise 403
+/// `insufficient_scope` naming `S`.
+#[derive(Debug, Clone)]
+pub struct Scoped<S: ScopeRequirement> {
+    auth: Authenticated,
+    _scope: PhantomData<S>,
+}
+
+impl<S: ScopeRequirement> Scoped<S> {
+    /// The token's claims.
+    pub fn claims(&self) -> &Claims {
+        self.auth.claims()
+    }
+}
+
+impl<S: ScopeRequirement + 'static> FromRequest for Scoped<S> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let auth = authenticate(req.clone()).await?;
+            if !auth.claims().has_scope(S::SCOPE) {
+                let err = GuardError::InsufficientScope(S::SCOPE);
+                return Err(match req.app_data::<web::Data<Guard>>() {
+                    Some(guard) => guard.reject(err),
+                    None => InternalError::from_response(err.clone(), err.response(DEFAULT_REALM))
+                        .into(),
+                });
+            }
+            Ok(Scoped {
+                auth,
+                _scope: PhantomData,
+            })
+        })
+    }
+}

@@ -1,0 +1,383 @@
+//! A JWKS cache that refreshes on a schedule and on unknown key ids, single-flight, with a
+//! cooldown, keeping the last good key set when the issuer fails.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+/// Where the keys come from.
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    /// A JWKS URL.
+    Url(String),
+    /// An issuer URL: the JWKS URL is the `jwks_uri` of its RFC 8414 metadata
+    /// (`{issuer}/.well-known/oauth-authorization-server`), looked up on the first fetch.
+    Issuer(String),
+}
+
+/// How the cache behaves. Every field has a default chosen for safety.
+#[derive(Clone, Debug)]
+pub struct JwksConfig {
+    /// Where the keys come from.
+    pub source: JwksSource,
+    /// The shortest time a key set is kept, whatever `max-age` says. Default 60 s; lower
+    /// values let a misconfigured issuer make every request fetch.
+    pub min_age: Duration,
+    /// The longest time a key set is kept. Default 24 h.
+    pub max_age: Duration,
+    /// How long to keep a key set that came without `max-age`. Default 5 minutes.
+    pub default_age: Duration,
+    /// The least time between two fetches. An unknown `kid` triggers a fetch only when
+    /// this has passed, so a flood of random key ids costs one fetch per cooldown.
+    /// Default 30 s.
+    pub cooldown: Duration,
+    /// A fetch gives up after this long. Default 5 s.
+    pub timeout: Duration,
+    /// The largest JWKS or metadata document accepted. Default 64 KiB.
+    pub max_bytes: usize,
+}
+
+impl JwksConfig {
+    /// The defaults, for `source`.
+    pub fn new(source: JwksSource) -> Self {
+        JwksConfig {
+            source,
+            min_age: Duration::from_secs(60),
+            max_age: Duration::from_secs(24 * 3600),
+            default_age: Duration::from_secs(300),
+            cooldown: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            max_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A verification key: one key, one algorithm.
+#[derive(Clone)]
+pub(crate) struct VerifyingKey {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// What a key lookup found.
+pub(crate) struct Lookup {
+    pub key: Option<VerifyingKey>,
+    /// HTTP requests the lookup made (0 on a warm hit).
+    pub round_trips: u32,
+    /// Whether any key is known at all; without, the issuer is unreachable.
+    pub have_keys: bool,
+}
+
+/// A fetched key set and when it goes stale.
+struct KeySet {
+    keys: HashMap<String, VerifyingKey>,
+    expires: Instant,
+}
+
+/// Counters, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JwksStats {
+    /// Fetch attempts (successful or not).
+    pub fetches: u64,
+    /// Failed fetch attempts.
+    pub failures: u64,
+}
+
+/// The cache. Cheap to share (`Arc`); lookups take a read lock that no fetch holds while
+/// it waits on the network: a fetch builds the new set first and swaps a pointer.
+pub struct JwksCache {
+    config: JwksConfig,
+    client: reqwest::Client,
+    current: RwLock<Arc<KeySet>>,
+    /// Serialises fetches; holds the time of the last attempt and the resolved JWKS URL.
+    refresh: tokio::sync::Mutex<RefreshState>,
+    /// Incremented by every fetch attempt, so waiters can tell one happened meanwhile.
+    generation: AtomicU64,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    jwks_url: Option<String>,
+}
+
+/// Why a fetch failed, for the log only.
+#[derive(Debug)]
+struct FetchError(String);
+
+impl std::fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("source", &self.config.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksCache {
+    /// A cache with no keys yet; the first lookup fetches.
+    pub fn new(config: JwksConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(JwksCache {
+            config,
+            client,
+            current: RwLock::new(Arc::new(KeySet {
+                keys: HashMap::new(),
+                expires: Instant::now(),
+            })),
+            refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            generation: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// Fetch counters.
+    pub fn stats(&self) -> JwksStats {
+        JwksStats {
+            fetches: self.fetches.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fetches now unless a fetch happened within the cooldown; useful at start-up.
+    /// Failures are logged and leave the cache as it was.
+    pub async fn prefetch(&self) {
+        let seen = self.generation.load(Ordering::Acquire);
+        self.refresh(seen).await;
+    }
+
+    /// Whether the cache holds a fresh key with this `kid`, without fetching.
+    pub fn is_warm(&self, kid: &str) -> bool {
+        let set = self.snapshot();
+        set.expires > Instant::now() && set.keys.contains_key(kid)
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The key for `kid`, fetching when it is unknown or the set is stale.
+    pub(crate) async fn key(&self, kid: &str) -> Lookup {
+        let seen = self.generation.load(Ordering::Acquire);
+        let set = self.snapshot();
+        let fresh = set.expires > Instant::now();
+        let cached = set.keys.get(kid).cloned();
+        if fresh && cached.is_some() {
+            return Lookup {
+                key: cached,
+                round_trips: 0,
+                have_keys: true,
+            };
+        }
+        // Unknown kid, or a stale set: refresh (at most once per cooldown, single-flight),
+        // then use whatever we have; a stale key is better than none when the issuer fails.
+        let round_trips = self.refresh(seen).await;
+        let set = self.snapshot();
+        let key = set.keys.get(kid).cloned().or(cached);
+        Lookup {
+            key,
+            round_trips,
+            have_keys: !set.keys.is_empty(),
+        }
+    }
+
+    /// Fetches unless another caller fetched since `seen` or the cooldown has not passed.
+    /// Returns the number of HTTP requests this call made.
+    async fn refresh(&self, seen: u64) -> u32 {
+        let mut state = self.refresh.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return 0;
+        }
+        let now = Instant::now();
+        if state
+            .last_attempt
+            .is_some_and(|t| now.duration_since(t) < self.config.cooldown)
+        {
+            return 0;
+        }
+        state.last_attempt = Some(now);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let mut round_trips = 0;
+        let result = self.fetch(&mut state, &mut round_trips).await;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match result {
+            Ok(set) => {
+                let count = set.keys.len();
+                match self.current.write() {
+                    Ok(mut guard) => *guard = Arc::new(set),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+                }
+                tracing::debug!(keys = count, "JWKS refreshed");
+            }
+            Err(err) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %err.0, "JWKS fetch failed; keeping the last good keys");
+            }
+        }
+        round_trips
+    }
+
+    async fn fetch(
+        &self,
+        state: &mut RefreshState,
+        round_trips: &mut u32,
+    ) -> Result<KeySet, FetchError> {
+        let url = match (&state.jwks_url, &self.config.source) {
+            (Some(url), _) => url.clone(),
+            (None, JwksSource::Url(url)) => url.clone(),
+            (None, JwksSource::Issuer(issuer)) => {
+                let metadata_url = format!(
+                    "{}/.well-known/oauth-authorization-server",
+                    issuer.trim_end_matches('/')
+                );
+                *round_trips += 1;
+                let (body, _) = self.get(&metadata_url).await?;
+                let metadata: Value = serde_json::from_slice(&body)
+                    .map_err(|e| FetchError(format!("metadata is not JSON: {e}")))?;
+                if metadata.get("issuer").and_then(Value::as_str)
+                    != Some(issuer.trim_end_matches('/'))
+                {
+                    return Err(FetchError("metadata names another issuer".into()));
+                }
+                let url = metadata
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| FetchError("metadata has no jwks_uri".into()))?
+                    .to_owned();
+                state.jwks_url = Some(url.clone());
+                url
+            }
+        };
+        *round_trips += 1;
+        let (body, max_age) = self.get(&url).await?;
+        let keys = parse_jwks(&body)?;
+        let age = max_age
+            .unwrap_or(self.config.default_age)
+            .clamp(self.config.min_age, self.config.max_age);
+        Ok(KeySet {
+            keys,
+            expires: Instant::now() + age,
+        })
+    }
+
+    /// GETs `url`, bounded in time (client timeout) and size; returns the body and the
+    /// `max-age` of its `Cache-Control`.
+    async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+        let mut response = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| FetchError(format!("GET {url}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(FetchError(format!(
+                "GET {url}: status {}",
+                response.status()
+            )));
+        }
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError(format!("GET {url}: {e}")))?
+        {
+            if body.len() + chunk.len() > self.config.max_bytes {
+                return Err(FetchError(format!(
+                    "GET {url}: larger than {} bytes",
+                    self.config.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, max_age))
+    }
+}
+
+/// `max-age=N` from a `Cache-Control` value; `no-store`/`no-cache` mean zero.
+fn parse_max_age(value: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            max_age = n
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+/// The public, asymmetric signing keys of a JWKS, by `kid`. Keys without a `kid` or an
+/// `alg`, symmetric (`oct`) keys, keys with private members and keys not for signatures
+/// are skipped: a JWKS is public material, and a symmetric key in it would let anyone
+/// who reads it forge tokens.
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, FetchError> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|e| FetchError(format!("JWKS is not JSON: {e}")))?;
+    let entries = document
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| FetchError("JWKS has no keys array".into()))?;
+    let mut keys = HashMap::new();
+    for entry in entries {
+        let Some(object) = entry.as_object() else {
+            continue;
+        };
+        let private = ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| object.contains_key(*m));
+        let kty = object.get("kty").and_then(Value::as_str);
+        let usable_use = object
+            .get("use")
+            .and_then(Value::as_str)
+            .is_none_or(|u| u == "sig");
+        if private || !matches!(kty, Some("RSA" | "EC" | "OKP")) || !usable_use {
+            continue;
+        }
+        let (Some(kid), Some(alg)) = (
+            object.get("kid").and_then(Value::as_str),
+            object.get("alg").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let algorithm = match alg {
+            "RS256" => Algorithm::RS256,
+            "PS256" => Algorithm::PS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            _ => continue,
+        };
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+            continue;
+        };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        keys.insert(kid.to_owned(), VerifyingKey { algorithm, key });
+    }
+    Ok(keys)
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod bearer;
+mod error;
+mod extract;
+mod jwks;
+mod validate;
+
+pub use bearer::bearer_token;
+pub use error::{GuardError, Rejection};
+pub use extract::{
+    Admin, Authenticated, AuthzReport, Basic, DEFAULT_REALM, Guard, ScopeRequirement, Scoped,
+};
+pub use jwks::{JwksCache, JwksConfig, JwksSource, JwksStats};
+pub use validate::{Audience, Claims, MAX_TOKEN_BYTES, ValidationConfig, Validator};

@@ -1,0 +1,247 @@
+//! RFC 9068 access-token validation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use crate::jwks::JwksCache;
+use crate::{GuardError, Rejection};
+
+/// The longest token accepted, in bytes. Larger ones are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What a valid token must say.
+#[derive(Clone, Debug)]
+pub struct ValidationConfig {
+    /// The exact `iss` expected (no trailing-slash folding).
+    pub issuer: String,
+    /// The audience that must be in `aud`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`. Default 30 s; larger values keep expired
+    /// tokens alive longer.
+    pub leeway: Duration,
+}
+
+impl ValidationConfig {
+    /// Issuer and audience with the default leeway.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        ValidationConfig {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(all) => all.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// The claims of a valid access token. Types are strict: a claim of the wrong type or a
+/// duplicated member makes the token invalid.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: a user id, or a client id for client credentials.
+    pub sub: String,
+    /// Audience.
+    pub aud: Audience,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Not before.
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    /// Issued at.
+    #[serde(default)]
+    pub iat: Option<i64>,
+    /// Token id.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// The client the token was issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The user's company slug (Tessera private claim).
+    #[serde(default)]
+    pub company: Option<String>,
+    /// The user's roles (Tessera private claim).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// The user's login name (Tessera private claim).
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+impl Claims {
+    /// Whether the space-separated `scope` claim holds `scope`, compared exactly.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|t| t == scope))
+    }
+}
+
+/// The JOSE header members that matter. Unknown members (including `jwk`, `jku`, `x5u`,
+/// `x5c`) are ignored: keys come only from the configured JWKS.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// Validates access tokens against a [`JwksCache`].
+#[derive(Debug, Clone)]
+pub struct Validator {
+    config: ValidationConfig,
+    jwks: Arc<JwksCache>,
+}
+
+/// A validated token and what validating it cost.
+#[derive(Debug, Clone)]
+pub(crate) struct Validated {
+    pub claims: Claims,
+    pub round_trips: u32,
+}
+
+impl Validator {
+    /// A validator for `config`, taking keys from `jwks`.
+    pub fn new(config: ValidationConfig, jwks: Arc<JwksCache>) -> Self {
+        Validator { config, jwks }
+    }
+
+    /// The key cache.
+    pub fn jwks(&self) -> &Arc<JwksCache> {
+        &self.jwks
+    }
+
+    /// Validates `token` at time `now` (seconds since the epoch).
+    pub async fn validate(&self, token: &str, now: i64) -> Result<Claims, GuardError> {
+        self.validate_counted(token, now).await.map(|v| v.claims)
+    }
+
+    pub(crate) async fn validate_counted(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Validated, GuardError> {
+        let invalid = GuardError::InvalidToken;
+        // Cheap rejections first: nothing here touches a key or the network.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid(Rejection::TooLong));
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(Rejection::Malformed));
+        };
+        let header_json = decode_segment(header_b64)?;
+        let claims_json = decode_segment(claims_b64)?;
+        if signature_b64.is_empty() || decode_segment(signature_b64).is_err() {
+            return Err(invalid(Rejection::Malformed));
+        }
+        let header: Header =
+            serde_json::from_slice(&header_json).map_err(|_| invalid(Rejection::BadHeader))?;
+        // Only asymmetric algorithms; `none` and HMAC (in any spelling) never pass.
+        let alg = match header.alg.as_str() {
+            "RS256" => Algorithm::RS256,
+            "PS256" => Algorithm::PS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            _ => return Err(invalid(Rejection::Algorithm)),
+        };
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
+            return Err(invalid(Rejection::Critical));
+        }
+        // RFC 9068 §4: the type must be at+jwt (media types compare case-insensitively).
+        let typ = header.typ.as_deref().unwrap_or("");
+        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+            return Err(invalid(Rejection::Type));
+        }
+        let claims: Claims =
+            serde_json::from_slice(&claims_json).map_err(|_| invalid(Rejection::BadClaims))?;
+        if claims.iss != self.config.issuer {
+            return Err(invalid(Rejection::Issuer));
+        }
+        let Some(kid) = header.kid else {
+            return Err(invalid(Rejection::UnknownKey));
+        };
+
+        let lookup = self.jwks.key(&kid).await;
+        let Some(key) = lookup.key else {
+            return Err(if lookup.have_keys {
+                invalid(Rejection::UnknownKey)
+            } else {
+                GuardError::Unavailable
+            });
+        };
+        // One key, one algorithm: the key decides, never the token.
+        if key.algorithm != alg {
+            return Err(invalid(Rejection::Algorithm));
+        }
+        let message_len = header_b64.len() + 1 + claims_b64.len();
+        let verified = jsonwebtoken::crypto::verify(
+            signature_b64,
+            &token.as_bytes()[..message_len],
+            &key.key,
+            alg,
+        )
+        .unwrap_or(false);
+        if !verified {
+            return Err(invalid(Rejection::Signature));
+        }
+
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        if now > claims.exp.saturating_add(leeway) {
+            return Err(invalid(Rejection::Expired));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+        {
+            return Err(invalid(Rejection::NotYetValid));
+        }
+        if !claims.aud.contains(&self.config.audience) {
+            return Err(invalid(Rejection::Audience));
+        }
+        Ok(Validated {
+            claims,
+            round_trips: lookup.round_trips,
+        })
+    }
+}
+
+/// Decodes one base64url segment (no padding, RFC 7515 §2).
+fn decode_segment(segment: &str) -> Result<Vec<u8>, GuardError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| GuardError::InvalidToken(Rejection::Malformed))
+}
