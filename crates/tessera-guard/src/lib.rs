@@ -5,6 +5,8 @@ mod bearer;
 mod error;
 mod extract;
 mod jwks;
+#[cfg(feature = "test-issuer")]
+pub mod testing;
 mod validate;
 
 pub use bearer::bearer_token;

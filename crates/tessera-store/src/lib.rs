@@ -11,11 +11,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tessera_core::{CompanySlug, Username};
+use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
     Client, Company, KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, StoredKey, User,
-    UserCredentials,
+    UserCredentials, UserPatch,
 };
 pub use sqlite::SqliteStore;
 
@@ -66,6 +67,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes a user and everything issued to them. An unknown user is a
     /// [`StoreError::NotFound`].
     async fn delete_user(&self, username: &Username) -> Result<()>;
+
+    /// The user with this id in `company`; `None` when there is none there (whether or
+    /// not the id exists in another company).
+    async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>>;
+
+    /// Applies `patch` to the user with this id in `company`; `None` when there is none.
+    async fn update_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>>;
+
+    /// Deletes the user with this id in `company`; whether there was one.
+    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

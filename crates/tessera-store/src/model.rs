@@ -87,6 +87,27 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
+/// Changes to a user; `None` leaves a field as it is. The password is already hashed.
+#[derive(Clone, Default)]
+pub struct UserPatch {
+    /// New roles.
+    pub roles: Option<Vec<Role>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New argon2id PHC string.
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("password", &self.password_hash.as_ref().map(|_| "[new]"))
+            .finish()
+    }
+}
+
 /// A registered OAuth client.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Client {

@@ -409,6 +409,54 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} WHERE c.slug = ? AND u.id = ?"
+        ))
+        .bind(company.as_str())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn update_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>> {
+        let done = sqlx::query(
+            "UPDATE users SET roles = COALESCE(?, roles), disabled = COALESCE(?, disabled), \
+             password_hash = COALESCE(?, password_hash), updated_at = ? \
+             WHERE id = ? AND company_id = (SELECT id FROM companies WHERE slug = ?)",
+        )
+        .bind(patch.roles.as_deref().map(join_words))
+        .bind(patch.disabled)
+        .bind(&patch.password_hash)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(company.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.find_user(company, id).await
+    }
+
+    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id = ? AND company_id = (SELECT id FROM companies WHERE slug = ?)",
+        )
+        .bind(id.to_string())
+        .bind(company.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         insert_client(&self.pool, new, now).await
     }

@@ -346,3 +346,89 @@ async fn a_new_database_file_is_private_to_its_owner() {
         assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
     }
 }
+
+#[tokio::test]
+async fn user_lookups_and_changes_by_id_never_cross_companies() {
+    let t = sqlite().await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    t.store
+        .create_company(&company("globex"), now())
+        .await
+        .unwrap();
+    let bob = t
+        .store
+        .create_user(&user("acme", "bob", &[Role::User]), now())
+        .await
+        .unwrap();
+    let acme: tessera_core::CompanySlug = "acme".parse().unwrap();
+    let globex: tessera_core::CompanySlug = "globex".parse().unwrap();
+
+    assert_eq!(
+        t.store.find_user(&acme, bob.id).await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(t.store.find_user(&globex, bob.id).await.unwrap(), None);
+
+    let patch = tessera_store::UserPatch {
+        roles: Some(vec![Role::Admin]),
+        disabled: Some(true),
+        password_hash: None,
+    };
+    assert_eq!(
+        t.store
+            .update_user(&globex, bob.id, &patch, now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!t.store.delete_user_in(&globex, bob.id).await.unwrap());
+    let unchanged = t.store.find_user(&acme, bob.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.roles, [Role::User]);
+
+    let later = now() + chrono::Duration::minutes(1);
+    let changed = t
+        .store
+        .update_user(&acme, bob.id, &patch, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.roles, [Role::Admin]);
+    assert!(changed.disabled);
+    assert_eq!(changed.updated_at, later);
+    let hash_before = t
+        .store
+        .find_user_credentials("bob")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    let new_password = tessera_store::UserPatch {
+        password_hash: Some("$argon2id$new".into()),
+        ..Default::default()
+    };
+    let same_roles = t
+        .store
+        .update_user(&acme, bob.id, &new_password, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        same_roles.roles,
+        [Role::Admin],
+        "fields left out stay as they were"
+    );
+    let hash_after = t
+        .store
+        .find_user_credentials("bob")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert_ne!(hash_before, hash_after);
+
+    assert!(t.store.delete_user_in(&acme, bob.id).await.unwrap());
+    assert!(t.store.find_user(&acme, bob.id).await.unwrap().is_none());
+}

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod company;
+mod error;
+mod headers;
+mod json;
+mod routes;
+mod startup;
+
+pub use startup::{Application, DEFAULT_ADDR, Settings, StartupError};

@@ -1,0 +1,197 @@
+//! The company user API.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tessera_core::{Role, Username, password};
+use tessera_guard::{Basic, Scoped};
+use tessera_store::{NewUser, Store, User, UserPatch};
+use uuid::Uuid;
+
+use crate::company::CompanyAdmin;
+use crate::error::ApiError;
+use crate::json::read_json;
+
+pub type StoreData = web::Data<dyn Store>;
+
+/// A user as the API shows it.
+#[derive(Serialize)]
+struct UserView {
+    id: Uuid,
+    username: String,
+    company: String,
+    roles: Vec<Role>,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.to_string(),
+            company: user.company.to_string(),
+            roles: user.roles,
+            disabled: user.disabled,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// `GET /me`: who the token speaks for, from its claims alone.
+pub async fn me(auth: Scoped<Basic>) -> HttpResponse {
+    let claims = auth.claims();
+    HttpResponse::Ok().json(serde_json::json!({
+        "sub": claims.sub,
+        "username": claims.username,
+        "company": claims.company,
+        "roles": claims.roles,
+        "scope": claims.scope,
+        "client_id": claims.client_id,
+    }))
+}
+
+pub async fn list(admin: CompanyAdmin, store: StoreData) -> Result<HttpResponse, ApiError> {
+    let users = store.list_users(Some(&admin.company)).await?;
+    Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    password: String,
+    roles: Vec<Role>,
+}
+
+pub async fn create(
+    admin: CompanyAdmin,
+    req: HttpRequest,
+    payload: web::Payload,
+    store: StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let body: CreateUser = read_json(&req, payload).await?;
+    let username: Username = body
+        .username
+        .parse()
+        .map_err(|e: tessera_core::ParseError| ApiError::invalid_request(e.to_string()))?;
+    let roles = checked_roles(body.roles)?;
+    password::check_policy(&body.password, username.as_str())
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let password_hash = hash(body.password).await?;
+    let user = store
+        .create_user(
+            &NewUser {
+                company: admin.company,
+                username,
+                password_hash,
+                roles,
+            },
+            Utc::now(),
+        )
+        .await?;
+    let location = format!("/companies/{}/users/{}", user.company, user.id);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(UserView::from(user)))
+}
+
+/// A path id that is not a UUID names no user: 404, like an unknown one.
+fn user_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
+}
+
+pub async fn get(
+    admin: CompanyAdmin,
+    path: web::Path<(String, String)>,
+    store: StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path.1)?;
+    let user = store
+        .find_user(&admin.company, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    #[serde(default)]
+    roles: Option<Vec<Role>>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub async fn update(
+    admin: CompanyAdmin,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+    store: StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path.1)?;
+    let body: PatchUser = read_json(&req, payload).await?;
+    if body.roles.is_none() && body.disabled.is_none() && body.password.is_none() {
+        return Err(ApiError::invalid_request(
+            "nothing to change: give roles, disabled or password",
+        ));
+    }
+    let existing = store
+        .find_user(&admin.company, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let roles = body.roles.map(checked_roles).transpose()?;
+    let password_hash = match body.password {
+        Some(new) => {
+            password::check_policy(&new, existing.username.as_str())
+                .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+            Some(hash(new).await?)
+        }
+        None => None,
+    };
+    let patch = UserPatch {
+        roles,
+        disabled: body.disabled,
+        password_hash,
+    };
+    let user = store
+        .update_user(&admin.company, id, &patch, Utc::now())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
+}
+
+pub async fn delete(
+    admin: CompanyAdmin,
+    path: web::Path<(String, String)>,
+    store: StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path.1)?;
+    if store.delete_user_in(&admin.company, id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+fn checked_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ApiError> {
+    if roles.is_empty() {
+        return Err(ApiError::invalid_request("a user needs at least one role"));
+    }
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
+
+/// argon2id off the async workers.
+async fn hash(password: String) -> Result<String, ApiError> {
+    match tokio::task::spawn_blocking(move || password::hash(&password)).await {
+        Ok(Ok(hash)) => Ok(hash),
+        Ok(Err(e)) => Err(ApiError::internal("hashing a password failed", &e)),
+        Err(e) => Err(ApiError::internal("the hashing task failed", &e)),
+    }
+}

@@ -1,0 +1,172 @@
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tessera_guard::{Guard, JwksCache, JwksConfig, JwksSource, ValidationConfig, Validator};
+use tessera_store::Store;
+use thiserror::Error;
+
+use crate::{headers, routes};
+
+/// Where the resource server listens by default.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8081";
+
+/// How the resource server runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address to bind; port 0 picks a free port. Default [`DEFAULT_ADDR`].
+    pub addr: String,
+    /// The issuer whose tokens are accepted (exact `iss`). Required.
+    pub issuer: String,
+    /// The audience tokens must carry. Default `tessera-api`.
+    pub audience: String,
+    /// Where the keys are: this JWKS URL, or else the `jwks_uri` of the issuer's RFC 8414
+    /// metadata.
+    pub jwks_url: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`. Default 30 s.
+    pub leeway: Duration,
+    /// Least time between two JWKS fetches. Default 30 s.
+    pub jwks_cooldown: Duration,
+    /// HTTP worker threads. Default: one per physical core.
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Defaults for `issuer`.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Settings {
+            addr: DEFAULT_ADDR.to_owned(),
+            issuer: issuer.into(),
+            audience: "tessera-api".to_owned(),
+            jwks_url: None,
+            leeway: Duration::from_secs(30),
+            jwks_cooldown: Duration::from_secs(30),
+            workers: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run resource server.
+pub struct Application {
+    addr: SocketAddr,
+    jwks: Arc<JwksCache>,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds and builds the server. Keys are fetched on first use (and by
+    /// [`prefetch_keys`](Self::prefetch_keys)), so the authorization server need not be up yet.
+    pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
+        let issuer = settings.issuer.trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+            return Err(StartupError::Config(format!(
+                "invalid issuer {:?}: it must be an http or https URL",
+                settings.issuer
+            )));
+        }
+        let source = match &settings.jwks_url {
+            Some(url) => JwksSource::Url(url.clone()),
+            None => JwksSource::Issuer(issuer.clone()),
+        };
+        let mut jwks_config = JwksConfig::new(source);
+        jwks_config.cooldown = settings.jwks_cooldown;
+        let jwks = Arc::new(
+            JwksCache::new(jwks_config)
+                .map_err(|e| StartupError::Config(format!("cannot build the HTTP client: {e}")))?,
+        );
+        let mut validation = ValidationConfig::new(issuer, settings.audience.clone());
+        validation.leeway = settings.leeway;
+        let guard = web::Data::new(Guard::new(Validator::new(validation, jwks.clone())));
+        let store: web::Data<dyn Store> = web::Data::from(store);
+
+        let bind_error = |reason| StartupError::Bind {
+            addr: settings.addr.clone(),
+            reason,
+        };
+        let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(guard.clone())
+                .app_data(store.clone())
+                .wrap(from_fn(headers::report))
+                .service(web::resource("/me").get(routes::me))
+                .service(
+                    web::resource("/companies/{company}/users")
+                        .get(routes::list)
+                        .post(routes::create),
+                )
+                .service(
+                    web::resource("/companies/{company}/users/{id}")
+                        .get(routes::get)
+                        .patch(routes::update)
+                        .delete(routes::delete),
+                )
+        })
+        .listen(listener)
+        .map_err(bind_error)?
+        .disable_signals();
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers.max(1));
+        }
+        Ok(Application {
+            addr,
+            jwks,
+            server: server.run(),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The key cache, e.g. for its fetch counters.
+    pub fn jwks(&self) -> &Arc<JwksCache> {
+        &self.jwks
+    }
+
+    /// Fetches the signing keys now, so the first request finds them warm. Failures are
+    /// logged; requests will retry.
+    pub async fn prefetch_keys(&self) {
+        self.jwks.prefetch().await;
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,275 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tessera_core::{CompanySlug, Role, SigningKey, Username};
+use tessera_guard::testing::TestIssuer;
+use tessera_resource::{Application, Settings};
+use tessera_store::*;
+use uuid::Uuid;
+
+pub const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
+pub const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
+
+/// A store that counts every call, to prove what does and does not touch the database.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: AtomicU64,
+}
+
+impl CountingStore {
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+    fn count(&self) -> &dyn Store {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_ref()
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn migrate(&self) -> Result<()> {
+        self.count().migrate().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.count().ping().await
+    }
+    async fn seed_if_empty(&self, seed: &Seed, now: DateTime<Utc>) -> Result<bool> {
+        self.count().seed_if_empty(seed, now).await
+    }
+    async fn create_company(&self, new: &NewCompany, now: DateTime<Utc>) -> Result<Company> {
+        self.count().create_company(new, now).await
+    }
+    async fn list_companies(&self) -> Result<Vec<Company>> {
+        self.count().list_companies().await
+    }
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> Result<User> {
+        self.count().create_user(new, now).await
+    }
+    async fn find_user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
+        self.count().find_user_credentials(username).await
+    }
+    async fn list_users(&self, company: Option<&CompanySlug>) -> Result<Vec<User>> {
+        self.count().list_users(company).await
+    }
+    async fn set_user_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.count()
+            .set_user_disabled(username, disabled, now)
+            .await
+    }
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        self.count().delete_user(username).await
+    }
+    async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
+        self.count().find_user(company, id).await
+    }
+    async fn update_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>> {
+        self.count().update_user(company, id, patch, now).await
+    }
+    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool> {
+        self.count().delete_user_in(company, id).await
+    }
+    async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
+        self.count().create_client(new, now).await
+    }
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>> {
+        self.count().find_client(client_id).await
+    }
+    async fn list_clients(&self) -> Result<Vec<Client>> {
+        self.count().list_clients().await
+    }
+    async fn published_keys(&self) -> Result<Vec<StoredKey>> {
+        self.count().published_keys().await
+    }
+    async fn active_key(&self) -> Result<Option<StoredKey>> {
+        self.count().active_key().await
+    }
+    async fn insert_active_key_if_none(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        self.count().insert_active_key_if_none(key, now).await
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub issuer: TestIssuer,
+    pub store: Arc<CountingStore>,
+    pub http: reqwest::Client,
+    pub users: Vec<User>,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+pub fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// A resource server on a fresh database holding acme (`alice` admin, `bob` user) and
+/// globex (`carol` admin, `dave` user), trusting a test issuer that signs with key A.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+    let inner = tessera_store::open(&url).await.unwrap();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned();
+    let mut users = Vec::new();
+    for (slug, people) in [
+        ("acme", [("alice", Role::Admin), ("bob", Role::User)]),
+        ("globex", [("carol", Role::Admin), ("dave", Role::User)]),
+    ] {
+        inner
+            .create_company(
+                &NewCompany {
+                    slug: slug.parse().unwrap(),
+                    name: slug.into(),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        for (name, role) in people {
+            let new = NewUser {
+                company: slug.parse().unwrap(),
+                username: name.parse().unwrap(),
+                password_hash: hash.clone(),
+                roles: vec![role],
+            };
+            users.push(inner.create_user(&new, Utc::now()).await.unwrap());
+        }
+    }
+    let store = Arc::new(CountingStore {
+        inner,
+        calls: AtomicU64::new(0),
+    });
+    let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
+    let mut settings = Settings::new(issuer.issuer());
+    settings.addr = "127.0.0.1:0".into();
+    settings.workers = Some(1);
+    configure(&mut settings);
+    let app = Application::build(settings, store.clone()).await.unwrap();
+    let address = format!("http://{}", app.addr());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        issuer,
+        store,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        users,
+        handle,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn user(&self, username: &str) -> &User {
+        self.users
+            .iter()
+            .find(|u| u.username.as_str() == username)
+            .unwrap()
+    }
+
+    /// A token from the test issuer for a seeded user with `scope`.
+    pub fn token(&self, username: &str, scope: &str) -> String {
+        let user = self.user(username);
+        let mut claims =
+            self.issuer
+                .user_claims(username, user.company.as_str(), &user.roles, scope, now());
+        claims.sub = user.id.to_string();
+        self.issuer.sign(&claims)
+    }
+
+    pub fn alice_admin(&self) -> String {
+        self.token("alice", "admin")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// Asserts that alice's admin token still lists acme's users.
+    pub async fn assert_valid_token_still_works(&self) {
+        let response = self
+            .get("/companies/acme/users", Some(&self.alice_admin()))
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "a valid token must still work"
+        );
+    }
+}
+
+/// Asserts status and exact `WWW-Authenticate`, and returns the JSON body (if any).
+pub async fn assert_rejected(response: reqwest::Response, status: u16, challenge: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .as_deref(),
+        Some(challenge),
+        "WWW-Authenticate"
+    );
+    let text = response.text().await.unwrap();
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+pub const INVALID_TOKEN: &str = r#"Bearer realm="tessera", error="invalid_token""#;
+pub const NEEDS_ADMIN: &str =
+    r#"Bearer realm="tessera", error="insufficient_scope", scope="admin""#;
+pub const OTHER_COMPANY: &str = r#"Bearer realm="tessera", error="insufficient_scope""#;
+pub const NO_CREDENTIALS: &str = r#"Bearer realm="tessera""#;
