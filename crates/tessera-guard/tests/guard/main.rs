@@ -1,1 +1,7 @@
-//! Guard tests.
+//! Tests of the guard as a library: a real actix-web app using its extractors, keys from a
+//! real HTTP JWKS on loopback.
+
+// Tests fail loudly: unwrap is the assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod jwks;

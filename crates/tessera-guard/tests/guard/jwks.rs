@@ -1,0 +1,407 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tessera_core::{AccessTokenClaims, Role, SigningKey};
+use tessera_guard::testing::TestIssuer;
+use tessera_guard::{
+    Admin, Authenticated, Guard, JwksCache, JwksConfig, JwksSource, Scoped, ValidationConfig,
+    Validator,
+};
+
+const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
+const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn whoami(auth: Authenticated) -> HttpResponse {
+    HttpResponse::Ok().body(auth.claims().sub.clone())
+}
+
+async fn admin_only(auth: Scoped<Admin>) -> HttpResponse {
+    HttpResponse::Ok().body(auth.claims().sub.clone())
+}
+
+/// An API protected by the guard, on a free loopback port.
+struct Api {
+    url: String,
+    jwks: Arc<JwksCache>,
+    http: reqwest::Client,
+}
+
+fn start_api(issuer: &str, config: JwksConfig) -> Api {
+    let jwks = Arc::new(JwksCache::new(config).unwrap());
+    let guard = web::Data::new(Guard::new(Validator::new(
+        ValidationConfig::new(issuer, "tessera-api"),
+        jwks.clone(),
+    )));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(guard.clone())
+            .route("/whoami", web::get().to(whoami))
+            .route("/admin", web::get().to(admin_only))
+    })
+    .listen(listener)
+    .unwrap()
+    .workers(1)
+    .disable_signals()
+    .run();
+    tokio::spawn(server);
+    Api {
+        url,
+        jwks,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Api {
+    async fn status(&self, path: &str, token: &str) -> u16 {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+fn claims(issuer: &str, scope: &str) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: issuer.into(),
+        sub: "user-1".into(),
+        aud: "tessera-api".into(),
+        exp: now() + 900,
+        iat: now(),
+        jti: "jti-1".into(),
+        client_id: "app".into(),
+        scope: scope.parse().unwrap(),
+        company: Some("acme".into()),
+        roles: Some(vec![Role::Admin]),
+        username: Some("alice".into()),
+    }
+}
+
+fn config(source: JwksSource) -> JwksConfig {
+    JwksConfig::new(source)
+}
+
+#[tokio::test]
+async fn a_new_signing_key_is_picked_up_without_a_restart() {
+    let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
+    let mut cfg = config(JwksSource::Issuer(issuer.issuer().to_owned()));
+    cfg.cooldown = Duration::from_millis(200);
+    let api = start_api(issuer.issuer(), cfg);
+    let before = issuer.sign(&claims(issuer.issuer(), "basic"));
+    assert_eq!(api.status("/whoami", &before).await, 200);
+
+    issuer.rotate_to(SigningKey::from_pkcs8_pem(KEY_B).unwrap());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let after = issuer.sign(&claims(issuer.issuer(), "basic"));
+    assert_ne!(jwt_kid(&before), jwt_kid(&after));
+    assert_eq!(
+        api.status("/whoami", &after).await,
+        200,
+        "the new key was not picked up"
+    );
+    assert_eq!(
+        api.status("/whoami", &before).await,
+        200,
+        "the old key is still published"
+    );
+    assert_eq!(issuer.jwks_fetches(), 2);
+}
+
+fn jwt_kid(token: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
+    let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
+    let api = Arc::new(start_api(
+        issuer.issuer(),
+        config(JwksSource::Url(issuer.jwks_url())),
+    ));
+    let valid = issuer.sign(&claims(issuer.issuer(), "basic"));
+    assert_eq!(api.status("/whoami", &valid).await, 200);
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    let (header, rest) = valid.split_once('.').unwrap();
+    let mut header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        header["kid"] = json!(format!("random-kid-{i}"));
+        let token = format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap())
+        );
+        let api = api.clone();
+        tasks.push(tokio::spawn(
+            async move { api.status("/whoami", &token).await },
+        ));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 401);
+    }
+    assert!(
+        issuer.jwks_fetches() <= 2,
+        "{} fetches for a flood of unknown kids",
+        issuer.jwks_fetches()
+    );
+    assert_eq!(api.jwks.stats().fetches, issuer.jwks_fetches());
+    assert_eq!(api.status("/whoami", &valid).await, 200);
+}
+
+/// A JWKS endpoint whose answer the test controls.
+struct FakeJwks {
+    url: String,
+    answer: Arc<Mutex<(u16, String, String)>>,
+    hits: Arc<AtomicU64>,
+}
+
+fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
+    let answer = Arc::new(Mutex::new((
+        200u16,
+        body.to_string(),
+        cache_control.to_owned(),
+    )));
+    let hits = Arc::new(AtomicU64::new(0));
+    let (a, h) = (answer.clone(), hits.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let (a, h) = (a.clone(), h.clone());
+        App::new().route(
+            "/jwks",
+            web::get().to(move || {
+                let (a, h) = (a.clone(), h.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let (status, body, cache) = a.lock().unwrap().clone();
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        .insert_header(("Cache-Control", cache))
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .listen(listener)
+    .unwrap()
+    .workers(1)
+    .disable_signals()
+    .run();
+    tokio::spawn(server);
+    FakeJwks { url, answer, hits }
+}
+
+impl FakeJwks {
+    fn answer(&self, status: u16, body: &str) {
+        let mut a = self.answer.lock().unwrap();
+        a.0 = status;
+        a.1 = body.to_owned();
+    }
+}
+
+const ISSUER: &str = "https://issuer.test";
+
+#[tokio::test]
+async fn the_last_good_keys_survive_an_issuer_that_fails_or_answers_garbage() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "max-age=0");
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    // Every lookup finds the set stale and may refetch: the worst case for resilience.
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    let api = start_api(ISSUER, cfg);
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+
+    for (status, body) in [
+        (500, "oops"),
+        (200, "not json"),
+        (200, r#"{"keys": "nope"}"#),
+        (
+            200,
+            &format!(r#"{{"keys": [], "padding": "{}"}}"#, "x".repeat(100 * 1024)),
+        ),
+    ] {
+        jwks.answer(status, body);
+        assert_eq!(
+            api.status("/whoami", &token).await,
+            200,
+            "after a {status} {:.20}",
+            body
+        );
+    }
+    assert!(api.jwks.stats().failures >= 4, "{:?}", api.jwks.stats());
+    assert!(jwks.hits.load(Ordering::SeqCst) >= 5);
+}
+
+#[tokio::test]
+async fn symmetric_private_and_non_signing_keys_in_a_jwks_are_never_loaded() {
+    let good = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let other = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
+    let secret = b"a-shared-secret-anyone-can-read";
+    let mut with_private = serde_json::to_value(other.public_jwk()).unwrap();
+    with_private["kid"] = json!("private");
+    with_private["d"] = json!("AQAB");
+    let mut for_encryption = serde_json::to_value(other.public_jwk()).unwrap();
+    for_encryption["kid"] = json!("enc");
+    for_encryption["use"] = json!("enc");
+    let mut without_alg = serde_json::to_value(other.public_jwk()).unwrap();
+    without_alg["kid"] = json!("no-alg");
+    without_alg.as_object_mut().unwrap().remove("alg");
+    let body = json!({"keys": [
+        {"kty": "oct", "kid": "oct", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(secret)},
+        with_private, for_encryption, without_alg, good.public_jwk(),
+    ]});
+    let jwks = start_jwks(body, "max-age=300");
+    let api = start_api(ISSUER, config(JwksSource::Url(jwks.url.clone())));
+
+    // HS256 with the oct key's secret.
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "oct"});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(ISSUER, "admin")).unwrap())
+    );
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+        input.as_bytes(),
+    );
+    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+    assert_eq!(api.status("/whoami", &forged).await, 401);
+
+    // RS256 under the kids of the skipped RSA keys, really signed by that key.
+    for kid in ["private", "enc", "no-alg"] {
+        let token = other.sign_access_token(&claims(ISSUER, "admin")).unwrap();
+        let (h, rest) = token.split_once('.').unwrap();
+        let mut h: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+        h["kid"] = json!(kid);
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(h.to_string()),
+            rest.rsplit_once('.').unwrap().0
+        );
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(other.pkcs8_der()).unwrap();
+        let mut sig = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(api.status("/whoami", &token).await, 401, "{kid}");
+    }
+    let valid = good.sign_access_token(&claims(ISSUER, "admin")).unwrap();
+    assert_eq!(api.status("/whoami", &valid).await, 200);
+    assert_eq!(api.status("/admin", &valid).await, 200);
+}
+
+#[tokio::test]
+async fn max_age_decides_when_keys_are_refetched() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "public, max-age=1");
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    let api = start_api(ISSUER, cfg);
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    for _ in 0..5 {
+        assert_eq!(api.status("/whoami", &token).await, 200);
+    }
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        1,
+        "a fresh set is not refetched"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        2,
+        "a stale set is refetched"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_issuer_with_no_cached_keys_is_a_503_not_a_401() {
+    // A port nothing listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = start_api(
+        ISSUER,
+        config(JwksSource::Url(format!("http://127.0.0.1:{port}/jwks"))),
+    );
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    let response = api
+        .http
+        .get(format!("{}/whoami", api.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="tessera""#
+    );
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn the_scope_extractor_names_the_missing_scope() {
+    let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
+    let api = start_api(issuer.issuer(), config(JwksSource::Url(issuer.jwks_url())));
+    let basic = issuer.sign(&claims(issuer.issuer(), "basic"));
+    let response = api
+        .http
+        .get(format!("{}/admin", api.url))
+        .bearer_auth(&basic)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="tessera", error="insufficient_scope", scope="admin""#
+    );
+    assert_eq!(api.status("/whoami", &basic).await, 200);
+    assert_eq!(
+        api.status(
+            "/admin",
+            &issuer.sign(&claims(issuer.issuer(), "basic admin"))
+        )
+        .await,
+        200
+    );
+}
