@@ -29,7 +29,12 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_AUTHZ_ADDR", default_value = tessera_authz::DEFAULT_ADDR)]
     pub authz_addr: String,
 
-    /// Issuer URL put in tokens and metadata [default: http://<authz-addr>].
+    /// Address the resource server listens on (port 0 picks a free port).
+    #[arg(long, global = true, env = "TESSERA_RESOURCE_ADDR", default_value = tessera_resource::DEFAULT_ADDR)]
+    pub resource_addr: String,
+
+    /// Issuer URL put in tokens and metadata [default: http://<authz-addr>]; the resource
+    /// server accepts tokens of this issuer and finds its keys through its metadata.
     #[arg(long, global = true, env = "TESSERA_ISSUER")]
     pub issuer: Option<String>,
 
@@ -64,6 +69,12 @@ pub enum Command {
     Serve,
     /// Run the authorization server alone (never seeds demo data).
     Authz,
+    /// Run the resource server alone, trusting the tokens of `--issuer`.
+    Resource {
+        /// The issuer's JWKS URL [default: the jwks_uri of the issuer's metadata].
+        #[arg(long, env = "TESSERA_JWKS_URL")]
+        jwks_url: Option<String>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage companies.

@@ -56,8 +56,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = &cli.common;
     match cli.command {
-        Command::Serve => serve::serve(common, !common.no_demo).await,
-        Command::Authz => serve::serve(common, false).await,
+        Command::Serve => serve::serve(common).await,
+        Command::Authz => serve::authz(common).await,
+        Command::Resource { jwks_url } => serve::resource(common, jwks_url).await,
         Command::Migrate => {
             admin::open(common).await?;
             println!("database is up to date");

@@ -1,17 +1,68 @@
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::Utc;
-use tessera_authz::{Application, Settings};
+use tessera_store::Store;
 
 use crate::args::Common;
 use crate::{admin, demo};
 
-/// Serves the authorization server until Ctrl-C or SIGTERM; seeds demo data first when
-/// asked and the database is empty.
-pub async fn serve(common: &Common, seed_demo: bool) -> anyhow::Result<()> {
+fn authz_settings(common: &Common) -> tessera_authz::Settings {
+    tessera_authz::Settings {
+        addr: common.authz_addr.clone(),
+        issuer: common.issuer.clone(),
+        audience: common.audience.clone(),
+        access_token_ttl: Duration::from_secs(common.access_token_ttl),
+        ..tessera_authz::Settings::default()
+    }
+}
+
+fn resource_settings(
+    common: &Common,
+    issuer: &str,
+    jwks_url: Option<String>,
+) -> tessera_resource::Settings {
+    let mut settings = tessera_resource::Settings::new(issuer);
+    settings.addr = common.resource_addr.clone();
+    settings.audience = common.audience.clone();
+    settings.jwks_url = jwks_url;
+    settings
+}
+
+async fn build_authz(
+    common: &Common,
+    store: std::sync::Arc<dyn Store>,
+) -> anyhow::Result<tessera_authz::Application> {
+    let app = tessera_authz::Application::build(authz_settings(common), store).await?;
+    println!(
+        "authorization server listening on http://{} (issuer {}, signing key {})",
+        app.addr(),
+        app.issuer(),
+        app.signing_kid()
+    );
+    Ok(app)
+}
+
+async fn build_resource(
+    common: &Common,
+    store: std::sync::Arc<dyn Store>,
+    issuer: &str,
+    jwks_url: Option<String>,
+) -> anyhow::Result<tessera_resource::Application> {
+    let app =
+        tessera_resource::Application::build(resource_settings(common, issuer, jwks_url), store)
+            .await?;
+    println!(
+        "resource server listening on http://{} (issuer {issuer})",
+        app.addr()
+    );
+    Ok(app)
+}
+
+/// `tessera serve`: both servers in one process, seeding the demo into an empty database.
+pub async fn serve(common: &Common) -> anyhow::Result<()> {
     let store = admin::open(common).await?;
-    if seed_demo {
+    if !common.no_demo {
         let seed = tokio::task::spawn_blocking(demo::seed).await??;
         if store
             .seed_if_empty(&seed, Utc::now())
@@ -21,27 +72,60 @@ pub async fn serve(common: &Common, seed_demo: bool) -> anyhow::Result<()> {
             print!("{}", demo::describe());
         }
     }
-    let settings = Settings {
-        addr: common.authz_addr.clone(),
-        issuer: common.issuer.clone(),
-        audience: common.audience.clone(),
-        access_token_ttl: Duration::from_secs(common.access_token_ttl),
-        ..Settings::default()
-    };
-    let app = Application::build(settings, store).await?;
-    println!(
-        "authorization server listening on http://{} (issuer {}, signing key {})",
-        app.addr(),
-        app.issuer(),
-        app.signing_kid()
-    );
+    let authz = build_authz(common, store.clone()).await?;
+    // The resource server reaches the keys directly at the bound address, whatever public
+    // issuer URL the tokens carry.
+    let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
+    let issuer = authz.issuer().to_owned();
+    let resource = build_resource(common, store, &issuer, Some(jwks_url)).await?;
+    let (authz_handle, resource_handle) = (authz.handle(), resource.handle());
+    let authz_task = tokio::spawn(authz.run_until_stopped());
+    resource.prefetch_keys().await;
+    let resource_task = tokio::spawn(resource.run_until_stopped());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    tokio::join!(authz_handle.stop(true), resource_handle.stop(true));
+    authz_task
+        .await
+        .context("the authorization server task failed")?
+        .context("the authorization server failed")?;
+    resource_task
+        .await
+        .context("the resource server task failed")?
+        .context("the resource server failed")?;
+    Ok(())
+}
+
+/// `tessera authz`: the authorization server alone; never seeds.
+pub async fn authz(common: &Common) -> anyhow::Result<()> {
+    let store = admin::open(common).await?;
+    let app = build_authz(common, store).await?;
     let handle = app.handle();
-    let server = tokio::spawn(app.run_until_stopped());
+    let task = tokio::spawn(app.run_until_stopped());
     shutdown_signal().await;
     tracing::info!("shutting down");
     handle.stop(true).await;
-    server
-        .await
+    task.await
+        .context("the server task failed")?
+        .context("the server failed")?;
+    Ok(())
+}
+
+/// `tessera resource`: the resource server alone, trusting `--issuer`.
+pub async fn resource(common: &Common, jwks_url: Option<String>) -> anyhow::Result<()> {
+    let Some(issuer) = common.issuer.clone() else {
+        bail!(
+            "tessera resource needs --issuer (or TESSERA_ISSUER): the authorization server whose tokens it accepts"
+        );
+    };
+    let store = admin::open(common).await?;
+    let app = build_resource(common, store, &issuer, jwks_url).await?;
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.stop(true).await;
+    task.await
         .context("the server task failed")?
         .context("the server failed")?;
     Ok(())

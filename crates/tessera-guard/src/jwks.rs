@@ -10,6 +10,9 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
+/// How soon a cache holding no key at all may fetch again.
+const EMPTY_RETRY: Duration = Duration::from_secs(1);
+
 /// Where the keys come from.
 #[derive(Clone, Debug)]
 pub enum JwksSource {
@@ -34,7 +37,8 @@ pub struct JwksConfig {
     pub default_age: Duration,
     /// The least time between two fetches. An unknown `kid` triggers a fetch only when
     /// this has passed, so a flood of random key ids costs one fetch per cooldown.
-    /// Default 30 s.
+    /// Default 30 s. While the cache holds no key at all, retries come at most once a
+    /// second instead.
     pub cooldown: Duration,
     /// A fetch gives up after this long. Default 5 s.
     pub timeout: Duration,
@@ -202,9 +206,16 @@ impl JwksCache {
             return 0;
         }
         let now = Instant::now();
+        // With no key at all (the issuer was unreachable at start-up) every request fails,
+        // so retry sooner than the cooldown, though still at most once a second.
+        let cooldown = if self.snapshot().keys.is_empty() {
+            self.config.cooldown.min(EMPTY_RETRY)
+        } else {
+            self.config.cooldown
+        };
         if state
             .last_attempt
-            .is_some_and(|t| now.duration_since(t) < self.config.cooldown)
+            .is_some_and(|t| now.duration_since(t) < cooldown)
         {
             return 0;
         }

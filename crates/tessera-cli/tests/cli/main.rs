@@ -456,11 +456,15 @@ fn an_unusable_database_is_a_one_line_error_naming_it_without_its_password() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
-/// A running `tessera serve`, stopped with SIGTERM on drop.
+/// A running `tessera` server process, killed on drop.
 struct Server {
     child: Child,
+    /// The authorization server's URL, when it runs one.
     url: String,
+    /// The resource server's URL, when it runs one.
+    resource_url: String,
     issuer: String,
+    /// What it printed before its "listening" lines.
     stdout: Vec<String>,
 }
 
@@ -476,44 +480,57 @@ impl Server {
                 subcommand,
                 "--authz-addr",
                 "127.0.0.1:0",
-                "--database-url",
-                &ws.db_url(),
+                "--resource-addr",
+                "127.0.0.1:0",
             ])
+            .args(["--database-url", &ws.db_url()])
             .args(extra);
-        Self::spawn(command)
+        Self::spawn(command, subcommand)
     }
 
-    /// Spawns `command` and waits for its "listening on" line; what it printed before that
-    /// line is kept in `stdout`.
-    fn spawn(mut command: Command) -> Server {
+    /// Spawns `command` (running `subcommand`) and waits for the "listening on" line of
+    /// each server it runs.
+    fn spawn(mut command: Command, subcommand: &str) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut stdout = Vec::new();
-        let (url, issuer) = loop {
+        let (mut wants_authz, mut wants_resource) = match subcommand {
+            "serve" => (true, true),
+            "authz" => (true, false),
+            _ => (false, true),
+        };
+        let mut server = Server {
+            child,
+            url: String::new(),
+            resource_url: String::new(),
+            issuer: String::new(),
+            stdout: Vec::new(),
+        };
+        while wants_authz || wants_resource {
             let line = lines
                 .next()
                 .expect("tessera exited before listening")
                 .unwrap();
             // "authorization server listening on URL (issuer ISSUER, signing key KID)"
+            // "resource server listening on URL (issuer ISSUER)"
             if let Some(rest) = line.strip_prefix("authorization server listening on ") {
                 let words: Vec<&str> = rest.split_whitespace().collect();
-                break (
-                    words[0].to_owned(),
-                    words[2].trim_end_matches(',').to_owned(),
-                );
+                server.url = words[0].to_owned();
+                server.issuer = words[2].trim_end_matches(',').to_owned();
+                wants_authz = false;
+            } else if let Some(rest) = line.strip_prefix("resource server listening on ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                server.resource_url = words[0].to_owned();
+                server.issuer = words[2].trim_end_matches(')').to_owned();
+                wants_resource = false;
+            } else {
+                server.stdout.push(line);
             }
-            stdout.push(line);
-        };
-        Server {
-            child,
-            url,
-            issuer,
-            stdout,
         }
+        server
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -691,12 +708,13 @@ async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
         .arg("serve")
         .env("TESSERA_DATABASE_URL", ws.db_url())
         .env("TESSERA_AUTHZ_ADDR", "127.0.0.1:0")
+        .env("TESSERA_RESOURCE_ADDR", "127.0.0.1:0")
         .env("TESSERA_ISSUER", "http://issuer.test")
         .env("TESSERA_AUDIENCE", "env-api")
         .env("TESSERA_ACCESS_TOKEN_TTL", "60")
         .env("TESSERA_NO_DEMO", "1")
         .args(["--access-token-ttl", "120"]);
-    let server = Server::spawn(command);
+    let server = Server::spawn(command, "serve");
     // The issuer comes from the environment.
     assert!(server.stdout.is_empty(), "{:?}", server.stdout);
     assert_eq!(server.issuer, "http://issuer.test");
@@ -733,11 +751,12 @@ fn tessera_no_demo_from_the_environment_skips_seeding_an_empty_database() {
             "serve",
             "--authz-addr",
             "127.0.0.1:0",
-            "--database-url",
-            &ws_case.db_url(),
+            "--resource-addr",
+            "127.0.0.1:0",
         ]);
+        command.args(["--database-url", &ws_case.db_url()]);
         command.env("TESSERA_NO_DEMO", value);
-        let server = Server::spawn(command);
+        let server = Server::spawn(command, "serve");
         assert_eq!(
             !server.stdout.is_empty(),
             seeds,
@@ -757,4 +776,163 @@ fn tessera_no_demo_from_the_environment_skips_seeding_an_empty_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Gets a token from the demo client.
+async fn demo_token(authz: &str, username: &str, scope: &str) -> String {
+    let body: Value = http()
+        .post(format!("{authz}/oauth/token"))
+        .basic_auth("demo-jwt", Some("demo-jwt-secret"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", "tessera-demo"),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn serve_runs_both_servers_and_the_api_decides_from_real_tokens() {
+    let ws = Workspace::new();
+    let server = Server::start(&ws, &[]);
+    let alice = demo_token(&server.url, "alice", "admin").await;
+    let get = |path: &str, token: &str| {
+        http()
+            .get(format!("{}{path}", server.resource_url))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    let response = get("/companies/acme/users", &alice).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["tessera-authz-lookups"],
+        "0",
+        "keys were prefetched"
+    );
+    let users: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(
+        users
+            .iter()
+            .map(|u| u["username"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    assert_eq!(
+        get("/companies/globex/users", &alice)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let bob = demo_token(&server.url, "bob", "basic").await;
+    assert_eq!(
+        get("/companies/acme/users", &bob)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let me: Value = get("/me", &bob).await.unwrap().json().await.unwrap();
+    assert_eq!(me["username"], "bob");
+}
+
+#[tokio::test]
+async fn resource_alone_finds_the_keys_through_the_issuers_metadata() {
+    let ws = Workspace::new();
+    // A seeded database, then the two servers as separate processes on it.
+    drop(Server::start(&ws, &[]));
+    let authz = Server::start_command(&ws, "authz", &[]);
+    let resource = Server::start_command(&ws, "resource", &["--issuer", &authz.issuer]);
+    assert_eq!(resource.issuer, authz.issuer);
+    let alice = demo_token(&authz.url, "alice", "admin").await;
+    let response = http()
+        .get(format!("{}/companies/acme/users", resource.resource_url))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // Metadata, then JWKS: two round trips for the first request.
+    assert_eq!(response.headers()["tessera-authz-lookups"], "2");
+
+    let out = ws
+        .command()
+        .args([
+            "resource",
+            "--resource-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &ws.db_url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .starts_with("error: tessera resource needs --issuer")
+    );
+}
+
+/// The README's walkthrough, run as written by `sh` against `tessera serve` on the default
+/// ports. Skipped (with a message) when those ports are taken on this machine.
+#[tokio::test]
+async fn the_readme_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("<!-- walkthrough -->")
+        .expect("README marks the walkthrough");
+    let block = &readme[start..];
+    let script = block
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap()
+        .to_owned();
+    let expected: Vec<String> = block
+        .split("```text\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err()
+        || std::net::TcpListener::bind("127.0.0.1:8081").is_err()
+    {
+        eprintln!("skipping the README walkthrough: 127.0.0.1:8080 or :8081 is in use");
+        return;
+    }
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--database-url", &ws.db_url()]);
+    let _server = Server::spawn(command, "serve");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("sh").arg("-c").arg(script).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert_eq!(got, expected);
 }

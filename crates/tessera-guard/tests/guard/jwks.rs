@@ -379,6 +379,44 @@ async fn an_unreachable_issuer_with_no_cached_keys_is_a_503_not_a_401() {
 }
 
 #[tokio::test]
+async fn an_issuer_that_comes_up_late_is_found_within_a_second_despite_the_cooldown() {
+    // Reserve a port, start the API against it while nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/jwks");
+    let api = start_api(ISSUER, config(JwksSource::Url(url)));
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 503);
+
+    // The issuer comes up on that port.
+    let body = json!({"keys": [key.public_jwk()]}).to_string();
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new().route(
+            "/jwks",
+            web::get().to(move || {
+                let body = body.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .bind(addr)
+    .unwrap()
+    .workers(1)
+    .disable_signals()
+    .run();
+    tokio::spawn(server);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.status("/whoami", &token).await, 200);
+}
+
+#[tokio::test]
 async fn the_scope_extractor_names_the_missing_scope() {
     let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
     let api = start_api(issuer.issuer(), config(JwksSource::Url(issuer.jwks_url())));
