@@ -443,3 +443,54 @@ async fn the_scope_extractor_names_the_missing_scope() {
         200
     );
 }
+
+#[tokio::test]
+async fn es256_keys_verify_and_a_zero_signature_does_not() {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let point = pair.public_key().as_ref();
+    assert_eq!(point.len(), 65, "uncompressed P-256 point");
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    });
+    let jwks = start_jwks(json!({"keys": [jwk]}), "max-age=300");
+    let api = start_api(ISSUER, config(JwksSource::Url(jwks.url.clone())));
+
+    let sign_with = |alg: &str, signature: Option<Vec<u8>>| {
+        let header = json!({"alg": alg, "typ": "at+jwt", "kid": "ec-1"});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(ISSUER, "basic")).unwrap())
+        );
+        let signature = signature.unwrap_or_else(|| {
+            pair.sign(&SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        });
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    };
+    assert_eq!(api.status("/whoami", &sign_with("ES256", None)).await, 200);
+    // CVE-2022-21449: r = s = 0 must never verify.
+    assert_eq!(
+        api.status("/whoami", &sign_with("ES256", Some(vec![0; 64])))
+            .await,
+        401
+    );
+    // The key's algorithm decides: RS256 or HS256 under an ES256 key's kid are refused.
+    assert_eq!(
+        api.status("/whoami", &sign_with("RS256", Some(vec![0; 256])))
+            .await,
+        401
+    );
+    assert_eq!(
+        api.status("/whoami", &sign_with("HS256", Some(vec![0; 32])))
+            .await,
+        401
+    );
+    assert_eq!(api.status("/whoami", &sign_with("ES256", None)).await, 200);
+}
