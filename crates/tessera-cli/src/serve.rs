@@ -1,8 +1,11 @@
+use std::future::Future;
 use std::time::Duration;
 
+use actix_web::dev::ServerHandle;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use tessera_store::Store;
+use tokio::task::JoinHandle;
 
 use crate::args::Common;
 use crate::{admin, demo};
@@ -78,37 +81,30 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
     let issuer = authz.issuer().to_owned();
     let resource = build_resource(common, store, &issuer, Some(jwks_url)).await?;
-    let (authz_handle, resource_handle) = (authz.handle(), resource.handle());
-    let authz_task = tokio::spawn(authz.run_until_stopped());
+    let authz = Running::spawn(
+        "authorization server",
+        authz.handle(),
+        authz.run_until_stopped(),
+    );
     resource.prefetch_keys().await;
-    let resource_task = tokio::spawn(resource.run_until_stopped());
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    tokio::join!(authz_handle.stop(true), resource_handle.stop(true));
-    authz_task
-        .await
-        .context("the authorization server task failed")?
-        .context("the authorization server failed")?;
-    resource_task
-        .await
-        .context("the resource server task failed")?
-        .context("the resource server failed")?;
-    Ok(())
+    let resource = Running::spawn(
+        "resource server",
+        resource.handle(),
+        resource.run_until_stopped(),
+    );
+    run_until_signal(vec![authz, resource]).await
 }
 
 /// `tessera authz`: the authorization server alone; never seeds.
 pub async fn authz(common: &Common) -> anyhow::Result<()> {
     let store = admin::open(common).await?;
     let app = build_authz(common, store).await?;
-    let handle = app.handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    handle.stop(true).await;
-    task.await
-        .context("the server task failed")?
-        .context("the server failed")?;
-    Ok(())
+    let server = Running::spawn(
+        "authorization server",
+        app.handle(),
+        app.run_until_stopped(),
+    );
+    run_until_signal(vec![server]).await
 }
 
 /// `tessera resource`: the resource server alone, trusting `--issuer`.
@@ -120,14 +116,46 @@ pub async fn resource(common: &Common, jwks_url: Option<String>) -> anyhow::Resu
     };
     let store = admin::open(common).await?;
     let app = build_resource(common, store, &issuer, jwks_url).await?;
-    let handle = app.handle();
-    let task = tokio::spawn(app.run_until_stopped());
+    let server = Running::spawn("resource server", app.handle(), app.run_until_stopped());
+    run_until_signal(vec![server]).await
+}
+
+/// A server serving on its own task.
+struct Running {
+    name: &'static str,
+    handle: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    fn spawn(
+        name: &'static str,
+        handle: ServerHandle,
+        serve: impl Future<Output = std::io::Result<()>> + Send + 'static,
+    ) -> Self {
+        Running {
+            name,
+            handle,
+            task: tokio::spawn(serve),
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM, then stops every server gracefully and reports the first
+/// failure.
+async fn run_until_signal(servers: Vec<Running>) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
-    handle.stop(true).await;
-    task.await
-        .context("the server task failed")?
-        .context("the server failed")?;
+    for server in &servers {
+        server.handle.stop(true).await;
+    }
+    for server in servers {
+        server
+            .task
+            .await
+            .with_context(|| format!("the {} task failed", server.name))?
+            .with_context(|| format!("the {} failed", server.name))?;
+    }
     Ok(())
 }
 
