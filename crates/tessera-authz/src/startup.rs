@@ -72,7 +72,9 @@ impl Application {
             reason,
         })?;
         let issuer = match &settings.issuer {
-            Some(issuer) => parse_issuer(issuer)?,
+            Some(issuer) => tessera_core::parse_issuer(issuer).map_err(|e| {
+                StartupError::Config(format!("invalid issuer {issuer:?}: {}", e.message()))
+            })?,
             None => format!("http://{addr}"),
         };
         if settings.audience.is_empty() {
@@ -177,30 +179,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// An issuer is an `http` or `https` URL with no query or fragment (RFC 8414 §2); a
-/// trailing slash is dropped so that endpoint URLs join cleanly.
-fn parse_issuer(raw: &str) -> Result<String, StartupError> {
-    let bad = |why: &str| StartupError::Config(format!("invalid issuer {raw:?}: {why}"));
-    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("the scheme must be http or https"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("an issuer has no query or fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("an issuer has no user information"));
-    }
-    // RFC 8414 §3.1 would put the metadata of an issuer with a path under
-    // /.well-known/oauth-authorization-server/<path>; this server serves it at the root only.
-    if url.path() != "/" {
-        return Err(bad(
-            "an issuer with a path is not supported; use the origin only",
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
 /// The active key from the store, or a new one generated, stored and (if another process
 /// stored one first) replaced by the winner.
 async fn load_or_create_signing_key(store: &dyn Store) -> Result<SigningKey, StartupError> {
@@ -220,7 +198,3 @@ async fn load_or_create_signing_key(store: &dyn Store) -> Result<SigningKey, Sta
         Ok(SigningKey::from_pkcs8_der(&stored.private_key_der)?)
     }
 }
-
-#[cfg(test)]
-#[path = "tests/startup.rs"]
-mod tests;

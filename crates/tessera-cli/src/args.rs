@@ -74,6 +74,10 @@ pub enum Command {
         /// The issuer's JWKS URL [default: the jwks_uri of the issuer's metadata].
         #[arg(long, env = "TESSERA_JWKS_URL")]
         jwks_url: Option<String>,
+        /// Allow fetching keys over plain http from a host other than loopback (only inside
+        /// a private network you trust: whoever can alter the traffic can inject keys).
+        #[arg(long, env = "TESSERA_JWKS_ALLOW_HTTP", value_parser = clap::builder::FalseyValueParser::new())]
+        jwks_allow_http: bool,
     },
     /// Apply database migrations and exit.
     Migrate,

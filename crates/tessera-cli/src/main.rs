@@ -58,7 +58,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::serve(common).await,
         Command::Authz => serve::authz(common).await,
-        Command::Resource { jwks_url } => serve::resource(common, jwks_url).await,
+        Command::Resource {
+            jwks_url,
+            jwks_allow_http,
+        } => serve::resource(common, jwks_url, jwks_allow_http).await,
         Command::Migrate => {
             admin::open(common).await?;
             println!("database is up to date");

@@ -20,18 +20,6 @@ fn authz_settings(common: &Common) -> tessera_authz::Settings {
     }
 }
 
-fn resource_settings(
-    common: &Common,
-    issuer: &str,
-    jwks_url: Option<String>,
-) -> tessera_resource::Settings {
-    let mut settings = tessera_resource::Settings::new(issuer);
-    settings.addr = common.resource_addr.clone();
-    settings.audience = common.audience.clone();
-    settings.jwks_url = jwks_url;
-    settings
-}
-
 async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
@@ -46,15 +34,21 @@ async fn build_authz(
     Ok(app)
 }
 
+/// Builds the resource server; `jwks_url` overrides discovery through the issuer's
+/// metadata, `allow_http` permits plain http to a non-loopback key source.
 async fn build_resource(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
     issuer: &str,
     jwks_url: Option<String>,
+    allow_http: bool,
 ) -> anyhow::Result<tessera_resource::Application> {
-    let app =
-        tessera_resource::Application::build(resource_settings(common, issuer, jwks_url), store)
-            .await?;
+    let mut settings = tessera_resource::Settings::new(issuer);
+    settings.addr = common.resource_addr.clone();
+    settings.audience = common.audience.clone();
+    settings.jwks_url = jwks_url;
+    settings.jwks_allow_http = allow_http;
+    let app = tessera_resource::Application::build(settings, store).await?;
     println!(
         "resource server listening on http://{} (issuer {issuer})",
         app.addr()
@@ -80,7 +74,7 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // issuer URL the tokens carry.
     let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
     let issuer = authz.issuer().to_owned();
-    let resource = build_resource(common, store, &issuer, Some(jwks_url)).await?;
+    let resource = build_resource(common, store, &issuer, Some(jwks_url), false).await?;
     let authz = Running::spawn(
         "authorization server",
         authz.handle(),
@@ -108,14 +102,18 @@ pub async fn authz(common: &Common) -> anyhow::Result<()> {
 }
 
 /// `tessera resource`: the resource server alone, trusting `--issuer`.
-pub async fn resource(common: &Common, jwks_url: Option<String>) -> anyhow::Result<()> {
+pub async fn resource(
+    common: &Common,
+    jwks_url: Option<String>,
+    allow_http: bool,
+) -> anyhow::Result<()> {
     let Some(issuer) = common.issuer.clone() else {
         bail!(
             "tessera resource needs --issuer (or TESSERA_ISSUER): the authorization server whose tokens it accepts"
         );
     };
     let store = admin::open(common).await?;
-    let app = build_resource(common, store, &issuer, jwks_url).await?;
+    let app = build_resource(common, store, &issuer, jwks_url, allow_http).await?;
     let server = Running::spawn("resource server", app.handle(), app.run_until_stopped());
     run_until_signal(vec![server]).await
 }

@@ -82,6 +82,11 @@ impl ParseError {
     pub fn what(&self) -> &'static str {
         self.what
     }
+
+    /// What is wrong with it, without the "invalid …:" prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl fmt::Display for ParseError {

@@ -3,6 +3,7 @@
 
 mod claims;
 mod error;
+mod issuer;
 mod keys;
 mod names;
 mod oauth;
@@ -12,6 +13,7 @@ pub mod secret;
 
 pub use claims::AccessTokenClaims;
 pub use error::{Error, ErrorKind, ParseError};
+pub use issuer::parse_issuer;
 pub use keys::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
 pub use names::{ClientId, CompanySlug, GrantType, Role, TokenFormat, Username};
 pub use oauth::{ErrorCode, OAuthError};

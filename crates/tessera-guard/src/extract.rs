@@ -32,9 +32,14 @@ impl Guard {
         }
     }
 
-    /// The same guard with another realm in its challenges.
+    /// The same guard with another realm in its challenges. Characters that cannot stand
+    /// in a quoted header value (`"`, `\\`, control characters) are dropped.
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = realm.into();
+        self.realm = realm
+            .into()
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+            .collect();
         self
     }
 
@@ -95,28 +100,39 @@ fn now_secs() -> i64 {
 async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Error> {
     let Some(guard) = req.app_data::<web::Data<Guard>>().cloned() else {
         tracing::error!("tessera_guard::Guard is not registered as app data");
-        return Err(InternalError::from_response(
-            GuardError::Unavailable,
-            GuardError::Unavailable.response(DEFAULT_REALM),
-        )
-        .into());
+        return Err(reject(&req, GuardError::Unavailable));
     };
     let started = Instant::now();
-    let token = bearer_token(&req).map_err(|e| guard.reject(e))?;
-    let result = guard.validator.validate_counted(token, now_secs()).await;
-    let lookups = result.as_ref().map_or_else(|_| 0, |v| v.round_trips);
+    let token = bearer_token(&req);
+    if let Err(GuardError::MissingCredentials) = token {
+        return Err(guard.reject(GuardError::MissingCredentials));
+    }
+    // A bearer token was presented (well-formed or not): report the JWT path.
+    let (result, lookups) = match token {
+        Ok(token) => guard.validator.validate_counted(token, now_secs()).await,
+        Err(err) => (Err(err), 0),
+    };
     req.extensions_mut().insert(AuthzReport {
         method: "jwt",
         lookups,
         duration: started.elapsed(),
     });
-    match result {
-        Ok(validated) => Ok(Authenticated {
-            claims: validated.claims,
-        }),
-        Err(err) => {
+    result
+        .map(|claims| Authenticated { claims })
+        .map_err(|err| {
             tracing::debug!(reason = %err, "bearer token refused");
-            Err(guard.reject(err))
+            guard.reject(err)
+        })
+}
+
+/// The response for `err`, challenging with the realm of the request's [`Guard`] (or the
+/// default realm when none is registered).
+pub fn reject(req: &HttpRequest, err: GuardError) -> actix_web::Error {
+    match req.app_data::<web::Data<Guard>>() {
+        Some(guard) => guard.reject(err),
+        None => {
+            let response = err.response(DEFAULT_REALM);
+            InternalError::from_response(err, response).into()
         }
     }
 }
@@ -174,12 +190,7 @@ impl<S: ScopeRequirement + 'static> FromRequest for Scoped<S> {
         Box::pin(async move {
             let auth = authenticate(req.clone()).await?;
             if !auth.claims().has_scope(S::SCOPE) {
-                let err = GuardError::InsufficientScope(S::SCOPE);
-                return Err(match req.app_data::<web::Data<Guard>>() {
-                    Some(guard) => guard.reject(err),
-                    None => InternalError::from_response(err.clone(), err.response(DEFAULT_REALM))
-                        .into(),
-                });
+                return Err(reject(&req, GuardError::InsufficientScope(S::SCOPE)));
             }
             Ok(Scoped {
                 auth,

@@ -2,7 +2,7 @@
 //! cooldown, keeping the last good key set when the issuer fails.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,10 @@ pub struct JwksConfig {
     pub timeout: Duration,
     /// The largest JWKS or metadata document accepted. Default 64 KiB.
     pub max_bytes: usize,
+    /// Whether plain `http` URLs are allowed for hosts other than loopback. Default
+    /// `false`: over a network, whoever can alter plain HTTP can inject keys. Enable it
+    /// only inside a private network you trust (e.g. between containers).
+    pub allow_http: bool,
 }
 
 impl JwksConfig {
@@ -57,6 +61,7 @@ impl JwksConfig {
             cooldown: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
+            allow_http: false,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct JwksCache {
     refresh: tokio::sync::Mutex<RefreshState>,
     /// Incremented by every fetch attempt, so waiters can tell one happened meanwhile.
     generation: AtomicU64,
+    /// Whether a background refresh is running.
+    background: AtomicBool,
     fetches: AtomicU64,
     failures: AtomicU64,
 }
@@ -126,11 +133,16 @@ impl std::fmt::Debug for JwksCache {
 
 impl JwksCache {
     /// A cache with no keys yet; the first lookup fetches.
-    pub fn new(config: JwksConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: JwksConfig) -> Result<Self, JwksError> {
+        let url = match &config.source {
+            JwksSource::Url(url) | JwksSource::Issuer(url) => url,
+        };
+        check_transport(url, config.allow_http).map_err(|e| JwksError(e.0))?;
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .build()
+            .map_err(|e| JwksError(format!("cannot build the HTTP client: {e}")))?;
         Ok(JwksCache {
             config,
             client,
@@ -140,6 +152,7 @@ impl JwksCache {
             })),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             generation: AtomicU64::new(0),
+            background: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
@@ -173,29 +186,44 @@ impl JwksCache {
         }
     }
 
-    /// The key for `kid`, fetching when it is unknown or the set is stale.
-    pub(crate) async fn key(&self, kid: &str) -> Lookup {
+    /// The key for `kid`.
+    ///
+    /// A known key is returned at once, even from a stale set: staleness starts one
+    /// background refresh (stale-while-revalidate), so no request waits on the network for
+    /// a key it already has. An unknown `kid` waits for a refresh (single-flight, at most
+    /// once per cooldown).
+    pub(crate) async fn key(self: &Arc<Self>, kid: &str) -> Lookup {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.snapshot();
-        let fresh = set.expires > Instant::now();
-        let cached = set.keys.get(kid).cloned();
-        if fresh && cached.is_some() {
+        if let Some(key) = set.keys.get(kid) {
+            if set.expires <= Instant::now() {
+                self.refresh_in_background(seen);
+            }
             return Lookup {
-                key: cached,
+                key: Some(key.clone()),
                 round_trips: 0,
                 have_keys: true,
             };
         }
-        // Unknown kid, or a stale set: refresh (at most once per cooldown, single-flight),
-        // then use whatever we have; a stale key is better than none when the issuer fails.
         let round_trips = self.refresh(seen).await;
         let set = self.snapshot();
-        let key = set.keys.get(kid).cloned().or(cached);
         Lookup {
-            key,
+            key: set.keys.get(kid).cloned(),
             round_trips,
             have_keys: !set.keys.is_empty(),
         }
+    }
+
+    /// Starts one refresh on its own task unless one is running already.
+    fn refresh_in_background(self: &Arc<Self>, seen: u64) {
+        if self.background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            cache.refresh(seen).await;
+            cache.background.store(false, Ordering::Release);
+        });
     }
 
     /// Fetches unless another caller fetched since `seen` or the cooldown has not passed.
@@ -222,9 +250,7 @@ impl JwksCache {
         state.last_attempt = Some(now);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let mut round_trips = 0;
-        let result = self.fetch(&mut state, &mut round_trips).await;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        match result {
+        match self.fetch(&mut state, &mut round_trips).await {
             Ok(set) => {
                 let count = set.keys.len();
                 match self.current.write() {
@@ -238,6 +264,8 @@ impl JwksCache {
                 tracing::warn!(error = %err.0, "JWKS fetch failed; keeping the last good keys");
             }
         }
+        // After the swap, so that a waiter who sees the new generation also sees the keys.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         round_trips
     }
 
@@ -254,6 +282,7 @@ impl JwksCache {
                     "{}/.well-known/oauth-authorization-server",
                     issuer.trim_end_matches('/')
                 );
+                check_transport(&metadata_url, self.config.allow_http)?;
                 *round_trips += 1;
                 let (body, _) = self.get(&metadata_url).await?;
                 let metadata: Value = serde_json::from_slice(&body)
@@ -273,8 +302,14 @@ impl JwksCache {
             }
         };
         *round_trips += 1;
+        check_transport(&url, self.config.allow_http)?;
         let (body, max_age) = self.get(&url).await?;
         let keys = parse_jwks(&body)?;
+        if keys.is_empty() {
+            // An issuer always has a key; an empty set is a broken answer, not a revocation
+            // of everything, and must not replace the last good set.
+            return Err(FetchError("the JWKS holds no usable signing key".into()));
+        }
         let age = max_age
             .unwrap_or(self.config.default_age)
             .clamp(self.config.min_age, self.config.max_age);
@@ -320,6 +355,38 @@ impl JwksCache {
             body.extend_from_slice(&chunk);
         }
         Ok((body, max_age))
+    }
+}
+
+/// A JWKS source that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksError(String);
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+/// Keys must come over https, or plain http on the loopback interface, unless plain http
+/// is explicitly allowed.
+fn check_transport(url: &str, allow_http: bool) -> Result<(), FetchError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| FetchError(format!("invalid URL {url:?}: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_http => Ok(()),
+        _ => Err(FetchError(format!(
+            "{url} must use https (plain http is allowed only on loopback, or when allow_http is set)"
+        ))),
     }
 }
 

@@ -13,6 +13,7 @@ pub use bearer::bearer_token;
 pub use error::{GuardError, Rejection};
 pub use extract::{
     Admin, Authenticated, AuthzReport, Basic, DEFAULT_REALM, Guard, ScopeRequirement, Scoped,
+    reject,
 };
-pub use jwks::{JwksCache, JwksConfig, JwksSource, JwksStats};
+pub use jwks::{JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
 pub use validate::{Audience, Claims, MAX_TOKEN_BYTES, ValidationConfig, Validator};

@@ -69,10 +69,10 @@ pub struct Claims {
     /// Expiry (seconds since the epoch).
     pub exp: i64,
     /// Not before.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub nbf: Option<i64>,
     /// Issued at.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub iat: Option<i64>,
     /// Token id.
     #[serde(default)]
@@ -112,8 +112,32 @@ struct Header {
     typ: Option<String>,
     #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
+    /// Any `crit`, even `null`, is `Some`: its presence alone refuses the token.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+}
+
+/// For optional members that, when present, must hold a value of their type: `null` is
+/// not "absent" (a `null` `nbf` is refused, a `null` `crit` is still a `crit`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Parses a JOSE header or claims set: a JSON object (not an array, which serde would
+/// map onto the struct by position), with no member twice.
+fn parse_object<T: serde::de::DeserializeOwned>(
+    json: &[u8],
+    rejection: Rejection,
+) -> Result<T, GuardError> {
+    let first = json.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(GuardError::InvalidToken(rejection));
+    }
+    serde_json::from_slice(json).map_err(|_| GuardError::InvalidToken(rejection))
 }
 
 /// Validates access tokens against a [`JwksCache`].
@@ -121,13 +145,6 @@ struct Header {
 pub struct Validator {
     config: ValidationConfig,
     jwks: Arc<JwksCache>,
-}
-
-/// A validated token and what validating it cost.
-#[derive(Debug, Clone)]
-pub(crate) struct Validated {
-    pub claims: Claims,
-    pub round_trips: u32,
 }
 
 impl Validator {
@@ -143,14 +160,27 @@ impl Validator {
 
     /// Validates `token` at time `now` (seconds since the epoch).
     pub async fn validate(&self, token: &str, now: i64) -> Result<Claims, GuardError> {
-        self.validate_counted(token, now).await.map(|v| v.claims)
+        self.validate_counted(token, now).await.0
     }
 
+    /// Validates `token` and says how many round trips (JWKS or metadata fetches) that
+    /// took, whether or not the token was valid.
     pub(crate) async fn validate_counted(
         &self,
         token: &str,
         now: i64,
-    ) -> Result<Validated, GuardError> {
+    ) -> (Result<Claims, GuardError>, u32) {
+        let mut round_trips = 0;
+        let result = self.check(token, now, &mut round_trips).await;
+        (result, round_trips)
+    }
+
+    async fn check(
+        &self,
+        token: &str,
+        now: i64,
+        round_trips: &mut u32,
+    ) -> Result<Claims, GuardError> {
         let invalid = GuardError::InvalidToken;
         // Cheap rejections first: nothing here touches a key or the network.
         if token.len() > MAX_TOKEN_BYTES {
@@ -164,11 +194,10 @@ impl Validator {
         };
         let header_json = decode_segment(header_b64)?;
         let claims_json = decode_segment(claims_b64)?;
-        if signature_b64.is_empty() || decode_segment(signature_b64).is_err() {
+        if signature_b64.is_empty() {
             return Err(invalid(Rejection::Malformed));
         }
-        let header: Header =
-            serde_json::from_slice(&header_json).map_err(|_| invalid(Rejection::BadHeader))?;
+        let header: Header = parse_object(&header_json, Rejection::BadHeader)?;
         // Only asymmetric algorithms; `none` and HMAC (in any spelling) never pass.
         let alg = match header.alg.as_str() {
             "RS256" => Algorithm::RS256,
@@ -186,8 +215,7 @@ impl Validator {
         if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
             return Err(invalid(Rejection::Type));
         }
-        let claims: Claims =
-            serde_json::from_slice(&claims_json).map_err(|_| invalid(Rejection::BadClaims))?;
+        let claims: Claims = parse_object(&claims_json, Rejection::BadClaims)?;
         if claims.iss != self.config.issuer {
             return Err(invalid(Rejection::Issuer));
         }
@@ -196,6 +224,7 @@ impl Validator {
         };
 
         let lookup = self.jwks.key(&kid).await;
+        *round_trips = lookup.round_trips;
         let Some(key) = lookup.key else {
             return Err(if lookup.have_keys {
                 invalid(Rejection::UnknownKey)
@@ -232,10 +261,7 @@ impl Validator {
         if !claims.aud.contains(&self.config.audience) {
             return Err(invalid(Rejection::Audience));
         }
-        Ok(Validated {
-            claims,
-            round_trips: lookup.round_trips,
-        })
+        Ok(claims)
     }
 }
 

@@ -4,9 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 use tessera_core::CompanySlug;
-use tessera_guard::{Admin, Guard, GuardError, Scoped};
+use tessera_guard::{Admin, GuardError, Scoped, reject};
 
 /// A request by an admin of the company named in the path: `admin` scope, and a `company`
 /// claim equal, byte for byte, to the `{company}` segment. Anything else is the same 403,
@@ -25,10 +25,7 @@ impl FromRequest for CompanyAdmin {
         let req = req.clone();
         Box::pin(async move {
             let scoped = scoped.await?;
-            let forbidden = || match req.app_data::<web::Data<Guard>>() {
-                Some(guard) => guard.reject(GuardError::Forbidden),
-                None => GuardError::Forbidden.into(),
-            };
+            let forbidden = || reject(&req, GuardError::Forbidden);
             let segment = req.match_info().get("company").unwrap_or("");
             if scoped.claims().company.as_deref() != Some(segment) {
                 return Err(forbidden());

@@ -30,6 +30,9 @@ pub struct Settings {
     pub leeway: Duration,
     /// Least time between two JWKS fetches. Default 30 s.
     pub jwks_cooldown: Duration,
+    /// Whether keys may be fetched over plain http from a host other than loopback.
+    /// Default `false`; enable only inside a private network you trust.
+    pub jwks_allow_http: bool,
     /// HTTP worker threads. Default: one per physical core.
     pub workers: Option<usize>,
 }
@@ -44,6 +47,7 @@ impl Settings {
             jwks_url: None,
             leeway: Duration::from_secs(30),
             jwks_cooldown: Duration::from_secs(30),
+            jwks_allow_http: false,
             workers: None,
         }
     }
@@ -85,23 +89,22 @@ impl Application {
     /// Binds and builds the server. Keys are fetched on first use (and by
     /// [`prefetch_keys`](Self::prefetch_keys)), so the authorization server need not be up yet.
     pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
-        let issuer = settings.issuer.trim_end_matches('/').to_owned();
-        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
-            return Err(StartupError::Config(format!(
-                "invalid issuer {:?}: it must be an http or https URL",
-                settings.issuer
-            )));
-        }
+        let issuer = tessera_core::parse_issuer(&settings.issuer).map_err(|e| {
+            StartupError::Config(format!(
+                "invalid issuer {:?}: {}",
+                settings.issuer,
+                e.message()
+            ))
+        })?;
         let source = match &settings.jwks_url {
             Some(url) => JwksSource::Url(url.clone()),
             None => JwksSource::Issuer(issuer.clone()),
         };
         let mut jwks_config = JwksConfig::new(source);
         jwks_config.cooldown = settings.jwks_cooldown;
-        let jwks = Arc::new(
-            JwksCache::new(jwks_config)
-                .map_err(|e| StartupError::Config(format!("cannot build the HTTP client: {e}")))?,
-        );
+        jwks_config.allow_http = settings.jwks_allow_http;
+        let jwks =
+            Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
         let mut validation = ValidationConfig::new(issuer, settings.audience.clone());
         validation.leeway = settings.leeway;
         let guard = web::Data::new(Guard::new(Validator::new(validation, jwks.clone())));

@@ -883,8 +883,8 @@ async fn resource_alone_finds_the_keys_through_the_issuers_metadata() {
     );
 }
 
-/// The README's walkthrough, run as written by `sh` against `tessera serve` on the default
-/// ports. Skipped (with a message) when those ports are taken on this machine.
+/// The README's walkthrough, run by `sh` as written, except for its first line, which
+/// names the servers' URLs: here they are on free ports.
 #[tokio::test]
 async fn the_readme_walkthrough_works_as_written() {
     let readme =
@@ -899,8 +899,7 @@ async fn the_readme_walkthrough_works_as_written() {
         .unwrap()
         .split("```")
         .next()
-        .unwrap()
-        .to_owned();
+        .unwrap();
     let expected: Vec<String> = block
         .split("```text\n")
         .nth(1)
@@ -911,17 +910,15 @@ async fn the_readme_walkthrough_works_as_written() {
         .lines()
         .map(str::to_owned)
         .collect();
+    let (first, rest) = script.split_once('\n').unwrap();
+    assert_eq!(
+        first,
+        "AUTHZ=http://127.0.0.1:8080 API=http://127.0.0.1:8081"
+    );
 
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err()
-        || std::net::TcpListener::bind("127.0.0.1:8081").is_err()
-    {
-        eprintln!("skipping the README walkthrough: 127.0.0.1:8080 or :8081 is in use");
-        return;
-    }
     let ws = Workspace::new();
-    let mut command = ws.command();
-    command.args(["serve", "--database-url", &ws.db_url()]);
-    let _server = Server::spawn(command, "serve");
+    let server = Server::start(&ws, &[]);
+    let script = format!("AUTHZ={} API={}\n{rest}", server.url, server.resource_url);
     let out = tokio::task::spawn_blocking(move || {
         Command::new("sh").arg("-c").arg(script).output().unwrap()
     })

@@ -137,13 +137,14 @@ fn jwt_kid(token: &str) -> String {
 #[tokio::test]
 async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
     let issuer = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_A).unwrap()).unwrap();
-    let api = Arc::new(start_api(
-        issuer.issuer(),
-        config(JwksSource::Url(issuer.jwks_url())),
-    ));
+    let mut cfg = config(JwksSource::Url(issuer.jwks_url()));
+    cfg.cooldown = Duration::from_secs(1);
+    let api = Arc::new(start_api(issuer.issuer(), cfg));
     let valid = issuer.sign(&claims(issuer.issuer(), "basic"));
     assert_eq!(api.status("/whoami", &valid).await, 200);
     assert_eq!(issuer.jwks_fetches(), 1);
+    // Past the cooldown, so the flood may fetch: its concurrent misses share one fetch.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let (header, rest) = valid.split_once('.').unwrap();
     let mut header: Value =
@@ -163,10 +164,10 @@ async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 401);
     }
-    assert!(
-        issuer.jwks_fetches() <= 2,
-        "{} fetches for a flood of unknown kids",
-        issuer.jwks_fetches()
+    assert_eq!(
+        issuer.jwks_fetches(),
+        2,
+        "a flood of unknown kids: one fetch, shared"
     );
     assert_eq!(api.jwks.stats().fetches, issuer.jwks_fetches());
     assert_eq!(api.status("/whoami", &valid).await, 200);
@@ -177,6 +178,8 @@ struct FakeJwks {
     url: String,
     answer: Arc<Mutex<(u16, String, String)>>,
     hits: Arc<AtomicU64>,
+    /// While set, requests are held unanswered: an issuer that hangs.
+    hold: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
@@ -186,17 +189,21 @@ fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
         cache_control.to_owned(),
     )));
     let hits = Arc::new(AtomicU64::new(0));
-    let (a, h) = (answer.clone(), hits.clone());
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, h, held) = (answer.clone(), hits.clone(), hold.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks", listener.local_addr().unwrap());
     let server = HttpServer::new(move || {
-        let (a, h) = (a.clone(), h.clone());
+        let (a, h, held) = (a.clone(), h.clone(), held.clone());
         App::new().route(
             "/jwks",
             web::get().to(move || {
-                let (a, h) = (a.clone(), h.clone());
+                let (a, h, held) = (a.clone(), h.clone(), held.clone());
                 async move {
                     h.fetch_add(1, Ordering::SeqCst);
+                    while held.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     let (status, body, cache) = a.lock().unwrap().clone();
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                         .insert_header(("Cache-Control", cache))
@@ -208,11 +215,30 @@ fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
     })
     .listen(listener)
     .unwrap()
-    .workers(1)
+    .workers(2)
     .disable_signals()
     .run();
     tokio::spawn(server);
-    FakeJwks { url, answer, hits }
+    FakeJwks {
+        url,
+        answer,
+        hits,
+        hold,
+    }
+}
+
+/// Waits (up to 5 s) until the cache has counted `failures` failed fetches.
+async fn until_failures(api: &Api, failures: u64) {
+    for _ in 0..500 {
+        if api.jwks.stats().failures >= failures {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "expected {failures} failed fetches, saw {:?}",
+        api.jwks.stats()
+    );
 }
 
 impl FakeJwks {
@@ -230,34 +256,38 @@ async fn the_last_good_keys_survive_an_issuer_that_fails_or_answers_garbage() {
     let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "max-age=0");
     let mut cfg = config(JwksSource::Url(jwks.url.clone()));
-    // Every lookup finds the set stale and may refetch: the worst case for resilience.
+    // Every lookup finds the set stale and refreshes it: the worst case for resilience.
     cfg.min_age = Duration::ZERO;
     cfg.cooldown = Duration::ZERO;
     let api = start_api(ISSUER, cfg);
     let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
     assert_eq!(api.status("/whoami", &token).await, 200);
 
-    for (status, body) in [
+    let padded = format!(r#"{{"keys": [], "padding": "{}"}}"#, "x".repeat(100 * 1024));
+    let oct_only = r#"{"keys": [{"kty": "oct", "kid": "k", "alg": "HS256", "k": "c2VjcmV0"}]}"#;
+    let answers: [(u16, &str); 6] = [
         (500, "oops"),
         (200, "not json"),
         (200, r#"{"keys": "nope"}"#),
-        (
-            200,
-            &format!(r#"{{"keys": [], "padding": "{}"}}"#, "x".repeat(100 * 1024)),
-        ),
-    ] {
+        (200, r#"{"keys": []}"#),
+        (200, oct_only),
+        (200, &padded),
+    ];
+    let mut failures = 0;
+    for (status, body) in answers {
         jwks.answer(status, body);
-        assert_eq!(
-            api.status("/whoami", &token).await,
-            200,
-            "after a {status} {:.20}",
-            body
-        );
+        // Served from the stale set; each request starts a refresh, which fails.
+        for when in ["during", "after"] {
+            assert_eq!(
+                api.status("/whoami", &token).await,
+                200,
+                "{when} a {status} {body:.20}"
+            );
+            failures += 1;
+            until_failures(&api, failures).await;
+        }
     }
-    assert!(api.jwks.stats().failures >= 4, "{:?}", api.jwks.stats());
-    assert!(jwks.hits.load(Ordering::SeqCst) >= 5);
 }
-
 #[tokio::test]
 async fn symmetric_private_and_non_signing_keys_in_a_jwks_are_never_loaded() {
     let good = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
@@ -340,13 +370,19 @@ async fn max_age_decides_when_keys_are_refetched() {
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(api.status("/whoami", &token).await, 200);
+    // The stale set is refreshed in the background.
+    for _ in 0..500 {
+        if jwks.hits.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         jwks.hits.load(Ordering::SeqCst),
         2,
         "a stale set is refetched"
     );
 }
-
 #[tokio::test]
 async fn an_unreachable_issuer_with_no_cached_keys_is_a_503_not_a_401() {
     // A port nothing listens on: bind, read the port, close.
@@ -493,4 +529,88 @@ async fn es256_keys_verify_and_a_zero_signature_does_not() {
         401
     );
     assert_eq!(api.status("/whoami", &sign_with("ES256", None)).await, 200);
+}
+
+#[tokio::test]
+async fn a_hanging_refresh_never_holds_up_a_request_whose_key_is_cached() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "max-age=0");
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    cfg.timeout = Duration::from_secs(60);
+    let api = start_api(ISSUER, cfg);
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+
+    // The set is stale at once and the issuer now hangs: requests must not wait for it.
+    jwks.hold.store(true, Ordering::SeqCst);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        let response = quick
+            .get(format!("{}/whoami", api.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        2,
+        "one background refresh, still hanging"
+    );
+    jwks.hold.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_stops_verifying_once_the_set_is_refreshed() {
+    let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
+    let jwks = start_jwks(json!({"keys": [a.public_jwk()]}), "max-age=0");
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    let api = start_api(ISSUER, cfg);
+    let token = a.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+
+    jwks.answer(200, &json!({"keys": [b.public_jwk()]}).to_string());
+    let mut refused = false;
+    for _ in 0..50 {
+        if api.status("/whoami", &token).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "a withdrawn key kept verifying");
+    let token_b = b.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert_eq!(api.status("/whoami", &token_b).await, 200);
+}
+
+#[tokio::test]
+async fn plain_http_key_sources_off_loopback_are_refused_unless_allowed() {
+    let err =
+        JwksCache::new(config(JwksSource::Issuer("http://auth.example.com".into()))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "http://auth.example.com must use https (plain http is allowed only on loopback, or when allow_http is set)"
+    );
+    let mut cfg = config(JwksSource::Url(
+        "http://authz:8080/.well-known/jwks.json".into(),
+    ));
+    assert!(JwksCache::new(cfg.clone()).is_err());
+    cfg.allow_http = true;
+    assert!(JwksCache::new(cfg).is_ok());
+    assert!(
+        JwksCache::new(config(JwksSource::Url(
+            "https://auth.example.com/jwks".into()
+        )))
+        .is_ok()
+    );
+    assert!(JwksCache::new(config(JwksSource::Url("http://localhost:8080/jwks".into()))).is_ok());
 }

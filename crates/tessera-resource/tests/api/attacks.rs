@@ -276,6 +276,24 @@ impl TestApp {
 async fn kid_injections_are_just_unknown_keys() {
     let app = spawn_app().await;
     let (header, claims, signature) = parts(&app.alice_admin());
+    // The very first request has an unknown kid: the refusal reports the true round trips
+    // (the issuer's metadata, then its JWKS).
+    let mut h = header.clone();
+    h["kid"] = json!("unknown");
+    let response = app
+        .get(
+            "/companies/acme/users",
+            Some(&assemble(&h, &claims, &signature)),
+        )
+        .await;
+    assert_eq!(response.headers()["tessera-authz-lookups"], "2");
+    assert!(
+        response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .starts_with("authz;desc=\"jwt\"")
+    );
+    assert_rejected(response, 401, INVALID_TOKEN).await;
     for kid in [
         json!("../../../../etc/passwd"),
         json!("' OR '1'='1' --"),
@@ -327,6 +345,22 @@ async fn header_rules_typ_and_crit_are_enforced() {
         let token = resign(&key, &format!("{}.{}", b64(&h), b64(&claims)));
         assert_invalid(&app, &token, what).await;
     }
+    // A crit of null is still a crit; a header that is an array is not a JSON object.
+    let mut h = header.clone();
+    h["crit"] = Value::Null;
+    assert_invalid(
+        &app,
+        &resign(&key, &format!("{}.{}", b64(&h), b64(&claims))),
+        "crit: null",
+    )
+    .await;
+    let positional = json!(["RS256", "at+jwt", header["kid"]]);
+    assert_invalid(
+        &app,
+        &resign(&key, &format!("{}.{}", b64(&positional), b64(&claims))),
+        "array header",
+    )
+    .await;
     // ES256 with r = s = 0 (CVE-2022-21449) under the RSA key's kid.
     let mut h = header.clone();
     h["alg"] = json!("ES256");
@@ -387,6 +421,23 @@ async fn claim_rules_issuer_audience_time_and_types_are_enforced() {
         let token = resign(&key, &format!("{}.{}", b64(&header), b64(&c)));
         assert_invalid(&app, &token, what).await;
     }
+    // null is not absent, and claims are an object, not a positional array.
+    let mut c = claims.clone();
+    c["nbf"] = Value::Null;
+    assert_invalid(
+        &app,
+        &resign(&key, &format!("{}.{}", b64(&header), b64(&c))),
+        "nbf: null",
+    )
+    .await;
+    let o = claims.as_object().unwrap();
+    let positional = json!([o["iss"], o["sub"], o["aud"], o["exp"]]);
+    assert_invalid(
+        &app,
+        &resign(&key, &format!("{}.{}", b64(&header), b64(&positional))),
+        "array claims",
+    )
+    .await;
     // Within the 30-second leeway, and with aud as an array that holds us, it passes.
     let mut c = claims.clone();
     c["exp"] = json!(now - 10);
@@ -536,13 +587,17 @@ async fn encoded_and_dotted_paths_never_reach_another_company() {
     let app = spawn_app().await;
     let alice = app.alice_admin();
     let addr = app.address.trim_start_matches("http://").to_owned();
-    for path in [
-        "/companies/acme/../globex/users",
-        "/companies/globex/../acme/users/../../globex/users",
-        "/companies/acme%2F..%2Fglobex/users",
-        "/companies/%67lobex/users",
-        "/companies/acme%00/users",
-        "/companies//acme/users",
+    for (path, expected) in [
+        // Dot segments are not routes: nothing matches, nothing is authorized.
+        ("/companies/acme/../globex/users", 404),
+        ("/companies/globex/../acme/users/../../globex/users", 404),
+        ("/companies//acme/users", 404),
+        // Encoded segments are compared, decoded or not, byte for byte with the claim.
+        ("/companies/acme%2F..%2Fglobex/users", 403),
+        ("/companies/%67lobex/users", 403),
+        ("/companies/acme%00/users", 403),
+        ("/companies/ACME/users", 403),
+        ("/companies/acme%20/users", 403),
     ] {
         let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let request = format!(
@@ -551,9 +606,18 @@ async fn encoded_and_dotted_paths_never_reach_another_company() {
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
-        let response = String::from_utf8_lossy(&response);
+        let response = String::from_utf8_lossy(&response).to_string();
         let status: u16 = response[9..12].parse().unwrap();
-        assert!(matches!(status, 403 | 404), "{path}: {status}");
+        assert_eq!(status, expected, "{path}");
+        let challenge = response
+            .lines()
+            .find_map(|l| l.strip_prefix("www-authenticate: "))
+            .map(str::to_owned);
+        if expected == 403 {
+            assert_eq!(challenge.as_deref(), Some(OTHER_COMPANY), "{path}");
+        } else {
+            assert_eq!(challenge, None, "{path}");
+        }
         assert!(
             !response.contains("carol") && !response.contains("dave"),
             "{path} leaked globex users"

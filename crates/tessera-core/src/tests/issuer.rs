@@ -1,9 +1,9 @@
-//! Unit tests of `startup`.
+//! Unit tests of `issuer`.
 
 use super::parse_issuer;
 
 #[test]
-fn issuers_are_http_urls_without_query_fragment_or_trailing_slash() {
+fn issuers_are_normalised_http_origins() {
     assert_eq!(
         parse_issuer("https://auth.example.com/").unwrap(),
         "https://auth.example.com"
@@ -11,6 +11,14 @@ fn issuers_are_http_urls_without_query_fragment_or_trailing_slash() {
     assert_eq!(
         parse_issuer("http://127.0.0.1:8080").unwrap(),
         "http://127.0.0.1:8080"
+    );
+    assert_eq!(
+        parse_issuer("HTTP://Auth.Example.COM:80/").unwrap(),
+        "http://auth.example.com"
+    );
+    assert_eq!(
+        parse_issuer("https://auth.example.com:443").unwrap(),
+        "https://auth.example.com"
     );
     for bad in [
         "ftp://x",
@@ -22,4 +30,8 @@ fn issuers_are_http_urls_without_query_fragment_or_trailing_slash() {
     ] {
         assert!(parse_issuer(bad).is_err(), "{bad} accepted");
     }
+    assert_eq!(
+        parse_issuer("ftp://x").unwrap_err().to_string(),
+        "invalid issuer: the scheme must be http or https"
+    );
 }
