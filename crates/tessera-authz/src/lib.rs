@@ -4,6 +4,7 @@
 mod client_auth;
 mod error;
 mod form;
+mod introspect;
 mod pages;
 mod passwords;
 mod settings;
@@ -14,4 +15,4 @@ mod wellknown;
 
 pub use settings::{DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, Settings};
 pub use startup::{Application, StartupError};
-pub use token::SUPPORTED_GRANTS;
+pub use token::{OPAQUE_PREFIX, SUPPORTED_GRANTS};

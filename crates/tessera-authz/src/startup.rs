@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::passwords::PasswordVerifier;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{pages, token, wellknown};
+use crate::{introspect, pages, token, wellknown};
 
 /// Why the server could not start. Each message is one line, fit for a terminal.
 #[derive(Debug, Error)]
@@ -113,6 +113,8 @@ impl Application {
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 // Resources (not bare routes) so that a wrong method is 405, not 404.
                 .service(web::resource("/oauth/token").post(token::token))
+                .service(web::resource("/oauth/introspect").post(introspect::introspect))
+                .service(web::resource("/oauth/revoke").post(introspect::revoke))
                 .service(web::resource("/.well-known/jwks.json").get(wellknown::get_jwks))
                 .service(
                     web::resource("/.well-known/oauth-authorization-server")

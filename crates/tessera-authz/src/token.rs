@@ -4,9 +4,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_core::{
-    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, password,
+    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, password, secret,
 };
-use tessera_store::{Client, User};
+use tessera_store::{Client, NewAccessToken, User};
 
 use crate::client_auth;
 use crate::error::{ApiError, no_store};
@@ -16,6 +16,9 @@ use crate::state::AppState;
 /// The grants this server implements, in the order the metadata lists them. Keep in step
 /// with [`Grant`].
 pub const SUPPORTED_GRANTS: [GrantType; 2] = [GrantType::Password, GrantType::ClientCredentials];
+
+/// The prefix of every opaque access token: `tsr_` and 43 base64url characters, no `.`.
+pub const OPAQUE_PREFIX: &str = "tsr_";
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Serialize)]
@@ -61,7 +64,7 @@ pub async fn token(
             Subject::Client
         }
     };
-    issue(&state, &client, subject, requested, now)
+    issue(&state, &client, subject, requested, now).await
 }
 
 /// The grants this server implements: what `grant_type` parses into.
@@ -154,49 +157,70 @@ enum Subject {
     Client,
 }
 
-fn issue(
+async fn issue(
     state: &AppState,
     client: &Client,
     subject: Subject,
     scope: ScopeSet,
     now: DateTime<Utc>,
 ) -> Result<HttpResponse, ApiError> {
-    if client.access_token_format != TokenFormat::Jwt {
-        return Err(ApiError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client is registered for opaque access tokens, which this server does not issue",
-        ));
-    }
     let ttl = client
         .access_token_ttl_secs
         .unwrap_or(i64::try_from(state.access_token_ttl.as_secs()).unwrap_or(i64::MAX));
     let iat = now.timestamp();
-    let (sub, company, roles, username) = match subject {
-        Subject::User(user) => (
-            user.id.to_string(),
-            Some(user.company.to_string()),
-            Some(user.roles),
-            Some(user.username.to_string()),
-        ),
-        Subject::Client => (client.client_id.to_string(), None, None, None),
+    let access_token = match client.access_token_format {
+        TokenFormat::Jwt => {
+            let (sub, company, roles, username) = match subject {
+                Subject::User(user) => (
+                    user.id.to_string(),
+                    Some(user.company.to_string()),
+                    Some(user.roles),
+                    Some(user.username.to_string()),
+                ),
+                Subject::Client => (client.client_id.to_string(), None, None, None),
+            };
+            let claims = AccessTokenClaims {
+                iss: state.issuer.clone(),
+                sub,
+                aud: state.audience.clone(),
+                exp: iat.saturating_add(ttl),
+                iat,
+                jti: uuid::Uuid::new_v4().to_string(),
+                client_id: client.client_id.to_string(),
+                scope,
+                company,
+                roles,
+                username,
+            };
+            state
+                .signing_key
+                .sign_access_token(&claims)
+                .map_err(|e| ApiError::internal("signing an access token failed", &e))?
+        }
+        TokenFormat::Opaque => {
+            // 256 bits from the OS CSPRNG; only the digest is stored. The prefix lets
+            // secret scanners recognise a leaked token; it carries no meaning.
+            let token = format!(
+                "{OPAQUE_PREFIX}{}",
+                secret::generate()
+                    .map_err(|e| ApiError::internal("generating a token failed", &e))?
+            );
+            let (user_id, subject) = match subject {
+                Subject::User(user) => (Some(user.id), user.id.to_string()),
+                Subject::Client => (None, client.client_id.to_string()),
+            };
+            let record = NewAccessToken {
+                token_hash: secret::digest(&token),
+                client_id: client.client_id.clone(),
+                user_id,
+                subject,
+                scope,
+                expires_at: now + chrono::Duration::seconds(ttl),
+            };
+            state.store.insert_access_token(&record, now).await?;
+            token
+        }
     };
-    let claims = AccessTokenClaims {
-        iss: state.issuer.clone(),
-        sub,
-        aud: state.audience.clone(),
-        exp: iat.saturating_add(ttl),
-        iat,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.client_id.to_string(),
-        scope,
-        company,
-        roles,
-        username,
-    };
-    let access_token = state
-        .signing_key
-        .sign_access_token(&claims)
-        .map_err(|e| ApiError::internal("signing an access token failed", &e))?;
     let mut response = HttpResponse::Ok();
     no_store(&mut response);
     Ok(response.json(TokenResponse {

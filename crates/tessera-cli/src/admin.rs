@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use tessera_core::{GrantType, ScopeSet, TokenFormat, Username, password, secret};
+use tessera_core::{GrantType, ScopeSet, Username, password, secret};
 use tessera_store::{NewClient, NewCompany, NewUser, Store, StoreError};
 
 use crate::args::{ClientCommand, Common, CompanyCommand, KeysCommand, UserCommand};
@@ -170,11 +170,6 @@ pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
         } => {
             grants.sort();
             grants.dedup();
-            if token_format == TokenFormat::Opaque {
-                bail!(
-                    "opaque access tokens are not available in this version; use --token-format jwt"
-                );
-            }
             if let Some(grant) = grants
                 .iter()
                 .find(|g| !tessera_authz::SUPPORTED_GRANTS.contains(g))

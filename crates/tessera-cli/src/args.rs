@@ -142,14 +142,15 @@ pub enum ClientCommand {
     Add {
         /// Client id (letters, digits, '.', '_', '-').
         client_id: ClientId,
-        /// Grant type the client may use; repeat for several.
-        #[arg(long = "grant", required = true, value_name = "GRANT")]
+        /// Grant type the client may use; repeat for several. A client with none can only
+        /// introspect and revoke (e.g. a resource server).
+        #[arg(long = "grant", value_name = "GRANT")]
         grants: Vec<GrantType>,
         /// Scope the client may be granted; repeat for several.
         #[arg(long = "scope", required = true, value_name = "basic|admin")]
         scopes: Vec<Scope>,
         /// Access token format.
-        #[arg(long, default_value = "jwt", value_name = "jwt")]
+        #[arg(long, default_value = "jwt", value_name = "jwt|opaque")]
         token_format: TokenFormat,
         /// Redirect URI for the authorization code flow; repeat for several.
         #[arg(long = "redirect-uri", value_name = "URI")]

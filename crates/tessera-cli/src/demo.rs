@@ -14,6 +14,15 @@ pub const JWT_CLIENT_ID: &str = "demo-jwt";
 /// The demo JWT client's secret.
 pub const JWT_CLIENT_SECRET: &str = "demo-jwt-secret";
 
+/// The demo opaque client.
+pub const OPAQUE_CLIENT_ID: &str = "demo-opaque";
+/// The demo opaque client's secret.
+pub const OPAQUE_CLIENT_SECRET: &str = "demo-opaque-secret";
+/// The demo resource server's client, for introspection.
+pub const RESOURCE_CLIENT_ID: &str = "demo-resource";
+/// Its secret.
+pub const RESOURCE_CLIENT_SECRET: &str = "demo-resource-secret";
+
 /// (username, company, roles)
 const USERS: [(&str, &str, &[Role]); 4] = [
     ("alice", "acme", &[Role::Admin]),
@@ -50,17 +59,53 @@ pub fn seed() -> anyhow::Result<Seed> {
                 })
             })
             .collect::<anyhow::Result<_>>()?,
-        clients: vec![NewClient {
-            client_id: JWT_CLIENT_ID.parse()?,
-            name: "Demo client (JWT access tokens)".into(),
-            secret_hash: Some(secret::digest(JWT_CLIENT_SECRET)),
-            grant_types: vec![GrantType::Password, GrantType::ClientCredentials],
-            scopes: "basic admin".parse::<ScopeSet>()?,
-            redirect_uris: vec![],
-            access_token_format: TokenFormat::Jwt,
-            access_token_ttl_secs: None,
-            refresh_token_ttl_secs: None,
-        }],
+        clients: vec![
+            demo_client(
+                JWT_CLIENT_ID,
+                "Demo client (JWT access tokens)",
+                JWT_CLIENT_SECRET,
+                TokenFormat::Jwt,
+                true,
+            )?,
+            demo_client(
+                OPAQUE_CLIENT_ID,
+                "Demo client (opaque access tokens)",
+                OPAQUE_CLIENT_SECRET,
+                TokenFormat::Opaque,
+                true,
+            )?,
+            demo_client(
+                RESOURCE_CLIENT_ID,
+                "Demo resource server (introspection)",
+                RESOURCE_CLIENT_SECRET,
+                TokenFormat::Jwt,
+                false,
+            )?,
+        ],
+    })
+}
+
+fn demo_client(
+    id: &str,
+    name: &str,
+    secret: &str,
+    format: TokenFormat,
+    grants: bool,
+) -> anyhow::Result<NewClient> {
+    Ok(NewClient {
+        client_id: id.parse()?,
+        name: name.into(),
+        secret_hash: Some(secret::digest(secret)),
+        grant_types: if grants {
+            vec![GrantType::Password, GrantType::ClientCredentials]
+        } else {
+            vec![]
+        },
+        scopes: "basic admin".parse::<ScopeSet>()?,
+        redirect_uris: vec![],
+        access_token_format: format,
+        access_token_ttl_secs: None,
+        refresh_token_ttl_secs: None,
     })
 }
 
@@ -80,8 +125,10 @@ pub fn describe() -> String {
         ));
     }
     out.push_str(&format!(
-        "  client: {JWT_CLIENT_ID} with secret {JWT_CLIENT_SECRET:?} (grants password, client_credentials; \
-         scopes basic, admin; JWT access tokens)\n"
+        "  clients (grants password, client_credentials; scopes basic, admin):\n    \
+         {JWT_CLIENT_ID} with secret {JWT_CLIENT_SECRET:?}: JWT access tokens\n    \
+         {OPAQUE_CLIENT_ID} with secret {OPAQUE_CLIENT_SECRET:?}: opaque access tokens\n  \
+         resource server client (introspection only): {RESOURCE_CLIENT_ID} with secret {RESOURCE_CLIENT_SECRET:?}\n"
     ));
     out
 }

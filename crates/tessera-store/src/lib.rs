@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    Client, Company, KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, StoredKey, User,
-    UserCredentials, UserPatch,
+    Client, Company, KeyState, NewAccessToken, NewClient, NewCompany, NewKey, NewUser, Seed,
+    StoredAccessToken, StoredKey, User, UserCredentials, UserPatch,
 };
 pub use sqlite::SqliteStore;
 
@@ -83,6 +83,24 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Deletes the user with this id in `company`; whether there was one.
     async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool>;
+
+    /// The user with this id, in whichever company.
+    async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>>;
+
+    /// Stores an opaque access token's digest.
+    async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()>;
+
+    /// The opaque access token with this digest, active or not.
+    async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>>;
+
+    /// Revokes the token with this digest if `client_id` owns it; whether one was found.
+    /// Revoking twice keeps the first time.
+    async fn revoke_access_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

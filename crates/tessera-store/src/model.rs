@@ -284,3 +284,48 @@ pub struct Seed {
     /// Clients.
     pub clients: Vec<NewClient>,
 }
+
+/// An opaque access token to store: its digest, never the token.
+#[derive(Clone, Debug)]
+pub struct NewAccessToken {
+    /// SHA-256 hex digest of the token.
+    pub token_hash: String,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user it speaks for; `None` for `client_credentials`.
+    pub user_id: Option<Uuid>,
+    /// The `sub` it stands for: the user id, or the client id.
+    pub subject: String,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An opaque access token as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAccessToken {
+    /// SHA-256 hex digest of the token.
+    pub token_hash: String,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user it speaks for; `None` for `client_credentials`.
+    pub user_id: Option<Uuid>,
+    /// The `sub` it stands for.
+    pub subject: String,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl StoredAccessToken {
+    /// Whether the token may be used at `now`: not revoked, not expired.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}

@@ -457,6 +457,73 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.token_hash)
+        .bind(token.client_id.as_str())
+        .bind(token.user_id.map(|id| id.to_string()))
+        .bind(&token.subject)
+        .bind(token.scope.to_string())
+        .bind(now)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
+        let row = sqlx::query(
+            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at \
+             FROM access_tokens WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user_id: Option<String> = row.try_get("user_id")?;
+        Ok(Some(StoredAccessToken {
+            token_hash: row.try_get("token_hash")?,
+            client_id: row
+                .try_get::<&str, _>("client_id")?
+                .parse()
+                .map_err(|e| corrupt("client_id", e))?,
+            user_id: user_id.as_deref().map(parse_uuid).transpose()?,
+            subject: row.try_get("subject")?,
+            scope: parse_scopes(row.try_get("scope")?)?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        }))
+    }
+
+    async fn revoke_access_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE token_hash = ? AND client_id = ?",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         insert_client(&self.pool, new, now).await
     }

@@ -40,6 +40,16 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestApp {
+    /// The directory holding this app's database file.
+    pub fn db_dir(&self) -> &std::path::Path {
+        self._dir
+            .as_ref()
+            .map(|d| d.path())
+            .expect("spawn_app owns a directory")
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Stopping is asynchronous; the server threads end with the test process anyway.
@@ -83,11 +93,19 @@ fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) ->
 /// - `app` (confidential, password + client_credentials, basic admin, secret [`APP_SECRET`]),
 ///   `basic-app` (confidential, password, basic only), `machine` (confidential,
 ///   client_credentials only), `spa` (public, password, basic), `short-lived` (confidential,
-///   password, 60-second tokens).
+///   password, 60-second tokens), `opaque-app` (like `app`, opaque tokens), `resource-server`
+///   (confidential, no grant: it only introspects).
 pub fn seed() -> Seed {
     use GrantType::*;
     let mut short = client("short-lived", Some(APP_SECRET), &[Password], "basic");
     short.access_token_ttl_secs = Some(60);
+    let mut opaque = client(
+        "opaque-app",
+        Some(APP_SECRET),
+        &[Password, ClientCredentials],
+        "basic admin",
+    );
+    opaque.access_token_format = TokenFormat::Opaque;
     Seed {
         companies: vec![company("acme"), company("globex")],
         users: vec![
@@ -112,6 +130,8 @@ pub fn seed() -> Seed {
             ),
             client("spa", None, &[Password, ClientCredentials], "basic"),
             short,
+            opaque,
+            client("resource-server", Some(APP_SECRET), &[], "basic"),
         ],
     }
 }
@@ -304,4 +324,38 @@ pub async fn assert_token(response: reqwest::Response) -> Value {
     assert_eq!(body["token_type"], "Bearer", "body: {body}");
     assert!(body["access_token"].as_str().is_some(), "body: {body}");
     body
+}
+
+impl TestApp {
+    /// POSTs a form to `path` with Basic authentication as `client`.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        let mut request = self.http.post(format!("{}{path}", self.address));
+        match auth {
+            Auth::Basic(id, secret) => request = request.basic_auth(id, Some(secret)),
+            Auth::Post(id, secret) => form.extend([("client_id", id), ("client_secret", secret)]),
+            Auth::IdOnly(id) => form.push(("client_id", id)),
+            Auth::None => {}
+        }
+        request.form(&form).send().await.unwrap()
+    }
+
+    /// Introspects `token` as the resource server and returns the JSON.
+    pub async fn introspect(&self, token: &str) -> serde_json::Value {
+        let response = self
+            .post_form(
+                "/oauth/introspect",
+                Auth::Basic("resource-server", APP_SECRET),
+                &[("token", token)],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_no_store(response.headers());
+        response.json().await.unwrap()
+    }
 }

@@ -85,6 +85,25 @@ impl Store for CountingStore {
     async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool> {
         self.count().delete_user_in(company, id).await
     }
+    async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        self.count().find_user_by_id(id).await
+    }
+    async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
+        self.count().insert_access_token(token, now).await
+    }
+    async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
+        self.count().find_access_token(token_hash).await
+    }
+    async fn revoke_access_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count()
+            .revoke_access_token(token_hash, client_id, now)
+            .await
+    }
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         self.count().create_client(new, now).await
     }

@@ -1,0 +1,146 @@
+//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use tessera_core::{AccessTokenClaims, ErrorCode, secret};
+
+use crate::client_auth;
+use crate::error::{ApiError, no_store};
+use crate::form::Form;
+use crate::state::AppState;
+
+/// Tokens longer than this are not ours: inactive at once, no lookup.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// RFC 7662 §2: for resource servers. Any authenticated confidential client may ask;
+/// public clients cannot authenticate and get `invalid_client`.
+pub async fn introspect(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let form = Form::read(&req, payload).await?;
+    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+    if client.is_public() {
+        return Err(ApiError::invalid_client(false));
+    }
+    let token = form.require("token")?;
+    // RFC 7662 §2.2: an inactive token is `{"active": false}` and nothing else, whatever
+    // made it inactive.
+    let body = inspect(&state, token, now)
+        .await?
+        .unwrap_or_else(|| json!({"active": false}));
+    let mut response = HttpResponse::Ok();
+    no_store(&mut response);
+    Ok(response.json(body))
+}
+
+/// The introspection response of an active token, or `None`.
+async fn inspect(
+    state: &AppState,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Value>, ApiError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Ok(None);
+    }
+    if token.contains('.') {
+        return Ok(inspect_jwt(state, token).map(|claims| {
+            json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "username": claims.username,
+                "sub": claims.sub,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "iss": claims.iss,
+                "aud": claims.aud,
+                "jti": claims.jti,
+            })
+        }));
+    }
+    let Some(stored) = state
+        .store
+        .find_access_token(&secret::digest(token))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !stored.is_active(now) {
+        return Ok(None);
+    }
+    let username = match stored.user_id {
+        Some(id) => match state.store.find_user_by_id(id).await? {
+            // A disabled or deleted user's tokens are inactive at once.
+            Some(user) if !user.disabled => Some(user.username.to_string()),
+            _ => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": stored.scope,
+        "client_id": stored.client_id,
+        "username": username,
+        "sub": stored.subject,
+        "exp": stored.expires_at.timestamp(),
+        "iat": stored.created_at.timestamp(),
+        "iss": state.issuer,
+        "aud": state.audience,
+    })))
+}
+
+/// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
+fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    let key = DecodingKey::from_jwk(state.signing_key.public_jwk()).ok()?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&state.issuer]);
+    validation.set_audience(&[&state.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<AccessTokenClaims>(token, &key, &validation)
+        .ok()
+        .map(|data| data.claims)
+}
+
+/// RFC 7009: revokes an opaque access token of the calling client.
+///
+/// Unknown tokens, and tokens of another client, get 200 and change nothing: the answer
+/// never tells a client whether someone else's token exists. JWT access tokens cannot be
+/// recalled (every resource server decides from the token alone), so they get
+/// `unsupported_token_type` (RFC 7009 §2.2.1) and stay valid until they expire.
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let form = Form::read(&req, payload).await?;
+    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+    let token = form.require("token")?;
+    if token.contains('.') {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedTokenType,
+            "JWT access tokens cannot be revoked: they stay valid until they expire",
+        ));
+    }
+    if token.len() <= MAX_TOKEN_BYTES {
+        let digest = secret::digest(token);
+        let revoked = state
+            .store
+            .revoke_access_token(&digest, client.client_id.as_str(), now)
+            .await?;
+        if revoked {
+            tracing::info!(client_id = %client.client_id, "access token revoked");
+        }
+    }
+    let mut response = HttpResponse::Ok();
+    no_store(&mut response);
+    Ok(response.finish())
+}
