@@ -34,6 +34,10 @@ pub enum Rejection {
     Expired,
     /// `nbf` is in the future.
     NotYetValid,
+    /// An opaque token where opaque validation is off.
+    Opaque,
+    /// An opaque token that is unknown, expired, revoked, or whose user is gone.
+    Inactive,
 }
 
 /// A refused request, answered per RFC 6750 §3.

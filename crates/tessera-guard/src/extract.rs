@@ -9,6 +9,9 @@ use actix_web::dev::Payload;
 use actix_web::error::InternalError;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
+use std::sync::Arc;
+
+use crate::opaque::{OPAQUE_DISABLED, OpaqueTokens, is_jwt_shaped};
 use crate::validate::Validator;
 use crate::{Claims, GuardError, bearer_token};
 
@@ -21,6 +24,7 @@ pub const DEFAULT_REALM: &str = "tessera";
 pub struct Guard {
     validator: Validator,
     realm: String,
+    opaque: Option<Arc<dyn OpaqueTokens>>,
 }
 
 impl Guard {
@@ -29,6 +33,7 @@ impl Guard {
         Guard {
             validator,
             realm: DEFAULT_REALM.to_owned(),
+            opaque: None,
         }
     }
 
@@ -40,6 +45,13 @@ impl Guard {
             .chars()
             .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
             .collect();
+        self
+    }
+
+    /// The same guard accepting opaque tokens through `opaque`. Without it, an opaque
+    /// token is `invalid_token`.
+    pub fn with_opaque(mut self, opaque: Arc<dyn OpaqueTokens>) -> Self {
+        self.opaque = Some(opaque);
         self
     }
 
@@ -107,13 +119,20 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
     if let Err(GuardError::MissingCredentials) = token {
         return Err(guard.reject(GuardError::MissingCredentials));
     }
-    // A bearer token was presented (well-formed or not): report the JWT path.
-    let (result, lookups) = match token {
-        Ok(token) => guard.validator.validate_counted(token, now_secs()).await,
-        Err(err) => (Err(err), 0),
+    // A bearer token was presented (well-formed or not): its shape picks the path.
+    let (method, (result, lookups)) = match token {
+        Ok(token) if !is_jwt_shaped(token) => match &guard.opaque {
+            Some(opaque) => (opaque.method(), opaque.claims(token, now_secs()).await),
+            None => ("jwt", (Err(OPAQUE_DISABLED), 0)),
+        },
+        Ok(token) => (
+            "jwt",
+            guard.validator.validate_counted(token, now_secs()).await,
+        ),
+        Err(err) => ("jwt", (Err(err), 0)),
     };
     req.extensions_mut().insert(AuthzReport {
-        method: "jwt",
+        method,
         lookups,
         duration: started.elapsed(),
     });

@@ -358,9 +358,20 @@ impl JwksCache {
     }
 }
 
-/// A JWKS source that cannot be used.
+/// A key source or introspection endpoint that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksError(String);
+
+impl JwksError {
+    pub(crate) fn new(message: String) -> Self {
+        JwksError(message)
+    }
+}
+
+/// [`check_transport`] for configuration: https, or http on loopback unless allowed.
+pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<(), JwksError> {
+    check_transport(url, allow_http).map_err(|e| JwksError(e.0))
+}
 
 impl std::fmt::Display for JwksError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

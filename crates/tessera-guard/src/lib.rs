@@ -5,6 +5,7 @@ mod bearer;
 mod error;
 mod extract;
 mod jwks;
+mod opaque;
 #[cfg(feature = "test-issuer")]
 pub mod testing;
 mod validate;
@@ -16,4 +17,5 @@ pub use extract::{
     reject,
 };
 pub use jwks::{JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
+pub use opaque::{Introspection, IntrospectionResponse, OpaqueTokens};
 pub use validate::{Audience, Claims, MAX_TOKEN_BYTES, ValidationConfig, Validator};

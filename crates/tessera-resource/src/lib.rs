@@ -5,7 +5,8 @@ mod company;
 mod error;
 mod headers;
 mod json;
+mod opaque;
 mod routes;
 mod startup;
 
-pub use startup::{Application, DEFAULT_ADDR, Settings, StartupError};
+pub use startup::{Application, DEFAULT_ADDR, OpaqueValidation, Settings, StartupError};

@@ -5,7 +5,11 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use tessera_guard::{Guard, JwksCache, JwksConfig, JwksSource, ValidationConfig, Validator};
+use tessera_guard::{
+    Guard, Introspection, JwksCache, JwksConfig, JwksSource, ValidationConfig, Validator,
+};
+
+use crate::opaque::{IntrospectedOpaque, StoreOpaque};
 use tessera_store::Store;
 use thiserror::Error;
 
@@ -33,8 +37,28 @@ pub struct Settings {
     /// Whether keys may be fetched over plain http from a host other than loopback.
     /// Default `false`; enable only inside a private network you trust.
     pub jwks_allow_http: bool,
+    /// How opaque tokens are validated. Default [`OpaqueValidation::Store`].
+    pub opaque: OpaqueValidation,
     /// HTTP worker threads. Default: one per physical core.
     pub workers: Option<usize>,
+}
+
+/// How the resource server validates opaque (non-JWT) tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpaqueValidation {
+    /// Look the token's digest up in the shared token store, then the user.
+    Store,
+    /// Ask the issuer's introspection endpoint as a registered client, then the user.
+    Introspection {
+        /// The endpoint; default `{issuer}/oauth/introspect`.
+        url: Option<String>,
+        /// This server's client id at the issuer.
+        client_id: String,
+        /// Its secret.
+        client_secret: String,
+    },
+    /// Refuse opaque tokens (`invalid_token`).
+    Off,
 }
 
 impl Settings {
@@ -48,6 +72,7 @@ impl Settings {
             leeway: Duration::from_secs(30),
             jwks_cooldown: Duration::from_secs(30),
             jwks_allow_http: false,
+            opaque: OpaqueValidation::Store,
             workers: None,
         }
     }
@@ -105,9 +130,46 @@ impl Application {
         jwks_config.allow_http = settings.jwks_allow_http;
         let jwks =
             Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
-        let mut validation = ValidationConfig::new(issuer, settings.audience.clone());
+        let mut validation = ValidationConfig::new(issuer.clone(), settings.audience.clone());
         validation.leeway = settings.leeway;
-        let guard = web::Data::new(Guard::new(Validator::new(validation, jwks.clone())));
+        let mut guard = Guard::new(Validator::new(validation, jwks.clone()));
+        let audience = settings.audience.clone();
+        match &settings.opaque {
+            OpaqueValidation::Store => {
+                let opaque = StoreOpaque {
+                    store: store.clone(),
+                    issuer: issuer.clone(),
+                    audience,
+                };
+                guard = guard.with_opaque(Arc::new(opaque));
+            }
+            OpaqueValidation::Introspection {
+                url,
+                client_id,
+                client_secret,
+            } => {
+                let url = url
+                    .clone()
+                    .unwrap_or_else(|| format!("{issuer}/oauth/introspect"));
+                let introspection = Introspection::new(
+                    url,
+                    client_id,
+                    client_secret,
+                    Duration::from_secs(5),
+                    settings.jwks_allow_http,
+                )
+                .map_err(|e| StartupError::Config(e.to_string()))?;
+                let opaque = IntrospectedOpaque {
+                    introspection,
+                    store: store.clone(),
+                    issuer: issuer.clone(),
+                    audience,
+                };
+                guard = guard.with_opaque(Arc::new(opaque));
+            }
+            OpaqueValidation::Off => {}
+        }
+        let guard = web::Data::new(guard);
         let store: web::Data<dyn Store> = web::Data::from(store);
 
         let bind_error = |reason| StartupError::Bind {

@@ -184,6 +184,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             users.push(inner.create_user(&new, Utc::now()).await.unwrap());
         }
     }
+    // The client the test issuer's tokens name, so opaque tokens can be stored for it.
+    let client = NewClient {
+        client_id: "test-client".parse().unwrap(),
+        name: "test".into(),
+        secret_hash: None,
+        grant_types: vec![],
+        scopes: "basic admin".parse().unwrap(),
+        redirect_uris: vec![],
+        access_token_format: tessera_core::TokenFormat::Opaque,
+        access_token_ttl_secs: None,
+        refresh_token_ttl_secs: None,
+    };
+    inner.create_client(&client, Utc::now()).await.unwrap();
     let store = Arc::new(CountingStore {
         inner,
         calls: AtomicU64::new(0),
@@ -292,3 +305,62 @@ pub const NEEDS_ADMIN: &str =
     r#"Bearer realm="tessera", error="insufficient_scope", scope="admin""#;
 pub const OTHER_COMPANY: &str = r#"Bearer realm="tessera", error="insufficient_scope""#;
 pub const NO_CREDENTIALS: &str = r#"Bearer realm="tessera""#;
+
+/// The two token formats, for tests that must decide the same with both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Jwt,
+    Opaque,
+}
+
+impl TestApp {
+    /// A token for a seeded user in `format`, valid for 15 minutes, or already expired.
+    pub async fn token_as(
+        &self,
+        format: Format,
+        username: &str,
+        scope: &str,
+        expired: bool,
+    ) -> String {
+        let user = self.user(username).clone();
+        let now = now();
+        let (iat, exp) = if expired {
+            (now - 3600, now - 600)
+        } else {
+            (now, now + 900)
+        };
+        match format {
+            Format::Jwt => {
+                let mut claims = self.issuer.user_claims(
+                    username,
+                    user.company.as_str(),
+                    &user.roles,
+                    scope,
+                    iat,
+                );
+                claims.sub = user.id.to_string();
+                claims.exp = exp;
+                self.issuer.sign(&claims)
+            }
+            Format::Opaque => {
+                // What the authorization server does for an opaque client: a random token,
+                // stored only as its digest.
+                let token = format!("tsr_{}", tessera_core::secret::generate().unwrap());
+                let record = NewAccessToken {
+                    token_hash: tessera_core::secret::digest(&token),
+                    client_id: "test-client".parse().unwrap(),
+                    user_id: Some(user.id),
+                    subject: user.id.to_string(),
+                    scope: scope.parse().unwrap(),
+                    expires_at: chrono::DateTime::from_timestamp(exp, 0).unwrap(),
+                };
+                let issued = chrono::DateTime::from_timestamp(iat, 0).unwrap();
+                self.store
+                    .insert_access_token(&record, issued)
+                    .await
+                    .unwrap();
+                token
+            }
+        }
+    }
+}

@@ -6,4 +6,5 @@
 
 mod attacks;
 mod helpers;
+mod parity;
 mod users;

@@ -1,0 +1,129 @@
+//! Opaque (non-JWT) access tokens: their meaning lives with the issuer, so every request
+//! costs a lookup, through a token store the API shares or RFC 7662 introspection.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::jwks::{JwksError, check_url};
+use crate::{Claims, GuardError, Rejection};
+
+/// How an API turns an opaque token into claims. The guard calls it for every bearer token
+/// that is not shaped like a JWT (no `.`).
+#[async_trait]
+pub trait OpaqueTokens: Send + Sync + std::fmt::Debug {
+    /// The method named in reports (`Server-Timing`), e.g. `opaque-store`.
+    fn method(&self) -> &'static str;
+
+    /// The claims of an active token at `now`, or [`GuardError::InvalidToken`]; and the
+    /// round trips (to a store or another service) that answering took.
+    async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32);
+}
+
+/// An RFC 7662 introspection response (the members Tessera uses).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct IntrospectionResponse {
+    /// Whether the token is active; every other member is absent when it is not.
+    pub active: bool,
+    /// Subject.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The user's login name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Expiry.
+    #[serde(default)]
+    pub exp: Option<i64>,
+    /// Issued at.
+    #[serde(default)]
+    pub iat: Option<i64>,
+}
+
+/// A client of an RFC 7662 introspection endpoint, authenticating with
+/// `client_secret_basic`.
+pub struct Introspection {
+    client: reqwest::Client,
+    url: String,
+    client_id: String,
+    client_secret: String,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl Introspection {
+    /// An introspection client for `url` (https, or http on loopback unless `allow_http`),
+    /// giving up after `timeout`.
+    pub fn new(
+        url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        timeout: Duration,
+        allow_http: bool,
+    ) -> Result<Self, JwksError> {
+        let url = url.into();
+        check_url(&url, allow_http)?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| JwksError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Introspection {
+            client,
+            url,
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        })
+    }
+
+    /// Asks the endpoint about `token`: `Ok(None)` when it is not active,
+    /// [`GuardError::Unavailable`] when the endpoint cannot answer.
+    pub async fn introspect(
+        &self,
+        token: &str,
+    ) -> Result<Option<IntrospectionResponse>, GuardError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[("token", token), ("token_type_hint", "access_token")])
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "introspection request failed");
+                GuardError::Unavailable
+            })?;
+        if !response.status().is_success() {
+            tracing::warn!(status = %response.status(), "introspection refused");
+            return Err(GuardError::Unavailable);
+        }
+        let body: IntrospectionResponse = response.json().await.map_err(|e| {
+            tracing::warn!(error = %e, "introspection answered garbage");
+            GuardError::Unavailable
+        })?;
+        Ok(body.active.then_some(body))
+    }
+}
+
+/// Whether a bearer token is shaped like a JWT (three dot-separated parts) rather than an
+/// opaque string.
+pub(crate) fn is_jwt_shaped(token: &str) -> bool {
+    token.contains('.')
+}
+
+/// The refusal for an opaque token when no [`OpaqueTokens`] is configured.
+pub(crate) const OPAQUE_DISABLED: GuardError = GuardError::InvalidToken(Rejection::Opaque);
