@@ -11,6 +11,16 @@ use crate::helpers::*;
 
 const FORMATS: [Format; 2] = [Format::Jwt, Format::Opaque];
 
+/// (what, method, path, token, body, expected status)
+type Case<'a> = (
+    &'a str,
+    Method,
+    String,
+    &'a str,
+    Option<serde_json::Value>,
+    u16,
+);
+
 #[tokio::test]
 async fn both_formats_make_the_same_decisions() {
     let app = spawn_app().await;
@@ -25,7 +35,7 @@ async fn both_formats_make_the_same_decisions() {
         let own = format!("/companies/acme/users/{bob}");
         let foreign_id = format!("/companies/acme/users/{dave}");
         let new_user = json!({"username": format!("erin-{format:?}").to_lowercase(), "password": "a long password", "roles": ["user"]});
-        let cases: Vec<(&str, Method, String, &str, Option<serde_json::Value>, u16)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "admin lists own company",
                 Method::GET,
