@@ -52,6 +52,24 @@ pub struct Common {
     )]
     pub access_token_ttl: u64,
 
+    /// How the resource server validates opaque tokens: `store` (look them up in the
+    /// shared token store), `introspection` (ask the issuer, RFC 7662) or `off`.
+    #[arg(long, global = true, env = "TESSERA_OPAQUE_VALIDATION", default_value = "store", value_parser = ["store", "introspection", "off"])]
+    pub opaque_validation: String,
+
+    /// The resource server's client id at the issuer, for `--opaque-validation introspection`.
+    #[arg(long, global = true, env = "TESSERA_INTROSPECTION_CLIENT_ID")]
+    pub introspection_client_id: Option<String>,
+
+    /// The resource server's client secret, for `--opaque-validation introspection`.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_INTROSPECTION_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub introspection_client_secret: Option<String>,
+
     /// Do not seed demo data into an empty database (`serve` only). The environment twin
     /// takes `1`/`true`/`yes`; `0`, `false`, `no`, `off` or empty mean off.
     #[arg(

@@ -41,9 +41,11 @@ async fn build_resource(
     store: std::sync::Arc<dyn Store>,
     issuer: &str,
     jwks_url: Option<String>,
+    introspection_url: Option<String>,
     allow_http: bool,
 ) -> anyhow::Result<tessera_resource::Application> {
     let mut settings = tessera_resource::Settings::new(issuer);
+    settings.opaque = opaque_validation(common, introspection_url)?;
     settings.addr = common.resource_addr.clone();
     settings.audience = common.audience.clone();
     settings.jwks_url = jwks_url;
@@ -74,7 +76,16 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // issuer URL the tokens carry.
     let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
     let issuer = authz.issuer().to_owned();
-    let resource = build_resource(common, store, &issuer, Some(jwks_url), false).await?;
+    let introspection_url = format!("http://{}/oauth/introspect", authz.addr());
+    let resource = build_resource(
+        common,
+        store,
+        &issuer,
+        Some(jwks_url),
+        Some(introspection_url),
+        false,
+    )
+    .await?;
     let authz = Running::spawn(
         "authorization server",
         authz.handle(),
@@ -113,9 +124,38 @@ pub async fn resource(
         );
     };
     let store = admin::open(common).await?;
-    let app = build_resource(common, store, &issuer, jwks_url, allow_http).await?;
+    let app = build_resource(common, store, &issuer, jwks_url, None, allow_http).await?;
     let server = Running::spawn("resource server", app.handle(), app.run_until_stopped());
     run_until_signal(vec![server]).await
+}
+
+/// The opaque-token path chosen on the command line; `url` overrides the issuer-derived
+/// introspection endpoint.
+fn opaque_validation(
+    common: &Common,
+    url: Option<String>,
+) -> anyhow::Result<tessera_resource::OpaqueValidation> {
+    use tessera_resource::OpaqueValidation;
+    Ok(match common.opaque_validation.as_str() {
+        "introspection" => {
+            let (Some(client_id), Some(client_secret)) = (
+                common.introspection_client_id.clone(),
+                common.introspection_client_secret.clone(),
+            ) else {
+                bail!(
+                    "--opaque-validation introspection needs --introspection-client-id and \
+                     --introspection-client-secret: a confidential client registered at the issuer"
+                );
+            };
+            OpaqueValidation::Introspection {
+                url,
+                client_id,
+                client_secret,
+            }
+        }
+        "off" => OpaqueValidation::Off,
+        _ => OpaqueValidation::Store,
+    })
 }
 
 /// A server serving on its own task.

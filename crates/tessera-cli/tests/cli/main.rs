@@ -933,3 +933,98 @@ async fn the_readme_walkthrough_works_as_written() {
     let got: Vec<String> = stdout.lines().map(str::to_owned).collect();
     assert_eq!(got, expected);
 }
+
+#[tokio::test]
+async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes() {
+    let ws = Workspace::new();
+    drop(Server::start(&ws, &[]));
+    for (mode, extra) in [
+        ("opaque-store", vec!["--opaque-validation", "store"]),
+        (
+            "opaque-introspection",
+            vec![
+                "--opaque-validation",
+                "introspection",
+                "--introspection-client-id",
+                "demo-resource",
+                "--introspection-client-secret",
+                "demo-resource-secret",
+            ],
+        ),
+    ] {
+        let server = Server::start(&ws, &extra);
+        let body: Value = http()
+            .post(format!("{}/oauth/token", server.url))
+            .basic_auth("demo-opaque", Some("demo-opaque-secret"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "tessera-demo"),
+                ("scope", "admin"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        assert!(token.starts_with("tsr_") && !token.contains('.'), "{token}");
+        let call = || {
+            http()
+                .get(format!("{}/companies/acme/users", server.resource_url))
+                .bearer_auth(&token)
+                .send()
+        };
+        let response = call().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{mode}");
+        assert_eq!(response.headers()["tessera-authz-lookups"], "2", "{mode}");
+        let timing = response.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            timing.starts_with(&format!("authz;desc=\"{mode}\"")),
+            "{timing}"
+        );
+
+        let revoked = http()
+            .post(format!("{}/oauth/revoke", server.url))
+            .basic_auth("demo-opaque", Some("demo-opaque-secret"))
+            .form(&[("token", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status().as_u16(), 200);
+        let response = call().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            401,
+            "{mode}: a revoked token still worked"
+        );
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="tessera", error="invalid_token""#
+        );
+    }
+    let out = ws
+        .command()
+        .args([
+            "serve",
+            "--authz-addr",
+            "127.0.0.1:0",
+            "--resource-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &ws.db_url(),
+        ])
+        .args(["--opaque-validation", "introspection"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .starts_with("error: --opaque-validation introspection needs")
+    );
+}
