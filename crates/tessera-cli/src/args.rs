@@ -99,6 +99,13 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Run the whole story on free ports with a throwaway database, for JWT and opaque
+    /// tokens side by side, and print the comparison.
+    Demo {
+        /// Requests timed per flow.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+        requests: u32,
+    },
     /// Manage companies.
     #[command(subcommand)]
     Company(CompanyCommand),

@@ -4,6 +4,7 @@ mod admin;
 mod args;
 mod demo;
 mod serve;
+mod showcase;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             jwks_url,
             jwks_allow_http,
         } => serve::resource(common, jwks_url, jwks_allow_http).await,
+        Command::Demo { requests } => showcase::run(requests).await,
         Command::Migrate => {
             admin::open(common).await?;
             println!("database is up to date");

@@ -1028,3 +1028,60 @@ async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_intr
             .starts_with("error: --opaque-validation introspection needs")
     );
 }
+
+#[test]
+fn demo_prints_the_side_by_side_table_with_nothing_running_beforehand() {
+    let ws = Workspace::new();
+    let out = ws
+        .command()
+        .args(["demo", "--requests", "20"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let row = |label: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row:\n{stdout}"));
+        line[label.len()..]
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let header: Vec<String> = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("JWT"))
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, ["JWT", "opaque (store)", "opaque (introspection)"]);
+    assert_eq!(row("lookups per request"), ["0", "2", "2"]);
+    assert_eq!(row("alice (admin) lists acme"), ["200", "200", "200"]);
+    assert_eq!(row("alice (admin) lists globex"), ["403", "403", "403"]);
+    assert_eq!(row("bob (basic) lists acme"), ["403", "403", "403"]);
+    assert_eq!(
+        row("revoke alice's token"),
+        ["400 unsupported_token_type", "200", "200"]
+    );
+    assert_eq!(row("alice lists acme again"), ["200", "401", "401"]);
+    let lengths = row("token length (bytes)");
+    assert!(lengths[0].parse::<usize>().unwrap() > 500, "{lengths:?}");
+    assert_eq!(lengths[1], "47");
+    assert!(
+        row("median latency (20 requests)")
+            .iter()
+            .all(|c| c.ends_with(" ms"))
+    );
+    // Nothing is left behind in the working directory.
+    assert!(!ws.dir.path().join("tessera.db").exists());
+}
