@@ -69,6 +69,14 @@ async fn both_formats_make_the_same_decisions() {
                 201,
             ),
             (
+                "admin deletes a missing user",
+                Method::DELETE,
+                format!("/companies/acme/users/{}", uuid::Uuid::new_v4()),
+                &alice,
+                None,
+                404,
+            ),
+            (
                 "admin on another company",
                 Method::GET,
                 "/companies/globex/users".into(),
