@@ -432,3 +432,114 @@ async fn user_lookups_and_changes_by_id_never_cross_companies() {
     assert!(t.store.delete_user_in(&acme, bob.id).await.unwrap());
     assert!(t.store.find_user(&acme, bob.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client() {
+    let t = sqlite().await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    let bob = t
+        .store
+        .create_user(&user("acme", "bob", &[Role::User]), now())
+        .await
+        .unwrap();
+    t.store.create_client(&client("app"), now()).await.unwrap();
+    t.store
+        .create_client(&client("other"), now())
+        .await
+        .unwrap();
+    let token = tessera_store::NewAccessToken {
+        token_hash: tessera_core::secret::digest("tsr_token"),
+        client_id: "app".parse().unwrap(),
+        user_id: Some(bob.id),
+        subject: bob.id.to_string(),
+        scope: "basic".parse().unwrap(),
+        expires_at: now() + chrono::Duration::minutes(15),
+    };
+    t.store.insert_access_token(&token, now()).await.unwrap();
+
+    let found = t
+        .store
+        .find_access_token(&token.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user_id, Some(bob.id));
+    assert_eq!(found.created_at, now());
+    assert!(found.is_active(now()));
+    assert!(
+        !found.is_active(now() + chrono::Duration::minutes(15)),
+        "expired at expires_at"
+    );
+    assert!(
+        t.store
+            .find_access_token("no-such-digest")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        t.store
+            .find_user_by_id(bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .username
+            .as_str(),
+        "bob"
+    );
+
+    assert!(
+        !t.store
+            .revoke_access_token(&token.token_hash, "other", now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.store
+            .find_access_token(&token.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(now())
+    );
+    let later = now() + chrono::Duration::minutes(1);
+    assert!(
+        t.store
+            .revoke_access_token(&token.token_hash, "app", later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.store
+            .revoke_access_token(
+                &token.token_hash,
+                "app",
+                later + chrono::Duration::minutes(1)
+            )
+            .await
+            .unwrap()
+    );
+    let revoked = t
+        .store
+        .find_access_token(&token.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        revoked.revoked_at,
+        Some(later),
+        "the first revocation time is kept"
+    );
+    assert!(!revoked.is_active(later));
+
+    // The same digest cannot be stored twice.
+    let err = t
+        .store
+        .insert_access_token(&token, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
