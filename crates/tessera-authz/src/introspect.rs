@@ -48,8 +48,21 @@ async fn inspect(
         return Ok(None);
     }
     if token.contains('.') {
-        return Ok(inspect_jwt(state, token).map(|claims| {
-            json!({
+        let Some(claims) = inspect_jwt(state, token) else {
+            return Ok(None);
+        };
+        // A JWT cannot be recalled, but introspection can still say that its user is gone
+        // or disabled, as it does for opaque tokens.
+        if claims.username.is_some() {
+            let user = match uuid::Uuid::parse_str(&claims.sub) {
+                Ok(id) => state.store.find_user_by_id(id).await?,
+                Err(_) => None,
+            };
+            if user.is_none_or(|u| u.disabled) {
+                return Ok(None);
+            }
+        }
+        return Ok(Some(without_nulls(json!({
                 "active": true,
                 "token_type": "Bearer",
                 "scope": claims.scope,
@@ -61,8 +74,7 @@ async fn inspect(
                 "iss": claims.iss,
                 "aud": claims.aud,
                 "jti": claims.jti,
-            })
-        }));
+        }))));
     }
     let Some(stored) = state
         .store
@@ -82,7 +94,7 @@ async fn inspect(
         },
         None => None,
     };
-    Ok(Some(json!({
+    Ok(Some(without_nulls(json!({
         "active": true,
         "token_type": "Bearer",
         "scope": stored.scope,
@@ -93,7 +105,16 @@ async fn inspect(
         "iat": stored.created_at.timestamp(),
         "iss": state.issuer,
         "aud": state.audience,
-    })))
+    }))))
+}
+
+/// Drops members with no value (e.g. `username` for a client's own token) instead of
+/// sending `null`.
+fn without_nulls(mut value: Value) -> Value {
+    if let Some(members) = value.as_object_mut() {
+        members.retain(|_, v| !v.is_null());
+    }
+    value
 }
 
 /// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
@@ -124,13 +145,16 @@ pub async fn revoke(
     let form = Form::read(&req, payload).await?;
     let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
     let token = form.require("token")?;
-    if token.contains('.') {
+    // Only a JWT this server issued and would still accept is "unsupported"; anything else
+    // with dots is an invalid token, which RFC 7009 §2.2 answers with 200.
+    if token.contains('.') && token.len() <= MAX_TOKEN_BYTES && inspect_jwt(&state, token).is_some()
+    {
         return Err(ApiError::new(
             ErrorCode::UnsupportedTokenType,
             "JWT access tokens cannot be revoked: they stay valid until they expire",
         ));
     }
-    if token.len() <= MAX_TOKEN_BYTES {
+    if !token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
         let digest = secret::digest(token);
         let revoked = state
             .store

@@ -215,7 +215,9 @@ async fn issue(
                 user_id,
                 subject,
                 scope,
-                expires_at: now + chrono::Duration::seconds(ttl),
+                expires_at: chrono::Duration::try_seconds(ttl)
+                    .and_then(|d| now.checked_add_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             };
             state.store.insert_access_token(&record, now).await?;
             token

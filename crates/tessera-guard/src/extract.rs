@@ -121,6 +121,10 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
     }
     // A bearer token was presented (well-formed or not): its shape picks the path.
     let (method, (result, lookups)) = match token {
+        Ok(token) if token.len() > crate::MAX_TOKEN_BYTES => (
+            "jwt",
+            (Err(GuardError::InvalidToken(crate::Rejection::TooLong)), 0),
+        ),
         Ok(token) if !is_jwt_shaped(token) => match &guard.opaque {
             Some(opaque) => (opaque.method(), opaque.claims(token, now_secs()).await),
             None => ("jwt", (Err(OPAQUE_DISABLED), 0)),

@@ -141,13 +141,20 @@ impl OpaqueTokens for IntrospectedOpaque {
             subject,
             client_id,
         };
-        // A user's token has a user id as subject; a client's has its client id.
-        let Ok(user_id) = Uuid::parse_str(&facts.subject) else {
+        // A user's token names its user (`username`, and the user id as `sub`); a client's
+        // names no user. A client id that happens to look like a user id must not make a
+        // client's token speak for that user, so both must agree.
+        let Some(username) = answer.username else {
             return (claims(&self.issuer, &self.audience, facts, None), 1);
         };
+        let Ok(user_id) = Uuid::parse_str(&facts.subject) else {
+            return (Err(INACTIVE), 1);
+        };
         match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user)) => (claims(&self.issuer, &self.audience, facts, Some(user)), 2),
-            Ok(None) => (Err(INACTIVE), 2),
+            Ok(Some(user)) if user.username.as_str() == username => {
+                (claims(&self.issuer, &self.audience, facts, Some(user)), 2)
+            }
+            Ok(_) => (Err(INACTIVE), 2),
             Err(err) => (Err(unavailable(&err)), 2),
         }
     }

@@ -127,8 +127,10 @@ async fn inactive_tokens_of_every_kind_are_just_active_false() {
         .await
         .unwrap();
 
-    // A disabled user's token.
+    // A disabled user's tokens, opaque and JWT.
     let bobs = opaque_token(&app, "bob", "basic").await;
+    let bobs_jwt = assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    let bobs_jwt = bobs_jwt["access_token"].as_str().unwrap().to_owned();
     app.store
         .set_user_disabled(&"bob".parse().unwrap(), true, chrono::Utc::now())
         .await
@@ -148,6 +150,7 @@ async fn inactive_tokens_of_every_kind_are_just_active_false() {
         revoked.as_str(),
         expired,
         bobs.as_str(),
+        bobs_jwt.as_str(),
         &tampered,
         "garbage",
         "tsr_unknown",
@@ -206,16 +209,18 @@ async fn revocation_acts_on_the_clients_own_opaque_tokens_at_once() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(app.introspect(&token).await["active"], true);
 
-    // Unknown tokens: 200 (RFC 7009 §2.2).
-    let response = app
-        .post_form(
-            "/oauth/revoke",
-            Auth::Basic("opaque-app", APP_SECRET),
-            &[("token", "tsr_never-issued")],
-        )
-        .await;
-    assert_eq!(response.status().as_u16(), 200);
-    assert_no_store(response.headers());
+    // Unknown and invalid tokens, dotted or not: 200 (RFC 7009 §2.2).
+    for unknown in ["tsr_never-issued", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
+        let response = app
+            .post_form(
+                "/oauth/revoke",
+                Auth::Basic("opaque-app", APP_SECRET),
+                &[("token", unknown)],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "{unknown}");
+        assert_no_store(response.headers());
+    }
 
     // Without client authentication: 401.
     let response = app
@@ -275,4 +280,21 @@ async fn metadata_names_the_introspection_and_revocation_endpoints() {
         body["revocation_endpoint"],
         format!("{}/oauth/revoke", app.issuer)
     );
+}
+
+#[tokio::test]
+async fn a_clients_own_token_introspects_without_a_username() {
+    let app = spawn_app().await;
+    let body = assert_token(
+        app.token(
+            Auth::Basic("opaque-app", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let answer = app.introspect(body["access_token"].as_str().unwrap()).await;
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["sub"], "opaque-app");
+    assert!(answer.get("username").is_none(), "{answer}");
 }

@@ -1085,3 +1085,84 @@ fn demo_prints_the_side_by_side_table_with_nothing_running_beforehand() {
     // Nothing is left behind in the working directory.
     assert!(!ws.dir.path().join("tessera.db").exists());
 }
+
+#[tokio::test]
+async fn a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user() {
+    let ws = Workspace::new();
+    drop(Server::start(&ws, &[]));
+    let users = ws.ok(&["user", "list", "--company", "acme"], "");
+    let alice_id = users
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_owned();
+    let out = ws.ok(
+        &[
+            "client",
+            "add",
+            &alice_id,
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "admin",
+            "--token-format",
+            "opaque",
+        ],
+        "",
+    );
+    let secret = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("client_secret: ")
+        .unwrap()
+        .to_owned();
+    for extra in [
+        vec!["--opaque-validation", "store"],
+        vec![
+            "--opaque-validation",
+            "introspection",
+            "--introspection-client-id",
+            "demo-resource",
+            "--introspection-client-secret",
+            "demo-resource-secret",
+        ],
+    ] {
+        let server = Server::start(&ws, &extra);
+        let body: Value = http()
+            .post(format!("{}/oauth/token", server.url))
+            .basic_auth(&alice_id, Some(&secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let response = http()
+            .get(format!("{}/companies/acme/users", server.resource_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            403,
+            "{extra:?}: a client token acted as alice"
+        );
+        let me: Value = http()
+            .get(format!("{}/me", server.resource_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["username"], Value::Null, "{extra:?}");
+    }
+}
