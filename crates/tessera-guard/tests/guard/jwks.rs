@@ -197,7 +197,8 @@ fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
         let (a, h, held) = (a.clone(), h.clone(), held.clone());
         App::new().route(
             "/jwks",
-            web::get().to(move || {
+            // Any method: the same fake answers JWKS GETs and introspection POSTs.
+            web::route().to(move || {
                 let (a, h, held) = (a.clone(), h.clone(), held.clone());
                 async move {
                     h.fetch_add(1, Ordering::SeqCst);
@@ -613,4 +614,66 @@ async fn plain_http_key_sources_off_loopback_are_refused_unless_allowed() {
         .is_ok()
     );
     assert!(JwksCache::new(config(JwksSource::Url("http://localhost:8080/jwks".into()))).is_ok());
+}
+
+#[tokio::test]
+async fn introspection_answers_active_inactive_or_unavailable_never_a_guess() {
+    use tessera_guard::{GuardError, Introspection};
+
+    let fake = start_jwks(
+        json!({"active": true, "sub": "u-1", "scope": "basic", "client_id": "app", "exp": 1}),
+        "no-store",
+    );
+    let client = Introspection::new(
+        fake.url.clone(),
+        "rs",
+        "secret",
+        Duration::from_secs(2),
+        false,
+    )
+    .unwrap();
+    let active = client.introspect("tsr_x").await.unwrap().unwrap();
+    assert_eq!(active.sub.as_deref(), Some("u-1"));
+    assert_eq!(active.scope.as_deref(), Some("basic"));
+
+    fake.answer(200, r#"{"active": false}"#);
+    assert_eq!(client.introspect("tsr_x").await.unwrap(), None);
+    // An endpoint that fails, refuses us, or answers garbage leaves the token unjudged: 503.
+    for (status, body) in [
+        (500, "oops"),
+        (401, r#"{"error":"invalid_client"}"#),
+        (200, "not json"),
+        (200, r#"{"sub":"u-1"}"#),
+    ] {
+        fake.answer(status, body);
+        assert_eq!(
+            client.introspect("tsr_x").await,
+            Err(GuardError::Unavailable),
+            "{status} {body}"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = Introspection::new(
+        format!("http://127.0.0.1:{port}/introspect"),
+        "rs",
+        "secret",
+        Duration::from_secs(2),
+        false,
+    )
+    .unwrap();
+    assert_eq!(down.introspect("tsr_x").await, Err(GuardError::Unavailable));
+    assert!(
+        Introspection::new(
+            "http://auth.example.com/introspect",
+            "rs",
+            "s",
+            Duration::from_secs(2),
+            false
+        )
+        .is_err()
+    );
 }
