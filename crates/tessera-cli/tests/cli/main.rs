@@ -73,18 +73,18 @@ impl Workspace {
 
     /// Registers a confidential `client_credentials` client and returns its secret.
     fn add_machine_client(&self, client_id: &str) -> String {
-        let out = self.ok(
-            &[
-                "client",
-                "add",
-                client_id,
-                "--grant",
-                "client_credentials",
-                "--scope",
-                "basic",
-            ],
-            "",
-        );
+        self.add_client(&[
+            client_id,
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "basic",
+        ])
+    }
+
+    /// `tessera client add ARGS` for a confidential client; returns its secret.
+    fn add_client(&self, args: &[&str]) -> String {
+        let out = self.ok(&[&["client", "add"], args].concat(), "");
         let secret = out
             .lines()
             .nth(1)
@@ -778,6 +778,23 @@ fn tessera_no_demo_from_the_environment_skips_seeding_an_empty_database() {
     );
 }
 
+/// The resource server's two opaque-token paths, as `serve` flags, with the
+/// `Server-Timing` method each reports.
+const OPAQUE_MODES: [(&str, &[&str]); 2] = [
+    ("opaque-store", &["--opaque-validation", "store"]),
+    (
+        "opaque-introspection",
+        &[
+            "--opaque-validation",
+            "introspection",
+            "--introspection-client-id",
+            "demo-resource",
+            "--introspection-client-secret",
+            "demo-resource-secret",
+        ],
+    ),
+];
+
 /// Gets a token from the demo client.
 async fn demo_token(authz: &str, username: &str, scope: &str) -> String {
     let body: Value = http()
@@ -938,21 +955,8 @@ async fn the_readme_walkthrough_works_as_written() {
 async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes() {
     let ws = Workspace::new();
     drop(Server::start(&ws, &[]));
-    for (mode, extra) in [
-        ("opaque-store", vec!["--opaque-validation", "store"]),
-        (
-            "opaque-introspection",
-            vec![
-                "--opaque-validation",
-                "introspection",
-                "--introspection-client-id",
-                "demo-resource",
-                "--introspection-client-secret",
-                "demo-resource-secret",
-            ],
-        ),
-    ] {
-        let server = Server::start(&ws, &extra);
+    for (mode, extra) in OPAQUE_MODES {
+        let server = Server::start(&ws, extra);
         let body: Value = http()
             .post(format!("{}/oauth/token", server.url))
             .basic_auth("demo-opaque", Some("demo-opaque-secret"))
@@ -1099,39 +1103,17 @@ async fn a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user() {
         .last()
         .unwrap()
         .to_owned();
-    let out = ws.ok(
-        &[
-            "client",
-            "add",
-            &alice_id,
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "admin",
-            "--token-format",
-            "opaque",
-        ],
-        "",
-    );
-    let secret = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .strip_prefix("client_secret: ")
-        .unwrap()
-        .to_owned();
-    for extra in [
-        vec!["--opaque-validation", "store"],
-        vec![
-            "--opaque-validation",
-            "introspection",
-            "--introspection-client-id",
-            "demo-resource",
-            "--introspection-client-secret",
-            "demo-resource-secret",
-        ],
-    ] {
-        let server = Server::start(&ws, &extra);
+    let secret = ws.add_client(&[
+        &alice_id,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "admin",
+        "--token-format",
+        "opaque",
+    ]);
+    for (_, extra) in OPAQUE_MODES {
+        let server = Server::start(&ws, extra);
         let body: Value = http()
             .post(format!("{}/oauth/token", server.url))
             .basic_auth(&alice_id, Some(&secret))
