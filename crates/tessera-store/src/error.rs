@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A stored value does not parse: the database was changed outside Tessera.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database could not be reached at start-up; the reason, in the server's words.
+    #[error("cannot connect: {0}")]
+    Connect(String),
     /// The database URL or options are unusable.
     #[error("{0}")]
     Config(String),
@@ -34,6 +37,9 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(conflict())
             }
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_outage) => {
+                StoreError::Unavailable(err)
+            }
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
@@ -48,4 +54,11 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::from_sqlx(err, || "a unique value is already taken".into())
     }
+}
+
+/// SQLSTATEs that mean "the database is away or overloaded", not "the query is wrong":
+/// class 08 (connection exception), 53 (insufficient resources, e.g. too many connections)
+/// and 57P0x (shutdown, restart, database dropped).
+fn is_outage(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }

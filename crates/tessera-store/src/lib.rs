@@ -1,9 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod convert;
 mod error;
 mod model;
+mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ pub use model::{
     Client, Company, KeyState, NewAccessToken, NewClient, NewCompany, NewKey, NewUser, Seed,
     StoredAccessToken, StoredKey, User, UserCredentials, UserPatch,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// What a store operation returns.
@@ -129,19 +134,19 @@ pub trait Store: Send + Sync + fmt::Debug {
 
 /// Connects to the database named by `url` and applies pending migrations.
 ///
-/// `sqlite://PATH` (created when missing) and `sqlite::memory:` are supported.
+/// The scheme picks the adapter: `sqlite://PATH` (created when missing) or
+/// `sqlite::memory:` for SQLite, `postgres://` or `postgresql://` for PostgreSQL (the
+/// database must exist; it may be empty).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(url).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Config(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
-        ));
+        Arc::new(PgStore::connect(url).await?)
     } else {
-        return Err(StoreError::Config(format!(
-            "unsupported database URL {}: expected sqlite://PATH",
-            redact_url(url)
-        )));
+        return Err(StoreError::Config(
+            "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DATABASE"
+                .into(),
+        ));
     };
     store.migrate().await?;
     Ok(store)

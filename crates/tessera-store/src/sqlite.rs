@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteExecutor, SqlitePool};
-use tessera_core::{CompanySlug, ScopeSet, Username};
+use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
+use crate::convert::{corrupt, from_json, parse_name, parse_scopes, parse_uuid, parse_words, to_json, words};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
@@ -76,46 +77,14 @@ fn create_private(path: &std::path::Path) -> Result<()> {
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
-}
-
-fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|e| corrupt("id", e))
-}
-
 fn join_words<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn parse_words<T: FromStr>(s: &str, what: &str) -> Result<Vec<T>>
-where
-    T::Err: std::fmt::Display,
-{
-    s.split_whitespace()
-        .map(|w| w.parse().map_err(|e| corrupt(what, e)))
-        .collect()
-}
-
-fn parse_scopes(s: &str) -> Result<ScopeSet> {
-    if s.is_empty() {
-        Ok(ScopeSet::EMPTY)
-    } else {
-        s.parse().map_err(|e| corrupt("scopes", e))
-    }
+    words(items).join(" ")
 }
 
 fn company_from_row(row: &SqliteRow) -> Result<Company> {
     Ok(Company {
         id: parse_uuid(row.try_get("id")?)?,
-        slug: row
-            .try_get::<&str, _>("slug")?
-            .parse()
-            .map_err(|e| corrupt("company slug", e))?,
+        slug: parse_name(row.try_get("slug")?, "company slug")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
     })
@@ -127,15 +96,9 @@ const USER_COLUMNS: &str = "u.id, c.slug AS company, u.username, u.password_hash
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     Ok(User {
         id: parse_uuid(row.try_get("id")?)?,
-        company: row
-            .try_get::<&str, _>("company")?
-            .parse()
-            .map_err(|e| corrupt("company", e))?,
-        username: row
-            .try_get::<&str, _>("username")?
-            .parse()
-            .map_err(|e| corrupt("username", e))?,
-        roles: parse_words(row.try_get("roles")?, "roles")?,
+        company: parse_name(row.try_get("company")?, "company")?,
+        username: parse_name(row.try_get("username")?, "username")?,
+        roles: parse_words(row.try_get::<&str, _>("roles")?.split_whitespace(), "roles")?,
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -147,20 +110,16 @@ const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, grant_types, scopes,
 
 fn client_from_row(row: &SqliteRow) -> Result<Client> {
     Ok(Client {
-        client_id: row
-            .try_get::<&str, _>("client_id")?
-            .parse()
-            .map_err(|e| corrupt("client_id", e))?,
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
-        grant_types: parse_words(row.try_get("grant_types")?, "grant types")?,
+        grant_types: parse_words(
+            row.try_get::<&str, _>("grant_types")?.split_whitespace(),
+            "grant types",
+        )?,
         scopes: parse_scopes(row.try_get("scopes")?)?,
-        redirect_uris: serde_json::from_str(row.try_get("redirect_uris")?)
-            .map_err(|e| corrupt("redirect URIs", e))?,
-        access_token_format: row
-            .try_get::<&str, _>("access_token_format")?
-            .parse()
-            .map_err(|e| corrupt("token format", e))?,
+        redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
+        access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
         access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
         refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
         created_at: row.try_get("created_at")?,
@@ -173,13 +132,9 @@ fn key_from_row(row: &SqliteRow) -> Result<StoredKey> {
     let state: &str = row.try_get("state")?;
     Ok(StoredKey {
         kid: row.try_get("kid")?,
-        algorithm: row
-            .try_get::<&str, _>("algorithm")?
-            .parse()
-            .map_err(|e| corrupt("algorithm", e))?,
+        algorithm: parse_name(row.try_get("algorithm")?, "algorithm")?,
         private_key_der: row.try_get("private_key")?,
-        public_jwk: serde_json::from_str(row.try_get("public_jwk")?)
-            .map_err(|e| corrupt("JWK", e))?,
+        public_jwk: from_json(row.try_get("public_jwk")?, "JWK")?,
         state: KeyState::parse(state).ok_or_else(|| corrupt("key state", state))?,
         created_at: row.try_get("created_at")?,
         activated_at: row.try_get("activated_at")?,
@@ -252,7 +207,7 @@ async fn insert_client<'e>(
     now: DateTime<Utc>,
 ) -> Result<Client> {
     let redirect_uris =
-        serde_json::to_string(&new.redirect_uris).map_err(|e| corrupt("redirect URIs", e))?;
+        to_json(&new.redirect_uris, "redirect URIs")?;
     sqlx::query(
         "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
          access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \
@@ -301,7 +256,9 @@ impl Store for SqliteStore {
     }
 
     async fn seed_if_empty(&self, seed: &Seed, now: DateTime<Utc>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock before the count: two processes seeding at once
+        // queue on the busy timeout instead of both reading "empty".
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM companies) + (SELECT COUNT(*) FROM users) \
              + (SELECT COUNT(*) FROM clients)",
@@ -494,10 +451,7 @@ impl Store for SqliteStore {
         let user_id: Option<String> = row.try_get("user_id")?;
         Ok(Some(StoredAccessToken {
             token_hash: row.try_get("token_hash")?,
-            client_id: row
-                .try_get::<&str, _>("client_id")?
-                .parse()
-                .map_err(|e| corrupt("client_id", e))?,
+            client_id: parse_name(row.try_get("client_id")?, "client_id")?,
             user_id: user_id.as_deref().map(parse_uuid).transpose()?,
             subject: row.try_get("subject")?,
             scope: parse_scopes(row.try_get("scope")?)?,
@@ -562,7 +516,7 @@ impl Store for SqliteStore {
         key: &NewKey,
         now: DateTime<Utc>,
     ) -> Result<StoredKey> {
-        let jwk = serde_json::to_string(&key.public_jwk).map_err(|e| corrupt("JWK", e))?;
+        let jwk = to_json(&key.public_jwk, "JWK")?;
         // The partial unique index on state = 'active' makes this a no-op when another
         // process got there first; the SELECT then returns the winner.
         sqlx::query(

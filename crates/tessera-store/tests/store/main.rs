@@ -7,22 +7,37 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
-use tessera_store::{KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError};
+use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
+use tessera_store::{
+    KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError, on_each_backend,
+};
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
 const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
 
-/// A fresh SQLite database in its own directory, removed when the guard drops.
+on_each_backend!(
+    a_taken_company_slug_is_a_conflict_not_a_database_error,
+    users_belong_to_an_existing_company_and_usernames_are_unique,
+    users_can_be_listed_by_company_disabled_enabled_and_deleted,
+    clients_round_trip_with_every_field_and_ids_are_unique,
+    only_the_first_of_two_active_keys_is_kept,
+    seeding_happens_once_and_only_on_an_empty_database,
+    a_failing_seed_leaves_nothing_behind,
+    user_lookups_and_changes_by_id_never_cross_companies,
+    opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client,
+    migrations_are_idempotent_and_data_survives_a_reopen,
+);
+
+/// A fresh, migrated database on `backend`, removed when this drops.
 struct TestStore {
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    db: TestDatabase,
 }
 
-async fn sqlite() -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let store = tessera_store::open(&url).await.unwrap();
-    TestStore { store, _dir: dir }
+async fn fresh(backend: Backend) -> TestStore {
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
+    TestStore { store, db }
 }
 
 fn now() -> chrono::DateTime<Utc> {
@@ -59,9 +74,8 @@ fn client(id: &str) -> NewClient {
     }
 }
 
-#[tokio::test]
-async fn a_taken_company_slug_is_a_conflict_not_a_database_error() {
-    let t = sqlite().await;
+async fn a_taken_company_slug_is_a_conflict_not_a_database_error(backend: Backend) {
+    let t = fresh(backend).await;
     t.store
         .create_company(&company("acme"), now())
         .await
@@ -76,9 +90,8 @@ async fn a_taken_company_slug_is_a_conflict_not_a_database_error() {
     assert_eq!(t.store.list_companies().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn users_belong_to_an_existing_company_and_usernames_are_unique() {
-    let t = sqlite().await;
+async fn users_belong_to_an_existing_company_and_usernames_are_unique(backend: Backend) {
+    let t = fresh(backend).await;
     t.store
         .create_company(&company("acme"), now())
         .await
@@ -127,9 +140,8 @@ async fn users_belong_to_an_existing_company_and_usernames_are_unique() {
     );
 }
 
-#[tokio::test]
-async fn users_can_be_listed_by_company_disabled_enabled_and_deleted() {
-    let t = sqlite().await;
+async fn users_can_be_listed_by_company_disabled_enabled_and_deleted(backend: Backend) {
+    let t = fresh(backend).await;
     t.store
         .create_company(&company("acme"), now())
         .await
@@ -198,9 +210,8 @@ async fn users_can_be_listed_by_company_disabled_enabled_and_deleted() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn clients_round_trip_with_every_field_and_ids_are_unique() {
-    let t = sqlite().await;
+async fn clients_round_trip_with_every_field_and_ids_are_unique(backend: Backend) {
+    let t = fresh(backend).await;
     let created = t.store.create_client(&client("app"), now()).await.unwrap();
     let found = t.store.find_client("app").await.unwrap().unwrap();
     assert_eq!(found, created);
@@ -234,9 +245,8 @@ async fn clients_round_trip_with_every_field_and_ids_are_unique() {
     assert_eq!(t.store.list_clients().await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn only_the_first_of_two_active_keys_is_kept() {
-    let t = sqlite().await;
+async fn only_the_first_of_two_active_keys_is_kept(backend: Backend) {
+    let t = fresh(backend).await;
     assert!(t.store.active_key().await.unwrap().is_none());
     let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
@@ -268,9 +278,8 @@ async fn only_the_first_of_two_active_keys_is_kept() {
     assert_eq!(&published[0].public_jwk, a.public_jwk());
 }
 
-#[tokio::test]
-async fn seeding_happens_once_and_only_on_an_empty_database() {
-    let t = sqlite().await;
+async fn seeding_happens_once_and_only_on_an_empty_database(backend: Backend) {
+    let t = fresh(backend).await;
     let seed = Seed {
         companies: vec![company("acme"), company("globex")],
         users: vec![user("acme", "alice", &[Role::Admin])],
@@ -282,9 +291,8 @@ async fn seeding_happens_once_and_only_on_an_empty_database() {
     assert_eq!(t.store.list_users(None).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_failing_seed_leaves_nothing_behind() {
-    let t = sqlite().await;
+async fn a_failing_seed_leaves_nothing_behind(backend: Backend) {
+    let t = fresh(backend).await;
     let seed = Seed {
         companies: vec![company("acme")],
         // The second user names a company that the seed does not create.
@@ -300,10 +308,9 @@ async fn a_failing_seed_leaves_nothing_behind() {
     assert!(t.store.list_users(None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn migrations_are_idempotent_and_data_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
+async fn migrations_are_idempotent_and_data_survives_a_reopen(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let url = db.url().to_owned();
     let store = tessera_store::open(&url).await.unwrap();
     store.create_company(&company("acme"), now()).await.unwrap();
     drop(store);
@@ -323,7 +330,7 @@ async fn unsupported_urls_are_refused_with_a_clear_message() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unsupported database URL mysql://root:***@localhost/db: expected sqlite://PATH"
+        "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DATABASE"
     );
 }
 
@@ -347,9 +354,8 @@ async fn a_new_database_file_is_private_to_its_owner() {
     }
 }
 
-#[tokio::test]
-async fn user_lookups_and_changes_by_id_never_cross_companies() {
-    let t = sqlite().await;
+async fn user_lookups_and_changes_by_id_never_cross_companies(backend: Backend) {
+    let t = fresh(backend).await;
     t.store
         .create_company(&company("acme"), now())
         .await
@@ -433,9 +439,8 @@ async fn user_lookups_and_changes_by_id_never_cross_companies() {
     assert!(t.store.find_user(&acme, bob.id).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client() {
-    let t = sqlite().await;
+async fn opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client(backend: Backend) {
+    let t = fresh(backend).await;
     t.store
         .create_company(&company("acme"), now())
         .await
@@ -542,4 +547,112 @@ async fn opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+async fn two_processes_on_one_database_agree_on_the_key_and_seed_once(backend: Backend) {
+    let t = fresh(backend).await;
+    let other = t.db.open().await;
+    let a = NewKey::from(&SigningKey::from_pkcs8_pem(KEY_A).unwrap());
+    let b = NewKey::from(&SigningKey::from_pkcs8_pem(KEY_B).unwrap());
+    let (ka, kb) = tokio::join!(
+        t.store.insert_active_key_if_none(&a, now()),
+        other.insert_active_key_if_none(&b, now()),
+    );
+    let (ka, kb) = (ka.unwrap(), kb.unwrap());
+    assert_eq!(ka.kid, kb.kid, "both processes must sign with one key");
+    assert_eq!(t.store.published_keys().await.unwrap().len(), 1);
+
+    let seed = Seed {
+        companies: vec![company("acme")],
+        users: vec![user("acme", "alice", &[Role::Admin])],
+        clients: vec![client("demo")],
+    };
+    let (sa, sb) = tokio::join!(
+        t.store.seed_if_empty(&seed, now()),
+        other.seed_if_empty(&seed, now()),
+    );
+    let seeded = [sa.unwrap(), sb.unwrap()];
+    assert_eq!(
+        seeded.iter().filter(|s| **s).count(),
+        1,
+        "exactly one process seeds: {seeded:?}"
+    );
+    assert_eq!(other.list_users(None).await.unwrap().len(), 1);
+}
+
+async fn a_change_made_through_one_handle_is_seen_through_another(
+    backend: Backend,
+) {
+    // Rows written through one handle are read through another: nothing is cached in the
+    // adapter, which is what lets many servers share one database.
+    let t = fresh(backend).await;
+    let other = t.db.open().await;
+    t.store.create_company(&company("acme"), now()).await.unwrap();
+    t.store
+        .create_user(&user("acme", "alice", &[Role::Admin]), now())
+        .await
+        .unwrap();
+    other
+        .set_user_disabled(&"alice".parse().unwrap(), true, now())
+        .await
+        .unwrap();
+    let seen = t.store.find_user_credentials("alice").await.unwrap().unwrap();
+    assert!(seen.user.disabled);
+}
+
+on_each_backend!(
+    two_processes_on_one_database_agree_on_the_key_and_seed_once,
+    a_change_made_through_one_handle_is_seen_through_another,
+);
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_at_once_without_the_password() {
+    // Port 1 on loopback: nothing listens there.
+    let err = tessera_store::open("postgres://tessera:hunter2@127.0.0.1:1/tessera")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Connect(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot connect: ") && message.contains("refused"),
+        "{message}"
+    );
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_is_named_by_the_server() {
+    if !Backend::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres);
+    let url = db.url().replace("tessera_test_", "tessera_missing_");
+    let err = tessera_store::open(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Connect(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("does not exist"),
+        "the server's own reason: {err}"
+    );
+}
+
+#[tokio::test]
+async fn while_postgres_is_away_calls_fail_as_unavailable_and_recover_without_reopening() {
+    if !Backend::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres);
+    let proxy = TcpProxy::start(postgres_server_addr());
+    let store = tessera_store::open(&db.url_via(proxy.addr())).await.unwrap();
+    store.create_company(&company("acme"), now()).await.unwrap();
+
+    proxy.cut();
+    let err = store.list_companies().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+
+    proxy.restore();
+    let companies = store.list_companies().await.unwrap();
+    assert_eq!(companies[0].slug.as_str(), "acme");
+    store.ping().await.unwrap();
 }

@@ -1,0 +1,539 @@
+//! The PostgreSQL adapter: one database shared by any number of Tessera processes.
+//!
+//! The schema uses native types (uuid, timestamptz, text[], jsonb, bytea); everything
+//! dialect-specific stays in this file and in `migrations/postgres`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, PgExecutor, PgPool, Row};
+use tessera_core::{CompanySlug, Username};
+use uuid::Uuid;
+
+use crate::convert::{
+    corrupt, from_json, parse_name, parse_scopes, parse_words, scope_words, to_json, words,
+};
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Connections each process keeps open at most. N processes need N × this below the
+/// server's `max_connections` (100 by default).
+pub const MAX_CONNECTIONS: u32 = 10;
+
+/// How long a request waits for a connection before it is answered 503: also how long it
+/// takes to notice that the database is away.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the first connection at start-up may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store on one PostgreSQL database, shared by every process pointed at it.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`,
+    /// with `?sslmode=require` or `verify-full` for TLS). One connection is made at once so
+    /// that an unreachable server, a missing database or refused credentials are reported
+    /// now, in the server's words; later connections are opened on demand and reopened
+    /// after an outage. Does not migrate: see [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Config(format!("invalid PostgreSQL URL: {e}"))
+        })?;
+        let options = options.application_name("tessera");
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
+        {
+            Ok(Ok(conn)) => {
+                // Only a probe; the pool opens its own connections.
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(StoreError::Connect(describe_connect_error(&e))),
+            Err(_) => {
+                return Err(StoreError::Connect(format!(
+                    "no answer within {} seconds",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+}
+
+/// The reason a connection failed, without the URL (the caller names it, redacted).
+fn describe_connect_error(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        other => other.to_string(),
+    }
+}
+
+fn company_from_row(row: &PgRow) -> Result<Company> {
+    Ok(Company {
+        id: row.try_get("id")?,
+        slug: parse_name(row.try_get("slug")?, "company slug")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const USER_COLUMNS: &str = "u.id, c.slug AS company, u.username, u.password_hash, u.roles, \
+     u.disabled, u.created_at, u.updated_at FROM users u JOIN companies c ON c.id = u.company_id";
+
+fn user_from_row(row: &PgRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        company: parse_name(row.try_get("company")?, "company")?,
+        username: parse_name(row.try_get("username")?, "username")?,
+        roles: parse_words(row.try_get::<Vec<String>, _>("roles")?, "roles")?,
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, grant_types, scopes, \
+     redirect_uris::text AS redirect_uris, access_token_format, access_token_ttl_secs, \
+     refresh_token_ttl_secs, created_at FROM clients";
+
+fn client_from_row(row: &PgRow) -> Result<Client> {
+    Ok(Client {
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        grant_types: parse_words(row.try_get::<Vec<String>, _>("grant_types")?, "grant types")?,
+        scopes: parse_scopes(&row.try_get::<Vec<String>, _>("scopes")?.join(" "))?,
+        redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
+        access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
+        access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
+        refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const KEY_COLUMNS: &str = "kid, algorithm, private_key, public_jwk::text AS public_jwk, state, \
+     created_at, activated_at, retired_at FROM signing_keys";
+
+fn key_from_row(row: &PgRow) -> Result<StoredKey> {
+    let state: &str = row.try_get("state")?;
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        algorithm: parse_name(row.try_get("algorithm")?, "algorithm")?,
+        private_key_der: row.try_get("private_key")?,
+        public_jwk: from_json(row.try_get("public_jwk")?, "JWK")?,
+        state: KeyState::parse(state).ok_or_else(|| corrupt("key state", state))?,
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
+fn access_token_from_row(row: &PgRow) -> Result<StoredAccessToken> {
+    Ok(StoredAccessToken {
+        token_hash: row.try_get("token_hash")?,
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+        user_id: row.try_get("user_id")?,
+        subject: row.try_get("subject")?,
+        scope: parse_scopes(&row.try_get::<Vec<String>, _>("scope")?.join(" "))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+async fn insert_company<'e>(
+    ex: impl PgExecutor<'e>,
+    new: &NewCompany,
+    now: DateTime<Utc>,
+) -> Result<Company> {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(new.slug.as_str())
+        .bind(&new.name)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, || format!("company {} already exists", new.slug)))?;
+    Ok(Company {
+        id,
+        slug: new.slug.clone(),
+        name: new.name.clone(),
+        created_at: now,
+    })
+}
+
+async fn insert_user<'e>(
+    ex: impl PgExecutor<'e>,
+    new: &NewUser,
+    now: DateTime<Utc>,
+) -> Result<User> {
+    let id = Uuid::new_v4();
+    let done = sqlx::query(
+        "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
+         SELECT $1, c.id, $2, $3, $4, false, $5, $5 FROM companies c WHERE c.slug = $6",
+    )
+    .bind(id)
+    .bind(new.username.as_str())
+    .bind(&new.password_hash)
+    .bind(words(&new.roles))
+    .bind(now)
+    .bind(new.company.as_str())
+    .execute(ex)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, || format!("username {} is already taken", new.username)))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!(
+            "company {} does not exist",
+            new.company
+        )));
+    }
+    Ok(User {
+        id,
+        company: new.company.clone(),
+        username: new.username.clone(),
+        roles: new.roles.clone(),
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+async fn insert_client<'e>(
+    ex: impl PgExecutor<'e>,
+    new: &NewClient,
+    now: DateTime<Utc>,
+) -> Result<Client> {
+    sqlx::query(
+        "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
+         access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)",
+    )
+    .bind(new.client_id.as_str())
+    .bind(&new.name)
+    .bind(&new.secret_hash)
+    .bind(words(&new.grant_types))
+    .bind(scope_words(new.scopes))
+    .bind(to_json(&new.redirect_uris, "redirect URIs")?)
+    .bind(new.access_token_format.as_str())
+    .bind(new.access_token_ttl_secs)
+    .bind(new.refresh_token_ttl_secs)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, || format!("client {} already exists", new.client_id)))?;
+    Ok(Client {
+        client_id: new.client_id.clone(),
+        name: new.name.clone(),
+        secret_hash: new.secret_hash.clone(),
+        grant_types: new.grant_types.clone(),
+        scopes: new.scopes,
+        redirect_uris: new.redirect_uris.clone(),
+        access_token_format: new.access_token_format,
+        access_token_ttl_secs: new.access_token_ttl_secs,
+        refresh_token_ttl_secs: new.refresh_token_ttl_secs,
+        created_at: now,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        // sqlx holds a PostgreSQL advisory lock while it migrates, so processes starting
+        // together on one database apply each migration once.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(())
+    }
+
+    async fn seed_if_empty(&self, seed: &Seed, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Two processes seeding at once: the second waits here, then finds data.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera.seed'))")
+            .execute(&mut *tx)
+            .await?;
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM companies) + (SELECT COUNT(*) FROM users) \
+             + (SELECT COUNT(*) FROM clients)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        for company in &seed.companies {
+            insert_company(&mut *tx, company, now).await?;
+        }
+        for user in &seed.users {
+            insert_user(&mut *tx, user, now).await?;
+        }
+        for client in &seed.clients {
+            insert_client(&mut *tx, client, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_company(&self, new: &NewCompany, now: DateTime<Utc>) -> Result<Company> {
+        insert_company(&self.pool, new, now).await
+    }
+
+    async fn list_companies(&self) -> Result<Vec<Company>> {
+        let rows = sqlx::query("SELECT id, slug, name, created_at FROM companies ORDER BY slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(company_from_row).collect()
+    }
+
+    async fn create_user(&self, new: &NewUser, now: DateTime<Utc>) -> Result<User> {
+        insert_user(&self.pool, new, now).await
+    }
+
+    async fn find_user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.username = $1"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(UserCredentials {
+                user: user_from_row(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_users(&self, company: Option<&CompanySlug>) -> Result<Vec<User>> {
+        // `COLLATE "C"` orders by bytes, as SQLite does, whatever the database's locale.
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} WHERE $1::text IS NULL OR c.slug = $1 \
+             ORDER BY u.username COLLATE \"C\""
+        ))
+        .bind(company.map(|c| c.as_str()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_disabled(
+        &self,
+        username: &Username,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "WITH changed AS (UPDATE users SET disabled = $1, updated_at = $2 \
+             WHERE username = $3 RETURNING *) \
+             SELECT {} ",
+            USER_COLUMNS.replace("FROM users u", "FROM changed u")
+        ))
+        .bind(disabled)
+        .bind(now)
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => user_from_row(&row),
+            None => Err(StoreError::NotFound(format!(
+                "user {username} does not exist"
+            ))),
+        }
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        let done = sqlx::query("DELETE FROM users WHERE username = $1")
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {username} does not exist"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} WHERE c.slug = $1 AND u.id = $2"
+        ))
+        .bind(company.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn update_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>> {
+        let row = sqlx::query(&format!(
+            "WITH changed AS (UPDATE users SET roles = COALESCE($1, roles), \
+             disabled = COALESCE($2, disabled), password_hash = COALESCE($3, password_hash), \
+             updated_at = $4 \
+             WHERE id = $5 AND company_id = (SELECT id FROM companies WHERE slug = $6) \
+             RETURNING *) \
+             SELECT {}",
+            USER_COLUMNS.replace("FROM users u", "FROM changed u")
+        ))
+        .bind(patch.roles.as_deref().map(words))
+        .bind(patch.disabled)
+        .bind(&patch.password_hash)
+        .bind(now)
+        .bind(id)
+        .bind(company.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id = $1 \
+             AND company_id = (SELECT id FROM companies WHERE slug = $2)",
+        )
+        .bind(id)
+        .bind(company.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&token.token_hash)
+        .bind(token.client_id.as_str())
+        .bind(token.user_id)
+        .bind(&token.subject)
+        .bind(scope_words(token.scope))
+        .bind(now)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
+        let row = sqlx::query(
+            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at \
+             FROM access_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(access_token_from_row).transpose()
+    }
+
+    async fn revoke_access_token(
+        &self,
+        token_hash: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE token_hash = $2 AND client_id = $3",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
+        insert_client(&self.pool, new, now).await
+    }
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<Client>> {
+        let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} WHERE client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Client>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} ORDER BY client_id COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn published_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} ORDER BY created_at, kid COLLATE \"C\""
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn active_key(&self) -> Result<Option<StoredKey>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} WHERE state = 'active'"))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn insert_active_key_if_none(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        // The partial unique index on state = 'active' makes this a no-op when another
+        // process got there first; the SELECT then returns the winner.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activated_at) \
+             VALUES ($1, $2, $3, $4::jsonb, 'active', $5, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(key.algorithm.as_str())
+        .bind(&key.private_key_der)
+        .bind(to_json(&key.public_jwk, "JWK")?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.active_key()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no active signing key after inserting one".into()))
+    }
+}
