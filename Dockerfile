@@ -19,8 +19,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 # Runtime stage.
 FROM debian:bookworm-slim
-# CA certificates: the resource server fetches keys over https from the issuer, and
-# PostgreSQL connections may use TLS.
+# CA certificates: the resource server verifies the issuer's https certificate (keys,
+# metadata, introspection) against the system's trust store.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*

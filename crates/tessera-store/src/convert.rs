@@ -3,6 +3,8 @@
 
 use std::str::FromStr;
 
+use chrono::{DateTime, SubsecRound, Utc};
+
 use tessera_core::ScopeSet;
 use uuid::Uuid;
 
@@ -59,4 +61,10 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Re
 
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+/// `now` at the precision every backend keeps (PostgreSQL's microseconds), so that what an
+/// insert returns equals what a later read finds, on either backend.
+pub(crate) fn stored_time(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.trunc_subsecs(6)
 }

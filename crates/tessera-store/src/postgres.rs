@@ -14,7 +14,8 @@ use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
 use crate::convert::{
-    corrupt, from_json, parse_name, parse_scopes, parse_words, scope_words, to_json, words,
+    corrupt, from_json, parse_name, parse_scopes, parse_words, scope_words, stored_time, to_json,
+    words,
 };
 use crate::model::*;
 use crate::{Result, Store, StoreError};
@@ -45,12 +46,10 @@ impl PgStore {
     /// now, in the server's words; later connections are opened on demand and reopened
     /// after an outage. Does not migrate: see [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
-            StoreError::Config(format!("invalid PostgreSQL URL: {e}"))
-        })?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
         let options = options.application_name("tessera");
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
-        {
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
             Ok(Ok(conn)) => {
                 // Only a probe; the pool opens its own connections.
                 let _ = conn.close().await;
@@ -159,6 +158,7 @@ async fn insert_company<'e>(
     new: &NewCompany,
     now: DateTime<Utc>,
 ) -> Result<Company> {
+    let now = stored_time(now);
     let id = Uuid::new_v4();
     sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(id)
@@ -181,6 +181,7 @@ async fn insert_user<'e>(
     new: &NewUser,
     now: DateTime<Utc>,
 ) -> Result<User> {
+    let now = stored_time(now);
     let id = Uuid::new_v4();
     let done = sqlx::query(
         "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
@@ -217,6 +218,7 @@ async fn insert_client<'e>(
     new: &NewClient,
     now: DateTime<Utc>,
 ) -> Result<Client> {
+    let now = stored_time(now);
     sqlx::query(
         "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
          access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \

@@ -10,7 +10,10 @@ use sqlx::{Row, SqliteExecutor, SqlitePool};
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
-use crate::convert::{corrupt, from_json, parse_name, parse_scopes, parse_uuid, parse_words, to_json, words};
+use crate::convert::{
+    corrupt, from_json, parse_name, parse_scopes, parse_uuid, parse_words, stored_time, to_json,
+    words,
+};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
@@ -147,6 +150,7 @@ async fn insert_company<'e>(
     new: &NewCompany,
     now: DateTime<Utc>,
 ) -> Result<Company> {
+    let now = stored_time(now);
     let id = Uuid::new_v4();
     sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES (?, ?, ?, ?)")
         .bind(id.to_string())
@@ -169,6 +173,7 @@ async fn insert_user<'e>(
     new: &NewUser,
     now: DateTime<Utc>,
 ) -> Result<User> {
+    let now = stored_time(now);
     let id = Uuid::new_v4();
     let done = sqlx::query(
         "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
@@ -206,8 +211,8 @@ async fn insert_client<'e>(
     new: &NewClient,
     now: DateTime<Utc>,
 ) -> Result<Client> {
-    let redirect_uris =
-        to_json(&new.redirect_uris, "redirect URIs")?;
+    let now = stored_time(now);
+    let redirect_uris = to_json(&new.redirect_uris, "redirect URIs")?;
     sqlx::query(
         "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
          access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \

@@ -139,6 +139,52 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Every byte the database holds, for asserting that a secret is not stored in clear:
+    /// the SQLite files (with the write-ahead log), or every row of every PostgreSQL table
+    /// in its text form.
+    ///
+    /// # Panics
+    /// When the database cannot be read.
+    pub fn contents(&self) -> Vec<u8> {
+        match &self.postgres {
+            None => {
+                let mut bytes = Vec::new();
+                for file in ["tessera.db", "tessera.db-wal"] {
+                    if let Ok(file) = std::fs::read(self.dir.path().join(file)) {
+                        bytes.extend(file);
+                    }
+                }
+                bytes
+            }
+            Some(_) => {
+                let url = self.url.clone();
+                let rows = on_own_thread(async move {
+                    let mut conn = PgConnection::connect(&url).await?;
+                    let tables: Vec<String> = sqlx::query_scalar(
+                        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                    )
+                    .fetch_all(&mut conn)
+                    .await?;
+                    let mut rows = Vec::new();
+                    for table in tables {
+                        let sql = format!("SELECT t::text FROM \"{table}\" t");
+                        let text: Vec<String> =
+                            sqlx::query_scalar(&sql).fetch_all(&mut conn).await?;
+                        rows.extend(text);
+                    }
+                    let _ = conn.close().await;
+                    Ok(rows)
+                });
+                match rows {
+                    Ok(rows) => rows.join("\n").into_bytes(),
+                    Err(e) => panic!("cannot read the test database: {e}"),
+                }
+            }
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(pg) = &self.postgres {
@@ -180,22 +226,27 @@ fn url_path_start(url: &str) -> Option<(&str, &str)> {
 /// synchronous tests, asynchronous tests and `Drop` alike.
 fn admin(admin_url: &str, sql: String) -> Result<(), String> {
     let admin_url = admin_url.to_owned();
-    let job = std::thread::spawn(move || {
+    on_own_thread(async move {
+        let mut conn = PgConnection::connect(&admin_url).await?;
+        conn.execute(sql.as_str()).await?;
+        let _ = conn.close().await;
+        Ok(())
+    })
+}
+
+fn on_own_thread<T: Send + 'static>(
+    job: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> Result<T, String> {
+    let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let mut conn = PgConnection::connect(&admin_url)
-                .await
-                .map_err(|e| e.to_string())?;
-            conn.execute(sql.as_str()).await.map_err(|e| e.to_string())?;
-            let _ = conn.close().await;
-            Ok(())
-        })
+        runtime.block_on(job).map_err(|e| e.to_string())
     });
-    job.join()
-        .unwrap_or_else(|_| Err("the administrative thread panicked".into()))
+    thread
+        .join()
+        .unwrap_or_else(|_| Err("the database thread panicked".into()))
 }
 
 /// Defines each named test twice, as `NAME::sqlite` and `NAME::postgres`. Each `NAME` is a
@@ -381,6 +432,10 @@ impl TestDatabase {
             .rsplit_once('@')
             .map(|(user, _)| format!("{user}@"))
             .unwrap_or_default();
-        format!("{}{userinfo}{addr}/{}{query}", &base[..after_scheme], pg.name)
+        format!(
+            "{}{userinfo}{addr}/{}{query}",
+            &base[..after_scheme],
+            pg.name
+        )
     }
 }

@@ -8,6 +8,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use tessera_authz::{Application, Settings};
 use tessera_core::{GrantType, Role, ScopeSet, SigningKey, TokenFormat};
+pub use tessera_store::on_each_backend;
+pub use tessera_store::testing::{Backend, TestDatabase};
 use tessera_store::{NewClient, NewCompany, NewKey, NewUser, Seed, Store};
 
 pub const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
@@ -37,16 +39,13 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
-    _dir: Option<tempfile::TempDir>,
+    db: Option<TestDatabase>,
 }
 
 impl TestApp {
-    /// The directory holding this app's database file.
-    pub fn db_dir(&self) -> &std::path::Path {
-        self._dir
-            .as_ref()
-            .map(|d| d.path())
-            .expect("spawn_app owns a directory")
+    /// The database this app runs on.
+    pub fn db(&self) -> &TestDatabase {
+        self.db.as_ref().expect("spawn_app owns a database")
     }
 }
 
@@ -137,14 +136,13 @@ pub fn seed() -> Seed {
 }
 
 /// A server on a fresh database with [`seed`] and the fixture signing key.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let store = tessera_store::open(&db_url).await.unwrap();
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
     store.seed_if_empty(&seed(), Utc::now()).await.unwrap();
     store
         .set_user_disabled(&"dora".parse().unwrap(), true, Utc::now())
@@ -156,7 +154,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
     let mut app = start(store, configure).await;
-    app._dir = Some(dir);
+    app.db = Some(db);
     app
 }
 
@@ -185,7 +183,7 @@ pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings))
             .build()
             .unwrap(),
         handle,
-        _dir: None,
+        db: None,
     }
 }
 

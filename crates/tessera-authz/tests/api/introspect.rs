@@ -18,9 +18,10 @@ async fn opaque_token(app: &TestApp, username: &str, scope: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn opaque_tokens_are_unique_random_strings_and_the_database_holds_none_in_clear() {
-    let app = spawn_app().await;
+async fn opaque_tokens_are_unique_random_strings_and_the_database_holds_none_in_clear(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let mut tokens = HashSet::new();
     for _ in 0..1000 {
         let body = assert_token(
@@ -43,12 +44,7 @@ async fn opaque_tokens_are_unique_random_strings_and_the_database_holds_none_in_
         assert!(tokens.insert(token));
     }
     assert_eq!(tokens.len(), 1000);
-    let mut database = Vec::new();
-    for file in ["tessera.db", "tessera.db-wal"] {
-        if let Ok(bytes) = std::fs::read(app.db_dir().join(file)) {
-            database.extend(bytes);
-        }
-    }
+    let database = app.db().contents();
     assert!(!database.is_empty());
     for token in tokens.iter().take(50) {
         let random = &token.as_bytes()[4..];
@@ -66,9 +62,8 @@ async fn opaque_tokens_are_unique_random_strings_and_the_database_holds_none_in_
     }
 }
 
-#[tokio::test]
-async fn introspection_describes_active_opaque_tokens_and_our_jwts() {
-    let app = spawn_app().await;
+async fn introspection_describes_active_opaque_tokens_and_our_jwts(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app
         .store
         .find_user_credentials("alice")
@@ -99,9 +94,8 @@ async fn introspection_describes_active_opaque_tokens_and_our_jwts() {
     assert_eq!(body["scope"], "basic");
 }
 
-#[tokio::test]
-async fn inactive_tokens_of_every_kind_are_just_active_false() {
-    let app = spawn_app().await;
+async fn inactive_tokens_of_every_kind_are_just_active_false(backend: Backend) {
+    let app = spawn_app(backend).await;
     let revoked = opaque_token(&app, "alice", "basic").await;
     let revoke = app
         .post_form(
@@ -166,9 +160,8 @@ async fn inactive_tokens_of_every_kind_are_just_active_false() {
     }
 }
 
-#[tokio::test]
-async fn introspection_needs_an_authenticated_confidential_client() {
-    let app = spawn_app().await;
+async fn introspection_needs_an_authenticated_confidential_client(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = opaque_token(&app, "alice", "basic").await;
     for auth in [
         Auth::None,
@@ -193,9 +186,8 @@ async fn introspection_needs_an_authenticated_confidential_client() {
     assert_eq!(app.introspect(&token).await["active"], true);
 }
 
-#[tokio::test]
-async fn revocation_acts_on_the_clients_own_opaque_tokens_at_once() {
-    let app = spawn_app().await;
+async fn revocation_acts_on_the_clients_own_opaque_tokens_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = opaque_token(&app, "alice", "basic").await;
 
     // Another client cannot revoke it, and learns nothing: 200, token still active.
@@ -243,9 +235,8 @@ async fn revocation_acts_on_the_clients_own_opaque_tokens_at_once() {
     }
 }
 
-#[tokio::test]
-async fn jwt_access_tokens_cannot_be_revoked_and_say_so() {
-    let app = spawn_app().await;
+async fn jwt_access_tokens_cannot_be_revoked_and_say_so(backend: Backend) {
+    let app = spawn_app(backend).await;
     let jwt = assert_token(app.password_grant("alice", PASSWORD, None).await).await;
     let jwt = jwt["access_token"].as_str().unwrap();
     let response = app
@@ -263,9 +254,8 @@ async fn jwt_access_tokens_cannot_be_revoked_and_say_so() {
     assert_eq!(app.introspect(jwt).await["active"], true);
 }
 
-#[tokio::test]
-async fn metadata_names_the_introspection_and_revocation_endpoints() {
-    let app = spawn_app().await;
+async fn metadata_names_the_introspection_and_revocation_endpoints(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body: Value = app
         .get("/.well-known/oauth-authorization-server")
         .await
@@ -282,9 +272,8 @@ async fn metadata_names_the_introspection_and_revocation_endpoints() {
     );
 }
 
-#[tokio::test]
-async fn a_clients_own_token_introspects_without_a_username() {
-    let app = spawn_app().await;
+async fn a_clients_own_token_introspects_without_a_username(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = assert_token(
         app.token(
             Auth::Basic("opaque-app", APP_SECRET),
@@ -298,3 +287,14 @@ async fn a_clients_own_token_introspects_without_a_username() {
     assert_eq!(answer["sub"], "opaque-app");
     assert!(answer.get("username").is_none(), "{answer}");
 }
+
+on_each_backend!(
+    opaque_tokens_are_unique_random_strings_and_the_database_holds_none_in_clear,
+    introspection_describes_active_opaque_tokens_and_our_jwts,
+    inactive_tokens_of_every_kind_are_just_active_false,
+    introspection_needs_an_authenticated_confidential_client,
+    revocation_acts_on_the_clients_own_opaque_tokens_at_once,
+    jwt_access_tokens_cannot_be_revoked_and_say_so,
+    metadata_names_the_introspection_and_revocation_endpoints,
+    a_clients_own_token_introspects_without_a_username,
+);

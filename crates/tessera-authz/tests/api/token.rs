@@ -2,9 +2,10 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts() {
-    let app = spawn_app().await;
+async fn password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let body = assert_token(app.password_grant("alice", PASSWORD, Some("admin")).await).await;
     assert_eq!(body["scope"], "admin");
     assert_eq!(body["expires_in"], 900);
@@ -40,9 +41,8 @@ async fn password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_acce
     assert!((iat - chrono::Utc::now().timestamp()).abs() < 60);
 }
 
-#[tokio::test]
-async fn every_token_has_its_own_jti() {
-    let app = spawn_app().await;
+async fn every_token_has_its_own_jti(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
         let body = assert_token(app.password_grant("bob", PASSWORD, None).await).await;
@@ -54,9 +54,8 @@ async fn every_token_has_its_own_jti() {
     }
 }
 
-#[tokio::test]
-async fn the_configured_lifetime_and_audience_are_what_tokens_carry() {
-    let app = spawn_app_with(|s| {
+async fn the_configured_lifetime_and_audience_are_what_tokens_carry(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
         s.access_token_ttl = std::time::Duration::from_secs(120);
         s.audience = "billing-api".into();
     })
@@ -87,9 +86,8 @@ async fn the_configured_lifetime_and_audience_are_what_tokens_carry() {
     assert_eq!(body["expires_in"], 60);
 }
 
-#[tokio::test]
-async fn client_secret_post_authenticates_like_basic() {
-    let app = spawn_app().await;
+async fn client_secret_post_authenticates_like_basic(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = assert_token(
         app.password_grant_as(Auth::Post("app", APP_SECRET), "bob", PASSWORD, None)
             .await,
@@ -103,9 +101,8 @@ async fn client_secret_post_authenticates_like_basic() {
     );
 }
 
-#[tokio::test]
-async fn a_missing_scope_means_basic_and_nothing_is_widened() {
-    let app = spawn_app().await;
+async fn a_missing_scope_means_basic_and_nothing_is_widened(backend: Backend) {
+    let app = spawn_app(backend).await;
     // alice is an admin, but asked for nothing: she gets basic, not admin.
     let body = assert_token(app.password_grant("alice", PASSWORD, None).await).await;
     assert_eq!(body["scope"], "basic");
@@ -123,9 +120,8 @@ async fn a_missing_scope_means_basic_and_nothing_is_widened() {
     assert_eq!(body["scope"], "basic admin");
 }
 
-#[tokio::test]
-async fn client_credentials_issues_a_token_for_the_client_itself() {
-    let app = spawn_app().await;
+async fn client_credentials_issues_a_token_for_the_client_itself(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = assert_token(
         app.token(
             Auth::Basic("machine", APP_SECRET),
@@ -146,9 +142,10 @@ async fn client_credentials_issues_a_token_for_the_client_itself() {
     }
 }
 
-#[tokio::test]
-async fn a_plain_user_asking_for_admin_gets_invalid_scope_and_can_still_get_basic() {
-    let app = spawn_app().await;
+async fn a_plain_user_asking_for_admin_gets_invalid_scope_and_can_still_get_basic(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let body = assert_oauth_error(
         app.password_grant("bob", PASSWORD, Some("admin")).await,
         400,
@@ -169,9 +166,8 @@ async fn a_plain_user_asking_for_admin_gets_invalid_scope_and_can_still_get_basi
     assert_token(app.password_grant("bob", PASSWORD, Some("basic")).await).await;
 }
 
-#[tokio::test]
-async fn look_alike_and_malformed_scopes_are_unknown_never_normalised() {
-    let app = spawn_app().await;
+async fn look_alike_and_malformed_scopes_are_unknown_never_normalised(backend: Backend) {
+    let app = spawn_app(backend).await;
     for scope in [
         "Admin",
         "ADMIN",
@@ -190,9 +186,8 @@ async fn look_alike_and_malformed_scopes_are_unknown_never_normalised() {
     assert_eq!(body["scope"], "admin");
 }
 
-#[tokio::test]
-async fn a_scope_the_client_may_not_have_is_invalid_scope() {
-    let app = spawn_app().await;
+async fn a_scope_the_client_may_not_have_is_invalid_scope(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .password_grant_as(
             Auth::Basic("basic-app", APP_SECRET),
@@ -217,9 +212,8 @@ async fn a_scope_the_client_may_not_have_is_invalid_scope() {
     assert_token(ok).await;
 }
 
-#[tokio::test]
-async fn a_grant_the_client_may_not_use_is_unauthorized_client() {
-    let app = spawn_app().await;
+async fn a_grant_the_client_may_not_use_is_unauthorized_client(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .token(
             Auth::Basic("basic-app", APP_SECRET),
@@ -241,9 +235,8 @@ async fn a_grant_the_client_may_not_use_is_unauthorized_client() {
     .await;
 }
 
-#[tokio::test]
-async fn unknown_and_missing_grant_types_are_refused() {
-    let app = spawn_app().await;
+async fn unknown_and_missing_grant_types_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     for grant in [
         "implicit",
         "PASSWORD",
@@ -265,9 +258,10 @@ async fn unknown_and_missing_grant_types_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_grant() {
-    let app = spawn_app().await;
+async fn wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_grant(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let mut bodies = Vec::new();
     for (username, password) in [
         ("alice", "wrong password"),
@@ -285,9 +279,8 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_gran
     assert_token(app.password_grant("alice", PASSWORD, None).await).await;
 }
 
-#[tokio::test]
-async fn an_oversized_password_is_invalid_grant() {
-    let app = spawn_app().await;
+async fn an_oversized_password_is_invalid_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
     let huge = "x".repeat(10_000);
     assert_oauth_error(
         app.password_grant("alice", &huge, None).await,
@@ -297,9 +290,8 @@ async fn an_oversized_password_is_invalid_grant() {
     .await;
 }
 
-#[tokio::test]
-async fn missing_username_or_password_is_invalid_request() {
-    let app = spawn_app().await;
+async fn missing_username_or_password_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .token(
             Auth::Basic("app", APP_SECRET),
@@ -318,9 +310,8 @@ async fn missing_username_or_password_is_invalid_request() {
     assert_oauth_error(response, 400, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn client_authentication_failures_are_all_the_same_401_invalid_client() {
-    let app = spawn_app().await;
+async fn client_authentication_failures_are_all_the_same_401_invalid_client(backend: Backend) {
+    let app = spawn_app(backend).await;
     let grant = [("grant_type", "client_credentials")];
     let mut descriptions = Vec::new();
     for auth in [
@@ -359,9 +350,10 @@ async fn client_authentication_failures_are_all_the_same_401_invalid_client() {
     assert_token(app.token(Auth::Basic("machine", APP_SECRET), &grant).await).await;
 }
 
-#[tokio::test]
-async fn a_malformed_authorization_header_is_invalid_client_with_a_basic_challenge() {
-    let app = spawn_app().await;
+async fn a_malformed_authorization_header_is_invalid_client_with_a_basic_challenge(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     for value in [
         "Basic !!!not-base64",
         "Bearer abc",
@@ -384,9 +376,8 @@ async fn a_malformed_authorization_header_is_invalid_client_with_a_basic_challen
     }
 }
 
-#[tokio::test]
-async fn using_two_client_authentication_methods_is_invalid_request() {
-    let app = spawn_app().await;
+async fn using_two_client_authentication_methods_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .post(format!("{}/oauth/token", app.address))
@@ -402,9 +393,10 @@ async fn using_two_client_authentication_methods_is_invalid_request() {
     assert_oauth_error(response, 400, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn public_clients_authenticate_with_their_id_and_may_not_use_client_credentials() {
-    let app = spawn_app().await;
+async fn public_clients_authenticate_with_their_id_and_may_not_use_client_credentials(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let body = assert_token(
         app.password_grant_as(Auth::IdOnly("spa"), "bob", PASSWORD, None)
             .await,
@@ -422,9 +414,8 @@ async fn public_clients_authenticate_with_their_id_and_may_not_use_client_creden
     assert_oauth_error(response, 400, "unauthorized_client").await;
 }
 
-#[tokio::test]
-async fn a_json_body_is_an_oauth_invalid_request() {
-    let app = spawn_app().await;
+async fn a_json_body_is_an_oauth_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .raw_token(
             "application/json",
@@ -447,9 +438,8 @@ async fn a_json_body_is_an_oauth_invalid_request() {
     assert_oauth_error(response, 400, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn bad_utf8_in_the_body_is_an_oauth_invalid_request() {
-    let app = spawn_app().await;
+async fn bad_utf8_in_the_body_is_an_oauth_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let form = "application/x-www-form-urlencoded";
     let raw = app
         .raw_token(
@@ -471,9 +461,8 @@ async fn bad_utf8_in_the_body_is_an_oauth_invalid_request() {
     );
 }
 
-#[tokio::test]
-async fn an_oversized_body_is_an_oauth_413() {
-    let app = spawn_app().await;
+async fn an_oversized_body_is_an_oauth_413(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut body = b"grant_type=client_credentials&padding=".to_vec();
     body.extend(std::iter::repeat_n(b'a', 64 * 1024));
     let response = app
@@ -482,9 +471,8 @@ async fn an_oversized_body_is_an_oauth_413() {
     assert_oauth_error(response, 413, "invalid_request").await;
 }
 
-#[tokio::test]
-async fn a_repeated_parameter_is_invalid_request() {
-    let app = spawn_app().await;
+async fn a_repeated_parameter_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .raw_token(
             "application/x-www-form-urlencoded; charset=UTF-8",
@@ -495,16 +483,14 @@ async fn a_repeated_parameter_is_invalid_request() {
     assert_eq!(body["error_description"], "the parameter scope is repeated");
 }
 
-#[tokio::test]
-async fn the_token_endpoint_only_accepts_post() {
-    let app = spawn_app().await;
+async fn the_token_endpoint_only_accepts_post(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/oauth/token").await;
     assert_eq!(response.status().as_u16(), 405);
 }
 
-#[tokio::test]
-async fn a_body_client_id_that_differs_from_the_basic_one_is_invalid_request() {
-    let app = spawn_app().await;
+async fn a_body_client_id_that_differs_from_the_basic_one_is_invalid_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app
         .http
         .post(format!("{}/oauth/token", app.address))
@@ -533,11 +519,10 @@ async fn a_body_client_id_that_differs_from_the_basic_one_is_invalid_request() {
     assert_token(response).await;
 }
 
-#[tokio::test]
-async fn an_oversized_chunked_body_without_content_length_is_an_oauth_413() {
+async fn an_oversized_chunked_body_without_content_length_is_an_oauth_413(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let addr = app.address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -573,3 +558,31 @@ async fn an_oversized_chunked_body_without_content_length_is_an_oauth_413() {
         "{response}"
     );
 }
+
+on_each_backend!(
+    password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts,
+    every_token_has_its_own_jti,
+    the_configured_lifetime_and_audience_are_what_tokens_carry,
+    client_secret_post_authenticates_like_basic,
+    a_missing_scope_means_basic_and_nothing_is_widened,
+    client_credentials_issues_a_token_for_the_client_itself,
+    a_plain_user_asking_for_admin_gets_invalid_scope_and_can_still_get_basic,
+    look_alike_and_malformed_scopes_are_unknown_never_normalised,
+    a_scope_the_client_may_not_have_is_invalid_scope,
+    a_grant_the_client_may_not_use_is_unauthorized_client,
+    unknown_and_missing_grant_types_are_refused,
+    wrong_password_unknown_user_and_disabled_user_get_the_same_invalid_grant,
+    an_oversized_password_is_invalid_grant,
+    missing_username_or_password_is_invalid_request,
+    client_authentication_failures_are_all_the_same_401_invalid_client,
+    a_malformed_authorization_header_is_invalid_client_with_a_basic_challenge,
+    using_two_client_authentication_methods_is_invalid_request,
+    public_clients_authenticate_with_their_id_and_may_not_use_client_credentials,
+    a_json_body_is_an_oauth_invalid_request,
+    bad_utf8_in_the_body_is_an_oauth_invalid_request,
+    an_oversized_body_is_an_oauth_413,
+    a_repeated_parameter_is_invalid_request,
+    the_token_endpoint_only_accepts_post,
+    a_body_client_id_that_differs_from_the_basic_one_is_invalid_request,
+    an_oversized_chunked_body_without_content_length_is_an_oauth_413,
+);

@@ -2,9 +2,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn the_jwks_publishes_the_signing_key_and_nothing_private() {
-    let app = spawn_app().await;
+async fn the_jwks_publishes_the_signing_key_and_nothing_private(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/.well-known/jwks.json").await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["cache-control"], "public, max-age=300");
@@ -23,9 +22,11 @@ async fn the_jwks_publishes_the_signing_key_and_nothing_private() {
     assert_eq!(key["kid"], app.kid);
 }
 
-#[tokio::test]
-async fn metadata_comes_from_configuration_not_the_host_header() {
-    let app = spawn_app_with(|s| s.issuer = Some("https://auth.example.com/".into())).await;
+async fn metadata_comes_from_configuration_not_the_host_header(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.issuer = Some("https://auth.example.com/".into())
+    })
+    .await;
     let response = app
         .http
         .get(format!(
@@ -71,9 +72,8 @@ async fn metadata_comes_from_configuration_not_the_host_header() {
     assert_eq!(claims["iss"], "https://auth.example.com");
 }
 
-#[tokio::test]
-async fn the_default_issuer_is_the_bound_address() {
-    let app = spawn_app().await;
+async fn the_default_issuer_is_the_bound_address(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(app.issuer, app.address);
     let body: Value = app
         .get("/.well-known/oauth-authorization-server")
@@ -84,9 +84,8 @@ async fn the_default_issuer_is_the_bound_address() {
     assert_eq!(body["issuer"], app.address);
 }
 
-#[tokio::test]
-async fn healthz_reports_the_database() {
-    let app = spawn_app().await;
+async fn healthz_reports_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/healthz").await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
@@ -94,11 +93,9 @@ async fn healthz_reports_the_database() {
     assert_eq!(body, serde_json::json!({"status": "ok", "database": "ok"}));
 }
 
-#[tokio::test]
-async fn the_signing_key_is_created_on_first_start_and_kept_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let store = tessera_store::open(&db_url).await.unwrap();
+async fn the_signing_key_is_created_on_first_start_and_kept_across_restarts(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
     store
         .seed_if_empty(&seed(), chrono::Utc::now())
         .await
@@ -113,7 +110,7 @@ async fn the_signing_key_is_created_on_first_start_and_kept_across_restarts() {
     drop(first);
 
     // A new process on the same database: reopen the store from the URL.
-    let store = tessera_store::open(&db_url).await.unwrap();
+    let store = db.open().await;
     let second = start(store, |s| s.issuer = issuer).await;
     assert_eq!(second.kid, kid);
     // The token from before the restart still verifies against the new process's JWKS.
@@ -122,11 +119,9 @@ async fn the_signing_key_is_created_on_first_start_and_kept_across_restarts() {
     verify_with(&jwks, &token, &second.issuer);
 }
 
-#[tokio::test]
-async fn a_bad_issuer_stops_start_up_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let store = tessera_store::open(&db_url).await.unwrap();
+async fn a_bad_issuer_stops_start_up_with_a_clear_message(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
     let settings = tessera_authz::Settings {
         addr: "127.0.0.1:0".into(),
         issuer: Some("ftp://auth.example.com".into()),
@@ -141,9 +136,11 @@ async fn a_bad_issuer_stops_start_up_with_a_clear_message() {
     );
 }
 
-#[tokio::test]
-async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers() {
-    let app = spawn_app_with(|s| s.issuer = Some("https://auth.example.com".into())).await;
+async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.issuer = Some("https://auth.example.com".into())
+    })
+    .await;
     let response = app.get("/").await;
     assert_eq!(response.status().as_u16(), 200);
     let headers = response.headers().clone();
@@ -167,11 +164,9 @@ async fn the_index_page_names_the_issuer_and_carries_the_html_security_headers()
     assert!(body.contains("tessera-api"));
 }
 
-#[tokio::test]
-async fn listening_on_every_interface_without_an_issuer_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let store = tessera_store::open(&db_url).await.unwrap();
+async fn listening_on_every_interface_without_an_issuer_is_refused(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
     let settings = tessera_authz::Settings {
         addr: "0.0.0.0:0".into(),
         ..Default::default()
@@ -185,3 +180,14 @@ async fn listening_on_every_interface_without_an_issuer_is_refused() {
          the public URL clients use to reach this server"
     );
 }
+
+on_each_backend!(
+    the_jwks_publishes_the_signing_key_and_nothing_private,
+    metadata_comes_from_configuration_not_the_host_header,
+    the_default_issuer_is_the_bound_address,
+    healthz_reports_the_database,
+    the_signing_key_is_created_on_first_start_and_kept_across_restarts,
+    a_bad_issuer_stops_start_up_with_a_clear_message,
+    the_index_page_names_the_issuer_and_carries_the_html_security_headers,
+    listening_on_every_interface_without_an_issuer_is_refused,
+);

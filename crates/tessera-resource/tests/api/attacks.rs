@@ -61,9 +61,8 @@ async fn assert_invalid(app: &TestApp, token: &str, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn missing_credentials_wrong_scheme_and_empty_tokens() {
-    let app = spawn_app().await;
+async fn missing_credentials_wrong_scheme_and_empty_tokens(backend: Backend) {
+    let app = spawn_app(backend).await;
     let url = format!("{}/companies/acme/users", app.address);
     let response = app.http.get(&url).send().await.unwrap();
     let body = assert_rejected(response, 401, NO_CREDENTIALS).await;
@@ -104,9 +103,8 @@ async fn missing_credentials_wrong_scheme_and_empty_tokens() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn tokens_in_the_query_or_in_two_places_are_not_honoured() {
-    let app = spawn_app().await;
+async fn tokens_in_the_query_or_in_two_places_are_not_honoured(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = app.alice_admin();
     let response = app
         .http
@@ -153,9 +151,8 @@ async fn tokens_in_the_query_or_in_two_places_are_not_honoured() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn unsigned_and_signature_stripped_tokens_are_refused() {
-    let app = spawn_app().await;
+async fn unsigned_and_signature_stripped_tokens_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (header, claims, signature) = parts(&app.alice_admin());
     for alg in ["none", "None", "NONE", "nOnE"] {
         let mut h = header.clone();
@@ -179,9 +176,8 @@ async fn unsigned_and_signature_stripped_tokens_are_refused() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn an_edited_payload_with_the_original_signature_is_refused() {
-    let app = spawn_app().await;
+async fn an_edited_payload_with_the_original_signature_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (header, mut claims, signature) = parts(&app.token("bob", "basic"));
     claims["scope"] = json!("admin");
     claims["roles"] = json!(["admin"]);
@@ -194,11 +190,10 @@ async fn an_edited_payload_with_the_original_signature_is_refused() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn hs256_signed_with_the_public_key_in_any_form_is_refused() {
+async fn hs256_signed_with_the_public_key_in_any_form_is_refused(backend: Backend) {
     use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let (mut header, claims, _) = parts(&app.alice_admin());
     header["alg"] = json!("HS256");
     let public = rsa::RsaPrivateKey::from_pkcs8_pem(KEY_A)
@@ -221,9 +216,8 @@ async fn hs256_signed_with_the_public_key_in_any_form_is_refused() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn attacker_keys_embedded_named_or_unknown_are_never_used() {
-    let app = spawn_app().await;
+async fn attacker_keys_embedded_named_or_unknown_are_never_used(backend: Backend) {
+    let app = spawn_app(backend).await;
     let attacker = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
     let attacker_site = TestIssuer::start(SigningKey::from_pkcs8_pem(KEY_B).unwrap()).unwrap();
     let mut claims = app.issuer.user_claims(
@@ -285,9 +279,8 @@ impl TestApp {
     }
 }
 
-#[tokio::test]
-async fn kid_injections_are_just_unknown_keys() {
-    let app = spawn_app().await;
+async fn kid_injections_are_just_unknown_keys(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (header, claims, signature) = parts(&app.alice_admin());
     // The very first request has an unknown kid: the refusal reports the true round trips
     // (the issuer's metadata, then its JWKS).
@@ -335,9 +328,8 @@ async fn kid_injections_are_just_unknown_keys() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn header_rules_typ_and_crit_are_enforced() {
-    let app = spawn_app().await;
+async fn header_rules_typ_and_crit_are_enforced(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let (header, claims, _) = parts(&app.alice_admin());
     for (what, change) in [
@@ -395,9 +387,8 @@ async fn header_rules_typ_and_crit_are_enforced() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn claim_rules_issuer_audience_time_and_types_are_enforced() {
-    let app = spawn_app().await;
+async fn claim_rules_issuer_audience_time_and_types_are_enforced(backend: Backend) {
+    let app = spawn_app(backend).await;
     let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let (header, claims, _) = parts(&app.alice_admin());
     let now = now();
@@ -470,9 +461,8 @@ async fn claim_rules_issuer_audience_time_and_types_are_enforced() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn oversized_and_malformed_tokens_are_refused_before_any_key_lookup() {
-    let app = spawn_app().await;
+async fn oversized_and_malformed_tokens_are_refused_before_any_key_lookup(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.assert_valid_token_still_works().await;
     let fetches = app.issuer.jwks_fetches();
     for token in [
@@ -489,9 +479,8 @@ async fn oversized_and_malformed_tokens_are_refused_before_any_key_lookup() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn basic_only_tokens_are_refused_even_for_admins() {
-    let app = spawn_app().await;
+async fn basic_only_tokens_are_refused_even_for_admins(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (user, scope) in [("alice", "basic"), ("bob", "basic")] {
         let response = app
             .get("/companies/acme/users", Some(&app.token(user, scope)))
@@ -502,9 +491,8 @@ async fn basic_only_tokens_are_refused_even_for_admins() {
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn another_companys_admin_is_refused_on_every_verb_and_learns_nothing() {
-    let app = spawn_app().await;
+async fn another_companys_admin_is_refused_on_every_verb_and_learns_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     let carol = app.token("carol", "admin");
     let bob = app.user("bob").id;
     let routes = [
@@ -552,9 +540,8 @@ async fn another_companys_admin_is_refused_on_every_verb_and_learns_nothing() {
     assert_eq!(listed.len(), 2);
 }
 
-#[tokio::test]
-async fn user_ids_of_another_company_are_not_found_under_ones_own() {
-    let app = spawn_app().await;
+async fn user_ids_of_another_company_are_not_found_under_ones_own(backend: Backend) {
+    let app = spawn_app(backend).await;
     let alice = app.alice_admin();
     let dave = app.user("dave").id;
     let path = format!("/companies/acme/users/{dave}");
@@ -583,11 +570,10 @@ async fn user_ids_of_another_company_are_not_found_under_ones_own() {
     );
 }
 
-#[tokio::test]
-async fn encoded_and_dotted_paths_never_reach_another_company() {
+async fn encoded_and_dotted_paths_never_reach_another_company(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let alice = app.alice_admin();
     let addr = app.address.trim_start_matches("http://").to_owned();
     for (path, expected) in [
@@ -628,3 +614,20 @@ async fn encoded_and_dotted_paths_never_reach_another_company() {
     }
     app.assert_valid_token_still_works().await;
 }
+
+on_each_backend!(
+    missing_credentials_wrong_scheme_and_empty_tokens,
+    tokens_in_the_query_or_in_two_places_are_not_honoured,
+    unsigned_and_signature_stripped_tokens_are_refused,
+    an_edited_payload_with_the_original_signature_is_refused,
+    hs256_signed_with_the_public_key_in_any_form_is_refused,
+    attacker_keys_embedded_named_or_unknown_are_never_used,
+    kid_injections_are_just_unknown_keys,
+    header_rules_typ_and_crit_are_enforced,
+    claim_rules_issuer_audience_time_and_types_are_enforced,
+    oversized_and_malformed_tokens_are_refused_before_any_key_lookup,
+    basic_only_tokens_are_refused_even_for_admins,
+    another_companys_admin_is_refused_on_every_verb_and_learns_nothing,
+    user_ids_of_another_company_are_not_found_under_ones_own,
+    encoded_and_dotted_paths_never_reach_another_company,
+);

@@ -8,6 +8,8 @@ use serde_json::Value;
 use tessera_core::{CompanySlug, Role, SigningKey, Username};
 use tessera_guard::testing::TestIssuer;
 use tessera_resource::{Application, Settings};
+pub use tessera_store::on_each_backend;
+pub use tessera_store::testing::{Backend, TestDatabase};
 use tessera_store::*;
 use uuid::Uuid;
 
@@ -135,7 +137,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub users: Vec<User>,
     handle: actix_web::dev::ServerHandle,
-    _dir: tempfile::TempDir,
+    _db: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -150,14 +152,13 @@ pub fn now() -> i64 {
 
 /// A resource server on a fresh database holding acme (`alice` admin, `bob` user) and
 /// globex (`carol` admin, `dave` user), trusting a test issuer that signs with key A.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tessera.db").display());
-    let inner = tessera_store::open(&url).await.unwrap();
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::new(backend);
+    let inner = db.open().await;
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned();
     let mut users = Vec::new();
     for (slug, people) in [
@@ -220,7 +221,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .unwrap(),
         users,
         handle,
-        _dir: dir,
+        _db: db,
     }
 }
 

@@ -21,9 +21,8 @@ type Case<'a> = (
     u16,
 );
 
-#[tokio::test]
-async fn both_formats_make_the_same_decisions() {
-    let app = spawn_app().await;
+async fn both_formats_make_the_same_decisions(backend: Backend) {
+    let app = spawn_app(backend).await;
     let bob = app.user("bob").id;
     let dave = app.user("dave").id;
     for format in FORMATS {
@@ -193,9 +192,8 @@ async fn both_formats_make_the_same_decisions() {
     assert_eq!(users.len(), 4);
 }
 
-#[tokio::test]
-async fn opaque_tokens_cost_two_lookups_and_jwts_none() {
-    let app = spawn_app().await;
+async fn opaque_tokens_cost_two_lookups_and_jwts_none(backend: Backend) {
+    let app = spawn_app(backend).await;
     let jwt = app.token_as(Format::Jwt, "alice", "admin", false).await;
     let opaque = app.token_as(Format::Opaque, "alice", "admin", false).await;
     assert_eq!(
@@ -218,9 +216,10 @@ async fn opaque_tokens_cost_two_lookups_and_jwts_none() {
     }
 }
 
-#[tokio::test]
-async fn disabling_demoting_and_revoking_act_at_once_on_opaque_tokens_and_at_expiry_on_jwts() {
-    let app = spawn_app().await;
+async fn disabling_demoting_and_revoking_act_at_once_on_opaque_tokens_and_at_expiry_on_jwts(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let acme: tessera_core::CompanySlug = "acme".parse().unwrap();
     let globex: tessera_core::CompanySlug = "globex".parse().unwrap();
 
@@ -290,9 +289,11 @@ async fn disabling_demoting_and_revoking_act_at_once_on_opaque_tokens_and_at_exp
     app.assert_valid_token_still_works().await;
 }
 
-#[tokio::test]
-async fn with_opaque_validation_off_an_opaque_token_is_invalid() {
-    let app = spawn_app_with(|s| s.opaque = tessera_resource::OpaqueValidation::Off).await;
+async fn with_opaque_validation_off_an_opaque_token_is_invalid(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.opaque = tessera_resource::OpaqueValidation::Off
+    })
+    .await;
     let opaque = app.token_as(Format::Opaque, "alice", "admin", false).await;
     let before = app.store.calls();
     let response = app.get("/companies/acme/users", Some(&opaque)).await;
@@ -304,3 +305,10 @@ async fn with_opaque_validation_off_an_opaque_token_is_invalid() {
     );
     app.assert_valid_token_still_works().await;
 }
+
+on_each_backend!(
+    both_formats_make_the_same_decisions,
+    opaque_tokens_cost_two_lookups_and_jwts_none,
+    disabling_demoting_and_revoking_act_at_once_on_opaque_tokens_and_at_expiry_on_jwts,
+    with_opaque_validation_off_an_opaque_token_is_invalid,
+);

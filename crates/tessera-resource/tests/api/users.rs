@@ -3,9 +3,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn an_admin_lists_their_company_from_claims_alone_with_no_database_query_to_authorize() {
-    let app = spawn_app().await;
+async fn an_admin_lists_their_company_from_claims_alone_with_no_database_query_to_authorize(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let token = app.token("alice", "basic admin");
     // Warm the key cache, then count.
     assert_eq!(app.get("/me", Some(&token)).await.status().as_u16(), 200);
@@ -58,9 +59,8 @@ async fn an_admin_lists_their_company_from_claims_alone_with_no_database_query_t
     );
 }
 
-#[tokio::test]
-async fn the_first_request_fetches_the_keys_and_says_so() {
-    let app = spawn_app().await;
+async fn the_first_request_fetches_the_keys_and_says_so(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/me", Some(&app.token("bob", "basic"))).await;
     assert_eq!(response.status().as_u16(), 200);
     // Discovery: the issuer's metadata, then its JWKS.
@@ -68,9 +68,8 @@ async fn the_first_request_fetches_the_keys_and_says_so() {
     assert_eq!(app.issuer.jwks_fetches(), 1);
 }
 
-#[tokio::test]
-async fn an_admin_creates_reads_updates_and_deletes_users_of_their_company() {
-    let app = spawn_app().await;
+async fn an_admin_creates_reads_updates_and_deletes_users_of_their_company(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = app.alice_admin();
     let response = app
         .send(
@@ -137,9 +136,8 @@ async fn an_admin_creates_reads_updates_and_deletes_users_of_their_company() {
     );
 }
 
-#[tokio::test]
-async fn bad_bodies_are_clear_400s_and_taken_usernames_409() {
-    let app = spawn_app().await;
+async fn bad_bodies_are_clear_400s_and_taken_usernames_409(backend: Backend) {
+    let app = spawn_app(backend).await;
     let token = app.alice_admin();
     let post = |body: Value| {
         app.send(
@@ -215,9 +213,10 @@ async fn bad_bodies_are_clear_400s_and_taken_usernames_409() {
     assert_eq!(unchanged["roles"], json!(["user"]));
 }
 
-#[tokio::test]
-async fn me_needs_basic_and_reports_client_credentials_tokens_without_user_claims() {
-    let app = spawn_app().await;
+async fn me_needs_basic_and_reports_client_credentials_tokens_without_user_claims(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let response = app.get("/me", Some(&app.token("alice", "admin"))).await;
     // An admin-only token is not a basic token.
     assert_eq!(response.status().as_u16(), 403);
@@ -241,3 +240,11 @@ async fn me_needs_basic_and_reports_client_credentials_tokens_without_user_claim
     assert_eq!(me["company"], Value::Null);
     assert_eq!(me["client_id"], "test-client");
 }
+
+on_each_backend!(
+    an_admin_lists_their_company_from_claims_alone_with_no_database_query_to_authorize,
+    the_first_request_fetches_the_keys_and_says_so,
+    an_admin_creates_reads_updates_and_deletes_users_of_their_company,
+    bad_bodies_are_clear_400s_and_taken_usernames_409,
+    me_needs_basic_and_reports_client_credentials_tokens_without_user_claims,
+);

@@ -580,14 +580,15 @@ async fn two_processes_on_one_database_agree_on_the_key_and_seed_once(backend: B
     assert_eq!(other.list_users(None).await.unwrap().len(), 1);
 }
 
-async fn a_change_made_through_one_handle_is_seen_through_another(
-    backend: Backend,
-) {
+async fn a_change_made_through_one_handle_is_seen_through_another(backend: Backend) {
     // Rows written through one handle are read through another: nothing is cached in the
     // adapter, which is what lets many servers share one database.
     let t = fresh(backend).await;
     let other = t.db.open().await;
-    t.store.create_company(&company("acme"), now()).await.unwrap();
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
     t.store
         .create_user(&user("acme", "alice", &[Role::Admin]), now())
         .await
@@ -596,7 +597,12 @@ async fn a_change_made_through_one_handle_is_seen_through_another(
         .set_user_disabled(&"alice".parse().unwrap(), true, now())
         .await
         .unwrap();
-    let seen = t.store.find_user_credentials("alice").await.unwrap().unwrap();
+    let seen = t
+        .store
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(seen.user.disabled);
 }
 
@@ -642,7 +648,9 @@ async fn while_postgres_is_away_calls_fail_as_unavailable_and_recover_without_re
     }
     let db = TestDatabase::new(Backend::Postgres);
     let proxy = TcpProxy::start(postgres_server_addr());
-    let store = tessera_store::open(&db.url_via(proxy.addr())).await.unwrap();
+    let store = tessera_store::open(&db.url_via(proxy.addr()))
+        .await
+        .unwrap();
     store.create_company(&company("acme"), now()).await.unwrap();
 
     proxy.cut();
