@@ -66,6 +66,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             tracing::warn!(error = %crate::error::ErrorChain(&err), "health check: database unavailable");
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
+                .insert_header((header::RETRY_AFTER, "5"))
                 .json(json!({"status": "unavailable", "database": "unavailable"}))
         }
     }

@@ -82,7 +82,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(json!({"error": self.error, "error_description": self.description}))
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
+        }
+        response.json(json!({"error": self.error, "error_description": self.description}))
     }
 }

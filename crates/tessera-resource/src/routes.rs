@@ -40,6 +40,23 @@ impl From<User> for UserView {
 }
 
 /// `GET /me`: who the token speaks for, from its claims alone.
+/// Liveness and readiness: 200 when the database answers, 503 when it does not. JWT
+/// requests are served either way; the user API needs the database.
+pub async fn healthz(store: web::Data<dyn Store>) -> HttpResponse {
+    let (mut response, status, database) = match store.ping().await {
+        Ok(()) => (HttpResponse::Ok(), "ok", "ok"),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unavailable");
+            let mut response = HttpResponse::ServiceUnavailable();
+            response.insert_header((header::RETRY_AFTER, "5"));
+            (response, "unavailable", "unavailable")
+        }
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"status": status, "database": database}))
+}
+
 pub async fn me(auth: Scoped<Basic>) -> HttpResponse {
     let claims = auth.claims();
     HttpResponse::Ok().json(serde_json::json!({

@@ -183,6 +183,7 @@ impl Application {
                 .app_data(guard.clone())
                 .app_data(store.clone())
                 .wrap(from_fn(headers::report))
+                .service(web::resource("/healthz").get(routes::healthz))
                 .service(web::resource("/me").get(routes::me))
                 .service(
                     web::resource("/companies/{company}/users")

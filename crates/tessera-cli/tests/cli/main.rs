@@ -9,21 +9,32 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tessera_store::on_each_backend;
+use tessera_store::testing::{Backend, TestDatabase};
 
-/// A scratch directory with its own SQLite database.
+/// A scratch directory, the working directory of every command, and a database of its
+/// own on either backend.
 struct Workspace {
-    dir: tempfile::TempDir,
+    db: TestDatabase,
 }
 
 impl Workspace {
-    fn new() -> Self {
+    fn new(backend: Backend) -> Self {
         Workspace {
-            dir: tempfile::tempdir().unwrap(),
+            db: TestDatabase::new(backend),
         }
     }
 
+    fn sqlite() -> Self {
+        Self::new(Backend::Sqlite)
+    }
+
     fn db_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("tessera.db").display())
+        self.db.url().to_owned()
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.db.dir()
     }
 
     /// `tessera` with no `TESSERA_*` variables from the environment, run in the scratch
@@ -35,9 +46,7 @@ impl Workspace {
                 command.env_remove(name);
             }
         }
-        command
-            .current_dir(self.dir.path())
-            .env("TESSERA_LOG", "warn");
+        command.current_dir(self.dir()).env("TESSERA_LOG", "warn");
         command
     }
 
@@ -108,9 +117,8 @@ impl Workspace {
     }
 }
 
-#[test]
-fn companies_are_added_listed_and_a_duplicate_is_a_one_line_error() {
-    let ws = Workspace::new();
+fn companies_are_added_listed_and_a_duplicate_is_a_one_line_error(backend: Backend) {
+    let ws = Workspace::new(backend);
     assert!(
         ws.ok(
             &["company", "add", "acme", "--name", "Acme Corporation"],
@@ -131,9 +139,8 @@ fn companies_are_added_listed_and_a_duplicate_is_a_one_line_error() {
     assert_eq!(list.lines().count(), 2);
 }
 
-#[test]
-fn users_take_their_password_from_stdin_and_bad_input_is_refused() {
-    let ws = Workspace::new();
+fn users_take_their_password_from_stdin_and_bad_input_is_refused(backend: Backend) {
+    let ws = Workspace::new(backend);
     ws.ok(&["company", "add", "acme", "--name", "Acme"], "");
     ws.ok(
         &[
@@ -234,7 +241,7 @@ fn users_take_their_password_from_stdin_and_bad_input_is_refused() {
 
 #[test]
 fn malformed_arguments_are_usage_errors() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     for args in [
         &[
             "user",
@@ -271,9 +278,8 @@ fn malformed_arguments_are_usage_errors() {
     }
 }
 
-#[test]
-fn client_add_prints_the_id_and_a_fresh_secret_once() {
-    let ws = Workspace::new();
+fn client_add_prints_the_id_and_a_fresh_secret_once(backend: Backend) {
+    let ws = Workspace::new(backend);
     let out = ws.ok(
         &[
             "client",
@@ -306,15 +312,13 @@ fn client_add_prints_the_id_and_a_fresh_secret_once() {
 
     let list = ws.ok(&["client", "list"], "");
     assert!(!list.contains(secret), "the secret is never shown again");
-    // Only a digest is stored: the secret appears nowhere in the database files.
-    for file in ["tessera.db", "tessera.db-wal"] {
-        if let Ok(bytes) = std::fs::read(ws.dir.path().join(file)) {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{file} holds the secret"
-            );
-        }
-    }
+    // Only a digest is stored: the secret appears nowhere in the database.
+    let bytes = ws.db.contents();
+    assert!(!bytes.is_empty());
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the database holds the secret"
+    );
     assert!(
         list.lines()
             .any(|l| l.starts_with("billing ") && l.contains("confidential")),
@@ -389,9 +393,8 @@ fn client_add_prints_the_id_and_a_fresh_secret_once() {
     );
 }
 
-#[test]
-fn common_flags_work_before_and_after_the_subcommand_and_from_the_environment() {
-    let ws = Workspace::new();
+fn common_flags_work_before_and_after_the_subcommand_and_from_the_environment(backend: Backend) {
+    let ws = Workspace::new(backend);
     let db = ws.db_url();
     let before = ws
         .command()
@@ -424,7 +427,7 @@ fn common_flags_work_before_and_after_the_subcommand_and_from_the_environment() 
 
 #[test]
 fn an_unusable_database_is_a_one_line_error_naming_it_without_its_password() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     let out = ws
         .command()
         .args([
@@ -554,9 +557,8 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test]
-async fn serve_seeds_the_demo_once_and_answers_the_readme_requests() {
-    let ws = Workspace::new();
+async fn serve_seeds_the_demo_once_and_answers_the_readme_requests(backend: Backend) {
+    let ws = Workspace::new(backend);
     let server = Server::start(&ws, &[]);
     let printed = server.stdout.join("\n");
     assert!(
@@ -623,9 +625,10 @@ async fn serve_seeds_the_demo_once_and_answers_the_readme_requests() {
     assert_eq!(jwks_again.keys, jwks.keys);
 }
 
-#[tokio::test]
-async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_while_it_runs() {
-    let ws = Workspace::new();
+async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_while_it_runs(
+    backend: Backend,
+) {
+    let ws = Workspace::new(backend);
     let server = Server::start(&ws, &["--no-demo", "--access-token-ttl", "120"]);
     assert!(server.stdout.is_empty(), "{:?}", server.stdout);
     assert_eq!(
@@ -652,9 +655,8 @@ async fn serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_wh
     assert!(ws.ok(&["keys", "list"], "").contains("active"));
 }
 
-#[tokio::test]
-async fn authz_alone_never_seeds_and_serves_the_metadata_of_its_issuer() {
-    let ws = Workspace::new();
+async fn authz_alone_never_seeds_and_serves_the_metadata_of_its_issuer(backend: Backend) {
+    let ws = Workspace::new(backend);
     let server = Server::start_command(&ws, "authz", &["--issuer", "https://auth.example.com/"]);
     assert!(server.stdout.is_empty(), "{:?}", server.stdout);
     assert_eq!(
@@ -683,7 +685,7 @@ async fn authz_alone_never_seeds_and_serves_the_metadata_of_its_issuer() {
 
 #[test]
 fn without_a_database_url_the_default_sqlite_file_is_created_in_the_working_directory() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     let out = ws
         .command()
         .args(["company", "add", "acme", "--name", "Acme"])
@@ -694,13 +696,12 @@ fn without_a_database_url_the_default_sqlite_file_is_created_in_the_working_dire
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(ws.dir.path().join("tessera.db").is_file());
+    assert!(ws.dir().join("tessera.db").is_file());
     assert!(ws.ok(&["company", "list"], "").contains("acme"));
 }
 
-#[tokio::test]
-async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
-    let ws = Workspace::new();
+async fn every_server_setting_has_an_environment_twin_and_the_flag_wins(backend: Backend) {
+    let ws = Workspace::new(backend);
     let secret = ws.add_machine_client("robot");
 
     let mut command = ws.command();
@@ -743,9 +744,9 @@ async fn every_server_setting_has_an_environment_twin_and_the_flag_wins() {
 
 #[test]
 fn tessera_no_demo_from_the_environment_skips_seeding_an_empty_database() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     for (value, seeds) in [("1", false), ("yes", false), ("0", true)] {
-        let ws_case = Workspace::new();
+        let ws_case = Workspace::sqlite();
         let mut command = ws_case.command();
         command.args([
             "serve",
@@ -815,9 +816,8 @@ async fn demo_token(authz: &str, username: &str, scope: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn serve_runs_both_servers_and_the_api_decides_from_real_tokens() {
-    let ws = Workspace::new();
+async fn serve_runs_both_servers_and_the_api_decides_from_real_tokens(backend: Backend) {
+    let ws = Workspace::new(backend);
     let server = Server::start(&ws, &[]);
     let alice = demo_token(&server.url, "alice", "admin").await;
     let get = |path: &str, token: &str| {
@@ -862,9 +862,8 @@ async fn serve_runs_both_servers_and_the_api_decides_from_real_tokens() {
     assert_eq!(me["username"], "bob");
 }
 
-#[tokio::test]
-async fn resource_alone_finds_the_keys_through_the_issuers_metadata() {
-    let ws = Workspace::new();
+async fn resource_alone_finds_the_keys_through_the_issuers_metadata(backend: Backend) {
+    let ws = Workspace::new(backend);
     // A seeded database, then the two servers as separate processes on it.
     drop(Server::start(&ws, &[]));
     let authz = Server::start_command(&ws, "authz", &[]);
@@ -933,7 +932,7 @@ async fn the_readme_walkthrough_works_as_written() {
         "AUTHZ=http://127.0.0.1:8080 API=http://127.0.0.1:8081"
     );
 
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     let server = Server::start(&ws, &[]);
     let script = format!("AUTHZ={} API={}\n{rest}", server.url, server.resource_url);
     let out = tokio::task::spawn_blocking(move || {
@@ -951,9 +950,10 @@ async fn the_readme_walkthrough_works_as_written() {
     assert_eq!(got, expected);
 }
 
-#[tokio::test]
-async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes() {
-    let ws = Workspace::new();
+async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes(
+    backend: Backend,
+) {
+    let ws = Workspace::new(backend);
     drop(Server::start(&ws, &[]));
     for (mode, extra) in OPAQUE_MODES {
         let server = Server::start(&ws, extra);
@@ -1035,7 +1035,7 @@ async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_intr
 
 #[test]
 fn demo_prints_the_side_by_side_table_with_nothing_running_beforehand() {
-    let ws = Workspace::new();
+    let ws = Workspace::sqlite();
     let out = ws
         .command()
         .args(["demo", "--requests", "20"])
@@ -1087,12 +1087,11 @@ fn demo_prints_the_side_by_side_table_with_nothing_running_beforehand() {
             .all(|c| c.ends_with(" ms"))
     );
     // Nothing is left behind in the working directory.
-    assert!(!ws.dir.path().join("tessera.db").exists());
+    assert!(!ws.dir().join("tessera.db").exists());
 }
 
-#[tokio::test]
-async fn a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user() {
-    let ws = Workspace::new();
+async fn a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user(backend: Backend) {
+    let ws = Workspace::new(backend);
     drop(Server::start(&ws, &[]));
     let users = ws.ok(&["user", "list", "--company", "acme"], "");
     let alice_id = users
@@ -1148,3 +1147,22 @@ async fn a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user() {
         assert_eq!(me["username"], Value::Null, "{extra:?}");
     }
 }
+
+on_each_backend!(
+    blocking:
+    companies_are_added_listed_and_a_duplicate_is_a_one_line_error,
+    users_take_their_password_from_stdin_and_bad_input_is_refused,
+    client_add_prints_the_id_and_a_fresh_secret_once,
+    common_flags_work_before_and_after_the_subcommand_and_from_the_environment,
+);
+
+on_each_backend!(
+    serve_seeds_the_demo_once_and_answers_the_readme_requests,
+    serve_with_no_demo_leaves_the_database_empty_and_admin_commands_work_while_it_runs,
+    authz_alone_never_seeds_and_serves_the_metadata_of_its_issuer,
+    every_server_setting_has_an_environment_twin_and_the_flag_wins,
+    serve_runs_both_servers_and_the_api_decides_from_real_tokens,
+    resource_alone_finds_the_keys_through_the_issuers_metadata,
+    a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes,
+    a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user,
+);
