@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_store::on_each_backend;
-use tessera_store::testing::{Backend, TestDatabase};
+use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
 
 /// A scratch directory, the working directory of every command, and a database of its
 /// own on either backend.
@@ -459,6 +459,34 @@ fn an_unusable_database_is_a_one_line_error_naming_it_without_its_password() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
+#[test]
+fn an_unreachable_postgres_server_stops_every_command_with_one_line_naming_it() {
+    // Nothing listens on loopback port 1; the password must never be printed.
+    let ws = Workspace::sqlite();
+    let url = "postgres://tessera:hunter2@127.0.0.1:1/tessera";
+    for args in [
+        &["serve"][..],
+        &["authz"],
+        &["resource", "--issuer", "http://127.0.0.1:1"],
+        &["company", "list"],
+        &["migrate"],
+    ] {
+        let out = ws
+            .command()
+            .args(args)
+            .args(["--database-url", url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "tessera {args:?}");
+        assert_eq!(
+            String::from_utf8(out.stderr).unwrap(),
+            "error: cannot open database postgres://tessera:***@127.0.0.1:1/tessera: \
+             cannot connect: Connection refused (os error 111)\n",
+            "tessera {args:?}"
+        );
+    }
+}
+
 /// A running `tessera` server process, killed on drop.
 struct Server {
     child: Child,
@@ -798,9 +826,19 @@ const OPAQUE_MODES: [(&str, &[&str]); 2] = [
 
 /// Gets a token from the demo client.
 async fn demo_token(authz: &str, username: &str, scope: &str) -> String {
+    demo_token_of(authz, ("demo-jwt", "demo-jwt-secret"), username, scope).await
+}
+
+/// A password-grant token for a demo user from a demo client.
+async fn demo_token_of(
+    authz: &str,
+    (client, secret): (&str, &str),
+    username: &str,
+    scope: &str,
+) -> String {
     let body: Value = http()
         .post(format!("{authz}/oauth/token"))
-        .basic_auth("demo-jwt", Some("demo-jwt-secret"))
+        .basic_auth(client, Some(secret))
         .form(&[
             ("grant_type", "password"),
             ("username", username),
@@ -1166,3 +1204,181 @@ on_each_backend!(
     a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_introspection_modes,
     a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user,
 );
+
+/// GETs `url` (with `token` as bearer when given) and returns the status and JSON body.
+async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = http().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn two_authorization_and_two_resource_servers_share_one_database(backend: Backend) {
+    let ws = Workspace::new(backend);
+    // Seed the demo data once; the scaled-out servers never seed.
+    drop(Server::start(&ws, &[]));
+    let issuer = "https://auth.tessera.test";
+    // Both authorization servers start at once, behind one public issuer URL.
+    let (a, b) = std::thread::scope(|scope| {
+        let start = || scope.spawn(|| Server::start_command(&ws, "authz", &["--issuer", issuer]));
+        let (a, b) = (start(), start());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let jwks = |server: &Server| format!("{}/.well-known/jwks.json", server.url);
+    let (status_a, jwks_a) = get_json(&jwks(&a), None).await;
+    let (status_b, jwks_b) = get_json(&jwks(&b), None).await;
+    assert_eq!((status_a, status_b), (200, 200));
+    assert_eq!(jwks_a, jwks_b, "both publish the same keys");
+    assert_eq!(jwks_a["keys"].as_array().unwrap().len(), 1);
+
+    // Each resource server fetches the keys from a different authorization server.
+    let resources = [&a, &b].map(|authz| {
+        Server::start_command(
+            &ws,
+            "resource",
+            &["--issuer", issuer, "--jwks-url", &jwks(authz)],
+        )
+    });
+
+    for authz in [&a, &b] {
+        let jwt = demo_token(&authz.url, "alice", "admin").await;
+        let opaque = demo_token_of(
+            &authz.url,
+            ("demo-opaque", "demo-opaque-secret"),
+            "alice",
+            "admin",
+        )
+        .await;
+        for resource in &resources {
+            let users = format!("{}/companies/acme/users", resource.resource_url);
+            for token in [&jwt, &opaque] {
+                let (status, body) = get_json(&users, Some(token)).await;
+                assert_eq!(status, 200, "{}: {body}", authz.url);
+                assert_eq!(body.as_array().unwrap().len(), 2);
+            }
+        }
+    }
+
+    // An opaque token issued by one and revoked through the other is refused by both
+    // resource servers on the very next request.
+    let opaque = demo_token_of(
+        &a.url,
+        ("demo-opaque", "demo-opaque-secret"),
+        "bob",
+        "basic",
+    )
+    .await;
+    for resource in &resources {
+        let (status, _) = get_json(&format!("{}/me", resource.resource_url), Some(&opaque)).await;
+        assert_eq!(status, 200);
+    }
+    let revoked = http()
+        .post(format!("{}/oauth/revoke", b.url))
+        .basic_auth("demo-opaque", Some("demo-opaque-secret"))
+        .form(&[("token", &opaque)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    for resource in &resources {
+        let response = http()
+            .get(format!("{}/me", resource.resource_url))
+            .bearer_auth(&opaque)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="tessera", error="invalid_token""#
+        );
+    }
+    // A valid token still works everywhere.
+    let fresh = demo_token(&b.url, "bob", "basic").await;
+    for resource in &resources {
+        let (status, body) = get_json(&format!("{}/me", resource.resource_url), Some(&fresh)).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["username"], "bob");
+    }
+}
+
+on_each_backend!(two_authorization_and_two_resource_servers_share_one_database);
+
+#[tokio::test]
+async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without_restart() {
+    if !Backend::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres);
+    let proxy = TcpProxy::start(postgres_server_addr());
+    let ws = Workspace { db };
+    let mut command = ws.command();
+    command.args([
+        "serve",
+        "--authz-addr",
+        "127.0.0.1:0",
+        "--resource-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &ws.db.url_via(proxy.addr()),
+    ]);
+    let mut server = Server::spawn(command, "serve");
+    let jwt = demo_token(&server.url, "alice", "basic admin").await;
+    let users = format!("{}/companies/acme/users", server.resource_url);
+    let me = format!("{}/me", server.resource_url);
+    let authz_health = format!("{}/healthz", server.url);
+    let resource_health = format!("{}/healthz", server.resource_url);
+    assert_eq!(get_json(&users, Some(&jwt)).await.0, 200);
+
+    let jwks_url = format!("{}/.well-known/jwks.json", server.url);
+    proxy.cut();
+    let token_request = http()
+        .post(format!("{}/oauth/token", server.url))
+        .basic_auth("demo-jwt", Some("demo-jwt-secret"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "tessera-demo"),
+        ])
+        .send();
+    let (token, listing, health_a, health_r, me_during, jwks) = tokio::join!(
+        token_request,
+        http().get(&users).bearer_auth(&jwt).send(),
+        get_json(&authz_health, None),
+        get_json(&resource_health, None),
+        get_json(&me, Some(&jwt)),
+        get_json(&jwks_url, None),
+    );
+    let token = token.unwrap();
+    assert_eq!(token.status().as_u16(), 503);
+    assert_eq!(token.headers()["retry-after"], "5");
+    assert_eq!(token.headers()["cache-control"], "no-store");
+    let body: Value = token.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    let listing = listing.unwrap();
+    assert_eq!(listing.status().as_u16(), 503);
+    assert_eq!(listing.headers()["retry-after"], "5");
+    let body: Value = listing.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    let unavailable = serde_json::json!({"status": "unavailable", "database": "unavailable"});
+    assert_eq!(health_a, (503, unavailable.clone()));
+    assert_eq!(health_r, (503, unavailable));
+    // Claims alone authorize a JWT, and the keys are in memory: no database needed.
+    assert_eq!(me_during.0, 200, "{}", me_during.1);
+    assert_eq!(jwks.0, 200);
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server must not exit"
+    );
+
+    proxy.restore();
+    let ok = serde_json::json!({"status": "ok", "database": "ok"});
+    assert_eq!(get_json(&authz_health, None).await, (200, ok.clone()));
+    assert_eq!(get_json(&resource_health, None).await, (200, ok));
+    assert_eq!(get_json(&users, Some(&jwt)).await.0, 200);
+    let again = demo_token(&server.url, "bob", "basic").await;
+    assert_eq!(get_json(&me, Some(&again)).await.0, 200);
+}
