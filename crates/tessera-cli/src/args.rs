@@ -16,12 +16,15 @@ pub struct Cli {
 /// Flags every command accepts, before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Database URL. SQLite files are created when missing.
+    /// Database URL: `sqlite://PATH` (the file is created when missing) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (the database must exist; it may be
+    /// empty). The password is never printed.
     #[arg(
         long,
         global = true,
         env = "TESSERA_DATABASE_URL",
-        default_value = "sqlite://tessera.db"
+        default_value = "sqlite://tessera.db",
+        hide_env_values = true
     )]
     pub database_url: String,
 

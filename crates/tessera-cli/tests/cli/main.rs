@@ -485,6 +485,16 @@ fn an_unreachable_postgres_server_stops_every_command_with_one_line_naming_it() 
             "tessera {args:?}"
         );
     }
+    let help = ws
+        .command()
+        .arg("--help")
+        .env("TESSERA_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("TESSERA_DATABASE_URL"), "{help}");
+    assert!(!help.contains("hunter2"), "{help}");
 }
 
 /// A running `tessera` server process, killed on drop.
