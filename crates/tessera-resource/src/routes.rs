@@ -39,7 +39,6 @@ impl From<User> for UserView {
     }
 }
 
-/// `GET /me`: who the token speaks for, from its claims alone.
 /// Liveness and readiness: 200 when the database answers, 503 when it does not. JWT
 /// requests are served either way; the user API needs the database.
 pub async fn healthz(store: web::Data<dyn Store>) -> HttpResponse {
@@ -57,6 +56,7 @@ pub async fn healthz(store: web::Data<dyn Store>) -> HttpResponse {
         .json(serde_json::json!({"status": status, "database": database}))
 }
 
+/// `GET /me`: who the token speaks for, from its claims alone.
 pub async fn me(auth: Scoped<Basic>) -> HttpResponse {
     let claims = auth.claims();
     HttpResponse::Ok().json(serde_json::json!({

@@ -329,3 +329,48 @@ impl StoredAccessToken {
         self.revoked_at.is_none() && now < self.expires_at
     }
 }
+
+impl NewCompany {
+    /// The company this becomes when inserted with `id` at `now`.
+    pub(crate) fn stored(&self, id: Uuid, now: DateTime<Utc>) -> Company {
+        Company {
+            id,
+            slug: self.slug.clone(),
+            name: self.name.clone(),
+            created_at: now,
+        }
+    }
+}
+
+impl NewUser {
+    /// The user this becomes when inserted with `id` at `now`.
+    pub(crate) fn stored(&self, id: Uuid, now: DateTime<Utc>) -> User {
+        User {
+            id,
+            company: self.company.clone(),
+            username: self.username.clone(),
+            roles: self.roles.clone(),
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl NewClient {
+    /// The client this becomes when inserted at `now`.
+    pub(crate) fn stored(&self, now: DateTime<Utc>) -> Client {
+        Client {
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+            secret_hash: self.secret_hash.clone(),
+            grant_types: self.grant_types.clone(),
+            scopes: self.scopes,
+            redirect_uris: self.redirect_uris.clone(),
+            access_token_format: self.access_token_format,
+            access_token_ttl_secs: self.access_token_ttl_secs,
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs,
+            created_at: now,
+        }
+    }
+}

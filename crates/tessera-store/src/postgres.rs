@@ -80,6 +80,12 @@ fn describe_connect_error(err: &sqlx::Error) -> String {
     }
 }
 
+/// PostgreSQL text cannot hold NUL, so a lookup by a raw, unparsed name containing one
+/// (say, `%00` in a form) finds nothing, instead of failing as a bad query.
+fn storable(raw: &str) -> bool {
+    !raw.contains('\0')
+}
+
 fn company_from_row(row: &PgRow) -> Result<Company> {
     Ok(Company {
         id: row.try_get("id")?,
@@ -168,12 +174,7 @@ async fn insert_company<'e>(
         .execute(ex)
         .await
         .map_err(|e| StoreError::from_sqlx(e, || format!("company {} already exists", new.slug)))?;
-    Ok(Company {
-        id,
-        slug: new.slug.clone(),
-        name: new.name.clone(),
-        created_at: now,
-    })
+    Ok(new.stored(id, now))
 }
 
 async fn insert_user<'e>(
@@ -202,15 +203,7 @@ async fn insert_user<'e>(
             new.company
         )));
     }
-    Ok(User {
-        id,
-        company: new.company.clone(),
-        username: new.username.clone(),
-        roles: new.roles.clone(),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    })
+    Ok(new.stored(id, now))
 }
 
 async fn insert_client<'e>(
@@ -237,18 +230,7 @@ async fn insert_client<'e>(
     .execute(ex)
     .await
     .map_err(|e| StoreError::from_sqlx(e, || format!("client {} already exists", new.client_id)))?;
-    Ok(Client {
-        client_id: new.client_id.clone(),
-        name: new.name.clone(),
-        secret_hash: new.secret_hash.clone(),
-        grant_types: new.grant_types.clone(),
-        scopes: new.scopes,
-        redirect_uris: new.redirect_uris.clone(),
-        access_token_format: new.access_token_format,
-        access_token_ttl_secs: new.access_token_ttl_secs,
-        refresh_token_ttl_secs: new.refresh_token_ttl_secs,
-        created_at: now,
-    })
+    Ok(new.stored(now))
 }
 
 #[async_trait]
@@ -301,9 +283,11 @@ impl Store for PgStore {
     }
 
     async fn list_companies(&self) -> Result<Vec<Company>> {
-        let rows = sqlx::query("SELECT id, slug, name, created_at FROM companies ORDER BY slug")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, slug, name, created_at FROM companies ORDER BY slug COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(company_from_row).collect()
     }
 
@@ -312,6 +296,9 @@ impl Store for PgStore {
     }
 
     async fn find_user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
+        if !storable(username) {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} WHERE u.username = $1"))
             .bind(username)
             .fetch_optional(&self.pool)
@@ -343,6 +330,7 @@ impl Store for PgStore {
         disabled: bool,
         now: DateTime<Utc>,
     ) -> Result<User> {
+        let now = stored_time(now);
         let row = sqlx::query(&format!(
             "WITH changed AS (UPDATE users SET disabled = $1, updated_at = $2 \
              WHERE username = $3 RETURNING *) \
@@ -393,6 +381,7 @@ impl Store for PgStore {
         patch: &UserPatch,
         now: DateTime<Utc>,
     ) -> Result<Option<User>> {
+        let now = stored_time(now);
         let row = sqlx::query(&format!(
             "WITH changed AS (UPDATE users SET roles = COALESCE($1, roles), \
              disabled = COALESCE($2, disabled), password_hash = COALESCE($3, password_hash), \
@@ -434,6 +423,7 @@ impl Store for PgStore {
     }
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
+        let now = stored_time(now);
         sqlx::query(
             "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -444,7 +434,7 @@ impl Store for PgStore {
         .bind(&token.subject)
         .bind(scope_words(token.scope))
         .bind(now)
-        .bind(token.expires_at)
+        .bind(stored_time(token.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -467,6 +457,7 @@ impl Store for PgStore {
         client_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let now = stored_time(now);
         let done = sqlx::query(
             "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
              WHERE token_hash = $2 AND client_id = $3",
@@ -484,6 +475,9 @@ impl Store for PgStore {
     }
 
     async fn find_client(&self, client_id: &str) -> Result<Option<Client>> {
+        if !storable(client_id) {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} WHERE client_id = $1"))
             .bind(client_id)
             .fetch_optional(&self.pool)
@@ -521,6 +515,7 @@ impl Store for PgStore {
         key: &NewKey,
         now: DateTime<Utc>,
     ) -> Result<StoredKey> {
+        let now = stored_time(now);
         // The partial unique index on state = 'active' makes this a no-op when another
         // process got there first; the SELECT then returns the winner.
         sqlx::query(

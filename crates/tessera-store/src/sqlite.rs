@@ -160,12 +160,7 @@ async fn insert_company<'e>(
         .execute(ex)
         .await
         .map_err(|e| StoreError::from_sqlx(e, || format!("company {} already exists", new.slug)))?;
-    Ok(Company {
-        id,
-        slug: new.slug.clone(),
-        name: new.name.clone(),
-        created_at: now,
-    })
+    Ok(new.stored(id, now))
 }
 
 async fn insert_user<'e>(
@@ -195,15 +190,7 @@ async fn insert_user<'e>(
             new.company
         )));
     }
-    Ok(User {
-        id,
-        company: new.company.clone(),
-        username: new.username.clone(),
-        roles: new.roles.clone(),
-        disabled: false,
-        created_at: now,
-        updated_at: now,
-    })
+    Ok(new.stored(id, now))
 }
 
 async fn insert_client<'e>(
@@ -231,24 +218,18 @@ async fn insert_client<'e>(
     .execute(ex)
     .await
     .map_err(|e| StoreError::from_sqlx(e, || format!("client {} already exists", new.client_id)))?;
-    Ok(Client {
-        client_id: new.client_id.clone(),
-        name: new.name.clone(),
-        secret_hash: new.secret_hash.clone(),
-        grant_types: new.grant_types.clone(),
-        scopes: new.scopes,
-        redirect_uris: new.redirect_uris.clone(),
-        access_token_format: new.access_token_format,
-        access_token_ttl_secs: new.access_token_ttl_secs,
-        refresh_token_ttl_secs: new.refresh_token_ttl_secs,
-        created_at: now,
-    })
+    Ok(new.stored(now))
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
+        // SQLite has no advisory lock: hold the write lock for the whole run, so that
+        // processes starting together on one file apply each migration once (sqlx nests
+        // each migration's own transaction as a savepoint).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        MIGRATOR.run_direct(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -340,6 +321,7 @@ impl Store for SqliteStore {
         disabled: bool,
         now: DateTime<Utc>,
     ) -> Result<User> {
+        let now = stored_time(now);
         let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?")
             .bind(disabled)
             .bind(now)
@@ -389,6 +371,7 @@ impl Store for SqliteStore {
         patch: &UserPatch,
         now: DateTime<Utc>,
     ) -> Result<Option<User>> {
+        let now = stored_time(now);
         let done = sqlx::query(
             "UPDATE users SET roles = COALESCE(?, roles), disabled = COALESCE(?, disabled), \
              password_hash = COALESCE(?, password_hash), updated_at = ? \
@@ -428,6 +411,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
+        let now = stored_time(now);
         sqlx::query(
             "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -438,7 +422,7 @@ impl Store for SqliteStore {
         .bind(&token.subject)
         .bind(token.scope.to_string())
         .bind(now)
-        .bind(token.expires_at)
+        .bind(stored_time(token.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -472,6 +456,7 @@ impl Store for SqliteStore {
         client_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let now = stored_time(now);
         let done = sqlx::query(
             "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE token_hash = ? AND client_id = ?",
         )
@@ -521,6 +506,7 @@ impl Store for SqliteStore {
         key: &NewKey,
         now: DateTime<Utc>,
     ) -> Result<StoredKey> {
+        let now = stored_time(now);
         let jwk = to_json(&key.public_jwk, "JWK")?;
         // The partial unique index on state = 'active' makes this a no-op when another
         // process got there first; the SELECT then returns the winner.

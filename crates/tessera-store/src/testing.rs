@@ -293,7 +293,7 @@ pub struct TcpProxy {
     addr: std::net::SocketAddr,
     target: std::net::SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
-    tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl TcpProxy {
@@ -333,22 +333,45 @@ impl TcpProxy {
         self.addr
     }
 
-    /// The database goes away: open connections are cut and new ones refused.
+    /// The database goes away: open connections are cut and new ones refused. Returns once
+    /// every forwarding task and the listener are gone.
     pub fn cut(&self) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        for task in tasks.drain(..) {
-            task.abort();
+        // A connection accepted while the listener is being stopped is caught on the next
+        // round.
+        loop {
+            let tasks: Vec<_> = self
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+                .collect();
+            if tasks.is_empty() {
+                return;
+            }
+            for task in &tasks {
+                task.abort();
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while tasks.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
     }
 
     /// The database comes back on the same address.
     ///
     /// # Panics
-    /// When the address cannot be bound again.
+    /// When the address cannot be bound again within five seconds.
     pub fn restore(&self) {
-        match std::net::TcpListener::bind(self.addr) {
-            Ok(listener) => self.serve(listener),
-            Err(e) => panic!("cannot bind the proxy again on {}: {e}", self.addr),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match std::net::TcpListener::bind(self.addr) {
+                Ok(listener) => return self.serve(listener),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("cannot bind the proxy again on {}: {e}", self.addr)
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
         }
     }
 
@@ -370,16 +393,13 @@ impl TcpProxy {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                tasks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(conn.abort_handle());
+                tasks.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
             }
         });
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(accept.abort_handle());
+            .push(accept);
     }
 }
 

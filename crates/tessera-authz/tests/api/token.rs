@@ -324,6 +324,9 @@ async fn client_authentication_failures_are_all_the_same_401_invalid_client(back
         Auth::None,
         Auth::Post("spa", "a-public-client-has-no-secret"),
         Auth::Basic("spa", "a-public-client-has-no-secret"),
+        // A NUL cannot be stored in PostgreSQL text: still just an unknown client.
+        Auth::Basic("mach\0ine", APP_SECRET),
+        Auth::Post("mach\0ine", APP_SECRET),
     ] {
         let response = app.token(auth, &grant).await;
         let basic = matches!(auth, Auth::Basic(..));
@@ -559,7 +562,18 @@ async fn an_oversized_chunked_body_without_content_length_is_an_oauth_413(backen
     );
 }
 
+async fn a_username_no_database_can_hold_is_an_unknown_user_not_a_server_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for username in ["bo\0b", "\0", "bob\u{0}"] {
+        let response = app.password_grant(username, PASSWORD, None).await;
+        let body = assert_oauth_error(response, 400, "invalid_grant").await;
+        assert!(!body.to_string().contains("22021"), "{body}");
+    }
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+}
+
 on_each_backend!(
+    a_username_no_database_can_hold_is_an_unknown_user_not_a_server_error,
     password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts,
     every_token_has_its_own_jti,
     the_configured_lifetime_and_audience_are_what_tokens_carry,

@@ -1040,14 +1040,7 @@ async fn a_revoked_opaque_token_is_refused_on_the_next_request_in_store_and_intr
             "{timing}"
         );
 
-        let revoked = http()
-            .post(format!("{}/oauth/revoke", server.url))
-            .basic_auth("demo-opaque", Some("demo-opaque-secret"))
-            .form(&[("token", &token)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(revoked.status().as_u16(), 200);
+        assert_eq!(revoke_demo_opaque(&server.url, &token).await, 200);
         let response = call().await.unwrap();
         assert_eq!(
             response.status().as_u16(),
@@ -1215,6 +1208,24 @@ on_each_backend!(
     a_client_whose_id_looks_like_a_user_id_never_acts_as_that_user,
 );
 
+/// Revokes `token` at `authz` as the demo opaque client; returns the status.
+async fn revoke_demo_opaque(authz: &str, token: &str) -> u16 {
+    revoke_as(authz, ("demo-opaque", "demo-opaque-secret"), token).await
+}
+
+/// Revokes `token` at `authz` as `client`; returns the status.
+async fn revoke_as(authz: &str, (client, secret): (&str, &str), token: &str) -> u16 {
+    http()
+        .post(format!("{authz}/oauth/revoke"))
+        .basic_auth(client, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// GETs `url` (with `token` as bearer when given) and returns the status and JSON body.
 async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = http().get(url);
@@ -1228,10 +1239,9 @@ async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
 
 async fn two_authorization_and_two_resource_servers_share_one_database(backend: Backend) {
     let ws = Workspace::new(backend);
-    // Seed the demo data once; the scaled-out servers never seed.
-    drop(Server::start(&ws, &[]));
     let issuer = "https://auth.tessera.test";
-    // Both authorization servers start at once, behind one public issuer URL.
+    // Both authorization servers start at once on an empty database, behind one public
+    // issuer URL: they race to migrate and to create the signing key.
     let (a, b) = std::thread::scope(|scope| {
         let start = || scope.spawn(|| Server::start_command(&ws, "authz", &["--issuer", issuer]));
         let (a, b) = (start(), start());
@@ -1244,6 +1254,35 @@ async fn two_authorization_and_two_resource_servers_share_one_database(backend: 
     assert_eq!(jwks_a, jwks_b, "both publish the same keys");
     assert_eq!(jwks_a["keys"].as_array().unwrap().len(), 1);
 
+    // Data added with the admin commands while they run is seen by both.
+    ws.ok(&["company", "add", "acme", "--name", "Acme"], "");
+    ws.ok(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--company",
+            "acme",
+            "--role",
+            "admin",
+            "--role",
+            "user",
+        ],
+        "tessera-demo\n",
+    );
+    ws.ok(
+        &["user", "add", "bob", "--company", "acme", "--role", "user"],
+        "tessera-demo\n",
+    );
+    let scopes = [
+        "--grant", "password", "--scope", "basic", "--scope", "admin",
+    ];
+    let jwt_secret = ws.add_client(&[&["web"][..], &scopes].concat());
+    let opaque_secret =
+        ws.add_client(&[&["mobile"][..], &scopes, &["--token-format", "opaque"]].concat());
+    let web = ("web", jwt_secret.as_str());
+    let mobile = ("mobile", opaque_secret.as_str());
+
     // Each resource server fetches the keys from a different authorization server.
     let resources = [&a, &b].map(|authz| {
         Server::start_command(
@@ -1254,14 +1293,9 @@ async fn two_authorization_and_two_resource_servers_share_one_database(backend: 
     });
 
     for authz in [&a, &b] {
-        let jwt = demo_token(&authz.url, "alice", "admin").await;
-        let opaque = demo_token_of(
-            &authz.url,
-            ("demo-opaque", "demo-opaque-secret"),
-            "alice",
-            "admin",
-        )
-        .await;
+        let jwt = demo_token_of(&authz.url, web, "alice", "admin").await;
+        let opaque = demo_token_of(&authz.url, mobile, "alice", "admin").await;
+        assert!(jwt.contains('.') && !opaque.contains('.'));
         for resource in &resources {
             let users = format!("{}/companies/acme/users", resource.resource_url);
             for token in [&jwt, &opaque] {
@@ -1274,25 +1308,12 @@ async fn two_authorization_and_two_resource_servers_share_one_database(backend: 
 
     // An opaque token issued by one and revoked through the other is refused by both
     // resource servers on the very next request.
-    let opaque = demo_token_of(
-        &a.url,
-        ("demo-opaque", "demo-opaque-secret"),
-        "bob",
-        "basic",
-    )
-    .await;
+    let opaque = demo_token_of(&a.url, mobile, "bob", "basic").await;
     for resource in &resources {
         let (status, _) = get_json(&format!("{}/me", resource.resource_url), Some(&opaque)).await;
         assert_eq!(status, 200);
     }
-    let revoked = http()
-        .post(format!("{}/oauth/revoke", b.url))
-        .basic_auth("demo-opaque", Some("demo-opaque-secret"))
-        .form(&[("token", &opaque)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status().as_u16(), 200);
+    assert_eq!(revoke_as(&b.url, mobile, &opaque).await, 200);
     for resource in &resources {
         let response = http()
             .get(format!("{}/me", resource.resource_url))
@@ -1307,7 +1328,7 @@ async fn two_authorization_and_two_resource_servers_share_one_database(backend: 
         );
     }
     // A valid token still works everywhere.
-    let fresh = demo_token(&b.url, "bob", "basic").await;
+    let fresh = demo_token_of(&b.url, web, "bob", "basic").await;
     for resource in &resources {
         let (status, body) = get_json(&format!("{}/me", resource.resource_url), Some(&fresh)).await;
         assert_eq!(status, 200);
@@ -1337,6 +1358,13 @@ async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without
     ]);
     let mut server = Server::spawn(command, "serve");
     let jwt = demo_token(&server.url, "alice", "basic admin").await;
+    let opaque = demo_token_of(
+        &server.url,
+        ("demo-opaque", "demo-opaque-secret"),
+        "alice",
+        "basic",
+    )
+    .await;
     let users = format!("{}/companies/acme/users", server.resource_url);
     let me = format!("{}/me", server.resource_url);
     let authz_health = format!("{}/healthz", server.url);
@@ -1354,14 +1382,23 @@ async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without
             ("password", "tessera-demo"),
         ])
         .send();
-    let (token, listing, health_a, health_r, me_during, jwks) = tokio::join!(
+    let opaque_me = http().get(&me).bearer_auth(&opaque).send();
+    let (token, listing, health_a, health_r, me_during, jwks, opaque_me, revoke) = tokio::join!(
         token_request,
         http().get(&users).bearer_auth(&jwt).send(),
         get_json(&authz_health, None),
         get_json(&resource_health, None),
         get_json(&me, Some(&jwt)),
         get_json(&jwks_url, None),
+        opaque_me,
+        revoke_demo_opaque(&server.url, &opaque),
     );
+    // An opaque token needs the token store: 503, never a 401 that would make the client
+    // throw a good token away.
+    let opaque_me = opaque_me.unwrap();
+    assert_eq!(opaque_me.status().as_u16(), 503);
+    assert_eq!(opaque_me.headers()["retry-after"], "5");
+    assert_eq!(revoke, 503);
     let token = token.unwrap();
     assert_eq!(token.status().as_u16(), 503);
     assert_eq!(token.headers()["retry-after"], "5");
@@ -1391,4 +1428,6 @@ async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without
     assert_eq!(get_json(&users, Some(&jwt)).await.0, 200);
     let again = demo_token(&server.url, "bob", "basic").await;
     assert_eq!(get_json(&me, Some(&again)).await.0, 200);
+    // The revocation that failed changed nothing: the opaque token still works.
+    assert_eq!(get_json(&me, Some(&opaque)).await.0, 200);
 }

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{SubsecRound, TimeZone, Utc};
 use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
 use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
 use tessera_store::{
-    KeyState, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError, on_each_backend,
+    KeyState, NewAccessToken, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError,
+    on_each_backend,
 };
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
@@ -606,7 +607,101 @@ async fn a_change_made_through_one_handle_is_seen_through_another(backend: Backe
     assert!(seen.user.disabled);
 }
 
+async fn what_an_insert_returns_is_what_a_read_finds_to_the_microsecond(backend: Backend) {
+    let t = fresh(backend).await;
+    let at = now() + chrono::Duration::nanoseconds(123_456_789);
+    let company = t.store.create_company(&company("acme"), at).await.unwrap();
+    assert_eq!(t.store.list_companies().await.unwrap(), vec![company]);
+    let alice = t
+        .store
+        .create_user(&user("acme", "alice", &[Role::Admin]), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.created_at,
+        at.trunc_subsecs(6),
+        "microseconds, on every backend"
+    );
+    assert_eq!(
+        t.store.find_user_by_id(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    let disabled = t
+        .store
+        .set_user_disabled(&alice.username, true, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store.find_user_by_id(alice.id).await.unwrap(),
+        Some(disabled)
+    );
+    let created = t.store.create_client(&client("demo"), at).await.unwrap();
+    let found = t.store.find_client("demo").await.unwrap().unwrap();
+    assert_eq!(
+        (found.created_at, found.scopes, found.redirect_uris),
+        (created.created_at, created.scopes, created.redirect_uris)
+    );
+    let token = NewAccessToken {
+        token_hash: tessera_core::secret::digest("tsr_x"),
+        client_id: "demo".parse().unwrap(),
+        user_id: Some(alice.id),
+        subject: alice.id.to_string(),
+        scope: ScopeSet::only(Scope::Basic),
+        expires_at: at + chrono::Duration::seconds(60),
+    };
+    t.store.insert_access_token(&token, at).await.unwrap();
+    let stored = t
+        .store
+        .find_access_token(&token.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.created_at, stored.expires_at),
+        (at.trunc_subsecs(6), token.expires_at.trunc_subsecs(6))
+    );
+}
+
+async fn a_name_no_database_can_hold_finds_nothing(backend: Backend) {
+    let t = fresh(backend).await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    t.store
+        .create_user(&user("acme", "alice", &[Role::Admin]), now())
+        .await
+        .unwrap();
+    t.store.create_client(&client("demo"), now()).await.unwrap();
+    for raw in ["alice\0", "\0", "de\0mo"] {
+        assert!(t.store.find_user_credentials(raw).await.unwrap().is_none());
+        assert!(t.store.find_client(raw).await.unwrap().is_none());
+    }
+    assert!(t.store.find_client("demo").await.unwrap().is_some());
+}
+
+async fn processes_opening_a_new_database_together_migrate_it_once(backend: Backend) {
+    let db = TestDatabase::new(backend);
+    let url = db.url();
+    let opened = tokio::join!(
+        tessera_store::open(url),
+        tessera_store::open(url),
+        tessera_store::open(url),
+    );
+    let stores = [opened.0.unwrap(), opened.1.unwrap(), opened.2.unwrap()];
+    stores[0]
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    for store in &stores {
+        assert_eq!(store.list_companies().await.unwrap().len(), 1);
+    }
+}
+
 on_each_backend!(
+    processes_opening_a_new_database_together_migrate_it_once,
+    what_an_insert_returns_is_what_a_read_finds_to_the_microsecond,
+    a_name_no_database_can_hold_finds_nothing,
     two_processes_on_one_database_agree_on_the_key_and_seed_once,
     a_change_made_through_one_handle_is_seen_through_another,
 );
