@@ -155,11 +155,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// `url` with any password replaced by `***`, fit for logs and error messages.
 ///
 /// Errs on the side of hiding: everything between `user:` and the last `@` goes (a password
-/// may hold an unencoded `/`, `?` or `#`), and so does the value of a `password=` query
-/// parameter.
+/// may hold an unencoded `/`, `?` or `#`), and so does everything from a `password=` query
+/// parameter on. A value that is neither a SQLite path nor a `scheme://` URL (say, a
+/// `key=value` connection string) is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if url.starts_with("sqlite:") {
         return url.to_owned();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a value that is not a database URL)".to_owned();
     };
     let rest = match rest.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
@@ -170,20 +174,45 @@ pub fn redact_url(url: &str) -> String {
     };
     let rest = match rest.split_once('?') {
         Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
+            let mut kept = Vec::new();
+            for pair in query.split('&') {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                if percent_decoded(key).eq_ignore_ascii_case("password") {
+                    // An unencoded `&` may belong to the password: hide the rest too.
+                    kept.push(format!("{key}=***"));
+                    break;
+                }
+                kept.push(pair.to_owned());
+            }
+            format!("{path}?{}", kept.join("&"))
         }
         None => rest,
     };
     format!("{scheme}://{rest}")
+}
+
+/// `%XX` escapes decoded, for comparing a query key as the driver will read it.
+fn percent_decoded(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

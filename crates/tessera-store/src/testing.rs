@@ -352,7 +352,10 @@ impl TcpProxy {
                 task.abort();
             }
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while tasks.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+            while tasks.iter().any(|t| !t.is_finished()) {
+                if std::time::Instant::now() >= deadline {
+                    panic!("the proxy's connections did not close within five seconds");
+                }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
