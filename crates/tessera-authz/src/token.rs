@@ -218,6 +218,7 @@ async fn issue(
                 expires_at: chrono::Duration::try_seconds(ttl)
                     .and_then(|d| now.checked_add_signed(d))
                     .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                family_id: None,
             };
             state.store.insert_access_token(&record, now).await?;
             token

@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    Client, Company, KeyState, NewAccessToken, NewClient, NewCompany, NewKey, NewUser, Seed,
-    StoredAccessToken, StoredKey, User, UserCredentials, UserPatch,
+    Client, Company, KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey,
+    NewUser, RedeemedCode, Redemption, Seed, StoredAccessToken, StoredKey, User, UserCredentials,
+    UserPatch,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -106,6 +107,28 @@ pub trait Store: Send + Sync + fmt::Debug {
         client_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Stores an authorization code's digest.
+    async fn insert_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Spends the code with this digest, atomically: of any number of concurrent calls
+    /// for one code exactly one gets [`Redemption::First`], stamped with `family_id`; the
+    /// others, and every later call, get [`Redemption::Replay`] with that family. Expiry
+    /// is the caller's to check.
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption>;
+
+    /// Revokes every opaque access token issued from the grant family `family_id`;
+    /// returns how many were still unrevoked.
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

@@ -300,6 +300,9 @@ pub struct NewAccessToken {
     pub scope: ScopeSet,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
+    /// The grant family it was issued from (an authorization code's redemption), if any:
+    /// revoking the family revokes it.
+    pub family_id: Option<Uuid>,
 }
 
 /// An opaque access token as stored.
@@ -321,6 +324,8 @@ pub struct StoredAccessToken {
     pub expires_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The grant family it was issued from, if any.
+    pub family_id: Option<Uuid>,
 }
 
 impl StoredAccessToken {
@@ -373,4 +378,58 @@ impl NewClient {
             created_at: now,
         }
     }
+}
+
+/// An authorization code to store (RFC 6749 §4.1, with the RFC 7636 challenge).
+#[derive(Clone, Debug)]
+pub struct NewAuthorizationCode {
+    /// SHA-256 hex digest of the code; the code itself is never stored.
+    pub code_hash: String,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user who consented.
+    pub user_id: Uuid,
+    /// The redirect URI of the authorization request, which the token request must repeat.
+    pub redirect_uri: String,
+    /// The scopes consented to.
+    pub scope: ScopeSet,
+    /// The S256 code challenge.
+    pub code_challenge: String,
+    /// When it stops being redeemable.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An authorization code, as its one successful redemption found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedeemedCode {
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user who consented.
+    pub user_id: Uuid,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The scopes consented to.
+    pub scope: ScopeSet,
+    /// The S256 code challenge.
+    pub code_challenge: String,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it stopped being redeemable: the caller checks this, the store does not.
+    pub expires_at: DateTime<Utc>,
+    /// The grant family this redemption starts; tag what it issues with it.
+    pub family_id: Uuid,
+}
+
+/// What presenting an authorization code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// The first redemption: the code is spent now.
+    First(RedeemedCode),
+    /// The code was redeemed before: a replay. Revoke `family_id`.
+    Replay {
+        /// The family the first redemption started.
+        family_id: Uuid,
+    },
+    /// No such code.
+    Unknown,
 }

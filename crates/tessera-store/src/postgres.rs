@@ -156,6 +156,7 @@ fn access_token_from_row(row: &PgRow) -> Result<StoredAccessToken> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        family_id: row.try_get("family_id")?,
     })
 }
 
@@ -425,8 +426,8 @@ impl Store for PgStore {
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
         let now = stored_time(now);
         sqlx::query(
-            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.token_hash)
         .bind(token.client_id.as_str())
@@ -435,6 +436,7 @@ impl Store for PgStore {
         .bind(scope_words(token.scope))
         .bind(now)
         .bind(stored_time(token.expires_at))
+        .bind(token.family_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -442,8 +444,8 @@ impl Store for PgStore {
 
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
         let row = sqlx::query(
-            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at \
-             FROM access_tokens WHERE token_hash = $1",
+            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at, \
+             family_id FROM access_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -468,6 +470,84 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = stored_time(now);
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, \
+             code_challenge, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&code.code_hash)
+        .bind(code.client_id.as_str())
+        .bind(code.user_id)
+        .bind(&code.redirect_uri)
+        .bind(scope_words(code.scope))
+        .bind(&code.code_challenge)
+        .bind(now)
+        .bind(stored_time(code.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption> {
+        let now = stored_time(now);
+        // One conditional UPDATE: a concurrent redemption waits for the row lock, then
+        // re-checks `redeemed_at IS NULL` and finds it set.
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET redeemed_at = $1, family_id = $2 \
+             WHERE code_hash = $3 AND redeemed_at IS NULL \
+             RETURNING client_id, user_id, redirect_uri, scope, code_challenge, created_at, expires_at",
+        )
+        .bind(now)
+        .bind(family_id)
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Redemption::First(RedeemedCode {
+                client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+                user_id: row.try_get("user_id")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                scope: parse_scopes(&row.try_get::<Vec<String>, _>("scope")?.join(" "))?,
+                code_challenge: row.try_get("code_challenge")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                family_id,
+            }));
+        }
+        let earlier: Option<Option<Uuid>> =
+            sqlx::query_scalar("SELECT family_id FROM authorization_codes WHERE code_hash = $1")
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        match earlier {
+            Some(Some(family_id)) => Ok(Redemption::Replay { family_id }),
+            Some(None) => Err(corrupt("authorization code", "redeemed without a family")),
+            None => Ok(Redemption::Unknown),
+        }
+    }
+
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
+        let now = stored_time(now);
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {

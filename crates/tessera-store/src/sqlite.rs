@@ -413,8 +413,8 @@ impl Store for SqliteStore {
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
         let now = stored_time(now);
         sqlx::query(
-            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&token.token_hash)
         .bind(token.client_id.as_str())
@@ -423,6 +423,7 @@ impl Store for SqliteStore {
         .bind(token.scope.to_string())
         .bind(now)
         .bind(stored_time(token.expires_at))
+        .bind(token.family_id.map(|id| id.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -430,14 +431,15 @@ impl Store for SqliteStore {
 
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
         let row = sqlx::query(
-            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at \
-             FROM access_tokens WHERE token_hash = ?",
+            "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at, \
+             family_id FROM access_tokens WHERE token_hash = ?",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let user_id: Option<String> = row.try_get("user_id")?;
+        let family_id: Option<String> = row.try_get("family_id")?;
         Ok(Some(StoredAccessToken {
             token_hash: row.try_get("token_hash")?,
             client_id: parse_name(row.try_get("client_id")?, "client_id")?,
@@ -447,6 +449,7 @@ impl Store for SqliteStore {
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            family_id: family_id.as_deref().map(parse_uuid).transpose()?,
         }))
     }
 
@@ -466,6 +469,86 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = stored_time(now);
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, \
+             code_challenge, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&code.code_hash)
+        .bind(code.client_id.as_str())
+        .bind(code.user_id.to_string())
+        .bind(&code.redirect_uri)
+        .bind(code.scope.to_string())
+        .bind(&code.code_challenge)
+        .bind(now)
+        .bind(stored_time(code.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption> {
+        let now = stored_time(now);
+        // One conditional UPDATE: SQLite runs writers one at a time, so of concurrent
+        // redemptions only the first sees `redeemed_at IS NULL`.
+        let row = sqlx::query(
+            "UPDATE authorization_codes SET redeemed_at = ?, family_id = ? \
+             WHERE code_hash = ? AND redeemed_at IS NULL \
+             RETURNING client_id, user_id, redirect_uri, scope, code_challenge, created_at, expires_at",
+        )
+        .bind(now)
+        .bind(family_id.to_string())
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Redemption::First(RedeemedCode {
+                client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+                user_id: parse_uuid(row.try_get("user_id")?)?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                scope: parse_scopes(row.try_get("scope")?)?,
+                code_challenge: row.try_get("code_challenge")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                family_id,
+            }));
+        }
+        let earlier: Option<Option<String>> =
+            sqlx::query_scalar("SELECT family_id FROM authorization_codes WHERE code_hash = ?")
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        match earlier {
+            Some(Some(family)) => Ok(Redemption::Replay {
+                family_id: parse_uuid(&family)?,
+            }),
+            Some(None) => Err(corrupt("authorization code", "redeemed without a family")),
+            None => Ok(Redemption::Unknown),
+        }
+    }
+
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
+        let now = stored_time(now);
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(family_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {

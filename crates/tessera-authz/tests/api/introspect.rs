@@ -115,6 +115,7 @@ async fn inactive_tokens_of_every_kind_are_just_active_false(backend: Backend) {
         subject: "opaque-app".into(),
         scope: "basic".parse().unwrap(),
         expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+        family_id: None,
     };
     app.store
         .insert_access_token(&record, chrono::Utc::now() - chrono::Duration::seconds(60))

@@ -106,6 +106,26 @@ impl Store for CountingStore {
             .revoke_access_token(token_hash, client_id, now)
             .await
     }
+    async fn insert_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count().insert_authorization_code(code, now).await
+    }
+    async fn redeem_authorization_code(
+        &self,
+        code_hash: &str,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Redemption> {
+        self.count()
+            .redeem_authorization_code(code_hash, family_id, now)
+            .await
+    }
+    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
+        self.count().revoke_family(family_id, now).await
+    }
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         self.count().create_client(new, now).await
     }
@@ -354,6 +374,7 @@ impl TestApp {
                     subject: user.id.to_string(),
                     scope: scope.parse().unwrap(),
                     expires_at: chrono::DateTime::from_timestamp(exp, 0).unwrap(),
+                    family_id: None,
                 };
                 let issued = chrono::DateTime::from_timestamp(iat, 0).unwrap();
                 self.store

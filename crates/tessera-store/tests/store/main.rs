@@ -9,8 +9,8 @@ use chrono::{SubsecRound, TimeZone, Utc};
 use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
 use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
 use tessera_store::{
-    KeyState, NewAccessToken, NewClient, NewCompany, NewKey, NewUser, Seed, Store, StoreError,
-    on_each_backend,
+    KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewUser,
+    RedeemedCode, Redemption, Seed, Store, StoreError, on_each_backend,
 };
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
@@ -463,6 +463,7 @@ async fn opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client(back
         subject: bob.id.to_string(),
         scope: "basic".parse().unwrap(),
         expires_at: now() + chrono::Duration::minutes(15),
+        family_id: None,
     };
     t.store.insert_access_token(&token, now()).await.unwrap();
 
@@ -648,6 +649,7 @@ async fn what_an_insert_returns_is_what_a_read_finds_to_the_microsecond(backend:
         subject: alice.id.to_string(),
         scope: ScopeSet::only(Scope::Basic),
         expires_at: at + chrono::Duration::seconds(60),
+        family_id: None,
     };
     t.store.insert_access_token(&token, at).await.unwrap();
     let stored = t
@@ -698,7 +700,153 @@ async fn processes_opening_a_new_database_together_migrate_it_once(backend: Back
     }
 }
 
+/// acme, alice, the client `demo`, and a code for alice at `demo` with digest `code_hash`.
+async fn with_a_code(backend: Backend, code_hash: &str) -> (TestStore, NewAuthorizationCode) {
+    let t = fresh(backend).await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    let alice = t
+        .store
+        .create_user(&user("acme", "alice", &[Role::Admin]), now())
+        .await
+        .unwrap();
+    t.store.create_client(&client("demo"), now()).await.unwrap();
+    let code = NewAuthorizationCode {
+        code_hash: code_hash.into(),
+        client_id: "demo".parse().unwrap(),
+        user_id: alice.id,
+        redirect_uri: "https://app.example/cb".into(),
+        scope: "basic admin".parse().unwrap(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        expires_at: now() + chrono::Duration::seconds(60),
+    };
+    t.store
+        .insert_authorization_code(&code, now())
+        .await
+        .unwrap();
+    (t, code)
+}
+
+async fn an_authorization_code_is_redeemed_once_and_a_replay_names_its_family(backend: Backend) {
+    let (t, code) = with_a_code(backend, "code-digest").await;
+    let first_family = uuid::Uuid::new_v4();
+    let later = now() + chrono::Duration::seconds(5);
+    let redeemed = t
+        .store
+        .redeem_authorization_code("code-digest", first_family, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        redeemed,
+        Redemption::First(RedeemedCode {
+            client_id: code.client_id.clone(),
+            user_id: code.user_id,
+            redirect_uri: code.redirect_uri.clone(),
+            scope: code.scope,
+            code_challenge: code.code_challenge.clone(),
+            created_at: now(),
+            expires_at: code.expires_at,
+            family_id: first_family,
+        })
+    );
+    // What the first redemption issued, and a token of another grant.
+    let issued = |hash: &str, family_id| NewAccessToken {
+        token_hash: hash.into(),
+        client_id: "demo".parse().unwrap(),
+        user_id: Some(code.user_id),
+        subject: code.user_id.to_string(),
+        scope: ScopeSet::only(Scope::Basic),
+        expires_at: now() + chrono::Duration::minutes(15),
+        family_id,
+    };
+    t.store
+        .insert_access_token(&issued("from-code", Some(first_family)), later)
+        .await
+        .unwrap();
+    t.store
+        .insert_access_token(&issued("from-password", None), later)
+        .await
+        .unwrap();
+
+    let replay = t
+        .store
+        .redeem_authorization_code("code-digest", uuid::Uuid::new_v4(), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        Redemption::Replay {
+            family_id: first_family
+        }
+    );
+    assert_eq!(t.store.revoke_family(first_family, later).await.unwrap(), 1);
+    assert_eq!(t.store.revoke_family(first_family, later).await.unwrap(), 0);
+    let revoked = t
+        .store
+        .find_access_token("from-code")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(later));
+    assert_eq!(revoked.family_id, Some(first_family));
+    let other = t
+        .store
+        .find_access_token("from-password")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(other.is_active(later), "another grant's token stays valid");
+
+    assert_eq!(
+        t.store
+            .redeem_authorization_code("no-such-digest", uuid::Uuid::new_v4(), later)
+            .await
+            .unwrap(),
+        Redemption::Unknown
+    );
+}
+
+async fn ten_concurrent_redemptions_of_one_code_have_exactly_one_winner(backend: Backend) {
+    let (t, _) = with_a_code(backend, "raced").await;
+    // Two handles, as two servers would hold, each with its own connections.
+    let handles = [t.store.clone(), t.db.open().await];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = handles[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let family = uuid::Uuid::new_v4();
+            let outcome = store
+                .redeem_authorization_code("raced", family, now())
+                .await
+                .unwrap();
+            (family, outcome)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut replays = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (family, Redemption::First(code)) => {
+                assert_eq!(code.family_id, family);
+                winners.push(family);
+            }
+            (_, Redemption::Replay { family_id }) => replays.push(family_id),
+            (_, Redemption::Unknown) => panic!("the code exists"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    assert_eq!(replays.len(), 9);
+    assert!(
+        replays.iter().all(|f| *f == winners[0]),
+        "every replay names the winner's family"
+    );
+}
+
 on_each_backend!(
+    an_authorization_code_is_redeemed_once_and_a_replay_names_its_family,
+    ten_concurrent_redemptions_of_one_code_have_exactly_one_winner,
     processes_opening_a_new_database_together_migrate_it_once,
     what_an_insert_returns_is_what_a_read_finds_to_the_microsecond,
     a_name_no_database_can_hold_finds_nothing,
