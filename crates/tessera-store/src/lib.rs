@@ -20,8 +20,8 @@ use uuid::Uuid;
 pub use error::StoreError;
 pub use model::{
     Client, Company, KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey,
-    NewUser, RedeemedCode, Redemption, Seed, StoredAccessToken, StoredKey, User, UserCredentials,
-    UserPatch,
+    NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, StoredAccessToken,
+    StoredKey, StoredRefreshToken, User, UserCredentials, UserPatch,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -126,9 +126,28 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Redemption>;
 
-    /// Revokes every opaque access token issued from the grant family `family_id`;
-    /// returns how many were still unrevoked.
+    /// Revokes the grant family `family_id`: its refresh tokens and the opaque access
+    /// tokens issued from it, in one transaction. Returns how many tokens were still
+    /// unrevoked.
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Stores the first refresh token of a family.
+    async fn insert_refresh_token(&self, token: &NewRefreshToken, now: DateTime<Utc>)
+    -> Result<()>;
+
+    /// The refresh token with this digest, spent, revoked or not.
+    async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>>;
+
+    /// Spends the live refresh token `token_hash` and stores `successor_hash` in its place
+    /// (same family, client, user, scope and absolute end), in one transaction: of
+    /// concurrent rotations of one token exactly one gets [`Rotation::Rotated`]; the others,
+    /// and every later one, get [`Rotation::Reused`]. Expiry is the caller's to check.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        successor_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

@@ -433,3 +433,59 @@ pub enum Redemption {
     /// No such code.
     Unknown,
 }
+
+/// A refresh token to store: the first of a grant family.
+#[derive(Clone, Debug)]
+pub struct NewRefreshToken {
+    /// SHA-256 hex digest of the token; the token itself is never stored.
+    pub token_hash: String,
+    /// The grant family it starts or continues.
+    pub family_id: Uuid,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user it speaks for.
+    pub user_id: Uuid,
+    /// The scopes the resource owner granted: the most any refresh may ask for.
+    pub scope: ScopeSet,
+    /// The family's absolute end.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A refresh token as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRefreshToken {
+    /// SHA-256 hex digest of the token.
+    pub token_hash: String,
+    /// Its grant family.
+    pub family_id: Uuid,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user it speaks for.
+    pub user_id: Uuid,
+    /// The scopes the resource owner granted.
+    pub scope: ScopeSet,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// The family's absolute end: the caller checks this, the store does not.
+    pub expires_at: DateTime<Utc>,
+    /// When it was spent on a refresh, if it was.
+    pub used_at: Option<DateTime<Utc>>,
+    /// When its family was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What presenting a refresh token found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was live and is spent now; its successor is stored. Holds the spent token.
+    Rotated(StoredRefreshToken),
+    /// It was spent before: it leaked, or two refreshes raced. Revoke `family_id`.
+    Reused {
+        /// Its family.
+        family_id: Uuid,
+    },
+    /// Its family was revoked.
+    Revoked,
+    /// No such token.
+    Unknown,
+}

@@ -160,6 +160,23 @@ fn access_token_from_row(row: &PgRow) -> Result<StoredAccessToken> {
     })
 }
 
+const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, user_id, scope, created_at, \
+     expires_at, used_at, revoked_at FROM refresh_tokens";
+
+fn refresh_token_from_row(row: &PgRow) -> Result<StoredRefreshToken> {
+    Ok(StoredRefreshToken {
+        token_hash: row.try_get("token_hash")?,
+        family_id: row.try_get("family_id")?,
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+        user_id: row.try_get("user_id")?,
+        scope: parse_scopes(&row.try_get::<Vec<String>, _>("scope")?.join(" "))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
 async fn insert_company<'e>(
     ex: impl PgExecutor<'e>,
     new: &NewCompany,
@@ -540,14 +557,102 @@ impl Store for PgStore {
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
         let now = stored_time(now);
-        let done = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        let mut tx = self.pool.begin().await?;
+        let mut revoked = 0;
+        for table in ["refresh_tokens", "access_tokens"] {
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
+            ))
+            .bind(now)
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?;
+            revoked += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = stored_time(now);
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
+        .bind(&token.token_hash)
+        .bind(token.family_id)
+        .bind(token.client_id.as_str())
+        .bind(token.user_id)
+        .bind(scope_words(token.scope))
         .bind(now)
-        .bind(family_id)
+        .bind(stored_time(token.expires_at))
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(())
+    }
+
+    async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>> {
+        let row = sqlx::query(&format!("SELECT {REFRESH_COLUMNS} WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(refresh_token_from_row).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        successor_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let now = stored_time(now);
+        let mut tx = self.pool.begin().await?;
+        // A concurrent rotation of the same token waits here for this row's lock, then
+        // re-checks `used_at IS NULL`, finds it set and reports reuse; by then this
+        // transaction's successor is committed, so revoking the family reaches it.
+        let spent = sqlx::query(&format!(
+            "UPDATE refresh_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+             RETURNING {}",
+            REFRESH_COLUMNS.trim_end_matches(" FROM refresh_tokens")
+        ))
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(spent) = spent else {
+            let found = sqlx::query(&format!("SELECT {REFRESH_COLUMNS} WHERE token_hash = $1"))
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return match found.as_ref().map(refresh_token_from_row).transpose()? {
+                None => Ok(Rotation::Unknown),
+                Some(t) if t.revoked_at.is_some() => Ok(Rotation::Revoked),
+                Some(t) => Ok(Rotation::Reused {
+                    family_id: t.family_id,
+                }),
+            };
+        };
+        let spent = refresh_token_from_row(&spent)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(successor_hash)
+        .bind(spent.family_id)
+        .bind(spent.client_id.as_str())
+        .bind(spent.user_id)
+        .bind(scope_words(spent.scope))
+        .bind(now)
+        .bind(spent.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated(spent))
     }
 
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {

@@ -145,6 +145,23 @@ fn key_from_row(row: &SqliteRow) -> Result<StoredKey> {
     })
 }
 
+const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, user_id, scope, created_at, \
+     expires_at, used_at, revoked_at FROM refresh_tokens";
+
+fn refresh_token_from_row(row: &SqliteRow) -> Result<StoredRefreshToken> {
+    Ok(StoredRefreshToken {
+        token_hash: row.try_get("token_hash")?,
+        family_id: parse_uuid(row.try_get("family_id")?)?,
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+        user_id: parse_uuid(row.try_get("user_id")?)?,
+        scope: parse_scopes(row.try_get("scope")?)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
 async fn insert_company<'e>(
     ex: impl SqliteExecutor<'e>,
     new: &NewCompany,
@@ -541,14 +558,101 @@ impl Store for SqliteStore {
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
         let now = stored_time(now);
-        let done = sqlx::query(
-            "UPDATE access_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut revoked = 0;
+        for table in ["refresh_tokens", "access_tokens"] {
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL"
+            ))
+            .bind(now)
+            .bind(family_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            revoked += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = stored_time(now);
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
+        .bind(&token.token_hash)
+        .bind(token.family_id.to_string())
+        .bind(token.client_id.as_str())
+        .bind(token.user_id.to_string())
+        .bind(token.scope.to_string())
         .bind(now)
-        .bind(family_id.to_string())
+        .bind(stored_time(token.expires_at))
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(())
+    }
+
+    async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>> {
+        let row = sqlx::query(&format!("SELECT {REFRESH_COLUMNS} WHERE token_hash = ?"))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(refresh_token_from_row).transpose()
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        successor_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let now = stored_time(now);
+        // The write lock first: rotations of one token run one after another, and only the
+        // first finds it unspent.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let spent = sqlx::query(&format!(
+            "UPDATE refresh_tokens SET used_at = ? \
+             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL \
+             RETURNING {}",
+            REFRESH_COLUMNS.trim_end_matches(" FROM refresh_tokens")
+        ))
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(spent) = spent else {
+            let found = sqlx::query(&format!("SELECT {REFRESH_COLUMNS} WHERE token_hash = ?"))
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return match found.as_ref().map(refresh_token_from_row).transpose()? {
+                None => Ok(Rotation::Unknown),
+                Some(t) if t.revoked_at.is_some() => Ok(Rotation::Revoked),
+                Some(t) => Ok(Rotation::Reused {
+                    family_id: t.family_id,
+                }),
+            };
+        };
+        let spent = refresh_token_from_row(&spent)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(successor_hash)
+        .bind(spent.family_id.to_string())
+        .bind(spent.client_id.as_str())
+        .bind(spent.user_id.to_string())
+        .bind(spent.scope.to_string())
+        .bind(now)
+        .bind(spent.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated(spent))
     }
 
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {

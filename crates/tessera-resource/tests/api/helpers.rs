@@ -126,6 +126,26 @@ impl Store for CountingStore {
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
         self.count().revoke_family(family_id, now).await
     }
+    async fn insert_refresh_token(
+        &self,
+        token: &NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count().insert_refresh_token(token, now).await
+    }
+    async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>> {
+        self.count().find_refresh_token(token_hash).await
+    }
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        successor_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        self.count()
+            .rotate_refresh_token(token_hash, successor_hash, now)
+            .await
+    }
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         self.count().create_client(new, now).await
     }

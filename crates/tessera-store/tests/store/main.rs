@@ -9,8 +9,8 @@ use chrono::{SubsecRound, TimeZone, Utc};
 use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
 use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
 use tessera_store::{
-    KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewUser,
-    RedeemedCode, Redemption, Seed, Store, StoreError, on_each_backend,
+    KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewRefreshToken,
+    NewUser, RedeemedCode, Redemption, Rotation, Seed, Store, StoreError, on_each_backend,
 };
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
@@ -844,7 +844,157 @@ async fn ten_concurrent_redemptions_of_one_code_have_exactly_one_winner(backend:
     );
 }
 
+/// A store with a code (see [`with_a_code`]) and the first refresh token of a family.
+async fn with_a_refresh_token(backend: Backend) -> (TestStore, NewRefreshToken) {
+    let (t, code) = with_a_code(backend, "code").await;
+    let token = NewRefreshToken {
+        token_hash: "r1".into(),
+        family_id: uuid::Uuid::new_v4(),
+        client_id: code.client_id,
+        user_id: code.user_id,
+        scope: code.scope,
+        expires_at: now() + chrono::Duration::days(30),
+    };
+    t.store.insert_refresh_token(&token, now()).await.unwrap();
+    (t, token)
+}
+
+async fn a_refresh_token_rotates_once_and_its_reuse_names_the_family(backend: Backend) {
+    let (t, first) = with_a_refresh_token(backend).await;
+    let family = first.family_id;
+    let later = now() + chrono::Duration::minutes(10);
+
+    let Rotation::Rotated(spent) = t
+        .store
+        .rotate_refresh_token("r1", "r2", later)
+        .await
+        .unwrap()
+    else {
+        panic!("a live token rotates");
+    };
+    assert_eq!(
+        (
+            spent.family_id,
+            spent.user_id,
+            spent.scope,
+            spent.created_at
+        ),
+        (family, first.user_id, first.scope, now())
+    );
+    let r1 = t.store.find_refresh_token("r1").await.unwrap().unwrap();
+    assert_eq!((r1.used_at, r1.revoked_at), (Some(later), None));
+    let r2 = t.store.find_refresh_token("r2").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r2.family_id,
+            r2.scope,
+            r2.created_at,
+            r2.expires_at,
+            r2.used_at
+        ),
+        (family, first.scope, later, first.expires_at, None),
+        "the successor keeps the family, the grant and the absolute end"
+    );
+    assert!(matches!(
+        t.store
+            .rotate_refresh_token("r2", "r3", later)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+
+    // r1 again: reuse. Nothing new is stored.
+    assert_eq!(
+        t.store
+            .rotate_refresh_token("r1", "r4", later)
+            .await
+            .unwrap(),
+        Rotation::Reused { family_id: family }
+    );
+    assert!(t.store.find_refresh_token("r4").await.unwrap().is_none());
+
+    // Revoking the family reaches every refresh token and the opaque access tokens of it.
+    t.store
+        .insert_access_token(
+            &NewAccessToken {
+                token_hash: "access".into(),
+                client_id: first.client_id.clone(),
+                user_id: Some(first.user_id),
+                subject: first.user_id.to_string(),
+                scope: first.scope,
+                expires_at: later + chrono::Duration::minutes(15),
+                family_id: Some(family),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.store.revoke_family(family, later).await.unwrap(), 4);
+    assert_eq!(
+        t.store
+            .rotate_refresh_token("r3", "r5", later)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+    let access = t.store.find_access_token("access").await.unwrap().unwrap();
+    assert!(!access.is_active(later));
+    assert_eq!(
+        t.store
+            .rotate_refresh_token("nope", "r6", later)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+}
+
+async fn ten_concurrent_refreshes_with_one_token_leave_at_most_one_live_successor(
+    backend: Backend,
+) {
+    let (t, first) = with_a_refresh_token(backend).await;
+    let handles = [t.store.clone(), t.db.open().await];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = handles[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let successor = format!("successor-{i}");
+            let outcome = store
+                .rotate_refresh_token("r1", &successor, now())
+                .await
+                .unwrap();
+            (successor, outcome)
+        }));
+    }
+    let mut rotated = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (successor, Rotation::Rotated(_)) => rotated.push(successor),
+            (_, Rotation::Reused { family_id }) => assert_eq!(family_id, first.family_id),
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one refresh wins");
+    let mut live = Vec::new();
+    for i in 0..10 {
+        if let Some(t) = t
+            .store
+            .find_refresh_token(&format!("successor-{i}"))
+            .await
+            .unwrap()
+        {
+            live.push(t.token_hash);
+        }
+    }
+    assert_eq!(live, rotated, "only the winner's successor exists");
+    // The losers saw reuse; revoking the family leaves nothing live.
+    t.store.revoke_family(first.family_id, now()).await.unwrap();
+    let successor = t.store.find_refresh_token(&live[0]).await.unwrap().unwrap();
+    assert!(successor.revoked_at.is_some());
+}
+
 on_each_backend!(
+    a_refresh_token_rotates_once_and_its_reuse_names_the_family,
+    ten_concurrent_refreshes_with_one_token_leave_at_most_one_live_successor,
     an_authorization_code_is_redeemed_once_and_a_replay_names_its_family,
     ten_concurrent_redemptions_of_one_code_have_exactly_one_winner,
     processes_opening_a_new_database_together_migrate_it_once,
