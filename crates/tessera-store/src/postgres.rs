@@ -160,6 +160,15 @@ fn access_token_from_row(row: &PgRow) -> Result<StoredAccessToken> {
     })
 }
 
+/// Serialises the writes to one grant family until the transaction ends.
+async fn lock_family(tx: &mut sqlx::PgConnection, family_id: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(family_id.to_string())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, user_id, scope, created_at, \
      expires_at, used_at, revoked_at FROM refresh_tokens";
 
@@ -558,6 +567,7 @@ impl Store for PgStore {
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
         let now = stored_time(now);
         let mut tx = self.pool.begin().await?;
+        lock_family(&mut tx, family_id).await?;
         let mut revoked = 0;
         for table in ["refresh_tokens", "access_tokens"] {
             let done = sqlx::query(&format!(
@@ -611,9 +621,19 @@ impl Store for PgStore {
     ) -> Result<Rotation> {
         let now = stored_time(now);
         let mut tx = self.pool.begin().await?;
-        // A concurrent rotation of the same token waits here for this row's lock, then
-        // re-checks `used_at IS NULL`, finds it set and reports reuse; by then this
-        // transaction's successor is committed, so revoking the family reaches it.
+        let family: Option<Uuid> =
+            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(family) = family else {
+            return Ok(Rotation::Unknown);
+        };
+        // Rotations and revocations of one family take turns: a revocation that starts
+        // while this rotation runs waits for it and then reaches the successor; a
+        // rotation that starts after a revocation finds the token revoked. Among
+        // rotations of one token, the conditional UPDATE lets only the first through.
+        lock_family(&mut tx, family).await?;
         let spent = sqlx::query(&format!(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL \

@@ -46,21 +46,42 @@ impl SqliteStore {
         } else {
             8
         };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(_) | sqlx::Error::Io(_) => StoreError::Config(
-                    e.as_database_error()
-                        .map(|d| d.message().to_owned())
-                        .unwrap_or(e.to_string()),
-                ),
-                other => StoreError::Unavailable(other),
-            })?;
+        // Switching a new file to WAL takes a lock that the busy timeout does not wait
+        // for, so processes opening one new file together may be told "database is
+        // locked" here: retry for as long as the busy timeout would have waited.
+        let mut attempts = 0;
+        let pool = loop {
+            let connected = SqlitePoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options.clone())
+                .await;
+            match connected {
+                Ok(pool) => break pool,
+                Err(sqlx::Error::Database(db))
+                    if is_busy(db.code().as_deref()) && attempts < 50 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e @ (sqlx::Error::Database(_) | sqlx::Error::Io(_))) => {
+                    return Err(StoreError::Config(
+                        e.as_database_error()
+                            .map(|d| d.message().to_owned())
+                            .unwrap_or(e.to_string()),
+                    ));
+                }
+                Err(other) => return Err(StoreError::Unavailable(other)),
+            }
+        };
         Ok(SqliteStore { pool })
     }
+}
+
+/// SQLITE_BUSY, primary (5) or extended (its low byte is 5): the file is locked.
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 /// Creates the database file readable and writable by its owner only, when it does not
@@ -611,8 +632,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Rotation> {
         let now = stored_time(now);
-        // The write lock first: rotations of one token run one after another, and only the
-        // first finds it unspent.
+        // The write lock first: rotations and family revocations run one after another,
+        // so only the first rotation finds the token unspent, and a revocation either
+        // precedes a rotation (which then finds the token revoked) or reaches its
+        // successor.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let spent = sqlx::query(&format!(
             "UPDATE refresh_tokens SET used_at = ? \
