@@ -489,3 +489,17 @@ pub enum Rotation {
     /// No such token.
     Unknown,
 }
+
+impl Rotation {
+    /// What a token that the rotation could not spend means: reuse when it was spent
+    /// before, revocation when its family was revoked, unknown when there is none.
+    pub(crate) fn not_spent(found: Option<StoredRefreshToken>) -> Rotation {
+        match found {
+            None => Rotation::Unknown,
+            Some(t) if t.revoked_at.is_some() => Rotation::Revoked,
+            Some(t) => Rotation::Reused {
+                family_id: t.family_id,
+            },
+        }
+    }
+}

@@ -649,13 +649,8 @@ impl Store for PgStore {
                 .bind(token_hash)
                 .fetch_optional(&mut *tx)
                 .await?;
-            return match found.as_ref().map(refresh_token_from_row).transpose()? {
-                None => Ok(Rotation::Unknown),
-                Some(t) if t.revoked_at.is_some() => Ok(Rotation::Revoked),
-                Some(t) => Ok(Rotation::Reused {
-                    family_id: t.family_id,
-                }),
-            };
+            let found = found.as_ref().map(refresh_token_from_row).transpose()?;
+            return Ok(Rotation::not_spent(found));
         };
         let spent = refresh_token_from_row(&spent)?;
         sqlx::query(
