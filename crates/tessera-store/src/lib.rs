@@ -19,9 +19,10 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    Client, Company, KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey,
-    NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, StoredAccessToken,
-    StoredKey, StoredRefreshToken, User, UserCredentials, UserPatch,
+    Client, Company, KeyState, LoginSession, NewAccessToken, NewAuthorizationCode, NewClient,
+    NewCompany, NewKey, NewLoginSession, NewRefreshToken, NewUser, RedeemedCode, Redemption,
+    Rotation, Seed, StoredAccessToken, StoredKey, StoredRefreshToken, User, UserCredentials,
+    UserPatch,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -93,7 +94,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The user with this id, in whichever company.
     async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>>;
 
-    /// Stores an opaque access token's digest.
+    /// Stores an opaque access token's digest. A token of a grant family that is revoked
+    /// (or whose revocation is under way) is refused with [`StoreError::FamilyRevoked`]:
+    /// a request racing the revocation issues nothing that stays live.
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()>;
 
     /// The opaque access token with this digest, active or not.
@@ -127,11 +130,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Redemption>;
 
     /// Revokes the grant family `family_id`: its refresh tokens and the opaque access
-    /// tokens issued from it, in one transaction. Returns how many tokens were still
-    /// unrevoked.
+    /// tokens issued from it, in one transaction, and records the family so that nothing
+    /// more can be issued from it. Returns how many tokens were still unrevoked.
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Stores the first refresh token of a family.
+    /// Stores the first refresh token of a family; [`StoreError::FamilyRevoked`] when the
+    /// family is revoked.
     async fn insert_refresh_token(&self, token: &NewRefreshToken, now: DateTime<Utc>)
     -> Result<()>;
 
@@ -148,6 +152,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         successor_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Rotation>;
+
+    /// Stores a signed-in browser's session digest.
+    async fn insert_login_session(
+        &self,
+        session: &NewLoginSession,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The login session with this digest, expired or not: expiry is the caller's to check.
+    async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

@@ -503,3 +503,25 @@ impl Rotation {
         }
     }
 }
+
+/// A signed-in browser's session at the authorization endpoint, to store.
+#[derive(Clone, Debug)]
+pub struct NewLoginSession {
+    /// SHA-256 hex digest of the session cookie's secret.
+    pub session_hash: String,
+    /// Who signed in.
+    pub user_id: Uuid,
+    /// When the user must sign in again.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A login session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginSession {
+    /// Who signed in.
+    pub user_id: Uuid,
+    /// When they signed in.
+    pub created_at: DateTime<Utc>,
+    /// When the session ends: the caller checks this, the store does not.
+    pub expires_at: DateTime<Utc>,
+}

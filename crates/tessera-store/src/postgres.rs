@@ -186,6 +186,26 @@ fn refresh_token_from_row(row: &PgRow) -> Result<StoredRefreshToken> {
     })
 }
 
+/// Inserts an opaque access token unless its family is revoked.
+fn insert_access_token_query(
+    token: &NewAccessToken,
+    now: DateTime<Utc>,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+         WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $8)",
+    )
+    .bind(&token.token_hash)
+    .bind(token.client_id.as_str())
+    .bind(token.user_id)
+    .bind(&token.subject)
+    .bind(scope_words(token.scope))
+    .bind(stored_time(now))
+    .bind(stored_time(token.expires_at))
+    .bind(token.family_id)
+}
+
 async fn insert_company<'e>(
     ex: impl PgExecutor<'e>,
     new: &NewCompany,
@@ -450,21 +470,24 @@ impl Store for PgStore {
     }
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
-        let now = stored_time(now);
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&token.token_hash)
-        .bind(token.client_id.as_str())
-        .bind(token.user_id)
-        .bind(&token.subject)
-        .bind(scope_words(token.scope))
-        .bind(now)
-        .bind(stored_time(token.expires_at))
-        .bind(token.family_id)
-        .execute(&self.pool)
-        .await?;
+        let Some(family) = token.family_id else {
+            // No family, nothing to race: one round trip.
+            insert_access_token_query(token, now)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        // Taking turns with revoke_family: either it has recorded the family and the
+        // insert below finds it, or it runs after this commit and revokes the token.
+        lock_family(&mut tx, family).await?;
+        let inserted = insert_access_token_query(token, now)
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::FamilyRevoked);
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -568,6 +591,14 @@ impl Store for PgStore {
         let now = stored_time(now);
         let mut tx = self.pool.begin().await?;
         lock_family(&mut tx, family_id).await?;
+        sqlx::query(
+            "INSERT INTO revoked_families (family_id, revoked_at) VALUES ($1, $2) \
+             ON CONFLICT (family_id) DO NOTHING",
+        )
+        .bind(family_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let mut revoked = 0;
         for table in ["refresh_tokens", "access_tokens"] {
             let done = sqlx::query(&format!(
@@ -589,9 +620,12 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let now = stored_time(now);
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        lock_family(&mut tx, token.family_id).await?;
+        let inserted = sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_at, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $2)",
         )
         .bind(&token.token_hash)
         .bind(token.family_id)
@@ -600,9 +634,48 @@ impl Store for PgStore {
         .bind(scope_words(token.scope))
         .bind(now)
         .bind(stored_time(token.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::FamilyRevoked);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_login_session(
+        &self,
+        session: &NewLoginSession,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO login_sessions (session_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&session.session_hash)
+        .bind(session.user_id)
+        .bind(stored_time(now))
+        .bind(stored_time(session.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>> {
+        let row = sqlx::query(
+            "SELECT user_id, created_at, expires_at FROM login_sessions WHERE session_hash = $1",
+        )
+        .bind(session_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(LoginSession {
+                user_id: row.try_get("user_id")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
     }
 
     async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>> {

@@ -450,9 +450,17 @@ impl Store for SqliteStore {
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
         let now = stored_time(now);
-        sqlx::query(
+        // A family token is checked against revoked_families under the write lock, so a
+        // concurrent revoke_family either comes first and is seen, or comes after and
+        // revokes this token.
+        let mut tx = match token.family_id {
+            Some(_) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            None => self.pool.begin().await?,
+        };
+        let inserted = sqlx::query(
             "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = ?8)",
         )
         .bind(&token.token_hash)
         .bind(token.client_id.as_str())
@@ -462,8 +470,12 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(stored_time(token.expires_at))
         .bind(token.family_id.map(|id| id.to_string()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::FamilyRevoked);
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -580,6 +592,14 @@ impl Store for SqliteStore {
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
         let now = stored_time(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO revoked_families (family_id, revoked_at) VALUES (?, ?) \
+             ON CONFLICT (family_id) DO NOTHING",
+        )
+        .bind(family_id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let mut revoked = 0;
         for table in ["refresh_tokens", "access_tokens"] {
             let done = sqlx::query(&format!(
@@ -601,9 +621,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let now = stored_time(now);
-        sqlx::query(
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = ?2)",
         )
         .bind(&token.token_hash)
         .bind(token.family_id.to_string())
@@ -612,9 +634,47 @@ impl Store for SqliteStore {
         .bind(token.scope.to_string())
         .bind(now)
         .bind(stored_time(token.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::FamilyRevoked);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_login_session(
+        &self,
+        session: &NewLoginSession,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO login_sessions (session_hash, user_id, created_at, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&session.session_hash)
+        .bind(session.user_id.to_string())
+        .bind(stored_time(now))
+        .bind(stored_time(session.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>> {
+        let row = sqlx::query(
+            "SELECT user_id, created_at, expires_at FROM login_sessions WHERE session_hash = ?",
+        )
+        .bind(session_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user_id: String = row.try_get("user_id")?;
+        Ok(Some(LoginSession {
+            user_id: parse_uuid(&user_id)?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
     }
 
     async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<StoredRefreshToken>> {

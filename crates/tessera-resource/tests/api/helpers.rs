@@ -146,6 +146,16 @@ impl Store for CountingStore {
             .rotate_refresh_token(token_hash, successor_hash, now)
             .await
     }
+    async fn insert_login_session(
+        &self,
+        session: &NewLoginSession,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count().insert_login_session(session, now).await
+    }
+    async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>> {
+        self.count().find_login_session(session_hash).await
+    }
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         self.count().create_client(new, now).await
     }

@@ -9,8 +9,9 @@ use chrono::{SubsecRound, TimeZone, Utc};
 use tessera_core::{GrantType, Role, Scope, ScopeSet, SigningKey, TokenFormat};
 use tessera_store::testing::{Backend, TcpProxy, TestDatabase, postgres_server_addr};
 use tessera_store::{
-    KeyState, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewRefreshToken,
-    NewUser, RedeemedCode, Redemption, Rotation, Seed, Store, StoreError, on_each_backend,
+    KeyState, LoginSession, NewAccessToken, NewAuthorizationCode, NewClient, NewCompany, NewKey,
+    NewLoginSession, NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, Store,
+    StoreError, on_each_backend,
 };
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
@@ -992,7 +993,101 @@ async fn ten_concurrent_refreshes_with_one_token_leave_at_most_one_live_successo
     assert!(successor.revoked_at.is_some());
 }
 
+async fn nothing_more_is_issued_from_a_revoked_family(backend: Backend) {
+    let (t, first) = with_a_refresh_token(backend).await;
+    let later = now() + chrono::Duration::seconds(5);
+    let access = |hash: &str, family| NewAccessToken {
+        token_hash: hash.into(),
+        client_id: first.client_id.clone(),
+        user_id: Some(first.user_id),
+        subject: first.user_id.to_string(),
+        scope: first.scope,
+        expires_at: later + chrono::Duration::minutes(15),
+        family_id: family,
+    };
+    t.store.revoke_family(first.family_id, later).await.unwrap();
+
+    // A request that redeemed or rotated before the revocation and issues after it gets
+    // nothing live: both kinds of token are refused.
+    let err = t
+        .store
+        .insert_access_token(&access("late-access", Some(first.family_id)), later)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FamilyRevoked), "{err:?}");
+    assert!(
+        t.store
+            .find_access_token("late-access")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = t
+        .store
+        .insert_refresh_token(
+            &NewRefreshToken {
+                token_hash: "late-refresh".into(),
+                ..first.clone()
+            },
+            later,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::FamilyRevoked), "{err:?}");
+    assert!(
+        t.store
+            .find_refresh_token("late-refresh")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Other families and tokens without one are untouched.
+    t.store
+        .insert_access_token(&access("other-family", Some(uuid::Uuid::new_v4())), later)
+        .await
+        .unwrap();
+    t.store
+        .insert_access_token(&access("no-family", None), later)
+        .await
+        .unwrap();
+    assert!(
+        t.store
+            .find_access_token("no-family")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn a_login_session_is_found_by_its_digest(backend: Backend) {
+    let (t, first) = with_a_refresh_token(backend).await;
+    let expires_at = now() + chrono::Duration::minutes(30);
+    t.store
+        .insert_login_session(
+            &NewLoginSession {
+                session_hash: "session".into(),
+                user_id: first.user_id,
+                expires_at,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store.find_login_session("session").await.unwrap(),
+        Some(LoginSession {
+            user_id: first.user_id,
+            created_at: now(),
+            expires_at,
+        })
+    );
+    assert_eq!(t.store.find_login_session("other").await.unwrap(), None);
+}
+
 on_each_backend!(
+    nothing_more_is_issued_from_a_revoked_family,
+    a_login_session_is_found_by_its_digest,
     a_refresh_token_rotates_once_and_its_reuse_names_the_family,
     ten_concurrent_refreshes_with_one_token_leave_at_most_one_live_successor,
     an_authorization_code_is_redeemed_once_and_a_replay_names_its_family,
