@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod authorize;
 mod client_auth;
 mod error;
 mod form;
@@ -13,6 +14,10 @@ mod state;
 mod token;
 mod wellknown;
 
-pub use settings::{DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, Settings};
+pub use authorize::CODE_TTL_SECS;
+pub use settings::{
+    DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, DEFAULT_REFRESH_TOKEN_TTL_SECS,
+    Settings,
+};
 pub use startup::{Application, StartupError};
-pub use token::{OPAQUE_PREFIX, SUPPORTED_GRANTS};
+pub use token::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};

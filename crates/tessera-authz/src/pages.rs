@@ -1,5 +1,6 @@
 //! HTML pages, rendered with askama from the workspace's `templates/`.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use askama::Template;
@@ -15,19 +16,36 @@ struct Index<'a> {
 }
 
 /// Headers every HTML page carries: no caching, no framing, no sniffing, no referrer, and
-/// a content security policy that allows nothing but the page's own inline style.
+/// a content security policy that allows nothing but the page's own inline style and
+/// form posts to `form_action` (a CSP source list; `'none'` for pages without a form).
 /// HTML pages never send CORS headers.
-fn html(mut response: HttpResponseBuilder) -> HttpResponseBuilder {
+pub fn html(mut response: HttpResponseBuilder, form_action: &str) -> HttpResponseBuilder {
     response
         .content_type(ContentType::html())
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+                 base-uri 'none'; form-action {form_action}"
+            ),
         ))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
     response
+}
+
+/// Renders `page` with `status` and the HTML headers; a template that fails to render is
+/// logged and answered with a bare 500 page.
+pub fn render(status: StatusCode, page: &impl Template, form_action: &str) -> HttpResponse {
+    match page.render() {
+        Ok(body) => html(HttpResponse::build(status), form_action).body(body),
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "rendering a page failed");
+            html(HttpResponse::InternalServerError(), "'none'")
+                .body("<!doctype html><title>Error</title><p>Internal error.</p>")
+        }
+    }
 }
 
 /// `GET /`: what this server is and where its endpoints are.
@@ -36,12 +54,5 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
         issuer: &state.issuer,
         audience: &state.audience,
     };
-    match page.render() {
-        Ok(body) => html(HttpResponse::Ok()).body(body),
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "rendering the index page failed");
-            html(HttpResponse::InternalServerError())
-                .body("<!doctype html><title>Error</title><p>Internal error.</p>")
-        }
-    }
+    render(StatusCode::OK, &page, "'none'")
 }

@@ -7,6 +7,10 @@ pub const DEFAULT_AUDIENCE: &str = "tessera-api";
 /// The default access-token lifetime: 15 minutes.
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
 
+/// The default refresh-token lifetime: 14 days, counted from the grant, not from the
+/// last refresh.
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 14 * 24 * 3600;
+
 /// How the authorization server runs. Every field has a safe default.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -23,6 +27,10 @@ pub struct Settings {
     /// Access-token lifetime when the client sets none. Default 15 minutes; longer
     /// lifetimes widen the window in which a stolen JWT works, since JWTs cannot be recalled.
     pub access_token_ttl: Duration,
+    /// Absolute lifetime of a refresh-token family when the client sets none: rotation
+    /// never extends it, so a stolen family dies at this age whatever happens. Default
+    /// [`DEFAULT_REFRESH_TOKEN_TTL_SECS`].
+    pub refresh_token_ttl: Duration,
     /// HTTP worker threads. Default: one per physical core.
     pub workers: Option<usize>,
     /// Password hashes verified at once (each takes tens of milliseconds and 19 MiB).
@@ -38,6 +46,7 @@ impl Default for Settings {
             issuer: None,
             audience: DEFAULT_AUDIENCE.to_owned(),
             access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
+            refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
             workers: None,
             password_concurrency: None,
         }

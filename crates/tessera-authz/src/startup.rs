@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::passwords::PasswordVerifier;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{introspect, pages, token, wellknown};
+use crate::{authorize, introspect, pages, token, wellknown};
 
 /// Why the server could not start. Each message is one line, fit for a terminal.
 #[derive(Debug, Error)]
@@ -80,6 +80,11 @@ impl Application {
         if settings.audience.is_empty() {
             return Err(StartupError::Config("the audience may not be empty".into()));
         }
+        if settings.refresh_token_ttl.is_zero() {
+            return Err(StartupError::Config(
+                "the refresh-token lifetime must be at least 1 second".into(),
+            ));
+        }
         if settings.access_token_ttl.is_zero() {
             return Err(StartupError::Config(
                 "the access-token lifetime must be at least 1 second".into(),
@@ -102,6 +107,11 @@ impl Application {
             issuer: issuer.clone(),
             audience: settings.audience.clone(),
             access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
+            secure_cookies: issuer.starts_with("https://"),
+            origin: url::Url::parse(&issuer)
+                .map(|u| u.origin().ascii_serialization())
+                .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
             passwords,
             jwks: Bytes::from(jwks),
             metadata: Bytes::from(metadata),
@@ -113,6 +123,9 @@ impl Application {
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 // Resources (not bare routes) so that a wrong method is 405, not 404.
                 .service(web::resource("/oauth/token").post(token::token))
+                .service(web::resource("/oauth/authorize").get(authorize::start))
+                .service(web::resource("/oauth/authorize/login").post(authorize::login))
+                .service(web::resource("/oauth/authorize/consent").post(authorize::consent))
                 .service(web::resource("/oauth/introspect").post(introspect::introspect))
                 .service(web::resource("/oauth/revoke").post(introspect::revoke))
                 .service(web::resource("/.well-known/jwks.json").get(wellknown::get_jwks))

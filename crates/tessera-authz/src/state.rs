@@ -15,6 +15,11 @@ pub struct AppState {
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Whether cookies carry `Secure`: whenever the issuer is https.
+    pub secure_cookies: bool,
+    /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
+    pub origin: String,
     pub passwords: PasswordVerifier,
     /// The JWKS document, serialised once: it changes only when keys change.
     pub jwks: Bytes,

@@ -4,9 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_core::{
-    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, password, secret,
+    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, pkce, secret,
 };
-use tessera_store::{Client, NewAccessToken, User};
+use tessera_store::{Client, NewAccessToken, NewRefreshToken, Redemption, Rotation, User};
+use uuid::Uuid;
 
 use crate::client_auth;
 use crate::error::{ApiError, no_store};
@@ -15,10 +16,18 @@ use crate::state::AppState;
 
 /// The grants this server implements, in the order the metadata lists them. Keep in step
 /// with [`Grant`].
-pub const SUPPORTED_GRANTS: [GrantType; 2] = [GrantType::Password, GrantType::ClientCredentials];
+pub const SUPPORTED_GRANTS: [GrantType; 4] = [
+    GrantType::AuthorizationCode,
+    GrantType::RefreshToken,
+    GrantType::Password,
+    GrantType::ClientCredentials,
+];
 
 /// The prefix of every opaque access token: `tsr_` and 43 base64url characters, no `.`.
 pub const OPAQUE_PREFIX: &str = "tsr_";
+
+/// The prefix of every refresh token, so that secret scanners recognise one.
+pub const REFRESH_PREFIX: &str = "tsrr_";
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Serialize)]
@@ -27,6 +36,8 @@ struct TokenResponse {
     token_type: &'static str,
     expires_in: i64,
     scope: ScopeSet,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 /// The token endpoint.
@@ -49,11 +60,15 @@ pub async fn token(
             ),
         ));
     }
-    let requested = requested_scope(&form, &client)?;
 
-    let subject = match grant {
-        Grant::Password => Subject::User(password_grant(&form, &state, requested).await?),
+    match grant {
+        Grant::Password => {
+            let requested = requested_scope(&form, &client)?;
+            let user = password_grant(&form, &state, requested).await?;
+            issue_for_user(&state, &client, &user, requested, Family::New, now).await
+        }
         Grant::ClientCredentials => {
+            let requested = requested_scope(&form, &client)?;
             // RFC 6749 §4.4: only confidential clients act on their own behalf.
             if client.is_public() {
                 return Err(ApiError::new(
@@ -61,15 +76,20 @@ pub async fn token(
                     "public clients may not use the client_credentials grant",
                 ));
             }
-            Subject::Client
+            let (access_token, ttl) =
+                access_token(&state, &client, Subject::Client, requested, None, now).await?;
+            Ok(token_response(access_token, ttl, requested, None))
         }
-    };
-    issue(&state, &client, subject, requested, now).await
+        Grant::AuthorizationCode => code_grant(&form, &state, &client, now).await,
+        Grant::RefreshToken => refresh_grant(&form, &state, &client, now).await,
+    }
 }
 
 /// The grants this server implements: what `grant_type` parses into.
 #[derive(Clone, Copy)]
 enum Grant {
+    AuthorizationCode,
+    RefreshToken,
     Password,
     ClientCredentials,
 }
@@ -77,6 +97,8 @@ enum Grant {
 impl From<Grant> for GrantType {
     fn from(grant: Grant) -> Self {
         match grant {
+            Grant::AuthorizationCode => GrantType::AuthorizationCode,
+            Grant::RefreshToken => GrantType::RefreshToken,
             Grant::Password => GrantType::Password,
             Grant::ClientCredentials => GrantType::ClientCredentials,
         }
@@ -86,12 +108,15 @@ impl From<Grant> for GrantType {
 /// `grant_type`, exactly as RFC 6749 spells it; anything else is `unsupported_grant_type`.
 fn parse_grant(form: &Form) -> Result<Grant, ApiError> {
     match form.require("grant_type")? {
+        "authorization_code" => Ok(Grant::AuthorizationCode),
+        "refresh_token" => Ok(Grant::RefreshToken),
         "password" => Ok(Grant::Password),
         "client_credentials" => Ok(Grant::ClientCredentials),
         other => Err(ApiError::new(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "the grant type {other:?} is not supported; use password or client_credentials"
+                "the grant type {other:?} is not supported; use authorization_code, \
+                 refresh_token, password or client_credentials"
             ),
         )),
     }
@@ -102,10 +127,18 @@ fn parse_grant(form: &Form) -> Result<Grant, ApiError> {
 fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, ApiError> {
     let requested = match form.get("scope") {
         None => ScopeSet::only(Scope::Basic),
-        Some(raw) => raw
-            .parse::<ScopeSet>()
-            .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?,
+        Some(raw) => parse_scope(raw)?,
     };
+    within_client(requested, client)?;
+    Ok(requested)
+}
+
+fn parse_scope(raw: &str) -> Result<ScopeSet, ApiError> {
+    raw.parse::<ScopeSet>()
+        .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))
+}
+
+fn within_client(requested: ScopeSet, client: &Client) -> Result<(), ApiError> {
     let refused = requested.difference(client.scopes);
     if !refused.is_empty() {
         return Err(ApiError::new(
@@ -113,7 +146,189 @@ fn requested_scope(form: &Form, client: &Client) -> Result<ScopeSet, ApiError> {
             format!("this client may not request the scope {refused}"),
         ));
     }
-    Ok(requested)
+    Ok(())
+}
+
+/// What `user` may hold now of `granted`: `admin` only while they have the admin role, and
+/// only what the client may still be granted. A demoted user's refresh loses `admin`.
+pub fn current_scope(granted: ScopeSet, user: &User, client: &Client) -> ScopeSet {
+    let mut lost = granted.difference(client.scopes);
+    if !user.roles.contains(&Role::Admin) {
+        lost.insert(Scope::Admin);
+    }
+    granted.difference(lost)
+}
+
+/// RFC 6749 §4.1.3 with RFC 7636 §4.6: redeems an authorization code.
+async fn code_grant(
+    form: &Form,
+    state: &AppState,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> Result<HttpResponse, ApiError> {
+    let code = form.require("code")?;
+    let redirect_uri = form.require("redirect_uri")?;
+    // Checked before the code is touched: a request without a verifier spends nothing.
+    let verifier = form.require("code_verifier")?;
+    let invalid = |why: &'static str| ApiError::new(ErrorCode::InvalidGrant, why);
+
+    let family = Uuid::new_v4();
+    let redeemed = match state
+        .store
+        .redeem_authorization_code(&secret::digest(code), family, now)
+        .await?
+    {
+        Redemption::First(redeemed) => redeemed,
+        Redemption::Replay { family_id } => {
+            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
+            let revoked = state.store.revoke_family(family_id, now).await?;
+            tracing::warn!(
+                client_id = %client.client_id,
+                %family_id,
+                revoked,
+                "authorization code replayed; its grant is revoked"
+            );
+            return Err(invalid("the authorization code was already used"));
+        }
+        Redemption::Unknown => return Err(invalid("the authorization code is not valid")),
+    };
+    if redeemed.client_id != client.client_id {
+        return Err(invalid(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if now >= redeemed.expires_at {
+        return Err(invalid("the authorization code has expired"));
+    }
+    if redeemed.redirect_uri != redirect_uri {
+        return Err(invalid(
+            "redirect_uri differs from the one in the authorization request",
+        ));
+    }
+    if !pkce::verifier_matches(verifier, &redeemed.code_challenge) {
+        return Err(invalid("code_verifier does not match the code_challenge"));
+    }
+    let user = active_user(state, redeemed.user_id).await?;
+    let scope = current_scope(redeemed.scope, &user, client);
+    if scope.is_empty() {
+        return Err(invalid(
+            "the user may no longer be granted the consented scope",
+        ));
+    }
+    issue_for_user(
+        state,
+        client,
+        &user,
+        scope,
+        Family::Existing {
+            id: redeemed.family_id,
+            granted: redeemed.scope,
+        },
+        now,
+    )
+    .await
+}
+
+/// RFC 6749 §6: exchanges a refresh token for a new access token and a new refresh token.
+async fn refresh_grant(
+    form: &Form,
+    state: &AppState,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = form.require("refresh_token")?;
+    let invalid = |why: &'static str| ApiError::new(ErrorCode::InvalidGrant, why);
+    let digest = secret::digest(presented);
+
+    // Everything that can refuse the request is checked before the token is spent, so a
+    // refused refresh leaves the client its token.
+    let Some(found) = state.store.find_refresh_token(&digest).await? else {
+        return Err(invalid("the refresh token is not valid"));
+    };
+    if found.client_id != client.client_id {
+        return Err(invalid("the refresh token was issued to another client"));
+    }
+    if now >= found.expires_at {
+        return Err(invalid("the refresh token has expired"));
+    }
+    let user = match state.store.find_user_by_id(found.user_id).await? {
+        Some(user) if !user.disabled => user,
+        _ => {
+            state.store.revoke_family(found.family_id, now).await?;
+            return Err(invalid("the user may no longer obtain tokens"));
+        }
+    };
+    let scope = match form.get("scope") {
+        // RFC 6749 §6: a refresh may narrow the scope, never widen it.
+        Some(raw) => {
+            let requested = parse_scope(raw)?;
+            let widened = requested.difference(found.scope);
+            if !widened.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidScope,
+                    format!("the scope {widened} was not granted; a refresh cannot widen it"),
+                ));
+            }
+            within_client(requested, client)?;
+            if requested.contains(Scope::Admin) && !user.roles.contains(&Role::Admin) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidScope,
+                    "the admin scope requires the admin role",
+                ));
+            }
+            requested
+        }
+        None => current_scope(found.scope, &user, client),
+    };
+    if scope.is_empty() {
+        return Err(invalid(
+            "the user may no longer be granted any of the scopes",
+        ));
+    }
+
+    let successor = new_secret(REFRESH_PREFIX)?;
+    match state
+        .store
+        .rotate_refresh_token(&digest, &secret::digest(&successor), now)
+        .await?
+    {
+        Rotation::Rotated(_) => {}
+        Rotation::Reused { family_id } => {
+            // A spent token came back: it leaked, or the client raced itself. Either way
+            // the family can no longer be trusted (RFC 9700 §4.14.2).
+            let revoked = state.store.revoke_family(family_id, now).await?;
+            tracing::warn!(
+                client_id = %client.client_id,
+                %family_id,
+                revoked,
+                "refresh token reused; its family is revoked"
+            );
+            return Err(invalid("the refresh token was already used"));
+        }
+        Rotation::Revoked => return Err(invalid("the refresh token was revoked")),
+        Rotation::Unknown => return Err(invalid("the refresh token is not valid")),
+    }
+    let (access_token, ttl) = access_token(
+        state,
+        client,
+        Subject::User(&user),
+        scope,
+        Some(found.family_id),
+        now,
+    )
+    .await?;
+    Ok(token_response(access_token, ttl, scope, Some(successor)))
+}
+
+/// The user `id`, unless deleted or disabled (`invalid_grant`).
+async fn active_user(state: &AppState, id: Uuid) -> Result<User, ApiError> {
+    match state.store.find_user_by_id(id).await? {
+        Some(user) if !user.disabled => Ok(user),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidGrant,
+            "the user may no longer obtain tokens",
+        )),
+    }
 }
 
 /// RFC 6749 §4.3: the resource owner password credentials grant.
@@ -124,23 +339,11 @@ async fn password_grant(
 ) -> Result<User, ApiError> {
     let username = form.require("username")?;
     let candidate = form.require("password")?;
-    let invalid = || ApiError::new(ErrorCode::InvalidGrant, "invalid username or password");
-    if candidate.len() > password::MAX_BYTES {
-        // Longer than any password we accept: no account matches, and no hashing is done.
-        return Err(invalid());
-    }
-    let credentials = state.store.find_user_credentials(username).await?;
-    // Unknown users still pay one argon2 verification, so timing does not reveal them.
-    let matched = state
-        .passwords
-        .verify(
-            candidate,
-            credentials.as_ref().map(|c| c.password_hash.as_str()),
-        )
-        .await;
-    let user = match credentials {
-        Some(c) if matched && !c.user.disabled => c.user,
-        _ => return Err(invalid()),
+    let Some(user) = crate::authorize::authenticate(state, username, candidate).await? else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidGrant,
+            "invalid username or password",
+        ));
     };
     if requested.contains(Scope::Admin) && !user.roles.contains(&Role::Admin) {
         return Err(ApiError::new(
@@ -152,29 +355,113 @@ async fn password_grant(
 }
 
 /// Who a token speaks for.
-enum Subject {
-    User(User),
+enum Subject<'a> {
+    User(&'a User),
     Client,
 }
 
-async fn issue(
+/// The grant family of a user's tokens.
+enum Family {
+    /// A password grant: a family starts here if the client may refresh.
+    New,
+    /// A redeemed code's family, and the scope the user consented to.
+    Existing { id: Uuid, granted: ScopeSet },
+}
+
+/// Issues an access token for `user` and, when the client may use the refresh grant, the
+/// first refresh token of the family.
+async fn issue_for_user(
     state: &AppState,
     client: &Client,
-    subject: Subject,
+    user: &User,
     scope: ScopeSet,
+    family: Family,
     now: DateTime<Utc>,
 ) -> Result<HttpResponse, ApiError> {
+    let refreshable = client.allows_grant(GrantType::RefreshToken);
+    let (family_id, granted) = match family {
+        Family::Existing { id, granted } => (Some(id), granted),
+        Family::New if refreshable => (Some(Uuid::new_v4()), scope),
+        Family::New => (None, scope),
+    };
+    let (access_token, ttl) =
+        access_token(state, client, Subject::User(user), scope, family_id, now).await?;
+    let refresh_token = match family_id {
+        Some(family_id) if refreshable => {
+            let token = new_secret(REFRESH_PREFIX)?;
+            let lifetime = client
+                .refresh_token_ttl_secs
+                .and_then(chrono::Duration::try_seconds)
+                .or_else(|| chrono::Duration::from_std(state.refresh_token_ttl).ok())
+                .unwrap_or(chrono::Duration::MAX);
+            state
+                .store
+                .insert_refresh_token(
+                    &NewRefreshToken {
+                        token_hash: secret::digest(&token),
+                        family_id,
+                        client_id: client.client_id.clone(),
+                        user_id: user.id,
+                        scope: granted,
+                        expires_at: now
+                            .checked_add_signed(lifetime)
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    },
+                    now,
+                )
+                .await?;
+            Some(token)
+        }
+        _ => None,
+    };
+    Ok(token_response(access_token, ttl, scope, refresh_token))
+}
+
+/// A new random secret: `prefix` and 256 bits from the OS CSPRNG, base64url.
+fn new_secret(prefix: &str) -> Result<String, ApiError> {
+    let random =
+        secret::generate().map_err(|e| ApiError::internal("generating a token failed", &e))?;
+    Ok(format!("{prefix}{random}"))
+}
+
+fn token_response(
+    access_token: String,
+    expires_in: i64,
+    scope: ScopeSet,
+    refresh_token: Option<String>,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    no_store(&mut response);
+    response.json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        scope,
+        refresh_token,
+    })
+}
+
+/// Issues one access token in the client's format; the opaque kind is stored, tagged with
+/// its grant family. Returns the token and its lifetime in seconds.
+async fn access_token(
+    state: &AppState,
+    client: &Client,
+    subject: Subject<'_>,
+    scope: ScopeSet,
+    family_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<(String, i64), ApiError> {
     let ttl = client
         .access_token_ttl_secs
         .unwrap_or(i64::try_from(state.access_token_ttl.as_secs()).unwrap_or(i64::MAX));
     let iat = now.timestamp();
-    let access_token = match client.access_token_format {
+    let token = match client.access_token_format {
         TokenFormat::Jwt => {
             let (sub, company, roles, username) = match subject {
                 Subject::User(user) => (
                     user.id.to_string(),
                     Some(user.company.to_string()),
-                    Some(user.roles),
+                    Some(user.roles.clone()),
                     Some(user.username.to_string()),
                 ),
                 Subject::Client => (client.client_id.to_string(), None, None, None),
@@ -185,7 +472,7 @@ async fn issue(
                 aud: state.audience.clone(),
                 exp: iat.saturating_add(ttl),
                 iat,
-                jti: uuid::Uuid::new_v4().to_string(),
+                jti: Uuid::new_v4().to_string(),
                 client_id: client.client_id.to_string(),
                 scope,
                 company,
@@ -198,13 +485,9 @@ async fn issue(
                 .map_err(|e| ApiError::internal("signing an access token failed", &e))?
         }
         TokenFormat::Opaque => {
-            // 256 bits from the OS CSPRNG; only the digest is stored. The prefix lets
-            // secret scanners recognise a leaked token; it carries no meaning.
-            let token = format!(
-                "{OPAQUE_PREFIX}{}",
-                secret::generate()
-                    .map_err(|e| ApiError::internal("generating a token failed", &e))?
-            );
+            // Only the digest is stored. The prefix lets secret scanners recognise a
+            // leaked token; it carries no meaning.
+            let token = new_secret(OPAQUE_PREFIX)?;
             let (user_id, subject) = match subject {
                 Subject::User(user) => (Some(user.id), user.id.to_string()),
                 Subject::Client => (None, client.client_id.to_string()),
@@ -218,18 +501,11 @@ async fn issue(
                 expires_at: chrono::Duration::try_seconds(ttl)
                     .and_then(|d| now.checked_add_signed(d))
                     .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                family_id: None,
+                family_id,
             };
             state.store.insert_access_token(&record, now).await?;
             token
         }
     };
-    let mut response = HttpResponse::Ok();
-    no_store(&mut response);
-    Ok(response.json(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope,
-    }))
+    Ok((token, ttl))
 }

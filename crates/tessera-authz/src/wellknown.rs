@@ -18,6 +18,7 @@ pub const JWKS_MAX_AGE_SECS: u32 = 300;
 pub fn metadata(issuer: &str) -> serde_json::Value {
     json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
@@ -27,8 +28,12 @@ pub fn metadata(issuer: &str) -> serde_json::Value {
         "grant_types_supported": SUPPORTED_GRANTS.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "scopes_supported": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        // No authorization endpoint yet, so no response type.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        // RFC 7636: PKCE is required of every client, and plain is refused.
+        "code_challenge_methods_supported": [tessera_core::pkce::METHOD_S256],
+        // RFC 9207: the redirect carries `iss`, against mix-up attacks.
+        "authorization_response_iss_parameter_supported": true,
     })
 }
 

@@ -170,12 +170,18 @@ pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
         } => {
             grants.sort();
             grants.dedup();
-            if let Some(grant) = grants
-                .iter()
-                .find(|g| !tessera_authz::SUPPORTED_GRANTS.contains(g))
-            {
+            if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
                 bail!(
-                    "the {grant} grant is not available in this version; use password or client_credentials"
+                    "the authorization_code grant needs at least one --redirect-uri (RFC 6749 §3.1.2)"
+                );
+            }
+            if !grants.contains(&GrantType::AuthorizationCode) && !redirect_uris.is_empty() {
+                bail!("--redirect-uri is only used by the authorization_code grant");
+            }
+            if grants == [GrantType::RefreshToken] {
+                bail!(
+                    "the refresh_token grant needs a grant that issues the first refresh token: \
+                     authorization_code or password"
                 );
             }
             if public && grants.contains(&GrantType::ClientCredentials) {

@@ -55,6 +55,17 @@ pub struct Common {
     )]
     pub access_token_ttl: u64,
 
+    /// Absolute lifetime of a refresh-token family in seconds (60 to 31536000): rotation
+    /// never extends it.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_REFRESH_TOKEN_TTL",
+        default_value_t = tessera_authz::DEFAULT_REFRESH_TOKEN_TTL_SECS,
+        value_parser = clap::value_parser!(u64).range(60..=31_536_000)
+    )]
+    pub refresh_token_ttl: u64,
+
     /// How the resource server validates opaque tokens: `store` (look them up in the
     /// shared token store), `introspection` (ask the issuer, RFC 7662) or `off`.
     #[arg(long, global = true, env = "TESSERA_OPAQUE_VALIDATION", default_value = "store", value_parser = ["store", "introspection", "off"])]

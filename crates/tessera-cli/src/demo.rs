@@ -97,7 +97,11 @@ fn demo_client(
         name: name.into(),
         secret_hash: Some(secret::digest(secret)),
         grant_types: if grants {
-            vec![GrantType::Password, GrantType::ClientCredentials]
+            vec![
+                GrantType::Password,
+                GrantType::ClientCredentials,
+                GrantType::RefreshToken,
+            ]
         } else {
             vec![]
         },
@@ -125,7 +129,7 @@ pub fn describe() -> String {
         ));
     }
     out.push_str(&format!(
-        "  clients (grants password, client_credentials; scopes basic, admin):\n    \
+        "  clients (grants password, client_credentials, refresh_token; scopes basic, admin):\n    \
          {JWT_CLIENT_ID} with secret {JWT_CLIENT_SECRET:?}: JWT access tokens\n    \
          {OPAQUE_CLIENT_ID} with secret {OPAQUE_CLIENT_SECRET:?}: opaque access tokens\n  \
          resource server client (introspection only): {RESOURCE_CLIENT_ID} with secret {RESOURCE_CLIENT_SECRET:?}\n"

@@ -16,6 +16,7 @@ fn authz_settings(common: &Common) -> tessera_authz::Settings {
         issuer: common.issuer.clone(),
         audience: common.audience.clone(),
         access_token_ttl: Duration::from_secs(common.access_token_ttl),
+        refresh_token_ttl: Duration::from_secs(common.refresh_token_ttl),
         ..tessera_authz::Settings::default()
     }
 }

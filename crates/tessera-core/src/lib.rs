@@ -8,6 +8,7 @@ mod keys;
 mod names;
 mod oauth;
 pub mod password;
+pub mod pkce;
 mod scope;
 pub mod secret;
 

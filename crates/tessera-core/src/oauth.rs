@@ -17,6 +17,8 @@ pub enum ErrorCode {
     UnauthorizedClient,
     /// RFC 6749 §5.2: the server does not support this grant type.
     UnsupportedGrantType,
+    /// RFC 6749 §4.1.2.1: the server does not support this `response_type`.
+    UnsupportedResponseType,
     /// RFC 6749 §5.2: the scope is unknown, malformed, or more than may be granted.
     InvalidScope,
     /// RFC 6749 §4.1.2.1: the resource owner or server denied the request.
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
@@ -64,6 +67,7 @@ impl ErrorCode {
             | ErrorCode::InvalidGrant
             | ErrorCode::UnauthorizedClient
             | ErrorCode::UnsupportedGrantType
+            | ErrorCode::UnsupportedResponseType
             | ErrorCode::InvalidScope
             | ErrorCode::UnsupportedTokenType => 400,
         }

@@ -13,11 +13,6 @@ pub enum StoreError {
     /// The database cannot be reached or timed out. Callers answer 503 and retry later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
-    /// The grant family a token was to be issued from is revoked: a code was replayed or
-    /// a spent refresh token came back while this request ran. Callers answer
-    /// `invalid_grant`.
-    #[error("the grant family is revoked")]
-    FamilyRevoked,
     /// A stored value does not parse: the database was changed outside Tessera.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

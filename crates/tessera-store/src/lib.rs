@@ -94,9 +94,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The user with this id, in whichever company.
     async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>>;
 
-    /// Stores an opaque access token's digest. A token of a grant family that is revoked
-    /// (or whose revocation is under way) is refused with [`StoreError::FamilyRevoked`]:
-    /// a request racing the revocation issues nothing that stays live.
+    /// Stores an opaque access token's digest. A token of a grant family that is already
+    /// revoked is stored revoked: a request that redeemed a code or rotated a refresh
+    /// token just before a replay revoked its family still answers, but with tokens that
+    /// are dead, as if the revocation had come after it.
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()>;
 
     /// The opaque access token with this digest, active or not.
@@ -134,8 +135,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// more can be issued from it. Returns how many tokens were still unrevoked.
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Stores the first refresh token of a family; [`StoreError::FamilyRevoked`] when the
-    /// family is revoked.
+    /// Stores the first refresh token of a family; stored revoked when the family is.
     async fn insert_refresh_token(&self, token: &NewRefreshToken, now: DateTime<Utc>)
     -> Result<()>;
 

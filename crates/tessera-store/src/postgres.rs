@@ -192,9 +192,8 @@ fn insert_access_token_query(
     now: DateTime<Utc>,
 ) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(
-        "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-         WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $8)",
+        "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT revoked_at FROM revoked_families WHERE family_id = $8))",
     )
     .bind(&token.token_hash)
     .bind(token.client_id.as_str())
@@ -481,12 +480,9 @@ impl Store for PgStore {
         // Taking turns with revoke_family: either it has recorded the family and the
         // insert below finds it, or it runs after this commit and revokes the token.
         lock_family(&mut tx, family).await?;
-        let inserted = insert_access_token_query(token, now)
+        insert_access_token_query(token, now)
             .execute(&mut *tx)
             .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::FamilyRevoked);
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -622,10 +618,10 @@ impl Store for PgStore {
         let now = stored_time(now);
         let mut tx = self.pool.begin().await?;
         lock_family(&mut tx, token.family_id).await?;
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-             created_at, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $2)",
+             created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             (SELECT revoked_at FROM revoked_families WHERE family_id = $2))",
         )
         .bind(&token.token_hash)
         .bind(token.family_id)
@@ -636,9 +632,6 @@ impl Store for PgStore {
         .bind(stored_time(token.expires_at))
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::FamilyRevoked);
-        }
         tx.commit().await?;
         Ok(())
     }

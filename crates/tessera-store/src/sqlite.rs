@@ -457,10 +457,9 @@ impl Store for SqliteStore {
             Some(_) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             None => self.pool.begin().await?,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = ?8)",
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id, revoked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT revoked_at FROM revoked_families WHERE family_id = ?8))",
         )
         .bind(&token.token_hash)
         .bind(token.client_id.as_str())
@@ -472,9 +471,6 @@ impl Store for SqliteStore {
         .bind(token.family_id.map(|id| id.to_string()))
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::FamilyRevoked);
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -622,10 +618,10 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let now = stored_time(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-             created_at, expires_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-             WHERE NOT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = ?2)",
+             created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+             (SELECT revoked_at FROM revoked_families WHERE family_id = ?2))",
         )
         .bind(&token.token_hash)
         .bind(token.family_id.to_string())
@@ -636,9 +632,6 @@ impl Store for SqliteStore {
         .bind(stored_time(token.expires_at))
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::FamilyRevoked);
-        }
         tx.commit().await?;
         Ok(())
     }

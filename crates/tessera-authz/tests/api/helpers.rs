@@ -16,6 +16,10 @@ pub const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem")
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const APP_SECRET: &str = "app-secret-for-tests-only-0123456789";
+/// Where `web` sends the browser back; nothing needs to listen there.
+pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// A registered redirect URI that has a query of its own.
+pub const REDIRECT_URI_WITH_QUERY: &str = "https://app.example.com/cb?tenant=acme";
 
 /// The argon2 hash of [`PASSWORD`], computed once per test process.
 fn password_hash() -> &'static str {
@@ -93,9 +97,42 @@ fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) ->
 ///   `basic-app` (confidential, password, basic only), `machine` (confidential,
 ///   client_credentials only), `spa` (public, password, basic), `short-lived` (confidential,
 ///   password, 60-second tokens), `opaque-app` (like `app`, opaque tokens), `resource-server`
-///   (confidential, no grant: it only introspects).
+///   (confidential, no grant: it only introspects);
+/// - for the browser flow: `web` (public, authorization_code + refresh_token, basic admin,
+///   redirect URIs [`REDIRECT_URI`] and [`REDIRECT_URI_WITH_QUERY`]), `web-opaque` (the
+///   same, confidential, opaque tokens, [`REDIRECT_URI`] only), `refresher` (confidential,
+///   password + refresh_token, basic admin) and `refresher-opaque` (the same, opaque).
 pub fn seed() -> Seed {
     use GrantType::*;
+    let mut web = client(
+        "web",
+        None,
+        &[AuthorizationCode, RefreshToken],
+        "basic admin",
+    );
+    web.name = "Acme Web".into();
+    web.redirect_uris = vec![REDIRECT_URI.into(), REDIRECT_URI_WITH_QUERY.into()];
+    let mut web_opaque = client(
+        "web-opaque",
+        Some(APP_SECRET),
+        &[AuthorizationCode, RefreshToken],
+        "basic admin",
+    );
+    web_opaque.redirect_uris = vec![REDIRECT_URI.into()];
+    web_opaque.access_token_format = TokenFormat::Opaque;
+    let refresher = client(
+        "refresher",
+        Some(APP_SECRET),
+        &[Password, RefreshToken],
+        "basic admin",
+    );
+    let mut refresher_opaque = client(
+        "refresher-opaque",
+        Some(APP_SECRET),
+        &[Password, RefreshToken],
+        "basic admin",
+    );
+    refresher_opaque.access_token_format = TokenFormat::Opaque;
     let mut short = client("short-lived", Some(APP_SECRET), &[Password], "basic");
     short.access_token_ttl_secs = Some(60);
     let mut opaque = client(
@@ -131,6 +168,10 @@ pub fn seed() -> Seed {
             short,
             opaque,
             client("resource-server", Some(APP_SECRET), &[], "basic"),
+            web,
+            web_opaque,
+            refresher,
+            refresher_opaque,
         ],
     }
 }

@@ -4,7 +4,10 @@
 // Tests fail loudly: unwrap is the assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authorize;
+mod browser;
 mod helpers;
 mod introspect;
+mod refresh;
 mod token;
 mod wellknown;

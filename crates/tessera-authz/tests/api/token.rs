@@ -241,12 +241,19 @@ async fn unknown_and_missing_grant_types_are_refused(backend: Backend) {
         "implicit",
         "PASSWORD",
         "urn:ietf:params:oauth:grant-type:device_code",
-        "authorization_code",
+        "authorization_code ",
     ] {
         let response = app
             .token(Auth::Basic("app", APP_SECRET), &[("grant_type", grant)])
             .await;
         assert_oauth_error(response, 400, "unsupported_grant_type").await;
+    }
+    // Supported grants the client is not registered for.
+    for grant in ["authorization_code", "refresh_token"] {
+        let response = app
+            .token(Auth::Basic("app", APP_SECRET), &[("grant_type", grant)])
+            .await;
+        assert_oauth_error(response, 400, "unauthorized_client").await;
     }
     let response = app
         .token(Auth::Basic("app", APP_SECRET), &[("username", "alice")])

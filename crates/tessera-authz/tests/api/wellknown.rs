@@ -51,8 +51,26 @@ async fn metadata_comes_from_configuration_not_the_host_header(backend: Backend)
     );
     assert_eq!(
         body["grant_types_supported"],
-        serde_json::json!(["password", "client_credentials"])
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "password",
+            "client_credentials"
+        ])
     );
+    assert_eq!(
+        body["authorization_endpoint"],
+        "https://auth.example.com/oauth/authorize"
+    );
+    assert_eq!(
+        body["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        body["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(body["authorization_response_iss_parameter_supported"], true);
     assert_eq!(
         body["scopes_supported"],
         serde_json::json!(["basic", "admin"])

@@ -371,8 +371,7 @@ fn client_add_prints_the_id_and_a_fresh_secret_once(backend: Backend) {
             ],
             ""
         ),
-        "error: the authorization_code grant is not available in this version; \
-         use password or client_credentials"
+        "error: the authorization_code grant needs at least one --redirect-uri (RFC 6749 §3.1.2)"
     );
     assert!(
         ws.fails(

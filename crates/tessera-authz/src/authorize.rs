@@ -1,0 +1,686 @@
+//! `GET /oauth/authorize` (RFC 6749 §4.1 with RFC 7636): the login and consent pages,
+//! and the redirect back to the client with a code.
+//!
+//! The flow: the client sends the browser to `GET /oauth/authorize`; a browser without a
+//! login session sees the login page, which posts to `/oauth/authorize/login` and, on
+//! success, is sent back (303) to the same authorization request; a signed-in browser sees
+//! the consent page, which posts to `/oauth/authorize/consent`; Allow redirects (303) to
+//! the client's redirect URI with a one-time code, Deny with `access_denied`.
+//!
+//! Every form carries the authorization request in hidden fields, and every POST checks
+//! the request again from scratch: nothing a page sent is trusted.
+
+use std::borrow::Cow;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::{DateTime, Duration, Utc};
+use subtle::ConstantTimeEq;
+use tessera_core::{ErrorCode, GrantType, Role, Scope, ScopeSet, pkce, secret};
+use tessera_store::{Client, NewAuthorizationCode, NewLoginSession, StoreError, User};
+
+use crate::error::ErrorChain;
+use crate::form::Form;
+use crate::pages::render;
+use crate::state::AppState;
+
+/// How long an authorization code can be redeemed: 60 seconds.
+pub const CODE_TTL_SECS: i64 = 60;
+/// How long a browser stays signed in at the authorization endpoint: 30 minutes.
+const SESSION_TTL_SECS: i64 = 30 * 60;
+const SESSION_COOKIE: &str = "tessera_session";
+const CSRF_COOKIE: &str = "tessera_csrf";
+/// Both cookies are sent only to the authorization endpoint and its forms.
+const COOKIE_PATH: &str = "/oauth/authorize";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    client_name: &'a str,
+    hidden: &'a [(&'static str, String)],
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_name: &'a str,
+    username: &'a str,
+    scopes: Vec<(&'static str, &'static str)>,
+    hidden: &'a [(&'static str, String)],
+    csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// What a scope lets the client do, in the words the consent page uses.
+fn describe(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Basic => "See your profile: your username, company and roles",
+        Scope::Admin => "Manage your company's users: add, change and remove them",
+    }
+}
+
+/// An authorization request that passed every check.
+struct AuthorizationRequest {
+    client: Client,
+    redirect_uri: String,
+    state: Option<String>,
+    scope: ScopeSet,
+    code_challenge: String,
+}
+
+impl AuthorizationRequest {
+    /// The request as hidden form fields, so that the next POST can check it again.
+    fn hidden_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", self.client.client_id.to_string()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("scope", self.scope.to_string()),
+            ("code_challenge", self.code_challenge.clone()),
+            ("code_challenge_method", pkce::METHOD_S256.to_owned()),
+        ];
+        if let Some(state) = &self.state {
+            fields.push(("state", state.clone()));
+        }
+        fields
+    }
+
+    /// `/oauth/authorize?…` for this request: where a POST sends the browser next.
+    fn location(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.hidden_fields() {
+            query.append_pair(name, &value);
+        }
+        format!("{COOKIE_PATH}?{}", query.finish())
+    }
+
+    /// Sends the browser back to the client with `params`, the `state` byte for byte and
+    /// the issuer (RFC 9207).
+    fn redirect(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        params: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut all: Vec<(&str, &str)> = params.to_vec();
+        if let Some(s) = &self.state {
+            all.push(("state", s));
+        }
+        all.push(("iss", &state.issuer));
+        redirect_to_client(&self.redirect_uri, status, &all)
+    }
+
+    /// The consent page may post only here and redirect only to the client: CSP
+    /// `form-action` also governs where a form's redirect may go.
+    fn consent_form_action(&self) -> String {
+        match url::Url::parse(&self.redirect_uri) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                format!("'self' {}", url.origin().ascii_serialization())
+            }
+            Ok(url) => format!("'self' {}:", url.scheme()),
+            Err(_) => "'self'".to_owned(),
+        }
+    }
+}
+
+/// Why an authorization request was refused, and so where the answer goes.
+enum Refusal {
+    /// Shown at the server: the client or the redirect URI cannot be trusted, so the
+    /// browser must not be sent anywhere (RFC 6749 §4.1.2.1).
+    Page {
+        status: StatusCode,
+        message: Cow<'static, str>,
+    },
+    /// Sent back to the registered redirect URI with `error` and `state`.
+    Redirect {
+        request: Box<AuthorizationRequest>,
+        error: ErrorCode,
+        description: Cow<'static, str>,
+    },
+}
+
+impl Refusal {
+    fn page(message: impl Into<Cow<'static, str>>) -> Self {
+        Refusal::Page {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn respond(self, state: &AppState, redirect_status: StatusCode) -> HttpResponse {
+        match self {
+            Refusal::Page { status, message } => error_page(status, &message),
+            Refusal::Redirect {
+                request,
+                error,
+                description,
+            } => request.redirect(
+                state,
+                redirect_status,
+                &[
+                    ("error", error.as_str()),
+                    ("error_description", &description),
+                ],
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %ErrorChain(&err), "database unavailable");
+                Refusal::Page {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "The service is temporarily unavailable. Try again in a moment."
+                        .into(),
+                }
+            }
+            other => {
+                tracing::error!(error = %ErrorChain(&other), "store operation failed");
+                Refusal::Page {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "Something went wrong on our side. Try again later.".into(),
+                }
+            }
+        }
+    }
+}
+
+fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+    let title = match status {
+        StatusCode::FORBIDDEN => "Request refused",
+        StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
+        s if s.is_server_error() => "Server error",
+        _ => "Invalid request",
+    };
+    let mut response = render(status, &ErrorPage { title, message }, "'none'");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+/// A redirect to the client's registered URI with `params` appended to its query.
+fn redirect_to_client(
+    redirect_uri: &str,
+    status: StatusCode,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        // Registration refuses URIs that do not parse; one that slipped in is never used.
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The application's redirect URI is not valid.",
+        );
+    };
+    url.query_pairs_mut().extend_pairs(params);
+    see_other(status, url.as_str())
+}
+
+/// A redirect that leaks nothing: no caching, and no `Referer` carrying the code.
+fn see_other(status: StatusCode, location: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+/// Checks an authorization request (query or form) in the order RFC 6749 §4.1.2.1
+/// demands: the client and redirect URI first, shown at the server when wrong; then the
+/// rest, sent back to the client.
+async fn check(form: &Form, state: &AppState) -> Result<AuthorizationRequest, Refusal> {
+    let Some(client_id) = form.get("client_id") else {
+        return Err(Refusal::page(
+            "The request does not name the application (client_id is missing).",
+        ));
+    };
+    let Some(client) = state.store.find_client(client_id).await? else {
+        return Err(Refusal::page(
+            "The application is not registered here (unknown client_id).",
+        ));
+    };
+    let Some(redirect_uri) = form.get("redirect_uri") else {
+        return Err(Refusal::page("The request has no redirect_uri."));
+    };
+    // Exact string comparison: no normalisation, no prefix match, no port leeway.
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return Err(Refusal::page(
+            "The redirect_uri is not registered for this application.",
+        ));
+    }
+    let request = AuthorizationRequest {
+        redirect_uri: redirect_uri.to_owned(),
+        state: form.get("state").map(str::to_owned),
+        scope: ScopeSet::only(Scope::Basic),
+        code_challenge: String::new(),
+        client,
+    };
+    let refuse = |request, error, description: &'static str| {
+        Err(Refusal::Redirect {
+            request: Box::new(request),
+            error,
+            description: description.into(),
+        })
+    };
+    match form.get("response_type") {
+        Some("code") => {}
+        None => {
+            return refuse(
+                request,
+                ErrorCode::InvalidRequest,
+                "response_type is missing",
+            );
+        }
+        Some(_) => {
+            return refuse(
+                request,
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            );
+        }
+    }
+    if !request.client.allows_grant(GrantType::AuthorizationCode) {
+        return refuse(
+            request,
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code grant",
+        );
+    }
+    let Some(challenge) = form.get("code_challenge") else {
+        return refuse(
+            request,
+            ErrorCode::InvalidRequest,
+            "PKCE is required: code_challenge is missing",
+        );
+    };
+    match form.get("code_challenge_method") {
+        Some(pkce::METHOD_S256) => {}
+        None | Some("plain") => {
+            return refuse(
+                request,
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256; plain is not accepted",
+            );
+        }
+        Some(_) => {
+            return refuse(
+                request,
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256",
+            );
+        }
+    }
+    if !pkce::is_valid_challenge(challenge) {
+        return refuse(
+            request,
+            ErrorCode::InvalidRequest,
+            "code_challenge must be 43 base64url characters (an S256 digest)",
+        );
+    }
+    let scope = match form.get("scope").map(str::parse::<ScopeSet>) {
+        None => ScopeSet::only(Scope::Basic),
+        Some(Ok(scope)) => scope,
+        Some(Err(_)) => {
+            return refuse(request, ErrorCode::InvalidScope, "the scope is not valid");
+        }
+    };
+    if !scope.is_subset(request.client.scopes) {
+        return refuse(
+            request,
+            ErrorCode::InvalidScope,
+            "this client may not request that scope",
+        );
+    }
+    Ok(AuthorizationRequest {
+        scope,
+        code_challenge: challenge.to_owned(),
+        ..request
+    })
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// `Set-Cookie` for one of ours: `HttpOnly`, `SameSite=Lax`, scoped to the endpoint, and
+/// `Secure` whenever the issuer is https.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> String {
+    let mut cookie = format!("{name}={value}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax");
+    if let Some(seconds) = max_age {
+        cookie.push_str(&format!("; Max-Age={seconds}"));
+    }
+    if state.secure_cookies {
+        cookie.push_str("; Secure");
+    }
+    cookie
+}
+
+/// A form POST comes from this browser's page only when the browser says it is
+/// same-origin and it returns the CSRF token of the browser's cookie.
+/// The refusal's message otherwise.
+fn check_csrf(req: &HttpRequest, form: &Form, state: &AppState) -> Result<(), &'static str> {
+    let forbidden = Err;
+    let header = |name| req.headers().get(name).map(HeaderValue::as_bytes);
+    if header(header::ORIGIN).is_some_and(|origin| origin != state.origin.as_bytes()) {
+        return forbidden("The form was sent from another site.");
+    }
+    if header(header::HeaderName::from_static("sec-fetch-site")) == Some(b"cross-site") {
+        return forbidden("The form was sent from another site.");
+    }
+    match (cookie(req, CSRF_COOKIE), form.get("csrf")) {
+        (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => {
+            Ok(())
+        }
+        _ => forbidden(
+            "The form has expired or was not sent from this browser. Go back to the application and start again.",
+        ),
+    }
+}
+
+/// The user this browser is signed in as, if its session is live and the user may still
+/// sign in.
+async fn signed_in_user(
+    req: &HttpRequest,
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> Result<Option<User>, StoreError> {
+    let Some(session) = cookie(req, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(session) = state
+        .store
+        .find_login_session(&secret::digest(session))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if now >= session.expires_at {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .find_user_by_id(session.user_id)
+        .await?
+        .filter(|user| !user.disabled))
+}
+
+fn is_admin(user: &User) -> bool {
+    user.roles.contains(&Role::Admin)
+}
+
+/// `GET /oauth/authorize`: checks the request, then shows the login page or, to a
+/// signed-in browser, the consent page.
+pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let now = Utc::now();
+    let form = match Form::parse(req.query_string().as_bytes()) {
+        Ok(form) => form,
+        Err(err) => return error_page(StatusCode::BAD_REQUEST, &err.to_string()),
+    };
+    let request = match check(&form, &state).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal.respond(&state, StatusCode::FOUND),
+    };
+    let user = match signed_in_user(&req, &state, now).await {
+        Ok(user) => user,
+        Err(err) => return Refusal::from(err).respond(&state, StatusCode::FOUND),
+    };
+    // One CSRF secret per browser, kept while it lasts.
+    let (csrf, new_csrf) = match cookie(&req, CSRF_COOKIE) {
+        Some(existing) if existing.len() == 43 => (existing.to_owned(), false),
+        _ => match secret::generate() {
+            Ok(fresh) => (fresh, true),
+            Err(err) => {
+                tracing::error!(error = %ErrorChain(&err), "generating a CSRF token failed");
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side.",
+                );
+            }
+        },
+    };
+    let hidden = request.hidden_fields();
+    let mut response = match user {
+        Some(user) => {
+            if request.scope.contains(Scope::Admin) && !is_admin(&user) {
+                return request.redirect(
+                    &state,
+                    StatusCode::FOUND,
+                    &[
+                        ("error", ErrorCode::InvalidScope.as_str()),
+                        (
+                            "error_description",
+                            "the admin scope requires the admin role",
+                        ),
+                    ],
+                );
+            }
+            let page = ConsentPage {
+                client_name: &request.client.name,
+                username: user.username.as_str(),
+                scopes: request
+                    .scope
+                    .iter()
+                    .map(|s| (s.as_str(), describe(s)))
+                    .collect(),
+                hidden: &hidden,
+                csrf: &csrf,
+            };
+            render(StatusCode::OK, &page, &request.consent_form_action())
+        }
+        None => {
+            let page = LoginPage {
+                client_name: &request.client.name,
+                hidden: &hidden,
+                csrf: &csrf,
+                username: "",
+                error: None,
+            };
+            render(StatusCode::OK, &page, "'self'")
+        }
+    };
+    if new_csrf
+        && let Ok(value) = HeaderValue::from_str(&set_cookie(&state, CSRF_COOKIE, &csrf, None))
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Reads a page's form POST: the body, then the CSRF check, then the authorization
+/// request it carries.
+async fn read_post(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(Form, AuthorizationRequest), HttpResponse> {
+    let form = Form::read(req, payload)
+        .await
+        .map_err(|err| error_page(StatusCode::BAD_REQUEST, &err.to_string()))?;
+    check_csrf(req, &form, state).map_err(|why| error_page(StatusCode::FORBIDDEN, why))?;
+    let request = check(&form, state)
+        .await
+        .map_err(|refusal| refusal.respond(state, StatusCode::SEE_OTHER))?;
+    Ok((form, request))
+}
+
+/// `POST /oauth/authorize/login`: checks the password and starts a login session.
+pub async fn login(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = Utc::now();
+    let (form, request) = match read_post(&req, payload, &state).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let username = form.get("username").unwrap_or("");
+    let candidate = form.get("password").unwrap_or("");
+    let user = match authenticate(&state, username, candidate).await {
+        Ok(user) => user,
+        Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
+    };
+    let Some(user) = user else {
+        let hidden = request.hidden_fields();
+        let csrf = form.get("csrf").unwrap_or("");
+        let page = LoginPage {
+            client_name: &request.client.name,
+            hidden: &hidden,
+            csrf,
+            username,
+            error: Some("Invalid username or password."),
+        };
+        return render(StatusCode::OK, &page, "'self'");
+    };
+    let session = match secret::generate() {
+        Ok(session) => session,
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "generating a session failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side.",
+            );
+        }
+    };
+    let record = NewLoginSession {
+        session_hash: secret::digest(&session),
+        user_id: user.id,
+        expires_at: now + Duration::seconds(SESSION_TTL_SECS),
+    };
+    if let Err(err) = state.store.insert_login_session(&record, now).await {
+        return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER);
+    }
+    tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
+    let mut response = see_other(StatusCode::SEE_OTHER, &request.location());
+    let cookie = set_cookie(&state, SESSION_COOKIE, &session, Some(SESSION_TTL_SECS));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The user whose password this is, if they may sign in. Unknown users cost one argon2
+/// verification too, so timing does not tell them apart.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    username: &str,
+    candidate: &str,
+) -> Result<Option<User>, StoreError> {
+    if username.is_empty()
+        || candidate.is_empty()
+        || candidate.len() > tessera_core::password::MAX_BYTES
+    {
+        return Ok(None);
+    }
+    let credentials = state.store.find_user_credentials(username).await?;
+    let matched = state
+        .passwords
+        .verify(
+            candidate,
+            credentials.as_ref().map(|c| c.password_hash.as_str()),
+        )
+        .await;
+    Ok(match credentials {
+        Some(c) if matched && !c.user.disabled => Some(c.user),
+        _ => None,
+    })
+}
+
+/// `POST /oauth/authorize/consent`: Allow issues a code and sends it to the client; Deny
+/// sends `access_denied`.
+pub async fn consent(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = Utc::now();
+    let (form, request) = match read_post(&req, payload, &state).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let user = match signed_in_user(&req, &state, now).await {
+        Ok(Some(user)) => user,
+        // The session ended while the page was open: sign in again.
+        Ok(None) => return see_other(StatusCode::SEE_OTHER, &request.location()),
+        Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
+    };
+    match form.get("decision") {
+        Some("allow") => {}
+        Some("deny") => {
+            return request.redirect(
+                &state,
+                StatusCode::SEE_OTHER,
+                &[
+                    ("error", ErrorCode::AccessDenied.as_str()),
+                    ("error_description", "the user denied the request"),
+                ],
+            );
+        }
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The form did not say Allow or Deny.",
+            );
+        }
+    }
+    if request.scope.contains(Scope::Admin) && !is_admin(&user) {
+        return request.redirect(
+            &state,
+            StatusCode::SEE_OTHER,
+            &[
+                ("error", ErrorCode::InvalidScope.as_str()),
+                (
+                    "error_description",
+                    "the admin scope requires the admin role",
+                ),
+            ],
+        );
+    }
+    let code = match secret::generate() {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "generating a code failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side.",
+            );
+        }
+    };
+    let record = NewAuthorizationCode {
+        code_hash: secret::digest(&code),
+        client_id: request.client.client_id.clone(),
+        user_id: user.id,
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope,
+        code_challenge: request.code_challenge.clone(),
+        expires_at: now + Duration::seconds(CODE_TTL_SECS),
+    };
+    if let Err(err) = state.store.insert_authorization_code(&record, now).await {
+        return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER);
+    }
+    request.redirect(&state, StatusCode::SEE_OTHER, &[("code", &code)])
+}
