@@ -381,21 +381,31 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -
 
 /// A form POST comes from this browser's page only when the browser says it is
 /// same-origin and it returns the CSRF token of the browser's cookie.
-/// The refusal's message otherwise.
+///
+/// Browsers send `Sec-Fetch-Site` on every request and it cannot be forged by a page; it
+/// must say `same-origin` (a sibling origin on another port is `same-site`, and refused).
+/// `Origin` must be the issuer's, except `null`, which browsers send for a form on a page
+/// with `Referrer-Policy: no-referrer`, as ours are. The CSRF token (double-submitted:
+/// cookie and field) is checked in every case, so a browser that sends neither header is
+/// still protected. The refusal's message otherwise.
 fn check_csrf(req: &HttpRequest, form: &Form, state: &AppState) -> Result<(), &'static str> {
-    let forbidden = Err;
+    const ANOTHER_SITE: &str = "The form was sent from another site.";
     let header = |name| req.headers().get(name).map(HeaderValue::as_bytes);
-    if header(header::ORIGIN).is_some_and(|origin| origin != state.origin.as_bytes()) {
-        return forbidden("The form was sent from another site.");
+    if header(header::HeaderName::from_static("sec-fetch-site"))
+        .is_some_and(|site| site != b"same-origin")
+    {
+        return Err(ANOTHER_SITE);
     }
-    if header(header::HeaderName::from_static("sec-fetch-site")) == Some(b"cross-site") {
-        return forbidden("The form was sent from another site.");
+    if header(header::ORIGIN)
+        .is_some_and(|origin| origin != b"null" && origin != state.origin.as_bytes())
+    {
+        return Err(ANOTHER_SITE);
     }
     match (cookie(req, CSRF_COOKIE), form.get("csrf")) {
         (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => {
             Ok(())
         }
-        _ => forbidden(
+        _ => Err(
             "The form has expired or was not sent from this browser. Go back to the application and start again.",
         ),
     }

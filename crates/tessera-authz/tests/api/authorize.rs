@@ -565,8 +565,9 @@ async fn a_post_without_this_browsers_csrf_token_or_from_another_site_gets_403_a
         (login(None), None),
         (login(Some(&others_csrf)), None),
         (login(Some(&csrf)), Some(("Origin", "https://evil.example"))),
-        (login(Some(&csrf)), Some(("Origin", "null"))),
+        (login(Some(&csrf)), Some(("Origin", "http://127.0.0.1:9"))),
         (login(Some(&csrf)), Some(("Sec-Fetch-Site", "cross-site"))),
+        (login(Some(&csrf)), Some(("Sec-Fetch-Site", "same-site"))),
     ];
     for (form, header) in refused {
         let headers: Vec<(&str, &str)> = header.into_iter().collect();
@@ -578,9 +579,14 @@ async fn a_post_without_this_browsers_csrf_token_or_from_another_site_gets_403_a
     }
     assert!(browser.cookie("tessera_session").is_none());
 
-    // The right token signs in; the consent form is checked the same way.
+    // The right token signs in, also with the `Origin: null` and `Sec-Fetch-Site` that a
+    // browser sends from a no-referrer page; the consent form is checked the same way.
     let response = browser
-        .post("/oauth/authorize/login", &borrowed(&login(Some(&csrf))))
+        .post_from(
+            "/oauth/authorize/login",
+            &borrowed(&login(Some(&csrf))),
+            &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+        )
         .await;
     assert_eq!(response.status().as_u16(), 303);
     let mut consent: Vec<(&str, String)> = params.clone();
