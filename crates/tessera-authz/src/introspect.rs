@@ -130,7 +130,8 @@ fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
         .map(|data| data.claims)
 }
 
-/// RFC 7009: revokes an opaque access token of the calling client.
+/// RFC 7009: revokes an opaque access token of the calling client, or a refresh token of
+/// it with its whole family.
 ///
 /// Unknown tokens, and tokens of another client, get 200 and change nothing: the answer
 /// never tells a client whether someone else's token exists. JWT access tokens cannot be
@@ -162,6 +163,18 @@ pub async fn revoke(
             .await?;
         if revoked {
             tracing::info!(client_id = %client.client_id, "access token revoked");
+        } else if let Some(refresh) = state.store.find_refresh_token(&digest).await?
+            && refresh.client_id == client.client_id
+        {
+            // RFC 7009 §2.1: revoking a refresh token ends its grant, with the opaque
+            // access tokens issued from it.
+            let revoked = state.store.revoke_family(refresh.family_id, now).await?;
+            tracing::info!(
+                client_id = %client.client_id,
+                family_id = %refresh.family_id,
+                revoked,
+                "refresh token revoked with its family"
+            );
         }
     }
     let mut response = HttpResponse::Ok();

@@ -249,7 +249,50 @@ async fn a_refresh_token_belongs_to_its_client(backend: Backend) {
     assert_oauth_error(missing, 400, "invalid_request").await;
 }
 
+async fn revoking_a_refresh_token_ends_its_family_for_its_client_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let granted = first_grant(&app, "refresher-opaque", "bob", "basic").await;
+    let refresh_token = granted["refresh_token"].as_str().unwrap();
+    // Another client: 200, and nothing changes.
+    let response = app
+        .post_form(
+            "/oauth/revoke",
+            Auth::Basic("refresher", APP_SECRET),
+            &[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let rotated = assert_token(refresh(&app, "refresher-opaque", &granted, None).await).await;
+    // The owner revokes the newest refresh token: the family ends, its access tokens too.
+    let response = app
+        .post_form(
+            "/oauth/revoke",
+            Auth::Basic("refresher-opaque", APP_SECRET),
+            &[("token", rotated["refresh_token"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_no_store(response.headers());
+    assert_eq!(
+        app.introspect(rotated["access_token"].as_str().unwrap())
+            .await["active"],
+        false
+    );
+    let after = refresh(&app, "refresher-opaque", &rotated, None).await;
+    let body = assert_oauth_error(after, 400, "invalid_grant").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+}
+
 on_each_backend!(
+    revoking_a_refresh_token_ends_its_family_for_its_client_only,
     refresh_rotates_and_reusing_a_spent_token_revokes_the_family,
     ten_concurrent_refreshes_with_one_token_leave_no_live_family,
     a_refresh_may_narrow_the_scope_but_never_widen_it,

@@ -382,7 +382,7 @@ fn client_add_prints_the_id_and_a_fresh_secret_once(backend: Backend) {
                 "add",
                 "web",
                 "--grant",
-                "password",
+                "authorization_code",
                 "--scope",
                 "basic",
                 "--redirect-uri",
@@ -391,6 +391,38 @@ fn client_add_prints_the_id_and_a_fresh_secret_once(backend: Backend) {
             ""
         )
         .starts_with("error: invalid redirect URI")
+    );
+    assert_eq!(
+        ws.fails(
+            &[
+                "client",
+                "add",
+                "web",
+                "--grant",
+                "password",
+                "--scope",
+                "basic",
+                "--redirect-uri",
+                "https://app.example.com/cb"
+            ],
+            ""
+        ),
+        "error: --redirect-uri is only used by the authorization_code grant"
+    );
+    assert!(
+        ws.fails(
+            &[
+                "client",
+                "add",
+                "web",
+                "--grant",
+                "refresh_token",
+                "--scope",
+                "basic"
+            ],
+            ""
+        )
+        .starts_with("error: the refresh_token grant needs a grant that issues")
     );
 }
 
