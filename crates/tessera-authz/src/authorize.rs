@@ -125,6 +125,10 @@ impl AuthorizationRequest {
     /// `form-action` also governs where a form's redirect may go.
     fn consent_form_action(&self) -> String {
         match url::Url::parse(&self.redirect_uri) {
+            // CSP host sources cannot name an IPv6 literal: allow the scheme instead.
+            Ok(url) if matches!(url.host(), Some(url::Host::Ipv6(_))) => {
+                format!("'self' {}:", url.scheme())
+            }
             Ok(url) if matches!(url.scheme(), "http" | "https") => {
                 format!("'self' {}", url.origin().ascii_serialization())
             }
@@ -264,6 +268,16 @@ async fn check(form: &Form, state: &AppState) -> Result<AuthorizationRequest, Re
             "The redirect_uri is not registered for this application.",
         ));
     }
+    // `state` goes back through an HTML form and a URL; control characters would not
+    // survive the form unchanged (RFC 6749 Appendix A.5 allows only printable ones).
+    if form
+        .get("state")
+        .is_some_and(|s| s.chars().any(char::is_control))
+    {
+        return Err(Refusal::page(
+            "The state parameter may not contain control characters.",
+        ));
+    }
     let request = AuthorizationRequest {
         redirect_uri: redirect_uri.to_owned(),
         state: form.get("state").map(str::to_owned),
@@ -379,16 +393,13 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -
     cookie
 }
 
-/// A form POST comes from this browser's page only when the browser says it is
-/// same-origin and it returns the CSRF token of the browser's cookie.
-///
-/// Browsers send `Sec-Fetch-Site` on every request and it cannot be forged by a page; it
-/// must say `same-origin` (a sibling origin on another port is `same-site`, and refused).
-/// `Origin` must be the issuer's, except `null`, which browsers send for a form on a page
-/// with `Referrer-Policy: no-referrer`, as ours are. The CSRF token (double-submitted:
-/// cookie and field) is checked in every case, so a browser that sends neither header is
-/// still protected. The refusal's message otherwise.
-fn check_csrf(req: &HttpRequest, form: &Form, state: &AppState) -> Result<(), &'static str> {
+/// The browser's own word on where a form POST comes from. `Sec-Fetch-Site`, which a page
+/// cannot forge, must say `same-origin` when sent (a sibling origin on another port is
+/// `same-site`, and refused). `Origin` must be the issuer's, or `null`: browsers send `null`
+/// for a form on a page with `Referrer-Policy: no-referrer`, as ours are. Browsers that
+/// send neither still meet the token checks of [`check_login_token`] and
+/// [`SignedIn::consent_token`].
+fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), &'static str> {
     const ANOTHER_SITE: &str = "The form was sent from another site.";
     let header = |name| req.headers().get(name).map(HeaderValue::as_bytes);
     if header(header::HeaderName::from_static("sec-fetch-site"))
@@ -401,29 +412,56 @@ fn check_csrf(req: &HttpRequest, form: &Form, state: &AppState) -> Result<(), &'
     {
         return Err(ANOTHER_SITE);
     }
-    match (cookie(req, CSRF_COOKIE), form.get("csrf")) {
-        (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => {
-            Ok(())
-        }
-        _ => Err(
-            "The form has expired or was not sent from this browser. Go back to the application and start again.",
-        ),
+    Ok(())
+}
+
+const EXPIRED_FORM: &str = "The form has expired or was not sent from this browser. Go back to the application and start again.";
+
+/// Whether `sent` equals `expected`, in constant time.
+fn same_token(expected: &str, sent: Option<&str>) -> bool {
+    sent.is_some_and(|sent| bool::from(expected.as_bytes().ct_eq(sent.as_bytes())))
+}
+
+/// The login form's token is double-submitted: the field must equal the browser's CSRF
+/// cookie. (At worst, a forged login signs the victim in as the forger, whose name the
+/// consent page then shows.)
+fn check_login_token(req: &HttpRequest, form: &Form) -> Result<(), &'static str> {
+    match cookie(req, CSRF_COOKIE) {
+        Some(expected) if same_token(expected, form.get("csrf")) => Ok(()),
+        _ => Err(EXPIRED_FORM),
     }
 }
 
-/// The user this browser is signed in as, if its session is live and the user may still
-/// sign in.
-async fn signed_in_user(
+/// A browser's live login session.
+struct SignedIn {
+    user: User,
+    /// The session's secret, from the cookie.
+    secret: String,
+}
+
+impl SignedIn {
+    /// The consent form's CSRF token: derived from the login session's secret, which only
+    /// this browser holds (the cookie is `HttpOnly`). A cookie planted by a sibling site
+    /// cannot produce it, and signing in as someone else in another tab changes it, so
+    /// Allow always grants the account the page showed.
+    fn consent_token(&self) -> String {
+        secret::digest(&format!("consent-form:{}", self.secret))
+    }
+}
+
+/// Who this browser is signed in as, if its session is live and the user may still sign
+/// in.
+async fn signed_in(
     req: &HttpRequest,
     state: &AppState,
     now: DateTime<Utc>,
-) -> Result<Option<User>, StoreError> {
-    let Some(session) = cookie(req, SESSION_COOKIE) else {
+) -> Result<Option<SignedIn>, StoreError> {
+    let Some(secret) = cookie(req, SESSION_COOKIE) else {
         return Ok(None);
     };
     let Some(session) = state
         .store
-        .find_login_session(&secret::digest(session))
+        .find_login_session(&secret::digest(secret))
         .await?
     else {
         return Ok(None);
@@ -431,11 +469,47 @@ async fn signed_in_user(
     if now >= session.expires_at {
         return Ok(None);
     }
-    Ok(state
-        .store
-        .find_user_by_id(session.user_id)
-        .await?
-        .filter(|user| !user.disabled))
+    let user = state.store.find_user_by_id(session.user_id).await?;
+    Ok(user.filter(|user| !user.disabled).map(|user| SignedIn {
+        user,
+        secret: secret.to_owned(),
+    }))
+}
+
+/// A fresh 256-bit secret, or `None` (logged) when the OS cannot give one.
+fn fresh_secret(what: &str) -> Option<String> {
+    secret::generate()
+        .inspect_err(|err| tracing::error!(error = %ErrorChain(err), "generating {what} failed"))
+        .ok()
+}
+
+fn server_error_page() -> HttpResponse {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side.",
+    )
+}
+
+/// `invalid_scope` back to the client when `user` may not have what the request asks.
+fn refuse_admin(
+    request: &AuthorizationRequest,
+    user: &User,
+    state: &AppState,
+    status: StatusCode,
+) -> Option<HttpResponse> {
+    (request.scope.contains(Scope::Admin) && !is_admin(user)).then(|| {
+        request.redirect(
+            state,
+            status,
+            &[
+                ("error", ErrorCode::InvalidScope.as_str()),
+                (
+                    "error_description",
+                    "the admin scope requires the admin role",
+                ),
+            ],
+        )
+    })
 }
 
 fn is_admin(user: &User) -> bool {
@@ -454,54 +528,36 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(request) => request,
         Err(refusal) => return refusal.respond(&state, StatusCode::FOUND),
     };
-    let user = match signed_in_user(&req, &state, now).await {
-        Ok(user) => user,
-        Err(err) => return Refusal::from(err).respond(&state, StatusCode::FOUND),
-    };
-    // One CSRF secret per browser, kept while it lasts.
-    let (csrf, new_csrf) = match cookie(&req, CSRF_COOKIE) {
-        Some(existing) if existing.len() == 43 => (existing.to_owned(), false),
-        _ => match secret::generate() {
-            Ok(fresh) => (fresh, true),
-            Err(err) => {
-                tracing::error!(error = %ErrorChain(&err), "generating a CSRF token failed");
-                return error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong on our side.",
-                );
-            }
-        },
-    };
     let hidden = request.hidden_fields();
-    let mut response = match user {
-        Some(user) => {
-            if request.scope.contains(Scope::Admin) && !is_admin(&user) {
-                return request.redirect(
-                    &state,
-                    StatusCode::FOUND,
-                    &[
-                        ("error", ErrorCode::InvalidScope.as_str()),
-                        (
-                            "error_description",
-                            "the admin scope requires the admin role",
-                        ),
-                    ],
-                );
+    match signed_in(&req, &state, now).await {
+        Err(err) => Refusal::from(err).respond(&state, StatusCode::FOUND),
+        Ok(Some(session)) => {
+            if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::FOUND)
+            {
+                return refused;
             }
             let page = ConsentPage {
                 client_name: &request.client.name,
-                username: user.username.as_str(),
+                username: session.user.username.as_str(),
                 scopes: request
                     .scope
                     .iter()
                     .map(|s| (s.as_str(), describe(s)))
                     .collect(),
                 hidden: &hidden,
-                csrf: &csrf,
+                csrf: &session.consent_token(),
             };
             render(StatusCode::OK, &page, &request.consent_form_action())
         }
-        None => {
+        Ok(None) => {
+            // One login CSRF secret per browser, kept while it lasts.
+            let existing = cookie(&req, CSRF_COOKIE).filter(|c| c.len() == 43);
+            let Some(csrf) = existing
+                .map(str::to_owned)
+                .or_else(|| fresh_secret("a CSRF token"))
+            else {
+                return server_error_page();
+            };
             let page = LoginPage {
                 client_name: &request.client.name,
                 hidden: &hidden,
@@ -509,19 +565,20 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
                 username: "",
                 error: None,
             };
-            render(StatusCode::OK, &page, "'self'")
+            let mut response = render(StatusCode::OK, &page, "'self'");
+            if existing.is_none()
+                && let Ok(value) =
+                    HeaderValue::from_str(&set_cookie(&state, CSRF_COOKIE, &csrf, None))
+            {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
         }
-    };
-    if new_csrf
-        && let Ok(value) = HeaderValue::from_str(&set_cookie(&state, CSRF_COOKIE, &csrf, None))
-    {
-        response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
 }
 
-/// Reads a page's form POST: the body, then the CSRF check, then the authorization
-/// request it carries.
+/// Reads a page's form POST: the body, then where it comes from, then the authorization
+/// request it carries. The form's token is the caller's to check.
 async fn read_post(
     req: &HttpRequest,
     payload: web::Payload,
@@ -530,7 +587,7 @@ async fn read_post(
     let form = Form::read(req, payload)
         .await
         .map_err(|err| error_page(StatusCode::BAD_REQUEST, &err.to_string()))?;
-    check_csrf(req, &form, state).map_err(|why| error_page(StatusCode::FORBIDDEN, why))?;
+    check_origin(req, state).map_err(|why| error_page(StatusCode::FORBIDDEN, why))?;
     let request = check(&form, state)
         .await
         .map_err(|refusal| refusal.respond(state, StatusCode::SEE_OTHER))?;
@@ -548,6 +605,9 @@ pub async fn login(
         Ok(read) => read,
         Err(response) => return response,
     };
+    if let Err(why) = check_login_token(&req, &form) {
+        return error_page(StatusCode::FORBIDDEN, why);
+    }
     let username = form.get("username").unwrap_or("");
     let candidate = form.get("password").unwrap_or("");
     let user = match authenticate(&state, username, candidate).await {
@@ -556,25 +616,17 @@ pub async fn login(
     };
     let Some(user) = user else {
         let hidden = request.hidden_fields();
-        let csrf = form.get("csrf").unwrap_or("");
         let page = LoginPage {
             client_name: &request.client.name,
             hidden: &hidden,
-            csrf,
+            csrf: form.get("csrf").unwrap_or(""),
             username,
             error: Some("Invalid username or password."),
         };
         return render(StatusCode::OK, &page, "'self'");
     };
-    let session = match secret::generate() {
-        Ok(session) => session,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "generating a session failed");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side.",
-            );
-        }
+    let Some(session) = fresh_secret("a login session") else {
+        return server_error_page();
     };
     let record = NewLoginSession {
         session_hash: secret::digest(&session),
@@ -632,12 +684,15 @@ pub async fn consent(
         Ok(read) => read,
         Err(response) => return response,
     };
-    let user = match signed_in_user(&req, &state, now).await {
-        Ok(Some(user)) => user,
+    let session = match signed_in(&req, &state, now).await {
+        Ok(Some(session)) => session,
         // The session ended while the page was open: sign in again.
         Ok(None) => return see_other(StatusCode::SEE_OTHER, &request.location()),
         Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
     };
+    if !same_token(&session.consent_token(), form.get("csrf")) {
+        return error_page(StatusCode::FORBIDDEN, EXPIRED_FORM);
+    }
     match form.get("decision") {
         Some("allow") => {}
         Some("deny") => {
@@ -657,33 +712,16 @@ pub async fn consent(
             );
         }
     }
-    if request.scope.contains(Scope::Admin) && !is_admin(&user) {
-        return request.redirect(
-            &state,
-            StatusCode::SEE_OTHER,
-            &[
-                ("error", ErrorCode::InvalidScope.as_str()),
-                (
-                    "error_description",
-                    "the admin scope requires the admin role",
-                ),
-            ],
-        );
+    if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::SEE_OTHER) {
+        return refused;
     }
-    let code = match secret::generate() {
-        Ok(code) => code,
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "generating a code failed");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side.",
-            );
-        }
+    let Some(code) = fresh_secret("an authorization code") else {
+        return server_error_page();
     };
     let record = NewAuthorizationCode {
         code_hash: secret::digest(&code),
         client_id: request.client.client_id.clone(),
-        user_id: user.id,
+        user_id: session.user.id,
         redirect_uri: request.redirect_uri.clone(),
         scope: request.scope,
         code_challenge: request.code_challenge.clone(),

@@ -286,13 +286,26 @@ async fn refresh_grant(
         ));
     }
 
+    // The access token exists before the old refresh token is spent: a failure while
+    // making it (a database outage, say) leaves the client its refresh token to retry with,
+    // where failing after the rotation would make the retry look like reuse. An opaque
+    // token of a rotation that then loses is revoked with its family, or never delivered.
+    let (access_token, ttl) = access_token(
+        state,
+        client,
+        Subject::User(&user),
+        scope,
+        Some(found.family_id),
+        now,
+    )
+    .await?;
     let successor = new_secret(REFRESH_PREFIX)?;
     match state
         .store
         .rotate_refresh_token(&digest, &secret::digest(&successor), now)
         .await?
     {
-        Rotation::Rotated(_) => {}
+        Rotation::Rotated(_) => Ok(token_response(access_token, ttl, scope, Some(successor))),
         Rotation::Reused { family_id } => {
             // A spent token came back: it leaked, or the client raced itself. Either way
             // the family can no longer be trusted (RFC 9700 §4.14.2).
@@ -303,21 +316,11 @@ async fn refresh_grant(
                 revoked,
                 "refresh token reused; its family is revoked"
             );
-            return Err(invalid("the refresh token was already used"));
+            Err(invalid("the refresh token was already used"))
         }
-        Rotation::Revoked => return Err(invalid("the refresh token was revoked")),
-        Rotation::Unknown => return Err(invalid("the refresh token is not valid")),
+        Rotation::Revoked => Err(invalid("the refresh token was revoked")),
+        Rotation::Unknown => Err(invalid("the refresh token is not valid")),
     }
-    let (access_token, ttl) = access_token(
-        state,
-        client,
-        Subject::User(&user),
-        scope,
-        Some(found.family_id),
-        now,
-    )
-    .await?;
-    Ok(token_response(access_token, ttl, scope, Some(successor)))
 }
 
 /// The user `id`, unless deleted or disabled (`invalid_grant`).

@@ -579,27 +579,67 @@ async fn a_post_without_this_browsers_csrf_token_or_from_another_site_gets_403_a
     }
     assert!(browser.cookie("tessera_session").is_none());
 
-    // The right token signs in, also with the `Origin: null` and `Sec-Fetch-Site` that a
-    // browser sends from a no-referrer page; the consent form is checked the same way.
+    // The right token signs in, also with the `Origin: null` that a browser sends from a
+    // no-referrer page, with or without `Sec-Fetch-Site`.
+    for headers in [
+        vec![("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+        vec![("Origin", "null")],
+    ] {
+        let response = browser
+            .post_from(
+                "/oauth/authorize/login",
+                &borrowed(&login(Some(&csrf))),
+                &headers,
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 303, "{headers:?}");
+    }
+
+    // The consent form's token is bound to the login session: neither the login token
+    // (the CSRF cookie, which a sibling site could plant) nor another browser's passes.
+    let token = consent_token(&mut browser, &params).await;
+    assert_ne!(token, csrf);
+    let consent = |csrf: Option<&str>| {
+        let mut form: Vec<(&str, String)> = params.clone();
+        form.push(("decision", "allow".into()));
+        if let Some(csrf) = csrf {
+            form.push(("csrf", csrf.into()));
+        }
+        form
+    };
+    for form in [
+        consent(None),
+        consent(Some(&csrf)),
+        consent(Some(&others_csrf)),
+    ] {
+        let response = browser
+            .post("/oauth/authorize/consent", &borrowed(&form))
+            .await;
+        assert_error_page(&response, 403);
+    }
     let response = browser
         .post_from(
-            "/oauth/authorize/login",
-            &borrowed(&login(Some(&csrf))),
-            &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+            "/oauth/authorize/consent",
+            &borrowed(&consent(Some(&token))),
+            &[("Origin", "https://evil.example")],
         )
         .await;
+    assert_error_page(&response, 403);
+
+    // Signing in again (as someone else, in another tab) changes the session: the page
+    // that showed the first account can no longer grant anything.
+    let response = browser
+        .post("/oauth/authorize/login", &borrowed(&login(Some(&csrf))))
+        .await;
     assert_eq!(response.status().as_u16(), 303);
-    let mut consent: Vec<(&str, String)> = params.clone();
-    consent.push(("decision", "allow".into()));
     let response = browser
-        .post("/oauth/authorize/consent", &borrowed(&consent))
+        .post(
+            "/oauth/authorize/consent",
+            &borrowed(&consent(Some(&token))),
+        )
         .await;
     assert_error_page(&response, 403);
-    consent.push(("csrf", others_csrf.clone()));
-    let response = browser
-        .post("/oauth/authorize/consent", &borrowed(&consent))
-        .await;
-    assert_error_page(&response, 403);
+
     let response = decide(&mut browser, &params, "allow").await;
     assert_eq!(response.status().as_u16(), 303);
     assert!(redirect_params(&response).contains_key("code"));
@@ -650,6 +690,50 @@ async fn a_user_without_the_admin_role_cannot_consent_to_admin() {
     let back = redirect_params(&response);
     assert_eq!(back["error"], "invalid_scope");
     assert_eq!(back["state"], "s");
+
+    // A consent form edited to ask for admin is refused at the POST too.
+    let basic = request("web", REDIRECT_URI, "basic", "s", &Pkce::new().challenge);
+    let token = consent_token(&mut browser, &basic).await;
+    let mut form = borrowed(&params);
+    form.extend([("csrf", token.as_str()), ("decision", "allow")]);
+    let response = browser.post("/oauth/authorize/consent", &form).await;
+    assert_eq!(response.status().as_u16(), 303);
+    let back = redirect_params(&response);
+    assert_eq!(back["error"], "invalid_scope");
+    assert!(!back.contains_key("code"));
+}
+
+#[tokio::test]
+async fn a_state_with_control_characters_gets_an_error_page() {
+    let app = sqlite_app().await;
+    let mut browser = Browser::new(&app);
+    for state in ["a\rb", "nul\0", "tab\t"] {
+        let params = request("web", REDIRECT_URI, "basic", state, &Pkce::new().challenge);
+        let response = browser
+            .get(&format!("/oauth/authorize?{}", query(&params)))
+            .await;
+        assert_error_page(&response, 400);
+    }
+}
+
+#[tokio::test]
+async fn the_consent_page_may_redirect_to_an_ipv6_loopback_client() {
+    let app = sqlite_app().await;
+    let params = request(
+        "web",
+        REDIRECT_URI_IPV6,
+        "basic",
+        "s",
+        &Pkce::new().challenge,
+    );
+    let mut browser = Browser::new(&app);
+    let page = sign_in(&mut browser, &params, "bob").await;
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    // CSP cannot name an IPv6 host; the scheme is the narrowest source that works.
+    assert!(csp.ends_with("form-action 'self' http:"), "{csp}");
+    let response = decide(&mut browser, &params, "allow").await;
+    assert!(location(&response).starts_with("http://[::1]:9/callback?code="));
 }
 
 #[tokio::test]
@@ -663,7 +747,38 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
         .get(&format!("/oauth/authorize?{}", query(&params)))
         .await;
     assert_eq!(response.status().as_u16(), 200);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+
+    let mut browser = Browser::new(&app);
+    browser
+        .get(&format!("/oauth/authorize?{}", query(&params)))
+        .await;
+    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let mut form = borrowed(&params);
+    form.extend([
+        ("csrf", csrf.as_str()),
+        ("username", "bob"),
+        ("password", PASSWORD),
+    ]);
+    let response = browser
+        .post_from(
+            "/oauth/authorize/login",
+            &form,
+            &[("Origin", "https://auth.example.com")],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    let session = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(session.starts_with("tessera_session="), "{session}");
+    assert!(
+        session.contains("; Secure")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Lax"),
+        "{session}"
+    );
 }

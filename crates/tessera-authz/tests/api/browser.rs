@@ -179,13 +179,30 @@ pub async fn sign_in(
     browser.get(&next).await
 }
 
-/// Posts the consent form with `decision`.
+/// The value of the hidden `csrf` field of a page.
+pub fn form_token(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("the page has a csrf field") + marker.len();
+    let len = html[start..].find('"').unwrap();
+    html[start..start + len].to_owned()
+}
+
+/// Opens the consent page for `params` and returns its form token.
+pub async fn consent_token(browser: &mut Browser, params: &[(&str, String)]) -> String {
+    let page = browser
+        .get(&format!("/oauth/authorize?{}", query(params)))
+        .await;
+    assert_eq!(page.status().as_u16(), 200, "the consent page");
+    form_token(&page.text().await.unwrap())
+}
+
+/// Opens the consent page and posts its form with `decision`.
 pub async fn decide(
     browser: &mut Browser,
     params: &[(&str, String)],
     decision: &str,
 ) -> reqwest::Response {
-    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let csrf = consent_token(browser, params).await;
     let mut form = borrowed(params);
     form.extend([("csrf", csrf.as_str()), ("decision", decision)]);
     browser.post("/oauth/authorize/consent", &form).await
@@ -205,7 +222,9 @@ pub async fn obtain_code(
     let consent = sign_in(&mut browser, &params, username).await;
     assert_eq!(consent.status().as_u16(), 200, "the consent page");
     let response = decide(&mut browser, &params, "allow").await;
-    assert_eq!(response.status().as_u16(), 303);
+    if response.status().as_u16() != 303 {
+        panic!("{}: {}", response.status(), response.text().await.unwrap());
+    }
     let back = redirect_params(&response);
     assert_eq!(back.get("state").map(String::as_str), Some("s1"));
     back["code"].clone()

@@ -20,6 +20,8 @@ pub const APP_SECRET: &str = "app-secret-for-tests-only-0123456789";
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 /// A registered redirect URI that has a query of its own.
 pub const REDIRECT_URI_WITH_QUERY: &str = "https://app.example.com/cb?tenant=acme";
+/// A registered IPv6 loopback redirect URI.
+pub const REDIRECT_URI_IPV6: &str = "http://[::1]:9/callback";
 
 /// The argon2 hash of [`PASSWORD`], computed once per test process.
 fn password_hash() -> &'static str {
@@ -99,7 +101,7 @@ fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) ->
 ///   password, 60-second tokens), `opaque-app` (like `app`, opaque tokens), `resource-server`
 ///   (confidential, no grant: it only introspects);
 /// - for the browser flow: `web` (public, authorization_code + refresh_token, basic admin,
-///   redirect URIs [`REDIRECT_URI`] and [`REDIRECT_URI_WITH_QUERY`]), `web-opaque` (the
+///   redirect URIs [`REDIRECT_URI`], [`REDIRECT_URI_WITH_QUERY`] and [`REDIRECT_URI_IPV6`]), `web-opaque` (the
 ///   same, confidential, opaque tokens, [`REDIRECT_URI`] only), `refresher` (confidential,
 ///   password + refresh_token, basic admin) and `refresher-opaque` (the same, opaque).
 pub fn seed() -> Seed {
@@ -111,7 +113,11 @@ pub fn seed() -> Seed {
         "basic admin",
     );
     web.name = "Acme Web".into();
-    web.redirect_uris = vec![REDIRECT_URI.into(), REDIRECT_URI_WITH_QUERY.into()];
+    web.redirect_uris = vec![
+        REDIRECT_URI.into(),
+        REDIRECT_URI_WITH_QUERY.into(),
+        REDIRECT_URI_IPV6.into(),
+    ];
     let mut web_opaque = client(
         "web-opaque",
         Some(APP_SECRET),

@@ -303,13 +303,15 @@ on_each_backend!(
 #[tokio::test]
 async fn a_refresh_token_family_ends_at_its_absolute_lifetime() {
     let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.refresh_token_ttl = Duration::from_secs(2);
+        s.refresh_token_ttl = Duration::from_secs(3);
     })
     .await;
     let first = first_grant(&app, "refresher", "bob", "basic").await;
-    // Rotation does not extend the family's life.
+    // Rotation does not extend the family's life: a sliding lifetime would still have 3
+    // seconds left after the second refresh.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = assert_token(refresh(&app, "refresher", &first, None).await).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let expired = refresh(&app, "refresher", &second, None).await;
     let body = assert_oauth_error(expired, 400, "invalid_grant").await;
     assert!(
