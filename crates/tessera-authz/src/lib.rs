@@ -19,5 +19,5 @@ pub use settings::{
     DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, DEFAULT_REFRESH_TOKEN_TTL_SECS,
     Settings,
 };
-pub use startup::{Application, StartupError};
+pub use startup::{Application, PURGE_INTERVAL, StartupError};
 pub use token::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};

@@ -40,6 +40,7 @@ pub enum StartupError {
 
 /// A bound, ready-to-run authorization server.
 pub struct Application {
+    store: Arc<dyn Store>,
     addr: SocketAddr,
     issuer: String,
     kid: String,
@@ -101,6 +102,7 @@ impl Application {
         let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus));
 
         let kid = signing_key.kid().to_owned();
+        let purge_store = store.clone();
         let state = web::Data::new(AppState {
             store,
             signing_key,
@@ -146,6 +148,7 @@ impl Application {
             server = server.workers(workers.max(1));
         }
         Ok(Application {
+            store: purge_store,
             addr,
             issuer,
             kid,
@@ -178,9 +181,13 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped through its [`handle`](Self::handle).
+    /// Serves until the server is stopped through its [`handle`](Self::handle), purging
+    /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        tokio::select! {
+            served = self.server => served,
+            never = purge_periodically(self.store) => match never {},
+        }
     }
 }
 
@@ -191,6 +198,26 @@ impl std::fmt::Debug for Application {
             .field("issuer", &self.issuer)
             .field("kid", &self.kid)
             .finish_non_exhaustive()
+    }
+}
+
+/// How often a running server deletes expired rows. Every instance does it; the deletes
+/// are idempotent.
+pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired rows now and then every [`PURGE_INTERVAL`], for as long as it is polled.
+async fn purge_periodically(store: Arc<dyn Store>) -> std::convert::Infallible {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.purge_expired(Utc::now()).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "deleted expired codes, sessions and tokens"),
+            Err(err) => {
+                tracing::warn!(error = %crate::error::ErrorChain(&err), "purging expired rows failed")
+            }
+        }
     }
 }
 

@@ -27,6 +27,29 @@ pub use model::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// How long a spent or expired authorization code is kept to recognise a replay, and a
+/// revoked family's record after its last token is gone.
+pub const PURGE_GRACE: chrono::Duration = chrono::Duration::days(1);
+
+/// The statements of [`Store::purge_expired`], in order, each with one cutoff parameter
+/// (`?`): `false` for now, `true` for now minus [`PURGE_GRACE`]. PostgreSQL compares
+/// `timestamptz` values; SQLite compares the RFC 3339 text sqlx writes, always in UTC,
+/// whose byte order is time order (`+` sorts below `.` and the digits, so a shorter
+/// fraction is a smaller one). Families go last, once nothing of theirs is left.
+const PURGES: &[(&str, bool)] = &[
+    ("DELETE FROM login_sessions WHERE expires_at < ?", false),
+    ("DELETE FROM access_tokens WHERE expires_at < ?", false),
+    ("DELETE FROM refresh_tokens WHERE expires_at < ?", false),
+    ("DELETE FROM authorization_codes WHERE expires_at < ?", true),
+    (
+        "DELETE FROM revoked_families WHERE revoked_at < ? \
+         AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = revoked_families.family_id) \
+         AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = revoked_families.family_id) \
+         AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.family_id = revoked_families.family_id)",
+        true,
+    ),
+];
+
 /// What a store operation returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -162,6 +185,13 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The login session with this digest, expired or not: expiry is the caller's to check.
     async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>>;
+
+    /// Deletes what can no longer be used, and returns how many rows went: login sessions,
+    /// opaque access tokens and refresh-token families past their end; authorization codes
+    /// a day after they expired (kept that long so that a late replay is still recognised
+    /// and revokes its grant); and the records of revoked families that have no token,
+    /// code or session left, a day after the revocation.
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;

@@ -15,7 +15,7 @@ use crate::convert::{
     words,
 };
 use crate::model::*;
-use crate::{Result, Store, StoreError};
+use crate::{PURGES, Result, Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -724,6 +724,22 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(Rotation::Rotated(spent))
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let grace = now - crate::PURGE_GRACE;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut purged = 0;
+        for (sql, cutoff) in PURGES {
+            let cutoff = if *cutoff { grace } else { now };
+            purged += sqlx::query(sql)
+                .bind(stored_time(cutoff))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {

@@ -4,7 +4,7 @@ use chrono::Utc;
 use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::Value;
 use tessera_core::{ScopeSet, pkce, secret};
-use tessera_store::NewAuthorizationCode;
+use tessera_store::{NewAuthorizationCode, NewLoginSession};
 
 use crate::browser::*;
 use crate::helpers::*;
@@ -372,7 +372,44 @@ async fn the_token_request_must_repeat_the_redirect_uri_and_come_from_the_client
     assert_oauth_error(stolen, 400, "invalid_grant").await;
 }
 
+async fn login_consent_and_redemption_may_each_reach_another_instance(backend: Backend) {
+    let (_db, store) = seeded_store(backend).await;
+    // Two servers of one issuer on one database, as behind a load balancer.
+    let first = start(store.clone(), |_| {}).await;
+    let issuer = first.issuer.clone();
+    let second = start(store.clone(), |s| s.issuer = Some(issuer)).await;
+    let pkce = Pkce::new();
+    let params = request("web", REDIRECT_URI, "basic", "s", &pkce.challenge);
+    let mut browser = Browser::new(&first);
+    let page = browser
+        .get(&format!("/oauth/authorize?{}", query(&params)))
+        .await;
+    assert_eq!(page.status().as_u16(), 200);
+    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let mut form = borrowed(&params);
+    form.extend([
+        ("csrf", csrf.as_str()),
+        ("username", "bob"),
+        ("password", PASSWORD),
+    ]);
+    // The second server's origin is not the issuer's: post as a no-referrer page does.
+    browser.switch_to(&second);
+    let response = browser
+        .post_from("/oauth/authorize/login", &form, &[("Origin", "null")])
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+    browser.switch_to(&first);
+    let response = decide(&mut browser, &params, "allow").await;
+    let code = redirect_params(&response)["code"].clone();
+    let body = assert_token(redeem(&second, &code, REDIRECT_URI, &pkce.verifier).await).await;
+    assert_eq!(body["scope"], "basic");
+    // And the replay, at the first server, is recognised.
+    let replay = redeem(&first, &code, REDIRECT_URI, &pkce.verifier).await;
+    assert_oauth_error(replay, 400, "invalid_grant").await;
+}
+
 on_each_backend!(
+    login_consent_and_redemption_may_each_reach_another_instance,
     the_code_flow_signs_in_asks_consent_and_issues_tokens,
     deny_sends_access_denied_and_no_code,
     a_code_is_redeemed_once_and_a_replay_revokes_what_it_issued,
@@ -781,4 +818,38 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
             && session.contains("SameSite=Lax"),
         "{session}"
     );
+}
+
+#[tokio::test]
+async fn a_starting_server_purges_expired_sessions() {
+    let (_db, store) = seeded_store(Backend::Sqlite).await;
+    let alice = store
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let ended = Utc::now() - chrono::Duration::seconds(1);
+    store
+        .insert_login_session(
+            &NewLoginSession {
+                session_hash: secret::digest("ended"),
+                user_id: alice.id,
+                expires_at: ended,
+            },
+            ended - chrono::Duration::minutes(30),
+        )
+        .await
+        .unwrap();
+    let _app = start(store.clone(), |_| {}).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store
+        .find_login_session(&secret::digest("ended"))
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(std::time::Instant::now() < deadline, "not purged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -30,6 +30,13 @@ impl Browser {
         }
     }
 
+    /// Sends the next requests to another server of the same issuer (cookies do not
+    /// depend on the port).
+    pub fn switch_to(&mut self, app: &TestApp) {
+        self.base = app.address.clone();
+        self.origin = app.address.clone();
+    }
+
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies.get(name).map(String::as_str)
     }

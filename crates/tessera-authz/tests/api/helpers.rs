@@ -188,6 +188,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (db, store) = seeded_store(backend).await;
+    let mut app = start(store, configure).await;
+    app.db = Some(db);
+    app
+}
+
+/// A fresh database with [`seed`], `dora` disabled and the fixture signing key: what
+/// [`spawn_app`] serves.
+pub async fn seeded_store(backend: Backend) -> (TestDatabase, Arc<dyn Store>) {
     let db = TestDatabase::new(backend);
     let store = db.open().await;
     store.seed_if_empty(&seed(), Utc::now()).await.unwrap();
@@ -200,9 +209,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         .insert_active_key_if_none(&NewKey::from(&key), Utc::now())
         .await
         .unwrap();
-    let mut app = start(store, configure).await;
-    app.db = Some(db);
-    app
+    (db, store)
 }
 
 /// A server on an existing store, as configured.

@@ -156,6 +156,9 @@ impl Store for CountingStore {
     async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>> {
         self.count().find_login_session(session_hash).await
     }
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count().purge_expired(now).await
+    }
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client> {
         self.count().create_client(new, now).await
     }

@@ -1089,7 +1089,121 @@ async fn a_login_session_is_found_by_its_digest(backend: Backend) {
     assert_eq!(t.store.find_login_session("other").await.unwrap(), None);
 }
 
+async fn purging_deletes_only_what_can_no_longer_be_used(backend: Backend) {
+    let (t, first) = with_a_refresh_token(backend).await;
+    let minutes = chrono::Duration::minutes;
+    let millis = chrono::Duration::milliseconds;
+    // The first purge runs at `at`, a whole second; some rows end half a second either side.
+    let at = now() + minutes(60) + chrono::Duration::seconds(1);
+    let access = |hash: &str, expires_at| NewAccessToken {
+        token_hash: hash.into(),
+        client_id: first.client_id.clone(),
+        user_id: Some(first.user_id),
+        subject: first.user_id.to_string(),
+        scope: first.scope,
+        expires_at,
+        family_id: None,
+    };
+    for (hash, expires_at) in [("a-live", at + millis(500)), ("a-dead", at - millis(500))] {
+        t.store
+            .insert_access_token(&access(hash, expires_at), now())
+            .await
+            .unwrap();
+    }
+    for (hash, expires_at) in [
+        ("s-live", now() + minutes(120)),
+        ("s-dead", now() + minutes(30)),
+    ] {
+        t.store
+            .insert_login_session(
+                &NewLoginSession {
+                    session_hash: hash.into(),
+                    user_id: first.user_id,
+                    expires_at,
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+    }
+    // A second family that ends in an hour, revoked after ten minutes.
+    let old = NewRefreshToken {
+        token_hash: "r-old".into(),
+        family_id: uuid::Uuid::new_v4(),
+        expires_at: now() + minutes(60),
+        ..first.clone()
+    };
+    t.store.insert_refresh_token(&old, now()).await.unwrap();
+    t.store
+        .revoke_family(old.family_id, now() + minutes(10))
+        .await
+        .unwrap();
+
+    assert_eq!(t.store.purge_expired(at).await.unwrap(), 3);
+    assert!(t.store.find_access_token("a-dead").await.unwrap().is_none());
+    assert!(t.store.find_access_token("a-live").await.unwrap().is_some());
+    assert!(
+        t.store
+            .find_login_session("s-dead")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        t.store
+            .find_login_session("s-live")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(t.store.find_refresh_token("r-old").await.unwrap().is_none());
+    assert!(t.store.find_refresh_token("r1").await.unwrap().is_some());
+    // The code expired long ago but is kept a day, to recognise a replay.
+    assert!(matches!(
+        t.store
+            .redeem_authorization_code("code", uuid::Uuid::new_v4(), at)
+            .await
+            .unwrap(),
+        Redemption::First(_)
+    ));
+    // The revoked family's record stays a day too: a late request still issues nothing
+    // live from it.
+    t.store
+        .insert_access_token(
+            &NewAccessToken {
+                family_id: Some(old.family_id),
+                ..access("a-late", at + minutes(15))
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    let late = t.store.find_access_token("a-late").await.unwrap().unwrap();
+    assert!(late.revoked_at.is_some());
+
+    // Weeks later everything has ended: the rest goes, the family's record last.
+    let much_later = now() + chrono::Duration::days(33);
+    assert_eq!(t.store.purge_expired(much_later).await.unwrap(), 6);
+    assert!(t.store.find_refresh_token("r1").await.unwrap().is_none());
+    assert!(
+        t.store
+            .find_login_session("s-live")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        t.store
+            .redeem_authorization_code("code", uuid::Uuid::new_v4(), much_later)
+            .await
+            .unwrap(),
+        Redemption::Unknown
+    );
+    assert_eq!(t.store.purge_expired(much_later).await.unwrap(), 0);
+}
+
 on_each_backend!(
+    purging_deletes_only_what_can_no_longer_be_used,
     nothing_more_is_issued_from_a_revoked_family,
     a_login_session_is_found_by_its_digest,
     a_refresh_token_rotates_once_and_its_reuse_names_the_family,
