@@ -24,6 +24,7 @@ use tessera_store::{Client, NewAuthorizationCode, NewLoginSession, StoreError, U
 use crate::error::ErrorChain;
 use crate::form::Form;
 use crate::pages::render;
+use crate::passwords;
 use crate::state::AppState;
 
 /// How long an authorization code can be redeemed: 60 seconds.
@@ -610,7 +611,7 @@ pub async fn login(
     }
     let username = form.get("username").unwrap_or("");
     let candidate = form.get("password").unwrap_or("");
-    let user = match authenticate(&state, username, candidate).await {
+    let user = match passwords::authenticate(&state, username, candidate).await {
         Ok(user) => user,
         Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
     };
@@ -643,33 +644,6 @@ pub async fn login(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
-}
-
-/// The user whose password this is, if they may sign in. Unknown users cost one argon2
-/// verification too, so timing does not tell them apart.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    username: &str,
-    candidate: &str,
-) -> Result<Option<User>, StoreError> {
-    if username.is_empty()
-        || candidate.is_empty()
-        || candidate.len() > tessera_core::password::MAX_BYTES
-    {
-        return Ok(None);
-    }
-    let credentials = state.store.find_user_credentials(username).await?;
-    let matched = state
-        .passwords
-        .verify(
-            candidate,
-            credentials.as_ref().map(|c| c.password_hash.as_str()),
-        )
-        .await;
-    Ok(match credentials {
-        Some(c) if matched && !c.user.disabled => Some(c.user),
-        _ => None,
-    })
 }
 
 /// `POST /oauth/authorize/consent`: Allow issues a code and sends it to the client; Deny

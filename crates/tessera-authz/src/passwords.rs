@@ -1,6 +1,9 @@
 use std::sync::Arc;
 
 use tessera_core::password;
+use tessera_store::{StoreError, User};
+
+use crate::state::AppState;
 use tokio::sync::Semaphore;
 
 /// Verifies passwords on the blocking thread pool, a bounded number at a time.
@@ -36,4 +39,31 @@ impl PasswordVerifier {
             .unwrap_or(false);
         known && matched
     }
+}
+
+/// The user whose password this is, if they may sign in. Unknown users cost one argon2
+/// verification too, so timing does not tell them apart.
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    candidate: &str,
+) -> Result<Option<User>, StoreError> {
+    if username.is_empty()
+        || candidate.is_empty()
+        || candidate.len() > password::MAX_BYTES
+    {
+        return Ok(None);
+    }
+    let credentials = state.store.find_user_credentials(username).await?;
+    let matched = state
+        .passwords
+        .verify(
+            candidate,
+            credentials.as_ref().map(|c| c.password_hash.as_str()),
+        )
+        .await;
+    Ok(match credentials {
+        Some(c) if matched && !c.user.disabled => Some(c.user),
+        _ => None,
+    })
 }

@@ -342,7 +342,7 @@ async fn password_grant(
 ) -> Result<User, ApiError> {
     let username = form.require("username")?;
     let candidate = form.require("password")?;
-    let Some(user) = crate::authorize::authenticate(state, username, candidate).await? else {
+    let Some(user) = crate::passwords::authenticate(state, username, candidate).await? else {
         return Err(ApiError::new(
             ErrorCode::InvalidGrant,
             "invalid username or password",
