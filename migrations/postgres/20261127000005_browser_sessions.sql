@@ -17,7 +17,3 @@ CREATE TABLE login_sessions (
     expires_at    timestamptz NOT NULL
 );
 CREATE INDEX login_sessions_expires_at ON login_sessions (expires_at);
-
--- Expired rows are purged periodically (Store::purge_expired); this keeps that cheap
--- (access_tokens and authorization_codes have theirs already).
-CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);

@@ -48,10 +48,7 @@ pub async fn authenticate(
     username: &str,
     candidate: &str,
 ) -> Result<Option<User>, StoreError> {
-    if username.is_empty()
-        || candidate.is_empty()
-        || candidate.len() > password::MAX_BYTES
-    {
+    if username.is_empty() || candidate.is_empty() || candidate.len() > password::MAX_BYTES {
         return Ok(None);
     }
     let credentials = state.store.find_user_credentials(username).await?;

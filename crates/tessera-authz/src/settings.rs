@@ -7,6 +7,11 @@ pub const DEFAULT_AUDIENCE: &str = "tessera-api";
 /// The default access-token lifetime: 15 minutes.
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
 
+/// The longest access-token lifetime accepted: one day.
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 86_400;
+/// The longest refresh-token lifetime accepted: 365 days.
+pub const MAX_REFRESH_TOKEN_TTL_SECS: u64 = 365 * 86_400;
+
 /// The default refresh-token lifetime: 14 days, counted from the grant, not from the
 /// last refresh.
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 14 * 24 * 3600;

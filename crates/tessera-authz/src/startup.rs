@@ -11,7 +11,7 @@ use tessera_store::{NewKey, Store, StoreError};
 use thiserror::Error;
 
 use crate::passwords::PasswordVerifier;
-use crate::settings::Settings;
+use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
 use crate::{authorize, introspect, pages, token, wellknown};
 
@@ -81,15 +81,17 @@ impl Application {
         if settings.audience.is_empty() {
             return Err(StartupError::Config("the audience may not be empty".into()));
         }
-        if settings.refresh_token_ttl.is_zero() {
-            return Err(StartupError::Config(
-                "the refresh-token lifetime must be at least 1 second".into(),
-            ));
+        // The same bounds as the command line's: expiry times stay well inside what both
+        // databases store and compare.
+        if !(1..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&settings.access_token_ttl.as_secs()) {
+            return Err(StartupError::Config(format!(
+                "the access-token lifetime must be 1 to {MAX_ACCESS_TOKEN_TTL_SECS} seconds"
+            )));
         }
-        if settings.access_token_ttl.is_zero() {
-            return Err(StartupError::Config(
-                "the access-token lifetime must be at least 1 second".into(),
-            ));
+        if !(1..=MAX_REFRESH_TOKEN_TTL_SECS).contains(&settings.refresh_token_ttl.as_secs()) {
+            return Err(StartupError::Config(format!(
+                "the refresh-token lifetime must be 1 to {MAX_REFRESH_TOKEN_TTL_SECS} seconds"
+            )));
         }
 
         let signing_key = load_or_create_signing_key(store.as_ref()).await?;

@@ -251,6 +251,14 @@ async fn refresh_grant(
     if now >= found.expires_at {
         return Err(invalid("the refresh token has expired"));
     }
+    // Spent or revoked already: answered without making an access token first. The
+    // rotation below checks again, atomically, for requests that race this one.
+    if found.revoked_at.is_some() {
+        return Err(invalid("the refresh token was revoked"));
+    }
+    if found.used_at.is_some() {
+        return Err(reused(state, client, found.family_id, now).await);
+    }
     let user = match state.store.find_user_by_id(found.user_id).await? {
         Some(user) if !user.disabled => user,
         _ => {
@@ -306,20 +314,35 @@ async fn refresh_grant(
         .await?
     {
         Rotation::Rotated(_) => Ok(token_response(access_token, ttl, scope, Some(successor))),
-        Rotation::Reused { family_id } => {
-            // A spent token came back: it leaked, or the client raced itself. Either way
-            // the family can no longer be trusted (RFC 9700 §4.14.2).
-            let revoked = state.store.revoke_family(family_id, now).await?;
+        Rotation::Reused { family_id } => Err(reused(state, client, family_id, now).await),
+        Rotation::Revoked => Err(invalid("the refresh token was revoked")),
+        Rotation::Unknown => Err(invalid("the refresh token is not valid")),
+    }
+}
+
+/// A spent refresh token came back: it leaked, or the client raced itself. Either way the
+/// family can no longer be trusted (RFC 9700 §4.14.2): it is revoked, and the request gets
+/// `invalid_grant` (or the store's error, when the revocation fails).
+async fn reused(
+    state: &AppState,
+    client: &Client,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> ApiError {
+    match state.store.revoke_family(family_id, now).await {
+        Ok(revoked) => {
             tracing::warn!(
                 client_id = %client.client_id,
                 %family_id,
                 revoked,
                 "refresh token reused; its family is revoked"
             );
-            Err(invalid("the refresh token was already used"))
+            ApiError::new(
+                ErrorCode::InvalidGrant,
+                "the refresh token was already used",
+            )
         }
-        Rotation::Revoked => Err(invalid("the refresh token was revoked")),
-        Rotation::Unknown => Err(invalid("the refresh token is not valid")),
+        Err(err) => err.into(),
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Common {
         global = true,
         env = "TESSERA_ACCESS_TOKEN_TTL",
         default_value_t = tessera_authz::DEFAULT_ACCESS_TOKEN_TTL_SECS,
-        value_parser = clap::value_parser!(u64).range(1..=86_400)
+        value_parser = clap::value_parser!(u64).range(1..=tessera_authz::MAX_ACCESS_TOKEN_TTL_SECS)
     )]
     pub access_token_ttl: u64,
 
@@ -62,7 +62,7 @@ pub struct Common {
         global = true,
         env = "TESSERA_REFRESH_TOKEN_TTL",
         default_value_t = tessera_authz::DEFAULT_REFRESH_TOKEN_TTL_SECS,
-        value_parser = clap::value_parser!(u64).range(60..=31_536_000)
+        value_parser = clap::value_parser!(u64).range(60..=tessera_authz::MAX_REFRESH_TOKEN_TTL_SECS)
     )]
     pub refresh_token_ttl: u64,
 

@@ -31,15 +31,17 @@ pub use sqlite::SqliteStore;
 /// revoked family's record after its last token is gone.
 pub const PURGE_GRACE: chrono::Duration = chrono::Duration::days(1);
 
-/// The statements of [`Store::purge_expired`], in order, each with one cutoff parameter
+/// The statements of [`Store::purge_expired`], in order, each committed on its own (a
+/// backlog never holds the write lock long) and each with exactly one cutoff parameter
 /// (`?`): `false` for now, `true` for now minus [`PURGE_GRACE`]. PostgreSQL compares
 /// `timestamptz` values; SQLite compares the RFC 3339 text sqlx writes, always in UTC,
 /// whose byte order is time order (`+` sorts below `.` and the digits, so a shorter
 /// fraction is a smaller one). Families go last, once nothing of theirs is left.
 const PURGES: &[(&str, bool)] = &[
     ("DELETE FROM login_sessions WHERE expires_at < ?", false),
-    ("DELETE FROM access_tokens WHERE expires_at < ?", false),
+    // Refresh tokens before access tokens: the order revoke_family writes them in.
     ("DELETE FROM refresh_tokens WHERE expires_at < ?", false),
+    ("DELETE FROM access_tokens WHERE expires_at < ?", false),
     ("DELETE FROM authorization_codes WHERE expires_at < ?", true),
     (
         "DELETE FROM revoked_families WHERE revoked_at < ? \
@@ -189,8 +191,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes what can no longer be used, and returns how many rows went: login sessions,
     /// opaque access tokens and refresh-token families past their end; authorization codes
     /// a day after they expired (kept that long so that a late replay is still recognised
-    /// and revokes its grant); and the records of revoked families that have no token,
-    /// code or session left, a day after the revocation.
+    /// and revokes its grant); and the records of revoked families that have no token or
+    /// code left, a day after the revocation. Each kind is deleted in a statement of its
+    /// own, so a purge interrupted halfway leaves nothing inconsistent.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64>;
 
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].

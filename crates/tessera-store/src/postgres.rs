@@ -738,17 +738,14 @@ impl Store for PgStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
         let grace = now - crate::PURGE_GRACE;
-        let mut tx = self.pool.begin().await?;
         let mut purged = 0;
-        for (sql, cutoff) in PURGES {
-            let cutoff = if *cutoff { grace } else { now };
+        for (sql, after_grace) in PURGES {
             purged += sqlx::query(&sql.replace('?', "$1"))
-                .bind(cutoff)
-                .execute(&mut *tx)
+                .bind(if *after_grace { grace } else { now })
+                .execute(&self.pool)
                 .await?
                 .rows_affected();
         }
-        tx.commit().await?;
         Ok(purged)
     }
 

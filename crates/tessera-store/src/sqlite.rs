@@ -728,17 +728,14 @@ impl Store for SqliteStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
         let grace = now - crate::PURGE_GRACE;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut purged = 0;
-        for (sql, cutoff) in PURGES {
-            let cutoff = if *cutoff { grace } else { now };
+        for (sql, after_grace) in PURGES {
             purged += sqlx::query(sql)
-                .bind(stored_time(cutoff))
-                .execute(&mut *tx)
+                .bind(stored_time(if *after_grace { grace } else { now }))
+                .execute(&self.pool)
                 .await?
                 .rows_affected();
         }
-        tx.commit().await?;
         Ok(purged)
     }
 

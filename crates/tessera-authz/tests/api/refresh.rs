@@ -321,3 +321,42 @@ async fn a_refresh_token_family_ends_at_its_absolute_lifetime() {
             .contains("expired")
     );
 }
+
+#[tokio::test]
+async fn lifetimes_outside_their_bounds_are_refused_at_start() {
+    let (_db, store) = seeded_store(Backend::Sqlite).await;
+    let day = 86_400;
+    for (access, refresh, message) in [
+        (
+            0,
+            3600,
+            "the access-token lifetime must be 1 to 86400 seconds",
+        ),
+        (
+            day + 1,
+            3600,
+            "the access-token lifetime must be 1 to 86400 seconds",
+        ),
+        (
+            900,
+            0,
+            "the refresh-token lifetime must be 1 to 31536000 seconds",
+        ),
+        (
+            900,
+            365 * day + 1,
+            "the refresh-token lifetime must be 1 to 31536000 seconds",
+        ),
+    ] {
+        let settings = tessera_authz::Settings {
+            addr: "127.0.0.1:0".into(),
+            access_token_ttl: Duration::from_secs(access),
+            refresh_token_ttl: Duration::from_secs(refresh),
+            ..tessera_authz::Settings::default()
+        };
+        let err = tessera_authz::Application::build(settings, store.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), message);
+    }
+}

@@ -53,3 +53,12 @@ fn passwords_with_url_delimiters_or_in_the_query_are_hidden_too() {
         "sqlite:///data/a:b@c.db"
     );
 }
+
+#[test]
+fn every_purge_statement_has_exactly_one_parameter() {
+    // The PostgreSQL adapter turns the one `?` into `$1`.
+    for (sql, _) in crate::PURGES {
+        assert_eq!(sql.matches('?').count(), 1, "{sql}");
+        assert!(!sql.contains('$'), "{sql}");
+    }
+}
