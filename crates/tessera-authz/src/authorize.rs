@@ -31,10 +31,33 @@ use crate::state::AppState;
 pub const CODE_TTL_SECS: i64 = 60;
 /// How long a browser stays signed in at the authorization endpoint: 30 minutes.
 const SESSION_TTL_SECS: i64 = 30 * 60;
-const SESSION_COOKIE: &str = "tessera_session";
-const CSRF_COOKIE: &str = "tessera_csrf";
-/// Both cookies are sent only to the authorization endpoint and its forms.
-const COOKIE_PATH: &str = "/oauth/authorize";
+/// The authorization endpoint; its forms post below it.
+const ENDPOINT: &str = "/oauth/authorize";
+
+/// The two cookies of the authorization endpoint.
+///
+/// Over https their names carry the `__Host-` prefix, which browsers accept only when set
+/// by this very host, `Secure`, with `Path=/` and no `Domain`: a sibling subdomain cannot
+/// plant one. Over plain http (development on loopback), where the prefix is unavailable,
+/// they are scoped to the endpoint instead.
+#[derive(Clone, Copy)]
+enum Cookie {
+    /// The login session's secret.
+    Session,
+    /// The login form's double-submitted CSRF token.
+    Csrf,
+}
+
+impl Cookie {
+    fn name(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Cookie::Session, true) => "__Host-tessera_session",
+            (Cookie::Session, false) => "tessera_session",
+            (Cookie::Csrf, true) => "__Host-tessera_csrf",
+            (Cookie::Csrf, false) => "tessera_csrf",
+        }
+    }
+}
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -103,7 +126,7 @@ impl AuthorizationRequest {
         for (name, value) in self.hidden_fields() {
             query.append_pair(name, &value);
         }
-        format!("{COOKIE_PATH}?{}", query.finish())
+        format!("{ENDPOINT}?{}", query.finish())
     }
 
     /// Sends the browser back to the client with `params`, the `state` byte for byte and
@@ -369,8 +392,9 @@ async fn check(form: &Form, state: &AppState) -> Result<AuthorizationRequest, Re
     })
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+/// The value of one of our cookies in the request's `Cookie` headers.
+fn cookie<'a>(req: &'a HttpRequest, state: &AppState, which: Cookie) -> Option<&'a str> {
+    let name = which.name(state.secure_cookies);
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
@@ -381,14 +405,17 @@ fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// `Set-Cookie` for one of ours: `HttpOnly`, `SameSite=Lax`, scoped to the endpoint, and
-/// `Secure` whenever the issuer is https.
-fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> String {
-    let mut cookie = format!("{name}={value}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax");
+/// `Set-Cookie` for one of ours: `HttpOnly`, `SameSite=Lax`; over https `Secure` and
+/// `__Host-` (see [`Cookie`]), over http scoped to the endpoint.
+fn set_cookie(state: &AppState, which: Cookie, value: &str, max_age: Option<i64>) -> String {
+    let secure = state.secure_cookies;
+    let name = which.name(secure);
+    let path = if secure { "/" } else { ENDPOINT };
+    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(seconds) = max_age {
         cookie.push_str(&format!("; Max-Age={seconds}"));
     }
-    if state.secure_cookies {
+    if secure {
         cookie.push_str("; Secure");
     }
     cookie
@@ -426,8 +453,8 @@ fn same_token(expected: &str, sent: Option<&str>) -> bool {
 /// The login form's token is double-submitted: the field must equal the browser's CSRF
 /// cookie. (At worst, a forged login signs the victim in as the forger, whose name the
 /// consent page then shows.)
-fn check_login_token(req: &HttpRequest, form: &Form) -> Result<(), &'static str> {
-    match cookie(req, CSRF_COOKIE) {
+fn check_login_token(req: &HttpRequest, state: &AppState, form: &Form) -> Result<(), &'static str> {
+    match cookie(req, state, Cookie::Csrf) {
         Some(expected) if same_token(expected, form.get("csrf")) => Ok(()),
         _ => Err(EXPIRED_FORM),
     }
@@ -457,7 +484,7 @@ async fn signed_in(
     state: &AppState,
     now: DateTime<Utc>,
 ) -> Result<Option<SignedIn>, StoreError> {
-    let Some(secret) = cookie(req, SESSION_COOKIE) else {
+    let Some(secret) = cookie(req, state, Cookie::Session) else {
         return Ok(None);
     };
     let Some(session) = state
@@ -552,7 +579,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         }
         Ok(None) => {
             // One login CSRF secret per browser, kept while it lasts.
-            let existing = cookie(&req, CSRF_COOKIE).filter(|c| c.len() == 43);
+            let existing = cookie(&req, &state, Cookie::Csrf).filter(|c| c.len() == 43);
             let Some(csrf) = existing
                 .map(str::to_owned)
                 .or_else(|| fresh_secret("a CSRF token"))
@@ -569,7 +596,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             let mut response = render(StatusCode::OK, &page, "'self'");
             if existing.is_none()
                 && let Ok(value) =
-                    HeaderValue::from_str(&set_cookie(&state, CSRF_COOKIE, &csrf, None))
+                    HeaderValue::from_str(&set_cookie(&state, Cookie::Csrf, &csrf, None))
             {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }
@@ -606,7 +633,7 @@ pub async fn login(
         Ok(read) => read,
         Err(response) => return response,
     };
-    if let Err(why) = check_login_token(&req, &form) {
+    if let Err(why) = check_login_token(&req, &state, &form) {
         return error_page(StatusCode::FORBIDDEN, why);
     }
     let username = form.get("username").unwrap_or("");
@@ -639,7 +666,7 @@ pub async fn login(
     }
     tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
     let mut response = see_other(StatusCode::SEE_OTHER, &request.location());
-    let cookie = set_cookie(&state, SESSION_COOKIE, &session, Some(SESSION_TTL_SECS));
+    let cookie = set_cookie(&state, Cookie::Session, &session, Some(SESSION_TTL_SECS));
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

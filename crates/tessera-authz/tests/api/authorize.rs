@@ -780,22 +780,25 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
     })
     .await;
     let params = request("web", REDIRECT_URI, "basic", "s", &Pkce::new().challenge);
-    let response = app
+    let mut browser = Browser::new(&app);
+    let response = browser
         .get(&format!("/oauth/authorize?{}", query(&params)))
         .await;
     assert_eq!(response.status().as_u16(), 200);
+    // `__Host-`: only this host can set it (a sibling subdomain cannot plant one), which
+    // browsers accept only with `Secure`, `Path=/` and no `Domain`.
     let cookie = response.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(cookie.contains("; Secure"), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert!(cookie.starts_with("__Host-tessera_csrf="), "{cookie}");
+    assert!(
+        cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
 
-    let mut browser = Browser::new(&app);
-    browser
-        .get(&format!("/oauth/authorize?{}", query(&params)))
-        .await;
-    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let csrf = browser.cookie("__Host-tessera_csrf").unwrap().to_owned();
     let mut form = borrowed(&params);
     form.extend([
         ("csrf", csrf.as_str()),
@@ -810,14 +813,39 @@ async fn cookies_are_secure_when_the_issuer_is_https() {
         )
         .await;
     assert_eq!(response.status().as_u16(), 303);
-    let session = response.headers()["set-cookie"].to_str().unwrap();
-    assert!(session.starts_with("tessera_session="), "{session}");
+    let session = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(session.starts_with("__Host-tessera_session="), "{session}");
     assert!(
-        session.contains("; Secure")
-            && session.contains("HttpOnly")
-            && session.contains("SameSite=Lax"),
+        session.ends_with("; Path=/; HttpOnly; SameSite=Lax; Max-Age=1800; Secure"),
         "{session}"
     );
+    // The signed-in browser gets the consent page; a cookie under the plain name, as a
+    // sibling site could plant it, is not ours.
+    let page = browser
+        .get(&format!("/oauth/authorize?{}", query(&params)))
+        .await;
+    assert!(page.text().await.unwrap().contains("Allow"));
+    let mut planted = Browser::new(&app);
+    planted
+        .get(&format!("/oauth/authorize?{}", query(&params)))
+        .await;
+    let value = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    let page = planted
+        .get_with_cookie(
+            &format!("/oauth/authorize?{}", query(&params)),
+            &format!("tessera_session={value}"),
+        )
+        .await;
+    assert!(page.text().await.unwrap().contains("Sign in"));
 }
 
 #[tokio::test]

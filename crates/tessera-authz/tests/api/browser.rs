@@ -70,6 +70,16 @@ impl Browser {
         response
     }
 
+    /// A GET with exactly this `Cookie` header.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A form post from the server's own page.
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let origin = self.origin.clone();
