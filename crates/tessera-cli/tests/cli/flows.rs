@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -345,8 +346,11 @@ struct Chromedriver {
 }
 
 impl Drop for Chromedriver {
+    /// Stops chromedriver and the browsers it started, which share its process group, so
+    /// that a failed test leaves no Chromium behind.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
@@ -377,6 +381,8 @@ impl Chromedriver {
             .port();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A process group of its own, which Drop stops as a whole.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -414,6 +420,7 @@ impl Chromedriver {
                     "--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-quic", "--no-first-run",
+                    "--disable-crash-reporter",
                     "--window-size=1000,760",
                     format!("--user-data-dir={}", profile.display()),
                 ],
