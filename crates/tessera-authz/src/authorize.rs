@@ -18,14 +18,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, Duration, Utc};
 use subtle::ConstantTimeEq;
-use tessera_core::{ErrorCode, GrantType, Role, Scope, ScopeSet, pkce, secret};
+use tessera_core::{ErrorCode, GrantType, Scope, ScopeSet, pkce, secret};
 use tessera_store::{Client, NewAuthorizationCode, NewLoginSession, StoreError, User};
 
 use crate::error::ErrorChain;
 use crate::form::Form;
 use crate::pages::render;
-use crate::passwords;
 use crate::state::AppState;
+use crate::{passwords, token};
 
 /// How long an authorization code can be redeemed: 60 seconds.
 pub const CODE_TTL_SECS: i64 = 60;
@@ -525,23 +525,16 @@ fn refuse_admin(
     state: &AppState,
     status: StatusCode,
 ) -> Option<HttpResponse> {
-    (request.scope.contains(Scope::Admin) && !is_admin(user)).then(|| {
+    (!token::admits(request.scope, user)).then(|| {
         request.redirect(
             state,
             status,
             &[
                 ("error", ErrorCode::InvalidScope.as_str()),
-                (
-                    "error_description",
-                    "the admin scope requires the admin role",
-                ),
+                ("error_description", token::ADMIN_NEEDS_ROLE),
             ],
         )
     })
-}
-
-fn is_admin(user: &User) -> bool {
-    user.roles.contains(&Role::Admin)
 }
 
 /// `GET /oauth/authorize`: checks the request, then shows the login page or, to a

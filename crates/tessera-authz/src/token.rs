@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_core::{
-    AccessTokenClaims, ErrorCode, GrantType, Role, Scope, ScopeSet, TokenFormat, pkce, secret,
+    AccessTokenClaims, ErrorCode, GrantType, Scope, ScopeSet, TokenFormat, pkce, secret,
 };
 use tessera_store::{Client, NewAccessToken, NewRefreshToken, Redemption, Rotation, User};
 use uuid::Uuid;
@@ -149,11 +149,28 @@ fn within_client(requested: ScopeSet, client: &Client) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Why a scope asked for by name is refused to a user without the admin role.
+pub const ADMIN_NEEDS_ROLE: &str = "the admin scope requires the admin role";
+
+/// Whether `user` may be granted everything in `requested`, by name: `admin` needs the
+/// admin role (`invalid_scope` otherwise).
+pub fn admits(requested: ScopeSet, user: &User) -> bool {
+    !requested.contains(Scope::Admin) || user.is_admin()
+}
+
+fn within_roles(requested: ScopeSet, user: &User) -> Result<(), ApiError> {
+    if admits(requested, user) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::InvalidScope, ADMIN_NEEDS_ROLE))
+    }
+}
+
 /// What `user` may hold now of `granted`: `admin` only while they have the admin role, and
 /// only what the client may still be granted. A demoted user's refresh loses `admin`.
 pub fn current_scope(granted: ScopeSet, user: &User, client: &Client) -> ScopeSet {
     let mut lost = granted.difference(client.scopes);
-    if !user.roles.contains(&Role::Admin) {
+    if !user.is_admin() {
         lost.insert(Scope::Admin);
     }
     granted.difference(lost)
@@ -278,12 +295,7 @@ async fn refresh_grant(
                 ));
             }
             within_client(requested, client)?;
-            if requested.contains(Scope::Admin) && !user.roles.contains(&Role::Admin) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidScope,
-                    "the admin scope requires the admin role",
-                ));
-            }
+            within_roles(requested, &user)?;
             requested
         }
         None => current_scope(found.scope, &user, client),
@@ -371,12 +383,7 @@ async fn password_grant(
             "invalid username or password",
         ));
     };
-    if requested.contains(Scope::Admin) && !user.roles.contains(&Role::Admin) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidScope,
-            "the admin scope requires the admin role",
-        ));
-    }
+    within_roles(requested, &user)?;
     Ok(user)
 }
 

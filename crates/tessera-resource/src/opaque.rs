@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use tessera_core::{Role, Scope, ScopeSet, secret};
+use tessera_core::{Scope, ScopeSet, secret};
 use tessera_guard::{Audience, Claims, GuardError, Introspection, OpaqueTokens, Rejection};
 use tessera_store::{Store, User};
 use uuid::Uuid;
@@ -35,7 +35,7 @@ fn claims(
     let (company, roles, username) = match user {
         Some(user) if user.disabled => return Err(INACTIVE),
         Some(user) => {
-            if !user.roles.contains(&Role::Admin) {
+            if !user.is_admin() {
                 scope = scope.iter().filter(|s| *s != Scope::Admin).collect();
             }
             let roles = user.roles.iter().map(|r| r.as_str().to_owned()).collect();

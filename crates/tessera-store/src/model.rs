@@ -46,6 +46,13 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+impl User {
+    /// Whether the user has the admin role, without which the `admin` scope is never granted.
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+}
+
 /// A user with their argon2id password hash, for authentication only.
 #[derive(Clone)]
 pub struct UserCredentials {

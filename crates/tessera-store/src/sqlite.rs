@@ -449,15 +449,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
-        let now = stored_time(now);
-        // A family token is checked against revoked_families under the write lock, so a
-        // concurrent revoke_family either comes first and is seen, or comes after and
-        // revokes this token.
-        let mut tx = match token.family_id {
-            Some(_) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            None => self.pool.begin().await?,
-        };
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id, revoked_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT revoked_at FROM revoked_families WHERE family_id = ?8))",
         )
@@ -466,11 +458,19 @@ impl Store for SqliteStore {
         .bind(token.user_id.map(|id| id.to_string()))
         .bind(&token.subject)
         .bind(token.scope.to_string())
-        .bind(now)
+        .bind(stored_time(now))
         .bind(stored_time(token.expires_at))
-        .bind(token.family_id.map(|id| id.to_string()))
-        .execute(&mut *tx)
-        .await?;
+        .bind(token.family_id.map(|id| id.to_string()));
+        if token.family_id.is_none() {
+            // No family, nothing to race: one statement.
+            query.execute(&self.pool).await?;
+            return Ok(());
+        }
+        // A family token is checked against revoked_families under the write lock, so a
+        // concurrent revoke_family either comes first and is seen, or comes after and
+        // revokes this token.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        query.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
