@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod claims;
+mod clock;
 mod error;
 mod issuer;
 mod keys;
@@ -13,6 +14,7 @@ mod scope;
 pub mod secret;
 
 pub use claims::AccessTokenClaims;
+pub use clock::Clock;
 pub use error::{Error, ErrorKind, ParseError};
 pub use issuer::parse_issuer;
 pub use keys::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
