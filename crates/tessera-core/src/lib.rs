@@ -11,6 +11,7 @@ mod oauth;
 pub mod password;
 pub mod pkce;
 mod scope;
+pub mod seal;
 pub mod secret;
 
 pub use claims::AccessTokenClaims;
@@ -21,3 +22,4 @@ pub use keys::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
 pub use names::{ClientId, CompanySlug, GrantType, Role, TokenFormat, Username};
 pub use oauth::{ErrorCode, OAuthError};
 pub use scope::{Scope, ScopeSet};
+pub use seal::MasterKey;
