@@ -540,7 +540,7 @@ fn refuse_admin(
 /// `GET /oauth/authorize`: checks the request, then shows the login page or, to a
 /// signed-in browser, the consent page.
 pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let now = Utc::now();
+    let now = state.now();
     let form = match Form::parse(req.query_string().as_bytes()) {
         Ok(form) => form,
         Err(err) => return error_page(StatusCode::BAD_REQUEST, &err.to_string()),
@@ -621,7 +621,7 @@ pub async fn login(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let now = Utc::now();
+    let now = state.now();
     let (form, request) = match read_post(&req, payload, &state).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -673,7 +673,7 @@ pub async fn consent(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let now = Utc::now();
+    let now = state.now();
     let (form, request) = match read_post(&req, payload, &state).await {
         Ok(read) => read,
         Err(response) => return response,

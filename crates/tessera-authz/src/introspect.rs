@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 use serde_json::{Value, json};
 use tessera_core::{AccessTokenClaims, ErrorCode, secret};
 
@@ -21,7 +21,7 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
+    let now = state.now();
     let form = Form::read(&req, payload).await?;
     let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
     if client.is_public() {
@@ -119,15 +119,18 @@ fn without_nulls(mut value: Value) -> Value {
 
 /// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
 fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
-    let key = DecodingKey::from_jwk(state.signing_key.public_jwk()).ok()?;
-    let mut validation = Validation::new(Algorithm::RS256);
+    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+    let (algorithm, key) = state.keys.verifying_key(&kid)?;
+    let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[&state.issuer]);
     validation.set_audience(&[&state.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.leeway = 0;
-    jsonwebtoken::decode::<AccessTokenClaims>(token, &key, &validation)
-        .ok()
-        .map(|data| data.claims)
+    // Expiry is checked against the server's clock below, with no leeway.
+    validation.validate_exp = false;
+    let claims = jsonwebtoken::decode::<AccessTokenClaims>(token, &key, &validation)
+        .ok()?
+        .claims;
+    (state.now().timestamp() < claims.exp).then_some(claims)
 }
 
 /// RFC 7009: revokes an opaque access token of the calling client, or a refresh token of
@@ -142,7 +145,7 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
+    let now = state.now();
     let form = Form::read(&req, payload).await?;
     let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
     let token = form.require("token")?;

@@ -6,6 +6,7 @@ mod client_auth;
 mod error;
 mod form;
 mod introspect;
+pub mod keys;
 mod pages;
 mod passwords;
 mod settings;

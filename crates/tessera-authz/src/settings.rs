@@ -1,4 +1,9 @@
+use std::sync::Arc;
 use std::time::Duration;
+
+use tessera_core::{Clock, MasterKey};
+
+use crate::keys::KeySchedule;
 
 /// Where the authorization server listens by default.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -42,6 +47,13 @@ pub struct Settings {
     /// Default: the number of CPUs. Further logins wait their turn instead of starving
     /// the other endpoints.
     pub password_concurrency: Option<usize>,
+    /// When signing keys rotate and what algorithm new keys use. Checked at start-up.
+    pub keys: KeySchedule,
+    /// The key that seals private signing keys at rest (AES-256-GCM). Default none: keys
+    /// are stored in plaintext, and `tessera serve` warns about it.
+    pub master_key: Option<Arc<MasterKey>>,
+    /// The time. Default the system clock; tests pin it.
+    pub clock: Clock,
 }
 
 impl Default for Settings {
@@ -54,6 +66,9 @@ impl Default for Settings {
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
             workers: None,
             password_concurrency: None,
+            keys: KeySchedule::default(),
+            master_key: None,
+            clock: Clock::system(),
         }
     }
 }

@@ -5,10 +5,10 @@ use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer};
-use chrono::Utc;
-use tessera_core::SigningKey;
-use tessera_store::{NewKey, Store, StoreError};
+use tessera_store::{Store, StoreError};
 use thiserror::Error;
+
+use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
 
 use crate::passwords::PasswordVerifier;
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
@@ -27,7 +27,7 @@ pub enum StartupError {
     Store(#[from] StoreError),
     /// A key could not be loaded or created.
     #[error(transparent)]
-    Key(#[from] tessera_core::Error),
+    Key(#[from] KeyError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -43,7 +43,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     addr: SocketAddr,
     issuer: String,
-    kid: String,
+    keys: Arc<KeyManager>,
+    clock: tessera_core::Clock,
     server: Server,
 }
 
@@ -94,20 +95,30 @@ impl Application {
             )));
         }
 
-        let signing_key = load_or_create_signing_key(store.as_ref()).await?;
-        let published = store.published_keys().await?;
-        let jwks = serde_json::to_vec(&wellknown::jwks(&published))
-            .map_err(|e| StartupError::Config(format!("cannot serialise the JWKS: {e}")))?;
+        settings
+            .keys
+            .check(settings.access_token_ttl)
+            .map_err(StartupError::Config)?;
+
+        let keys = Arc::new(
+            KeyManager::start(
+                store.clone(),
+                settings.clock.clone(),
+                settings.keys,
+                settings.master_key.clone(),
+            )
+            .await?,
+        );
         let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
             .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus));
 
-        let kid = signing_key.kid().to_owned();
         let purge_store = store.clone();
         let state = web::Data::new(AppState {
             store,
-            signing_key,
+            keys: keys.clone(),
+            clock: settings.clock.clone(),
             issuer: issuer.clone(),
             audience: settings.audience.clone(),
             access_token_ttl: settings.access_token_ttl,
@@ -117,7 +128,6 @@ impl Application {
                 .map(|u| u.origin().ascii_serialization())
                 .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
             passwords,
-            jwks: Bytes::from(jwks),
             metadata: Bytes::from(metadata),
         });
 
@@ -153,7 +163,8 @@ impl Application {
             store: purge_store,
             addr,
             issuer,
-            kid,
+            keys,
+            clock: settings.clock,
             server: server.run(),
         })
     }
@@ -173,9 +184,15 @@ impl Application {
         &self.issuer
     }
 
-    /// The id of the key that signs.
-    pub fn signing_kid(&self) -> &str {
-        &self.kid
+    /// The id of the key that signs now.
+    pub fn signing_kid(&self) -> String {
+        self.keys.signer().kid().to_owned()
+    }
+
+    /// The signing keys: for `tessera serve` to report, and for tests that move a pinned
+    /// clock and then [`tick`](KeyManager::tick) instead of waiting for the schedule.
+    pub fn keys(&self) -> &Arc<KeyManager> {
+        &self.keys
     }
 
     /// A handle to stop the server gracefully.
@@ -184,11 +201,13 @@ impl Application {
     }
 
     /// Serves until the server is stopped through its [`handle`](Self::handle), purging
-    /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`].
+    /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`] and
+    /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tokio::select! {
             served = self.server => served,
-            never = purge_periodically(self.store) => match never {},
+            never = purge_periodically(self.store, self.clock) => match never {},
+            never = rotate_periodically(self.keys) => match never {},
         }
     }
 }
@@ -198,7 +217,7 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field("addr", &self.addr)
             .field("issuer", &self.issuer)
-            .field("kid", &self.kid)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -208,12 +227,18 @@ impl std::fmt::Debug for Application {
 pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Deletes expired rows now and then every [`PURGE_INTERVAL`], for as long as it is polled.
-async fn purge_periodically(store: Arc<dyn Store>) -> std::convert::Infallible {
+async fn purge_periodically(
+    store: Arc<dyn Store>,
+    clock: tessera_core::Clock,
+) -> std::convert::Infallible {
     let mut ticks = tokio::time::interval(PURGE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store.purge_expired(Utc::now()).await {
+        match store
+            .purge_expired(crate::keys::to_utc(clock.now_millis()))
+            .await
+        {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "deleted expired codes, sessions and tokens"),
             Err(err) => {
@@ -223,22 +248,16 @@ async fn purge_periodically(store: Arc<dyn Store>) -> std::convert::Infallible {
     }
 }
 
-/// The active key from the store, or a new one generated, stored and (if another process
-/// stored one first) replaced by the winner.
-async fn load_or_create_signing_key(store: &dyn Store) -> Result<SigningKey, StartupError> {
-    if let Some(stored) = store.active_key().await? {
-        return Ok(SigningKey::from_pkcs8_der(&stored.private_key_der)?);
-    }
-    let generated = tokio::task::spawn_blocking(SigningKey::generate_rsa)
-        .await
-        .map_err(|e| StartupError::Config(format!("key generation was interrupted: {e}")))??;
-    let stored = store
-        .insert_active_key_if_none(&NewKey::from(&generated), Utc::now())
-        .await?;
-    if stored.kid == generated.kid() {
-        tracing::info!(kid = %stored.kid, "created a new RS256 signing key");
-        Ok(generated)
-    } else {
-        Ok(SigningKey::from_pkcs8_der(&stored.private_key_der)?)
+/// Carries out key transitions and picks up key changes made elsewhere, every
+/// [`KEY_REFRESH_INTERVAL`], for as long as it is polled. A failure keeps the keys in
+/// use and is retried at the next tick.
+async fn rotate_periodically(keys: Arc<KeyManager>) -> std::convert::Infallible {
+    let mut ticks = tokio::time::interval(KEY_REFRESH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = keys.tick().await {
+            tracing::warn!(error = %crate::error::ErrorChain(&err), "updating the signing keys failed");
+        }
     }
 }

@@ -46,7 +46,7 @@ pub async fn token(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
+    let now = state.now();
     let form = Form::read(&req, payload).await?;
     let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
 
@@ -484,9 +484,13 @@ async fn access_token(
     family_id: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<(String, i64), ApiError> {
-    let ttl = client
-        .access_token_ttl_secs
-        .unwrap_or(i64::try_from(state.access_token_ttl.as_secs()).unwrap_or(i64::MAX));
+    // A client's own lifetime is bounded by what the key schedule keeps verifiable.
+    let longest =
+        i64::try_from(state.keys.schedule().longest_token_lifetime().as_secs()).unwrap_or(0);
+    let ttl = client.access_token_ttl_secs.map_or(
+        i64::try_from(state.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+        |own| own.min(longest),
+    );
     let iat = now.timestamp();
     let token = match client.access_token_format {
         TokenFormat::Jwt => {
@@ -513,7 +517,8 @@ async fn access_token(
                 username,
             };
             state
-                .signing_key
+                .keys
+                .signer()
                 .sign_access_token(&claims)
                 .map_err(|e| ApiError::internal("signing an access token failed", &e))?
         }

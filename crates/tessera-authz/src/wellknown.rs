@@ -1,17 +1,12 @@
 //! Discovery documents and health.
 
 use actix_web::http::header::{self, ContentType};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use tessera_core::{JwkSet, Scope};
-use tessera_store::StoredKey;
+use tessera_core::Scope;
 
 use crate::state::AppState;
 use crate::token::SUPPORTED_GRANTS;
-
-/// How long resource servers may cache the JWKS. Keys are published before they sign, so
-/// a cached copy never misses a key that is in use.
-pub const JWKS_MAX_AGE_SECS: u32 = 300;
 
 /// The RFC 8414 metadata for `issuer`: every URL derives from configuration, never from
 /// the request's `Host` header.
@@ -37,13 +32,6 @@ pub fn metadata(issuer: &str) -> serde_json::Value {
     })
 }
 
-/// The JWKS document: the public halves of the published keys, and nothing private.
-pub fn jwks(keys: &[StoredKey]) -> JwkSet {
-    JwkSet {
-        keys: keys.iter().map(|k| k.public_jwk.clone()).collect(),
-    }
-}
-
 pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
@@ -51,14 +39,36 @@ pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metadata.clone())
 }
 
-pub async fn get_jwks(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
-        ))
-        .content_type(ContentType::json())
-        .body(state.jwks.clone())
+/// The JWKS, with `Cache-Control: public, max-age=N` (N never reaching past the next key
+/// activation) and a strong `ETag`; `If-None-Match` with that tag gets `304`.
+pub async fn get_jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let jwks = state.keys.jwks();
+    let cache_control = format!("public, max-age={}", jwks.max_age);
+    let fresh = req
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| etag_matches(v, &jwks.etag));
+    let mut response = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::ETAG, jwks.etag));
+    if fresh {
+        response.finish()
+    } else {
+        response.content_type(ContentType::json()).body(jwks.body)
+    }
+}
+
+/// RFC 9110 §13.1.2: `If-None-Match` is `*` or a list of entity tags, compared weakly.
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
 }
 
 /// Liveness and readiness: 200 when the database answers, 503 when it does not.

@@ -3,11 +3,13 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use tessera_core::{GrantType, ScopeSet, Username, password, secret};
-use tessera_store::{NewClient, NewCompany, NewUser, Store, StoreError};
+use tessera_authz::keys;
+use tessera_core::{GrantType, MasterKey, ScopeSet, Username, password, secret};
+use tessera_store::{KeyState, NewClient, NewCompany, NewUser, Store, StoreError};
 
 use crate::args::{ClientCommand, Common, CompanyCommand, KeysCommand, UserCommand};
 
@@ -274,28 +276,146 @@ fn check_redirect_uri(raw: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The master key from `TESSERA_MASTER_KEY`, if set (an empty value counts as unset). It
+/// is read from the environment only, never from a flag, so it stays out of process lists.
+pub fn master_key() -> anyhow::Result<Option<Arc<MasterKey>>> {
+    match std::env::var("TESSERA_MASTER_KEY") {
+        Ok(value) if !value.trim().is_empty() => Ok(Some(Arc::new(
+            MasterKey::parse(&value).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+        ))),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("TESSERA_MASTER_KEY must be 32 bytes: 64 hex digits or base64")
+        }
+    }
+}
+
 pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::MasterKey = cmd {
+        let (_, encoded) = MasterKey::generate()?;
+        println!("{encoded}");
+        return Ok(());
+    }
     let store = open(common).await?;
+    let schedule = common.key_schedule();
+    let now = Utc::now();
     match cmd {
+        KeysCommand::MasterKey => {}
         KeysCommand::List => {
             let rows = store
                 .published_keys()
                 .await?
                 .into_iter()
                 .map(|k| {
+                    let at_rest = if k.private_key.is_empty() {
+                        "erased"
+                    } else if tessera_core::seal::is_sealed(&k.private_key) {
+                        "encrypted"
+                    } else {
+                        "plaintext"
+                    };
                     vec![
                         k.kid,
                         k.algorithm.to_string(),
                         k.state.as_str().to_owned(),
                         rfc3339(k.created_at),
-                        k.activated_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        k.activated_at
+                            .or(k.activate_at)
+                            .map(rfc3339)
+                            .unwrap_or_else(|| "-".into()),
                         k.retired_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        k.remove_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        at_rest.to_owned(),
                     ]
                 })
                 .collect();
             print_table(
-                &["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED"],
+                &[
+                    "KID",
+                    "ALG",
+                    "STATE",
+                    "PUBLISHED",
+                    "SIGNS FROM",
+                    "RETIRED",
+                    "REMOVED AT",
+                    "PRIVATE KEY",
+                ],
                 rows,
+            );
+        }
+        KeysCommand::Rotate { now: false } => {
+            schedule
+                .check(Duration::from_secs(common.access_token_ttl))
+                .map_err(anyhow::Error::msg)?;
+            let keys = store.published_keys().await?;
+            if let Some(next) = keys.iter().find(|k| k.state == KeyState::Next) {
+                bail!(
+                    "a rotation is already under way: key {} starts signing at {}",
+                    next.kid,
+                    next.activate_at.map(rfc3339).unwrap_or_else(|| "?".into())
+                );
+            }
+            let master = master_key()?;
+            let generated = keys::generate(schedule.algorithm).await?;
+            let activate_at = now + chrono::Duration::from_std(schedule.publish_ahead)?;
+            let stored = store
+                .insert_next_key_if_none(
+                    &keys::to_stored(&generated, master.as_deref())?,
+                    activate_at,
+                    now,
+                )
+                .await?;
+            if stored.kid != generated.kid() {
+                bail!(
+                    "another rotation started meanwhile: key {} is next",
+                    stored.kid
+                );
+            }
+            println!(
+                "published key {} ({}); it starts signing at {}",
+                stored.kid,
+                stored.algorithm,
+                rfc3339(activate_at)
+            );
+        }
+        KeysCommand::Rotate { now: true } => {
+            let master = master_key()?;
+            let generated = keys::generate(schedule.algorithm).await?;
+            let remove_at = now + chrono::Duration::from_std(schedule.retire_after)?;
+            let stored = store
+                .activate_key_now(
+                    &keys::to_stored(&generated, master.as_deref())?,
+                    now,
+                    remove_at,
+                )
+                .await?;
+            println!(
+                "key {} ({}) signs now; the previous key is retired and stays published until {}",
+                stored.kid,
+                stored.algorithm,
+                rfc3339(remove_at)
+            );
+            eprintln!(
+                "warning: resource servers whose cached JWKS lacks the new key refuse its tokens \
+                 until they fetch the JWKS again, and running servers switch within {} s",
+                keys::KEY_REFRESH_INTERVAL.as_secs()
+            );
+        }
+        KeysCommand::Remove { kid } => {
+            let keys = store.published_keys().await?;
+            match keys.iter().find(|k| k.kid == kid) {
+                None => bail!("no published key has the id {kid:?}"),
+                Some(k) if k.state == KeyState::Active => bail!(
+                    "key {kid} is the active key: run `tessera keys rotate --now` first, then remove it"
+                ),
+                Some(_) => {}
+            }
+            if !store.remove_key(&kid).await? {
+                bail!("key {kid} changed meanwhile; run `tessera keys list` and try again");
+            }
+            println!(
+                "removed key {kid} from the JWKS; every token it signed is refused once resource \
+                 servers fetch the JWKS again"
             );
         }
     }

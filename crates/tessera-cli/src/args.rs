@@ -1,7 +1,11 @@
 //! The command line. Every common flag has a `TESSERA_*` environment twin; the flag wins.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
-use tessera_core::{ClientId, CompanySlug, GrantType, Role, Scope, TokenFormat, Username};
+use tessera_core::{
+    ClientId, CompanySlug, GrantType, Role, Scope, SigningAlgorithm, TokenFormat, Username,
+};
 
 /// Tessera: an OAuth 2.0 authorization server issuing scoped JWT access tokens.
 #[derive(Debug, Parser)]
@@ -93,6 +97,78 @@ pub struct Common {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_demo: bool,
+
+    /// Algorithm of signing keys created from now on: RS256, PS256, ES256 or EdDSA.
+    /// Existing keys keep theirs; the switch happens at the next rotation.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_KEY_ALGORITHM",
+        default_value = "RS256"
+    )]
+    pub key_algorithm: SigningAlgorithm,
+
+    /// Time between two signing-key activations, e.g. `30d`, `12h`, `90m`, `600s`.
+    #[arg(long, global = true, env = "TESSERA_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    pub key_rotation_period: Duration,
+
+    /// Time a new key is published in the JWKS before it signs.
+    #[arg(long, global = true, env = "TESSERA_KEY_PUBLISH_AHEAD", default_value = "1d", value_parser = parse_duration)]
+    pub key_publish_ahead: Duration,
+
+    /// Time a retired key stays in the JWKS after it stopped signing.
+    #[arg(long, global = true, env = "TESSERA_KEY_RETIRE_AFTER", default_value = "25h", value_parser = parse_duration)]
+    pub key_retire_after: Duration,
+}
+
+impl Common {
+    /// The key schedule these flags describe.
+    pub fn key_schedule(&self) -> tessera_authz::keys::KeySchedule {
+        tessera_authz::keys::KeySchedule {
+            algorithm: self.key_algorithm,
+            rotation_period: self.key_rotation_period,
+            publish_ahead: self.key_publish_ahead,
+            retire_after: self.key_retire_after,
+        }
+    }
+}
+
+/// `30d`, `25h`, `90m`, `600s` or a number of seconds; units may be combined (`1d12h`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let text = raw.trim();
+    let invalid = || format!("{raw:?} is not a duration: write e.g. 30d, 25h, 90m or 600s");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = number.parse().map_err(|_| invalid())?;
+        number.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .filter(|v| *v <= 10 * 365 * 86_400)
+            .ok_or_else(|| format!("{raw:?} is longer than ten years"))?;
+    }
+    if !number.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,7 +205,7 @@ pub enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Inspect signing keys.
+    /// Inspect and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -209,4 +285,21 @@ pub enum ClientCommand {
 pub enum KeysCommand {
     /// List signing keys: kid, algorithm, state and times.
     List,
+    /// Start a rotation now: publish a new key (`--key-algorithm`) that starts signing
+    /// after the publish-ahead time, so no cached JWKS misses it.
+    Rotate {
+        /// Emergency only: the new key signs at once and the active key is retired at once.
+        /// Resource servers whose cached JWKS lacks the new key refuse its tokens until
+        /// they fetch again; see docs/keys.md.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Take a next or retired key out of the JWKS at once (a compromised key, after
+    /// `rotate --now`). Every token it signed is refused from then on.
+    Remove {
+        /// The key id.
+        kid: String,
+    },
+    /// Print a new random master key for TESSERA_MASTER_KEY (base64, 32 bytes).
+    MasterKey,
 }

@@ -10,22 +10,31 @@ use tokio::task::JoinHandle;
 use crate::args::Common;
 use crate::{admin, demo};
 
-fn authz_settings(common: &Common) -> tessera_authz::Settings {
-    tessera_authz::Settings {
+fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
+    let master_key = admin::master_key()?;
+    if master_key.is_none() {
+        tracing::warn!(
+            "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted; \
+             create one with `tessera keys master-key`"
+        );
+    }
+    Ok(tessera_authz::Settings {
         addr: common.authz_addr.clone(),
         issuer: common.issuer.clone(),
         audience: common.audience.clone(),
         access_token_ttl: Duration::from_secs(common.access_token_ttl),
         refresh_token_ttl: Duration::from_secs(common.refresh_token_ttl),
+        keys: common.key_schedule(),
+        master_key,
         ..tessera_authz::Settings::default()
-    }
+    })
 }
 
 async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
 ) -> anyhow::Result<tessera_authz::Application> {
-    let app = tessera_authz::Application::build(authz_settings(common), store).await?;
+    let app = tessera_authz::Application::build(authz_settings(common)?, store).await?;
     println!(
         "authorization server listening on http://{} (issuer {}, signing key {})",
         app.addr(),
@@ -61,6 +70,8 @@ async fn build_resource(
 
 /// `tessera serve`: both servers in one process, seeding the demo into an empty database.
 pub async fn serve(common: &Common) -> anyhow::Result<()> {
+    // Refuse a bad resource-server configuration before anything starts.
+    opaque_validation(common, None)?;
     let store = admin::open(common).await?;
     if !common.no_demo {
         let seed = tokio::task::spawn_blocking(demo::seed).await??;

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::error::InternalError;
@@ -102,19 +102,13 @@ impl Authenticated {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Error> {
     let Some(guard) = req.app_data::<web::Data<Guard>>().cloned() else {
         tracing::error!("tessera_guard::Guard is not registered as app data");
         return Err(reject(&req, GuardError::Unavailable));
     };
     let started = Instant::now();
+    let now = guard.validator.jwks().clock().now_secs();
     let token = bearer_token(&req);
     if let Err(GuardError::MissingCredentials) = token {
         return Err(guard.reject(GuardError::MissingCredentials));
@@ -126,13 +120,10 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
             (Err(GuardError::InvalidToken(crate::Rejection::TooLong)), 0),
         ),
         Ok(token) if !is_jwt_shaped(token) => match &guard.opaque {
-            Some(opaque) => (opaque.method(), opaque.claims(token, now_secs()).await),
+            Some(opaque) => (opaque.method(), opaque.claims(token, now).await),
             None => ("jwt", (Err(OPAQUE_DISABLED), 0)),
         },
-        Ok(token) => (
-            "jwt",
-            guard.validator.validate_counted(token, now_secs()).await,
-        ),
+        Ok(token) => ("jwt", guard.validator.validate_counted(token, now).await),
         Err(err) => ("jwt", (Err(err), 0)),
     };
     req.extensions_mut().insert(AuthzReport {

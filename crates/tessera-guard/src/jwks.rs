@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use tessera_core::Clock;
 
 /// How soon a cache holding no key at all may fetch again.
 const EMPTY_RETRY: Duration = Duration::from_secs(1);
@@ -48,6 +49,9 @@ pub struct JwksConfig {
     /// `false`: over a network, whoever can alter plain HTTP can inject keys. Enable it
     /// only inside a private network you trust (e.g. between containers).
     pub allow_http: bool,
+    /// The time, for key-set ages and the cooldown (and, through the guard, for token
+    /// expiry). Default the system clock; tests pin it.
+    pub clock: Clock,
 }
 
 impl JwksConfig {
@@ -62,6 +66,7 @@ impl JwksConfig {
             timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
             allow_http: false,
+            clock: Clock::system(),
         }
     }
 }
@@ -82,10 +87,12 @@ pub(crate) struct Lookup {
     pub have_keys: bool,
 }
 
-/// A fetched key set and when it goes stale.
+/// A fetched key set, when it goes stale (Unix milliseconds on the configured clock) and
+/// its entity tag, for revalidating with `If-None-Match`.
 struct KeySet {
     keys: HashMap<String, VerifyingKey>,
-    expires: Instant,
+    expires: i64,
+    etag: Option<String>,
 }
 
 /// Counters, for tests and metrics.
@@ -95,6 +102,11 @@ pub struct JwksStats {
     pub fetches: u64,
     /// Failed fetch attempts.
     pub failures: u64,
+    /// Fetches answered `304 Not Modified`: the keys were kept and only their age renewed.
+    pub not_modified: u64,
+    /// Fetches a token with an unknown `kid` forced. With an issuer that publishes keys
+    /// before it signs with them, these happen only after an emergency rotation.
+    pub unknown_kid: u64,
 }
 
 /// The cache. Cheap to share (`Arc`); lookups take a read lock that no fetch holds while
@@ -111,11 +123,14 @@ pub struct JwksCache {
     background: AtomicBool,
     fetches: AtomicU64,
     failures: AtomicU64,
+    not_modified: AtomicU64,
+    unknown_kid: AtomicU64,
 }
 
 #[derive(Default)]
 struct RefreshState {
-    last_attempt: Option<Instant>,
+    /// Unix milliseconds of the last fetch attempt.
+    last_attempt: Option<i64>,
     jwks_url: Option<String>,
 }
 
@@ -148,13 +163,16 @@ impl JwksCache {
             client,
             current: RwLock::new(Arc::new(KeySet {
                 keys: HashMap::new(),
-                expires: Instant::now(),
+                expires: i64::MIN,
+                etag: None,
             })),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             generation: AtomicU64::new(0),
             background: AtomicBool::new(false),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+            unknown_kid: AtomicU64::new(0),
         })
     }
 
@@ -163,7 +181,14 @@ impl JwksCache {
         JwksStats {
             fetches: self.fetches.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            not_modified: self.not_modified.load(Ordering::Relaxed),
+            unknown_kid: self.unknown_kid.load(Ordering::Relaxed),
         }
+    }
+
+    /// The clock this cache (and a guard using it) reads.
+    pub fn clock(&self) -> &Clock {
+        &self.config.clock
     }
 
     /// Fetches now unless a fetch happened within the cooldown; useful at start-up.
@@ -176,7 +201,7 @@ impl JwksCache {
     /// Whether the cache holds a fresh key with this `kid`, without fetching.
     pub fn is_warm(&self, kid: &str) -> bool {
         let set = self.snapshot();
-        set.expires > Instant::now() && set.keys.contains_key(kid)
+        set.expires > self.config.clock.now_millis() && set.keys.contains_key(kid)
     }
 
     fn snapshot(&self) -> Arc<KeySet> {
@@ -196,7 +221,7 @@ impl JwksCache {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.snapshot();
         if let Some(key) = set.keys.get(kid) {
-            if set.expires <= Instant::now() {
+            if set.expires <= self.config.clock.now_millis() {
                 self.refresh_in_background(seen);
             }
             return Lookup {
@@ -206,6 +231,9 @@ impl JwksCache {
             };
         }
         let round_trips = self.refresh(seen).await;
+        if round_trips > 0 {
+            self.unknown_kid.fetch_add(1, Ordering::Relaxed);
+        }
         let set = self.snapshot();
         Lookup {
             key: set.keys.get(kid).cloned(),
@@ -233,7 +261,7 @@ impl JwksCache {
         if self.generation.load(Ordering::Acquire) != seen {
             return 0;
         }
-        let now = Instant::now();
+        let now = self.config.clock.now_millis();
         // With no key at all (the issuer was unreachable at start-up) every request fails,
         // so retry sooner than the cooldown, though still at most once a second.
         let cooldown = if self.snapshot().keys.is_empty() {
@@ -241,9 +269,10 @@ impl JwksCache {
         } else {
             self.config.cooldown
         };
+        let cooldown = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
         if state
             .last_attempt
-            .is_some_and(|t| now.duration_since(t) < cooldown)
+            .is_some_and(|t| now.saturating_sub(t) < cooldown)
         {
             return 0;
         }
@@ -303,43 +332,88 @@ impl JwksCache {
         };
         *round_trips += 1;
         check_transport(&url, self.config.allow_http)?;
-        let (body, max_age) = self.get(&url).await?;
+        let current = self.snapshot();
+        // Revalidate what we hold: an unchanged key set costs a 304 and no parsing.
+        let etag = current.etag.as_deref().filter(|_| !current.keys.is_empty());
+        let fetched = self.get_conditional(&url, etag).await?;
+        let age = |max_age: Option<Duration>| {
+            let age = max_age
+                .unwrap_or(self.config.default_age)
+                .clamp(self.config.min_age, self.config.max_age);
+            self.config
+                .clock
+                .now_millis()
+                .saturating_add(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        };
+        let Some(body) = fetched.body else {
+            self.not_modified.fetch_add(1, Ordering::Relaxed);
+            return Ok(KeySet {
+                keys: current.keys.clone(),
+                expires: age(fetched.max_age),
+                etag: current.etag.clone(),
+            });
+        };
         let keys = parse_jwks(&body)?;
         if keys.is_empty() {
             // An issuer always has a key; an empty set is a broken answer, not a revocation
             // of everything, and must not replace the last good set.
             return Err(FetchError("the JWKS holds no usable signing key".into()));
         }
-        let age = max_age
-            .unwrap_or(self.config.default_age)
-            .clamp(self.config.min_age, self.config.max_age);
         Ok(KeySet {
             keys,
-            expires: Instant::now() + age,
+            expires: age(fetched.max_age),
+            etag: fetched.etag,
         })
     }
 
     /// GETs `url`, bounded in time (client timeout) and size; returns the body and the
     /// `max-age` of its `Cache-Control`.
     async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
-        let mut response = self
+        let fetched = self.get_conditional(url, None).await?;
+        let body = fetched
+            .body
+            .ok_or_else(|| FetchError(format!("GET {url}: unexpected 304")))?;
+        Ok((body, fetched.max_age))
+    }
+
+    /// GETs `url` with `If-None-Match: etag` when given. A `304` (only possible then)
+    /// comes back without a body.
+    async fn get_conditional(&self, url: &str, etag: Option<&str>) -> Result<Fetched, FetchError> {
+        let mut request = self
             .client
             .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(etag) = etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        let mut response = request
             .send()
             .await
             .map_err(|e| FetchError(format!("GET {url}: {e}")))?;
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let new_etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 256)
+            .map(str::to_owned);
+        if etag.is_some() && response.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched {
+                body: None,
+                max_age,
+                etag: new_etag,
+            });
+        }
         if !response.status().is_success() {
             return Err(FetchError(format!(
                 "GET {url}: status {}",
                 response.status()
             )));
         }
-        let max_age = response
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_max_age);
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -354,8 +428,19 @@ impl JwksCache {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((body, max_age))
+        Ok(Fetched {
+            body: Some(body),
+            max_age,
+            etag: new_etag,
+        })
     }
+}
+
+/// One answer from the key source: the body (none for `304`), its `max-age` and `ETag`.
+struct Fetched {
+    body: Option<Vec<u8>>,
+    max_age: Option<Duration>,
+    etag: Option<String>,
 }
 
 /// A key source or introspection endpoint that cannot be used.

@@ -41,6 +41,9 @@ pub struct Settings {
     pub opaque: OpaqueValidation,
     /// HTTP worker threads. Default: one per physical core.
     pub workers: Option<usize>,
+    /// The time, for token expiry and JWKS cache ages. Default the system clock; tests
+    /// pin it.
+    pub clock: tessera_core::Clock,
 }
 
 /// How the resource server validates opaque (non-JWT) tokens.
@@ -74,6 +77,7 @@ impl Settings {
             jwks_allow_http: false,
             opaque: OpaqueValidation::Store,
             workers: None,
+            clock: tessera_core::Clock::system(),
         }
     }
 }
@@ -128,6 +132,7 @@ impl Application {
         let mut jwks_config = JwksConfig::new(source);
         jwks_config.cooldown = settings.jwks_cooldown;
         jwks_config.allow_http = settings.jwks_allow_http;
+        jwks_config.clock = settings.clock.clone();
         let jwks =
             Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
         let mut validation = ValidationConfig::new(issuer.clone(), settings.audience.clone());

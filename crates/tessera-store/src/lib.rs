@@ -219,6 +219,44 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &NewKey,
         now: DateTime<Utc>,
     ) -> Result<StoredKey>;
+
+    /// Stores `key` as the `next` key, published from `now` and signing from
+    /// `activate_at`, unless a key is next already; returns whichever key is next
+    /// afterwards. Instances racing to prepare a rotation agree on one key.
+    async fn insert_next_key_if_none(
+        &self,
+        key: &NewKey,
+        activate_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey>;
+
+    /// Carries out a scheduled activation whose time (`activate_at`) is at or before
+    /// `now`, in one transaction: the active key is retired (its private key erased, its
+    /// removal set to `retire_after` after the activation) and the next key becomes
+    /// active, both as of `activate_at`, whoever runs it and however late. Returns the kid
+    /// now active, or `None` when nothing was due (or another instance did it first).
+    async fn activate_due_key(
+        &self,
+        now: DateTime<Utc>,
+        retire_after: chrono::Duration,
+    ) -> Result<Option<String>>;
+
+    /// Emergency rotation: stores `key` as active at `now` and retires the active key at
+    /// once (private key erased, removal at `remove_at`), in one transaction. A `next` key
+    /// stays next.
+    async fn activate_key_now(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        remove_at: DateTime<Utc>,
+    ) -> Result<StoredKey>;
+
+    /// Deletes the retired keys whose `remove_at` is at or before `now`; returns how many.
+    async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Deletes the `next` or `retired` key `kid` at once, taking it out of the JWKS.
+    /// The active key is never removed. Returns whether a key was deleted.
+    async fn remove_key(&self, kid: &str) -> Result<bool>;
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

@@ -225,18 +225,24 @@ pub struct StoredKey {
     pub kid: String,
     /// The one algorithm it signs with.
     pub algorithm: SigningAlgorithm,
-    /// PKCS#8 DER private key. A secret.
-    pub private_key_der: Vec<u8>,
+    /// The private key: PKCS#8 DER, or DER sealed under the master key
+    /// (`tessera_core::seal`). A secret. Empty once the key is retired: a key that will
+    /// never sign again keeps no private half.
+    pub private_key: Vec<u8>,
     /// The public JWK.
     pub public_jwk: Jwk,
     /// Lifecycle state.
     pub state: KeyState,
-    /// When it was created.
+    /// When it was created, and published.
     pub created_at: DateTime<Utc>,
+    /// When a `next` key starts signing.
+    pub activate_at: Option<DateTime<Utc>>,
     /// When it started signing.
     pub activated_at: Option<DateTime<Utc>>,
     /// When it stopped signing.
     pub retired_at: Option<DateTime<Utc>>,
+    /// When a retired key leaves the JWKS (and the store).
+    pub remove_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -256,8 +262,8 @@ pub struct NewKey {
     pub kid: String,
     /// Algorithm.
     pub algorithm: SigningAlgorithm,
-    /// PKCS#8 DER private key.
-    pub private_key_der: Vec<u8>,
+    /// The private key: PKCS#8 DER, or sealed under the master key.
+    pub private_key: Vec<u8>,
     /// Public JWK.
     pub public_jwk: Jwk,
 }
@@ -267,7 +273,7 @@ impl From<&SigningKey> for NewKey {
         NewKey {
             kid: key.kid().to_owned(),
             algorithm: key.algorithm(),
-            private_key_der: key.pkcs8_der().to_vec(),
+            private_key: key.pkcs8_der().to_vec(),
             public_jwk: key.public_jwk().clone(),
         }
     }

@@ -130,19 +130,21 @@ fn client_from_row(row: &PgRow) -> Result<Client> {
 }
 
 const KEY_COLUMNS: &str = "kid, algorithm, private_key, public_jwk::text AS public_jwk, state, \
-     created_at, activated_at, retired_at FROM signing_keys";
+     created_at, activate_at, activated_at, retired_at, remove_at FROM signing_keys";
 
 fn key_from_row(row: &PgRow) -> Result<StoredKey> {
     let state: &str = row.try_get("state")?;
     Ok(StoredKey {
         kid: row.try_get("kid")?,
         algorithm: parse_name(row.try_get("algorithm")?, "algorithm")?,
-        private_key_der: row.try_get("private_key")?,
+        private_key: row.try_get("private_key")?,
         public_jwk: from_json(row.try_get("public_jwk")?, "JWK")?,
         state: KeyState::parse(state).ok_or_else(|| corrupt("key state", state))?,
         created_at: row.try_get("created_at")?,
+        activate_at: row.try_get("activate_at")?,
         activated_at: row.try_get("activated_at")?,
         retired_at: row.try_get("retired_at")?,
+        remove_at: row.try_get("remove_at")?,
     })
 }
 
@@ -803,7 +805,7 @@ impl Store for PgStore {
         )
         .bind(&key.kid)
         .bind(key.algorithm.as_str())
-        .bind(&key.private_key_der)
+        .bind(&key.private_key)
         .bind(to_json(&key.public_jwk, "JWK")?)
         .bind(now)
         .execute(&self.pool)
@@ -812,4 +814,129 @@ impl Store for PgStore {
             .await?
             .ok_or_else(|| StoreError::Corrupt("no active signing key after inserting one".into()))
     }
+
+    async fn insert_next_key_if_none(
+        &self,
+        key: &NewKey,
+        activate_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        // The partial unique index on state = 'next' keeps one waiting key.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activate_at) \
+             VALUES ($1, $2, $3, $4::jsonb, 'next', $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(key.algorithm.as_str())
+        .bind(&key.private_key)
+        .bind(to_json(&key.public_jwk, "JWK")?)
+        .bind(stored_time(now))
+        .bind(stored_time(activate_at))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} WHERE state = 'next'"))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(key_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt("no next signing key after inserting one".into()))
+    }
+
+    async fn activate_due_key(
+        &self,
+        now: DateTime<Utc>,
+        retire_after: chrono::Duration,
+    ) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx).await?;
+        let due: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT kid, activate_at FROM signing_keys WHERE state = 'next' AND activate_at <= $1",
+        )
+        .bind(stored_time(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((kid, at)) = due else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1, remove_at = $2, \
+             private_key = ''::bytea WHERE state = 'active'",
+        )
+        .bind(at)
+        .bind(stored_time(at + retire_after))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activated_at = activate_at WHERE kid = $1",
+        )
+        .bind(&kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(kid))
+    }
+
+    async fn activate_key_now(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        remove_at: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        let now = stored_time(now);
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx).await?;
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1, remove_at = $2, \
+             private_key = ''::bytea WHERE state = 'active'",
+        )
+        .bind(now)
+        .bind(stored_time(remove_at))
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activated_at) \
+             VALUES ($1, $2, $3, $4::jsonb, 'active', $5, $5) RETURNING {}",
+            KEY_COLUMNS.trim_end_matches(" FROM signing_keys")
+        ))
+        .bind(&key.kid)
+        .bind(key.algorithm.as_str())
+        .bind(&key.private_key)
+        .bind(to_json(&key.public_jwk, "JWK")?)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = key_from_row(&row)?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM signing_keys WHERE state = 'retired' AND remove_at <= $1")
+                .bind(stored_time(now))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn remove_key(&self, kid: &str) -> Result<bool> {
+        if !storable(kid) {
+            return Ok(false);
+        }
+        let done = sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND state <> 'active'")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// Serialises key transitions across every instance on the database until the
+/// transaction ends.
+async fn lock_keys(tx: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('tessera.signing_keys', 0))")
+        .execute(tx)
+        .await?;
+    Ok(())
 }

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub kid: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
+    /// The server's signing keys, to tick after moving a pinned clock.
+    pub keys: Arc<tessera_authz::keys::KeyManager>,
     handle: actix_web::dev::ServerHandle,
     db: Option<TestDatabase>,
 }
@@ -224,7 +226,8 @@ pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings))
     let app = Application::build(settings, store.clone()).await.unwrap();
     let address = format!("http://{}", app.addr());
     let issuer = app.issuer().to_owned();
-    let kid = app.signing_kid().to_owned();
+    let kid = app.signing_kid();
+    let keys = app.keys().clone();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -232,6 +235,7 @@ pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings))
         issuer,
         kid,
         store,
+        keys,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

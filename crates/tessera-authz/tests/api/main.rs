@@ -8,6 +8,7 @@ mod authorize;
 mod browser;
 mod helpers;
 mod introspect;
+mod keys;
 mod refresh;
 mod token;
 mod wellknown;

@@ -181,6 +181,38 @@ impl Store for CountingStore {
     ) -> Result<StoredKey> {
         self.count().insert_active_key_if_none(key, now).await
     }
+
+    async fn insert_next_key_if_none(
+        &self,
+        key: &NewKey,
+        activate_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        self.count()
+            .insert_next_key_if_none(key, activate_at, now)
+            .await
+    }
+    async fn activate_due_key(
+        &self,
+        now: DateTime<Utc>,
+        retire_after: chrono::Duration,
+    ) -> Result<Option<String>> {
+        self.count().activate_due_key(now, retire_after).await
+    }
+    async fn activate_key_now(
+        &self,
+        key: &NewKey,
+        now: DateTime<Utc>,
+        remove_at: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        self.count().activate_key_now(key, now, remove_at).await
+    }
+    async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count().remove_expired_keys(now).await
+    }
+    async fn remove_key(&self, kid: &str) -> Result<bool> {
+        self.count().remove_key(kid).await
+    }
 }
 
 pub struct TestApp {

@@ -14,6 +14,8 @@ use tessera_store::{
     StoreError, on_each_backend,
 };
 
+mod keys;
+
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
 const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
 
@@ -275,7 +277,7 @@ async fn only_the_first_of_two_active_keys_is_kept(backend: Backend) {
 
     let published = t.store.published_keys().await.unwrap();
     assert_eq!(published.len(), 1);
-    let reloaded = SigningKey::from_pkcs8_der(&published[0].private_key_der).unwrap();
+    let reloaded = SigningKey::from_pkcs8_der(&published[0].private_key).unwrap();
     assert_eq!(reloaded.kid(), a.kid());
     assert_eq!(&published[0].public_jwk, a.public_jwk());
 }

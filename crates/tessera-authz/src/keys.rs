@@ -1,0 +1,499 @@
+//! Signing keys that rotate themselves: a key is published (`next`) well before it signs,
+//! signs (`active`) for one rotation period, and stays published (`retired`) until every
+//! token it signed has expired; then it leaves the JWKS.
+//!
+//! Every instance on one database runs the same schedule from the same stored times. The
+//! store makes each transition atomic; each instance re-reads the keys every
+//! [`KEY_REFRESH_INTERVAL`] and switches to a `next` key by itself at the stored activation
+//! time, so instances agree on the signing key without talking to each other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use tessera_core::seal::{self, MasterKey};
+use tessera_core::{Clock, JwkSet, SigningAlgorithm, SigningKey};
+use tessera_store::{KeyState, NewKey, Store, StoreError, StoredKey};
+
+/// How often a running server re-reads the keys and carries out due transitions. Key
+/// changes made by another instance or by `tessera keys` show within this time.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Clock difference tolerated between the machines involved (authorization servers,
+/// resource servers, caches), and the guard's default `exp` leeway with room to spare.
+pub const CLOCK_LEEWAY: Duration = Duration::from_secs(60);
+
+/// How long resource servers may cache the JWKS at most. The `max-age` sent is shorter
+/// when a key activates sooner.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Default time between two activations: 30 days.
+pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+/// Default time a key is published before it signs: one day, so that even caches that
+/// ignore `max-age` and refresh daily know a key before they see a token it signed.
+pub const DEFAULT_PUBLISH_AHEAD: Duration = Duration::from_secs(86_400);
+/// Default time a retired key stays published: 25 hours, the longest access-token lifetime
+/// a client may be given (one day) plus an hour.
+pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(25 * 3600);
+
+/// When keys change and what new keys are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySchedule {
+    /// The algorithm of keys created from now on. Default RS256, which RFC 9068 requires
+    /// every resource server to accept. Existing keys keep theirs.
+    pub algorithm: SigningAlgorithm,
+    /// Time from one activation to the next. Default [`DEFAULT_ROTATION_PERIOD`].
+    pub rotation_period: Duration,
+    /// Time a new key is published before it signs. Default [`DEFAULT_PUBLISH_AHEAD`].
+    pub publish_ahead: Duration,
+    /// Time a retired key stays published. Default [`DEFAULT_RETIRE_AFTER`].
+    pub retire_after: Duration,
+}
+
+impl Default for KeySchedule {
+    fn default() -> Self {
+        KeySchedule {
+            algorithm: SigningAlgorithm::RS256,
+            rotation_period: DEFAULT_ROTATION_PERIOD,
+            publish_ahead: DEFAULT_PUBLISH_AHEAD,
+            retire_after: DEFAULT_RETIRE_AFTER,
+        }
+    }
+}
+
+impl KeySchedule {
+    /// The shortest publish-ahead time that is safe: a cache may hold a JWKS fetched
+    /// just before the key was published for [`JWKS_MAX_AGE`], from an instance that
+    /// learns of the key up to [`KEY_REFRESH_INTERVAL`] late, on a clock up to
+    /// [`CLOCK_LEEWAY`] off.
+    pub fn min_publish_ahead() -> Duration {
+        JWKS_MAX_AGE + KEY_REFRESH_INTERVAL + CLOCK_LEEWAY
+    }
+
+    /// The longest access-token lifetime this schedule keeps verifiable: a token signed
+    /// at the last moment of a key's activity, by an instance that learns of the change
+    /// [`KEY_REFRESH_INTERVAL`] late, must expire (with leeway) before the key leaves the
+    /// JWKS. Longer per-client lifetimes are shortened to this.
+    pub fn longest_token_lifetime(&self) -> Duration {
+        self.retire_after
+            .saturating_sub(KEY_REFRESH_INTERVAL + CLOCK_LEEWAY)
+    }
+
+    /// Refuses a schedule under which a resource server could see a token before its
+    /// key, or after its key was removed. `access_token_ttl` is the default lifetime.
+    pub fn check(&self, access_token_ttl: Duration) -> Result<(), String> {
+        let min_publish = Self::min_publish_ahead();
+        if self.publish_ahead < min_publish {
+            return Err(format!(
+                "the key publish-ahead time ({}) must be at least {}: the JWKS max-age ({}) \
+                 plus the key refresh interval ({}) plus clock leeway ({}), or a resource \
+                 server could see a token before its key",
+                human(self.publish_ahead),
+                human(min_publish),
+                human(JWKS_MAX_AGE),
+                human(KEY_REFRESH_INTERVAL),
+                human(CLOCK_LEEWAY),
+            ));
+        }
+        if self.rotation_period <= self.publish_ahead {
+            return Err(format!(
+                "the key rotation period ({}) must be longer than the publish-ahead time ({})",
+                human(self.rotation_period),
+                human(self.publish_ahead)
+            ));
+        }
+        let needed = access_token_ttl + KEY_REFRESH_INTERVAL + CLOCK_LEEWAY;
+        if self.retire_after < needed {
+            return Err(format!(
+                "the key retire time ({}) must be at least {}: the access-token lifetime \
+                 ({}) plus the key refresh interval ({}) plus clock leeway ({}), or tokens \
+                 would outlive their key",
+                human(self.retire_after),
+                human(needed),
+                human(access_token_ttl),
+                human(KEY_REFRESH_INTERVAL),
+                human(CLOCK_LEEWAY),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `90061` seconds as `1d1h1m1s`.
+pub fn human(duration: Duration) -> String {
+    let mut secs = duration.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+/// Why keys could not be loaded, created or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Key material is unusable (including a wrong master key).
+    #[error(transparent)]
+    Key(#[from] tessera_core::Error),
+    /// Something else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Generates a key of `algorithm` off the async runtime (RSA takes a while).
+pub async fn generate(algorithm: SigningAlgorithm) -> Result<SigningKey, KeyError> {
+    tokio::task::spawn_blocking(move || SigningKey::generate(algorithm))
+        .await
+        .map_err(|e| KeyError::Other(format!("key generation was interrupted: {e}")))?
+        .map_err(KeyError::from)
+}
+
+/// `key` as it is stored: its private half sealed under `master` when there is one.
+pub fn to_stored(key: &SigningKey, master: Option<&MasterKey>) -> Result<NewKey, KeyError> {
+    let mut new = NewKey::from(key);
+    if let Some(master) = master {
+        new.private_key = master.seal(key.kid(), key.pkcs8_der())?;
+    }
+    Ok(new)
+}
+
+/// The signing key in `stored`, unsealed with `master` when it is sealed.
+pub fn from_stored(stored: &StoredKey, master: Option<&MasterKey>) -> Result<SigningKey, KeyError> {
+    if stored.private_key.is_empty() {
+        return Err(KeyError::Other(format!(
+            "key {} has no private key (it is retired)",
+            stored.kid
+        )));
+    }
+    let opened;
+    let der = if seal::is_sealed(&stored.private_key) {
+        let Some(master) = master else {
+            return Err(KeyError::Other(format!(
+                "the private key of {} is encrypted: set TESSERA_MASTER_KEY to the master key \
+                 it was stored under",
+                stored.kid
+            )));
+        };
+        opened = master.open(&stored.kid, &stored.private_key)?;
+        opened.as_slice()
+    } else {
+        stored.private_key.as_slice()
+    };
+    let key = SigningKey::from_pkcs8(stored.algorithm, der)?;
+    if key.kid() != stored.kid {
+        return Err(KeyError::Other(format!(
+            "the private key stored as {} belongs to another key",
+            stored.kid
+        )));
+    }
+    Ok(key)
+}
+
+/// The keys one instance works with, rebuilt whenever the stored keys change.
+struct Ring {
+    /// What the ring was built from: kid, state and activation time of each key.
+    built_from: Vec<(String, KeyState, Option<DateTime<Utc>>)>,
+    active: Arc<SigningKey>,
+    /// The active key's activation, in Unix milliseconds.
+    active_since: i64,
+    /// The next key and its activation time, in Unix milliseconds.
+    next: Option<(Arc<SigningKey>, i64)>,
+    /// Every published key, for checking our own tokens.
+    verifying: HashMap<String, (jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)>,
+    jwks: Bytes,
+    etag: String,
+}
+
+/// A JWKS response: the document, its entity tag and how long it may be cached.
+#[derive(Debug)]
+pub struct JwksResponse {
+    /// The serialised JWKS.
+    pub body: Bytes,
+    /// A strong entity tag (quoted).
+    pub etag: String,
+    /// Seconds a cache may keep it: [`JWKS_MAX_AGE`], or less when a key activates sooner.
+    pub max_age: u64,
+}
+
+/// The signing keys of one server, kept in step with the store.
+pub struct KeyManager {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    schedule: KeySchedule,
+    master: Option<Arc<MasterKey>>,
+    ring: RwLock<Arc<Ring>>,
+    /// Parsed private keys by kid, so an unchanged key is never parsed twice.
+    parsed: std::sync::Mutex<HashMap<String, Arc<SigningKey>>>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("schedule", &self.schedule)
+            .field("sealed", &self.master.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyManager {
+    /// Loads the keys, creating the first one on an empty database and carrying out any
+    /// transition that is due.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        schedule: KeySchedule,
+        master: Option<Arc<MasterKey>>,
+    ) -> Result<Self, KeyError> {
+        let now = to_utc(clock.now_millis());
+        if store.active_key().await?.is_none() {
+            let generated = generate(schedule.algorithm).await?;
+            let stored = store
+                .insert_active_key_if_none(&to_stored(&generated, master.as_deref())?, now)
+                .await?;
+            if stored.kid == generated.kid() {
+                tracing::info!(kid = %stored.kid, algorithm = %generated.algorithm(), "created the first signing key");
+            }
+        }
+        let keys = store.published_keys().await?;
+        let mut parsed = HashMap::new();
+        let ring = build_ring(&keys, master.as_deref(), &mut parsed)?;
+        let manager = KeyManager {
+            store,
+            clock,
+            schedule,
+            master,
+            ring: RwLock::new(Arc::new(ring)),
+            parsed: std::sync::Mutex::new(parsed),
+        };
+        manager.tick().await?;
+        Ok(manager)
+    }
+
+    /// The schedule in force.
+    pub fn schedule(&self) -> &KeySchedule {
+        &self.schedule
+    }
+
+    fn ring(&self) -> Arc<Ring> {
+        match self.ring.read() {
+            Ok(ring) => Arc::clone(&ring),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The key that signs now: the next key from its activation time on, even before the
+    /// store records the transition, so every instance switches at the same moment.
+    pub fn signer(&self) -> Arc<SigningKey> {
+        let ring = self.ring();
+        match &ring.next {
+            Some((next, at)) if self.clock.now_millis() >= *at => Arc::clone(next),
+            _ => Arc::clone(&ring.active),
+        }
+    }
+
+    /// The published key `kid` with its one algorithm, for checking our own tokens
+    /// (introspection).
+    pub fn verifying_key(
+        &self,
+        kid: &str,
+    ) -> Option<(jsonwebtoken::Algorithm, jsonwebtoken::DecodingKey)> {
+        self.ring().verifying.get(kid).cloned()
+    }
+
+    /// The JWKS with its entity tag and a `max-age` that never reaches past the next
+    /// activation.
+    pub fn jwks(&self) -> JwksResponse {
+        let ring = self.ring();
+        let now = self.clock.now_millis();
+        let period = millis(self.schedule.rotation_period);
+        let upcoming = match &ring.next {
+            Some((_, at)) if now < *at => *at,
+            Some((_, at)) => at.saturating_add(period),
+            None => ring.active_since.saturating_add(period),
+        };
+        let until = u64::try_from(upcoming.saturating_sub(now) / 1000).unwrap_or(0);
+        JwksResponse {
+            body: ring.jwks.clone(),
+            etag: ring.etag.clone(),
+            max_age: until.min(JWKS_MAX_AGE.as_secs()),
+        }
+    }
+
+    /// Carries out every transition due now (activation, preparing the next key, removal
+    /// of expired keys) and reloads the keys when they changed, here or elsewhere.
+    pub async fn tick(&self) -> Result<(), KeyError> {
+        let now = to_utc(self.clock.now_millis());
+        let retire_after = chrono_duration(self.schedule.retire_after);
+        if let Some(kid) = self.store.activate_due_key(now, retire_after).await? {
+            tracing::info!(%kid, "signing key activated; the previous key is retired");
+        }
+        let keys = self.store.published_keys().await?;
+        let active = keys.iter().find(|k| k.state == KeyState::Active);
+        let has_next = keys.iter().any(|k| k.state == KeyState::Next);
+        if let (Some(active), false) = (active, has_next) {
+            let activated = active.activated_at.unwrap_or(active.created_at);
+            let due = activated + chrono_duration(self.schedule.rotation_period);
+            if now >= due - chrono_duration(self.schedule.publish_ahead) {
+                let activate_at = due.max(now + chrono_duration(self.schedule.publish_ahead));
+                let generated = generate(self.schedule.algorithm).await?;
+                let stored = self
+                    .store
+                    .insert_next_key_if_none(
+                        &to_stored(&generated, self.master.as_deref())?,
+                        activate_at,
+                        now,
+                    )
+                    .await?;
+                if stored.kid == generated.kid() {
+                    tracing::info!(kid = %stored.kid, algorithm = %generated.algorithm(), %activate_at, "published the next signing key");
+                }
+            }
+        }
+        let removed = self.store.remove_expired_keys(now).await?;
+        if removed > 0 {
+            tracing::info!(removed, "retired signing keys left the JWKS");
+        }
+        self.reload().await
+    }
+
+    /// Re-reads the keys and rebuilds the ring if they changed.
+    pub async fn reload(&self) -> Result<(), KeyError> {
+        let keys = self.store.published_keys().await?;
+        if fingerprint(&keys) == self.ring().built_from {
+            return Ok(());
+        }
+        let ring = {
+            let mut parsed = match self.parsed.lock() {
+                Ok(parsed) => parsed,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            build_ring(&keys, self.master.as_deref(), &mut parsed)?
+        };
+        match self.ring.write() {
+            Ok(mut current) => *current = Arc::new(ring),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
+        }
+        Ok(())
+    }
+}
+
+fn fingerprint(keys: &[StoredKey]) -> Vec<(String, KeyState, Option<DateTime<Utc>>)> {
+    keys.iter()
+        .map(|k| (k.kid.clone(), k.state, k.activate_at))
+        .collect()
+}
+
+fn build_ring(
+    keys: &[StoredKey],
+    master: Option<&MasterKey>,
+    parsed: &mut HashMap<String, Arc<SigningKey>>,
+) -> Result<Ring, KeyError> {
+    let mut load = |stored: &StoredKey| -> Result<Arc<SigningKey>, KeyError> {
+        if let Some(key) = parsed.get(&stored.kid) {
+            return Ok(Arc::clone(key));
+        }
+        let key = Arc::new(from_stored(stored, master)?);
+        parsed.insert(stored.kid.clone(), Arc::clone(&key));
+        Ok(key)
+    };
+    let active = keys
+        .iter()
+        .find(|k| k.state == KeyState::Active)
+        .ok_or_else(|| KeyError::Other("the store holds no active signing key".into()))?;
+    let active_since = active.activated_at.unwrap_or(active.created_at);
+    let active_key = load(active)?;
+    let next = match keys.iter().find(|k| k.state == KeyState::Next) {
+        Some(next) => {
+            let at = next.activate_at.ok_or_else(|| {
+                KeyError::Other(format!("the next key {} has no activation time", next.kid))
+            })?;
+            Some((load(next)?, at.timestamp_millis()))
+        }
+        None => None,
+    };
+    // Forget the private keys of keys that no longer sign.
+    parsed.retain(|kid, _| {
+        keys.iter()
+            .any(|k| &k.kid == kid && k.state != KeyState::Retired)
+    });
+    let mut verifying = HashMap::new();
+    for key in keys {
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.public_jwk).map_err(|e| {
+            KeyError::Other(format!("the public key of {} is unusable: {e}", key.kid))
+        })?;
+        let algorithm = key.algorithm.as_str().parse().map_err(|_| {
+            KeyError::Other(format!(
+                "the algorithm of {} is unknown to the verifier",
+                key.kid
+            ))
+        })?;
+        verifying.insert(key.kid.clone(), (algorithm, decoding));
+    }
+    let set = JwkSet {
+        keys: keys.iter().map(|k| k.public_jwk.clone()).collect(),
+    };
+    let jwks = serde_json::to_vec(&set)
+        .map_err(|e| KeyError::Other(format!("cannot serialise the JWKS: {e}")))?;
+    let etag = format!(
+        "\"{}\"",
+        &tessera_core::secret::digest(&String::from_utf8_lossy(&jwks))[..22]
+    );
+    Ok(Ring {
+        built_from: fingerprint(keys),
+        active: active_key,
+        active_since: active_since.timestamp_millis(),
+        next,
+        verifying,
+        jwks: Bytes::from(jwks),
+        etag,
+    })
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A clock reading as a UTC time.
+pub fn to_utc(unix_millis: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(unix_millis)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_accepted_with_every_lifetime_a_client_may_have() {
+        let schedule = KeySchedule::default();
+        assert_eq!(schedule.check(Duration::from_secs(900)), Ok(()));
+        assert!(
+            schedule.longest_token_lifetime()
+                >= Duration::from_secs(crate::settings::MAX_ACCESS_TOKEN_TTL_SECS)
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human(Duration::from_secs(90_061)), "1d1h1m1s");
+        assert_eq!(human(Duration::from_secs(370)), "6m10s");
+        assert_eq!(human(Duration::ZERO), "0s");
+    }
+}
