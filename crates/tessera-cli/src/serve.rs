@@ -12,12 +12,6 @@ use crate::{admin, demo};
 
 fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
     let master_key = admin::master_key()?;
-    if master_key.is_none() {
-        tracing::warn!(
-            "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted; \
-             create one with `tessera keys master-key`"
-        );
-    }
     Ok(tessera_authz::Settings {
         addr: common.authz_addr.clone(),
         issuer: common.issuer.clone(),
@@ -34,7 +28,15 @@ async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
 ) -> anyhow::Result<tessera_authz::Application> {
-    let app = tessera_authz::Application::build(authz_settings(common)?, store).await?;
+    let settings = authz_settings(common)?;
+    let sealed = settings.master_key.is_some();
+    let app = tessera_authz::Application::build(settings, store).await?;
+    if !sealed {
+        tracing::warn!(
+            "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted; \
+             create a master key with `tessera keys master-key` (see docs/keys.md)"
+        );
+    }
     println!(
         "authorization server listening on http://{} (issuer {}, signing key {})",
         app.addr(),

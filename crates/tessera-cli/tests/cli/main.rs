@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod flows;
+mod keys;
 mod rotation;
 
 use std::io::{BufRead, BufReader, Write};

@@ -677,3 +677,92 @@ async fn introspection_answers_active_inactive_or_unavailable_never_a_guess() {
         .is_err()
     );
 }
+
+/// A JWKS source with an entity tag: `304` (with its own `max-age`) to a matching
+/// `If-None-Match`, the document otherwise. Records the `If-None-Match` of every request.
+fn start_tagged_jwks(body: Value) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let recorded = seen.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let (seen, body) = (recorded.clone(), body.to_string());
+        App::new().route(
+            "/jwks",
+            web::get().to(move |req: actix_web::HttpRequest| {
+                let (seen, body) = (seen.clone(), body.clone());
+                async move {
+                    let tag = req
+                        .headers()
+                        .get("if-none-match")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    seen.lock().unwrap().push(tag.clone());
+                    if tag.as_deref() == Some("\"v1\"") {
+                        HttpResponse::NotModified()
+                            .insert_header(("ETag", "\"v1\""))
+                            .insert_header(("Cache-Control", "public, max-age=120"))
+                            .finish()
+                    } else {
+                        HttpResponse::Ok()
+                            .insert_header(("ETag", "\"v1\""))
+                            .insert_header(("Cache-Control", "public, max-age=60"))
+                            .content_type("application/json")
+                            .body(body)
+                    }
+                }
+            }),
+        )
+    })
+    .listen(listener)
+    .unwrap()
+    .workers(1)
+    .disable_signals()
+    .run();
+    tokio::spawn(server);
+    (url, seen)
+}
+
+#[tokio::test]
+async fn an_unchanged_jwks_is_revalidated_with_its_etag_and_kept_for_the_new_max_age() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let (url, seen) = start_tagged_jwks(json!({"keys": [key.public_jwk()]}));
+    let clock = tessera_core::Clock::pinned_now();
+    let mut cfg = config(JwksSource::Url(url));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    cfg.clock = clock.clone();
+    let jwks = Arc::new(JwksCache::new(cfg).unwrap());
+    jwks.prefetch().await;
+    let kid = key.kid().to_owned();
+    assert!(jwks.is_warm(&kid));
+    assert_eq!(*seen.lock().unwrap(), [None]);
+
+    // Within max-age (60 s) nothing is fetched; after it, the set is revalidated.
+    clock.advance(Duration::from_secs(59));
+    assert!(jwks.is_warm(&kid));
+    clock.advance(Duration::from_secs(2));
+    assert!(!jwks.is_warm(&kid));
+    jwks.prefetch().await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [None, Some("\"v1\"".to_owned())],
+        "the second request carries the entity tag"
+    );
+    let stats = jwks.stats();
+    assert_eq!(
+        (stats.fetches, stats.not_modified, stats.failures),
+        (2, 1, 0)
+    );
+    // The 304 kept the keys and renewed them for its own max-age (120 s).
+    assert!(jwks.is_warm(&kid));
+    clock.advance(Duration::from_secs(119));
+    assert!(jwks.is_warm(&kid));
+    clock.advance(Duration::from_secs(2));
+    assert!(!jwks.is_warm(&kid));
+
+    // The kept keys still verify tokens.
+    let validator = Validator::new(ValidationConfig::new(ISSUER, "tessera-api"), jwks.clone());
+    let token = key.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    let now = clock.now_secs();
+    assert_eq!(validator.validate(&token, now).await.unwrap().sub, "user-1");
+}

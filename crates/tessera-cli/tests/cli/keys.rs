@@ -1,0 +1,303 @@
+//! `tessera keys`: listing, rotating (scheduled and emergency), removing, master keys,
+//! and a running server picking up what the commands change.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera_store::on_each_backend;
+use tessera_store::testing::Backend;
+
+use crate::{Server, Workspace, http};
+
+on_each_backend!(
+    blocking:
+    sealed_keys_need_their_master_key_and_bad_schedules_are_refused_in_one_line,
+);
+
+on_each_backend!(
+    a_running_server_follows_rotate_rotate_now_and_remove_within_seconds,
+    serve_warns_when_no_master_key_is_set_and_not_when_one_is,
+);
+
+/// The rows of `tessera keys list` under its header, as words.
+fn key_rows(ws: &Workspace) -> Vec<Vec<String>> {
+    ws.ok(&["keys", "list"], "")
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The kids in the server's JWKS.
+async fn jwks_kids(server: &Server) -> Vec<String> {
+    let jwks: Value = http()
+        .get(format!("{}/.well-known/jwks.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `kid` of a fresh client_credentials token.
+async fn signing_kid(server: &Server, secret: &str) -> String {
+    let body: Value = http()
+        .post(format!("{}/oauth/token", server.url))
+        .basic_auth("robot", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+/// Polls `check` until it holds; running servers re-read keys every 10 seconds and the
+/// documented bound is 30.
+async fn within_30s<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not within 30 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn a_running_server_follows_rotate_rotate_now_and_remove_within_seconds(backend: Backend) {
+    let ws = Workspace::new(backend);
+    let server = Server::start(&ws, &["--no-demo"]);
+    let secret = ws.add_machine_client("robot");
+    let rows = key_rows(&ws);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let first = rows[0][0].clone();
+    assert_eq!(&rows[0][1..3], ["RS256", "active"]);
+    assert_eq!(rows[0].last().unwrap(), "plaintext");
+    assert_eq!(signing_kid(&server, &secret).await, first);
+
+    // A scheduled rotation publishes first: the new key does not sign for a day.
+    let out = ws.ok(&["keys", "rotate", "--key-algorithm", "ES256"], "");
+    let second = out
+        .strip_prefix("published key ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert!(out.contains("(ES256); it starts signing at "), "{out}");
+    let rows = key_rows(&ws);
+    assert_eq!(rows[1][0], second);
+    assert_eq!(&rows[1][1..3], ["ES256", "next"]);
+    assert_eq!(
+        ws.fails(&["keys", "rotate"], ""),
+        format!(
+            "error: a rotation is already under way: key {second} starts signing at {}",
+            rows[1][4]
+        )
+    );
+    within_30s("the server publishes the next key", || async {
+        jwks_kids(&server).await == [first.clone(), second.clone()]
+    })
+    .await;
+    assert_eq!(signing_kid(&server, &secret).await, first);
+
+    // An emergency rotation signs at once, on every running server within seconds.
+    let out = ws.run(&["keys", "rotate", "--now", "--key-algorithm", "EdDSA"], "");
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let third = stdout
+        .strip_prefix("key ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(stdout.contains("(EdDSA) signs now"), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("warning: resource servers whose cached JWKS lacks"),
+        "{stderr}"
+    );
+    within_30s("the server signs with the emergency key", || async {
+        signing_kid(&server, &secret).await == third
+    })
+    .await;
+    let states: Vec<(String, String)> = key_rows(&ws)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[2].clone()))
+        .collect();
+    assert!(
+        states.contains(&(first.clone(), "retired".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(second.clone(), "next".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(third.clone(), "active".into())),
+        "{states:?}"
+    );
+    let erased = key_rows(&ws).into_iter().find(|r| r[0] == first).unwrap();
+    assert_eq!(erased.last().unwrap(), "erased");
+
+    // The compromised key leaves the JWKS at once; the active key cannot be removed.
+    assert_eq!(
+        ws.fails(&["keys", "remove", &third], ""),
+        format!(
+            "error: key {third} is the active key: run `tessera keys rotate --now` first, then remove it"
+        )
+    );
+    assert_eq!(
+        ws.fails(&["keys", "remove", "nope"], ""),
+        "error: no published key has the id \"nope\""
+    );
+    assert!(
+        ws.ok(&["keys", "remove", &first], "")
+            .starts_with(&format!("removed key {first}"))
+    );
+    within_30s("the removed key leaves the JWKS", || async {
+        !jwks_kids(&server).await.contains(&first)
+    })
+    .await;
+    assert_eq!(signing_kid(&server, &secret).await, third);
+}
+
+fn sealed_keys_need_their_master_key_and_bad_schedules_are_refused_in_one_line(backend: Backend) {
+    let ws = Workspace::new(backend);
+    let master = ws.ok(&["keys", "master-key"], "");
+    let master = master.trim();
+    assert_eq!(master.len(), 44, "32 bytes in padded base64: {master}");
+    assert_ne!(ws.ok(&["keys", "master-key"], "").trim(), master);
+
+    // A key created under a master key is stored sealed.
+    let mut command = ws.command();
+    command
+        .args(["keys", "rotate", "--now", "--database-url", &ws.db_url()])
+        .env("TESSERA_MASTER_KEY", master);
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = key_rows(&ws);
+    assert_eq!(rows.len(), 1);
+    let kid = rows[0][0].clone();
+    assert_eq!(rows[0].last().unwrap(), "encrypted");
+
+    // Without the master key the server does not start, and says why, in one line.
+    let err = ws.fails(&["authz", "--authz-addr", "127.0.0.1:0"], "");
+    assert_eq!(
+        err,
+        format!(
+            "error: the private key of {kid} is encrypted: set TESSERA_MASTER_KEY to the \
+             master key it was stored under"
+        )
+    );
+    // A master key that is not one is refused without being echoed.
+    let mut command = ws.command();
+    command
+        .args(["keys", "rotate", "--database-url", &ws.db_url()])
+        .env("TESSERA_MASTER_KEY", "not-a-key-at-all");
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim_end(),
+        "error: TESSERA_MASTER_KEY must be 32 bytes: 64 hex digits or base64"
+    );
+
+    // A schedule under which a token could reach a resource server before its key.
+    assert_eq!(
+        ws.fails(
+            &[
+                "authz",
+                "--authz-addr",
+                "127.0.0.1:0",
+                "--key-publish-ahead",
+                "5m"
+            ],
+            ""
+        ),
+        "error: the key publish-ahead time (5m) must be at least 6m10s: the JWKS max-age (5m) \
+         plus the key refresh interval (10s) plus clock leeway (1m), or a resource server \
+         could see a token before its key"
+    );
+    assert_eq!(
+        ws.fails(&["keys", "rotate", "--key-publish-ahead", "1m"], ""),
+        "error: the key publish-ahead time (1m) must be at least 6m10s: the JWKS max-age (5m) \
+         plus the key refresh interval (10s) plus clock leeway (1m), or a resource server \
+         could see a token before its key"
+    );
+    let out = ws.run(&["keys", "list", "--key-rotation-period", "soon"], "");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("\"soon\" is not a duration: write e.g. 30d, 25h, 90m or 600s")
+    );
+    // Nothing was added by the refused commands.
+    assert_eq!(key_rows(&ws).len(), 1);
+}
+
+async fn serve_warns_when_no_master_key_is_set_and_not_when_one_is(backend: Backend) {
+    let ws = Workspace::new(backend);
+    let master = ws.ok(&["keys", "master-key"], "");
+    for (key, warns) in [(None, true), (Some(master.trim()), false)] {
+        let mut command = ws.command();
+        command
+            .args([
+                "authz",
+                "--authz-addr",
+                "127.0.0.1:0",
+                "--database-url",
+                &ws.db_url(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(key) = key {
+            command.env("TESSERA_MASTER_KEY", key);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().unwrap().unwrap();
+        assert!(
+            line.starts_with("authorization server listening on "),
+            "{line}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            stderr.contains(
+                "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted"
+            ),
+            warns,
+            "{stderr}"
+        );
+        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+        if let Some(key) = key {
+            assert!(!stderr.contains(key), "the master key must never be logged");
+        }
+    }
+}
