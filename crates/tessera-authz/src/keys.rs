@@ -25,6 +25,12 @@ pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// resource servers, caches), and the guard's default `exp` leeway with room to spare.
 pub const CLOCK_LEEWAY: Duration = Duration::from_secs(60);
 
+/// The `exp` leeway resource servers allow (the guard's default).
+pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(30);
+
+/// The longest rotation period, publish-ahead or retire time accepted: ten years.
+pub const MAX_SCHEDULE_TIME: Duration = Duration::from_secs(3650 * 86_400);
+
 /// How long resource servers may cache the JWKS at most. The `max-age` sent is shorter
 /// when a key activates sooner.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(300);
@@ -64,32 +70,51 @@ impl Default for KeySchedule {
 }
 
 impl KeySchedule {
-    /// The shortest publish-ahead time that is safe: a cache may hold a JWKS fetched
-    /// just before the key was published for [`JWKS_MAX_AGE`], from an instance that
-    /// learns of the key up to [`KEY_REFRESH_INTERVAL`] late, on a clock up to
-    /// [`CLOCK_LEEWAY`] off.
+    /// The shortest publish-ahead time that is safe. A cache may keep a JWKS fetched just
+    /// before the key was published for [`JWKS_MAX_AGE`], from an instance that learned of
+    /// the key [`KEY_REFRESH_INTERVAL`] late; the publishing instance's clock and the first
+    /// signer's clock may each be [`CLOCK_LEEWAY`] off.
     pub fn min_publish_ahead() -> Duration {
-        JWKS_MAX_AGE + KEY_REFRESH_INTERVAL + CLOCK_LEEWAY
+        JWKS_MAX_AGE + KEY_REFRESH_INTERVAL + 2 * CLOCK_LEEWAY
     }
 
-    /// The longest access-token lifetime this schedule keeps verifiable: a token signed
-    /// at the last moment of a key's activity, by an instance that learns of the change
-    /// [`KEY_REFRESH_INTERVAL`] late, must expire (with leeway) before the key leaves the
-    /// JWKS. Longer per-client lifetimes are shortened to this.
+    /// How much longer than a token's lifetime its key must stay published: a token
+    /// signed in the last instant of the key's activity by an instance whose clock is
+    /// [`CLOCK_LEEWAY`] slow (or, after `rotate --now`, that learns of the change
+    /// [`KEY_REFRESH_INTERVAL`] late), accepted with [`VERIFIER_LEEWAY`] past `exp`, while
+    /// the instance that removes the key runs [`CLOCK_LEEWAY`] fast.
+    pub fn retire_margin() -> Duration {
+        KEY_REFRESH_INTERVAL + 2 * CLOCK_LEEWAY + VERIFIER_LEEWAY
+    }
+
+    /// The longest access-token lifetime this schedule keeps verifiable; longer
+    /// per-client lifetimes are shortened to this.
     pub fn longest_token_lifetime(&self) -> Duration {
-        self.retire_after
-            .saturating_sub(KEY_REFRESH_INTERVAL + CLOCK_LEEWAY)
+        self.retire_after.saturating_sub(Self::retire_margin())
     }
 
     /// Refuses a schedule under which a resource server could see a token before its
     /// key, or after its key was removed. `access_token_ttl` is the default lifetime.
     pub fn check(&self, access_token_ttl: Duration) -> Result<(), String> {
+        for (name, value) in [
+            ("rotation period", self.rotation_period),
+            ("publish-ahead time", self.publish_ahead),
+            ("retire time", self.retire_after),
+        ] {
+            if value > MAX_SCHEDULE_TIME {
+                return Err(format!(
+                    "the key {name} ({}) may be at most {}",
+                    human(value),
+                    human(MAX_SCHEDULE_TIME)
+                ));
+            }
+        }
         let min_publish = Self::min_publish_ahead();
         if self.publish_ahead < min_publish {
             return Err(format!(
                 "the key publish-ahead time ({}) must be at least {}: the JWKS max-age ({}) \
-                 plus the key refresh interval ({}) plus clock leeway ({}), or a resource \
-                 server could see a token before its key",
+                 plus the key refresh interval ({}) plus twice the clock leeway ({}), or a \
+                 resource server could see a token before its key",
                 human(self.publish_ahead),
                 human(min_publish),
                 human(JWKS_MAX_AGE),
@@ -104,17 +129,18 @@ impl KeySchedule {
                 human(self.publish_ahead)
             ));
         }
-        let needed = access_token_ttl + KEY_REFRESH_INTERVAL + CLOCK_LEEWAY;
+        let needed = access_token_ttl + Self::retire_margin();
         if self.retire_after < needed {
             return Err(format!(
                 "the key retire time ({}) must be at least {}: the access-token lifetime \
-                 ({}) plus the key refresh interval ({}) plus clock leeway ({}), or tokens \
-                 would outlive their key",
+                 ({}) plus the key refresh interval ({}), twice the clock leeway ({}) and \
+                 the verifiers' expiry leeway ({}), or tokens would outlive their key",
                 human(self.retire_after),
                 human(needed),
                 human(access_token_ttl),
                 human(KEY_REFRESH_INTERVAL),
                 human(CLOCK_LEEWAY),
+                human(VERIFIER_LEEWAY),
             ));
         }
         Ok(())
@@ -236,6 +262,10 @@ pub struct KeyManager {
     ring: RwLock<Arc<Ring>>,
     /// Parsed private keys by kid, so an unchanged key is never parsed twice.
     parsed: std::sync::Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Serialises ticks and reloads, so an older ring never replaces a newer one.
+    ticking: tokio::sync::Mutex<()>,
+    /// Set while the keys cannot be loaded.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -269,6 +299,15 @@ impl KeyManager {
         let keys = store.published_keys().await?;
         let mut parsed = HashMap::new();
         let ring = build_ring(&keys, master.as_deref(), &mut parsed)?;
+        if master.is_some() {
+            for key in keys.iter().filter(|k| {
+                k.state != KeyState::Retired
+                    && !k.private_key.is_empty()
+                    && !seal::is_sealed(&k.private_key)
+            }) {
+                tracing::warn!(kid = %key.kid, "this signing key is stored unencrypted although TESSERA_MASTER_KEY is set; it is replaced at the next rotation (`tessera keys rotate` starts one now)");
+            }
+        }
         let manager = KeyManager {
             store,
             clock,
@@ -276,6 +315,8 @@ impl KeyManager {
             master,
             ring: RwLock::new(Arc::new(ring)),
             parsed: std::sync::Mutex::new(parsed),
+            ticking: tokio::sync::Mutex::new(()),
+            stale: std::sync::atomic::AtomicBool::new(false),
         };
         manager.tick().await?;
         Ok(manager)
@@ -318,10 +359,12 @@ impl KeyManager {
         let ring = self.ring();
         let now = self.clock.now_millis();
         let period = millis(self.schedule.rotation_period);
+        // With no key waiting, none can activate before the publish-ahead time has passed.
+        let earliest = now.saturating_add(millis(self.schedule.publish_ahead));
         let upcoming = match &ring.next {
             Some((_, at)) if now < *at => *at,
-            Some((_, at)) => at.saturating_add(period),
-            None => ring.active_since.saturating_add(period),
+            Some((_, at)) => at.saturating_add(period).max(earliest),
+            None => ring.active_since.saturating_add(period).max(earliest),
         };
         let until = u64::try_from(upcoming.saturating_sub(now) / 1000).unwrap_or(0);
         JwksResponse {
@@ -331,14 +374,63 @@ impl KeyManager {
         }
     }
 
+    /// Whether the last attempt to load the keys from the store failed: this instance
+    /// may be signing with a key the others have moved on from. Readiness reports it.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Carries out every transition due now (activation, preparing the next key, removal
-    /// of expired keys) and reloads the keys when they changed, here or elsewhere.
+    /// of expired keys) and reloads the keys when they changed, here or elsewhere. A step
+    /// that fails does not stop the others, and the keys are always re-read; the first
+    /// error is returned.
     pub async fn tick(&self) -> Result<(), KeyError> {
+        let _serialised = self.ticking.lock().await;
+        let transitions = self.transitions().await;
+        let reloaded = self.reload_locked().await;
+        self.stale
+            .store(reloaded.is_err(), std::sync::atomic::Ordering::Release);
+        if let Err(err) = &reloaded {
+            tracing::error!(error = %crate::error::ErrorChain(err), "cannot load the signing keys; this instance reports itself unready until it can");
+        }
+        transitions.and(reloaded)
+    }
+
+    async fn transitions(&self) -> Result<(), KeyError> {
         let now = to_utc(self.clock.now_millis());
         let retire_after = chrono_duration(self.schedule.retire_after);
-        if let Some(kid) = self.store.activate_due_key(now, retire_after).await? {
-            tracing::info!(%kid, "signing key activated; the previous key is retired");
+        // Only an instance that holds the due key (and so signs with it already) records
+        // its activation.
+        let due = self
+            .ring()
+            .next
+            .as_ref()
+            .is_some_and(|(_, at)| self.clock.now_millis() >= *at);
+        let mut first_error = None;
+        if due {
+            match self.store.activate_due_key(now, retire_after).await {
+                Ok(Some(kid)) => {
+                    tracing::info!(%kid, "signing key activated; the previous key is retired")
+                }
+                Ok(None) => {}
+                Err(err) => first_error = Some(KeyError::from(err)),
+            }
         }
+        if let Err(err) = self.prepare_next(now).await {
+            first_error.get_or_insert(err);
+        }
+        match self.store.remove_expired_keys(now).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "retired signing keys left the JWKS"),
+            Err(err) => {
+                first_error.get_or_insert(KeyError::from(err));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Publishes the next key when the active key's period is about to end.
+    async fn prepare_next(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
         let keys = self.store.published_keys().await?;
         let active = keys.iter().find(|k| k.state == KeyState::Active);
         let has_next = keys.iter().any(|k| k.state == KeyState::Next);
@@ -346,8 +438,10 @@ impl KeyManager {
             let activated = active.activated_at.unwrap_or(active.created_at);
             let due = activated + chrono_duration(self.schedule.rotation_period);
             if now >= due - chrono_duration(self.schedule.publish_ahead) {
-                let activate_at = due.max(now + chrono_duration(self.schedule.publish_ahead));
                 let generated = generate(self.schedule.algorithm).await?;
+                // Generating takes a while: count the publish-ahead time from after it.
+                let now = to_utc(self.clock.now_millis());
+                let activate_at = due.max(now + chrono_duration(self.schedule.publish_ahead));
                 let stored = self
                     .store
                     .insert_next_key_if_none(
@@ -361,15 +455,16 @@ impl KeyManager {
                 }
             }
         }
-        let removed = self.store.remove_expired_keys(now).await?;
-        if removed > 0 {
-            tracing::info!(removed, "retired signing keys left the JWKS");
-        }
-        self.reload().await
+        Ok(())
     }
 
     /// Re-reads the keys and rebuilds the ring if they changed.
     pub async fn reload(&self) -> Result<(), KeyError> {
+        let _serialised = self.ticking.lock().await;
+        self.reload_locked().await
+    }
+
+    async fn reload_locked(&self) -> Result<(), KeyError> {
         let keys = self.store.published_keys().await?;
         if fingerprint(&keys) == self.ring().built_from {
             return Ok(());

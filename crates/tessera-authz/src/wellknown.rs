@@ -73,6 +73,14 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 
 /// Liveness and readiness: 200 when the database answers, 503 when it does not.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    if state.keys.is_stale() {
+        // The database may answer, but this instance could not load the current keys
+        // (e.g. a key sealed under another master key): take it out of rotation.
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::RETRY_AFTER, "10"))
+            .json(json!({"status": "unavailable", "database": "ok", "keys": "stale"}));
+    }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -348,6 +348,12 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                 .check(Duration::from_secs(common.access_token_ttl))
                 .map_err(anyhow::Error::msg)?;
             let keys = store.published_keys().await?;
+            if !keys.iter().any(|k| k.state == KeyState::Active) {
+                bail!(
+                    "no key signs yet: start the authorization server once (it creates the first \
+                     key), or use `tessera keys rotate --now`"
+                );
+            }
             if let Some(next) = keys.iter().find(|k| k.state == KeyState::Next) {
                 bail!(
                     "a rotation is already under way: key {} starts signing at {}",
@@ -379,8 +385,13 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
             );
         }
         KeysCommand::Rotate { now: true } => {
+            schedule
+                .check(Duration::from_secs(common.access_token_ttl))
+                .map_err(anyhow::Error::msg)?;
             let master = master_key()?;
+            let before = store.published_keys().await?;
             let generated = keys::generate(schedule.algorithm).await?;
+            let now = Utc::now();
             let remove_at = now + chrono::Duration::from_std(schedule.retire_after)?;
             let stored = store
                 .activate_key_now(
@@ -389,12 +400,22 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                     remove_at,
                 )
                 .await?;
-            println!(
-                "key {} ({}) signs now; the previous key is retired and stays published until {}",
-                stored.kid,
-                stored.algorithm,
-                rfc3339(remove_at)
-            );
+            println!("key {} ({}) signs now", stored.kid, stored.algorithm);
+            for key in before {
+                match key.state {
+                    KeyState::Active => println!(
+                        "key {} is retired and stays published until {}",
+                        key.kid,
+                        rfc3339(remove_at)
+                    ),
+                    KeyState::Next => println!(
+                        "key {}, which was to sign from {}, is withdrawn",
+                        key.kid,
+                        key.activate_at.map(rfc3339).unwrap_or_else(|| "?".into())
+                    ),
+                    KeyState::Retired => {}
+                }
+            }
             eprintln!(
                 "warning: resource servers whose cached JWKS lacks the new key refuse its tokens \
                  until they fetch the JWKS again, and running servers switch within {} s",
@@ -410,8 +431,20 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                 ),
                 Some(_) => {}
             }
-            if !store.remove_key(&kid).await? {
-                bail!("key {kid} changed meanwhile; run `tessera keys list` and try again");
+            // A next key that some instance's clock may sign with already stays.
+            let soon =
+                now + chrono::Duration::from_std(keys::KEY_REFRESH_INTERVAL + keys::CLOCK_LEEWAY)?;
+            if !store.remove_key(&kid, soon).await? {
+                match keys.iter().find(|k| k.kid == kid) {
+                    Some(k) if k.state == KeyState::Next => bail!(
+                        "key {kid} starts signing at {}, too soon to withdraw it safely: run \
+                         `tessera keys rotate --now` instead, which withdraws it",
+                        k.activate_at.map(rfc3339).unwrap_or_else(|| "?".into())
+                    ),
+                    _ => {
+                        bail!("key {kid} changed meanwhile; run `tessera keys list` and try again")
+                    }
+                }
             }
             println!(
                 "removed key {kid} from the JWKS; every token it signed is refused once resource \

@@ -297,7 +297,8 @@ pub enum KeysCommand {
     /// Take a next or retired key out of the JWKS at once (a compromised key, after
     /// `rotate --now`). Every token it signed is refused from then on.
     Remove {
-        /// The key id.
+        /// The key id (it may start with `-`: kids are base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Print a new random master key for TESSERA_MASTER_KEY (base64, 32 bytes).

@@ -243,7 +243,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Emergency rotation: stores `key` as active at `now` and retires the active key at
     /// once (private key erased, removal at `remove_at`), in one transaction. A `next` key
-    /// stays next.
+    /// is deleted in the same transaction: it could be due already, and it may have leaked
+    /// with the key being replaced.
     async fn activate_key_now(
         &self,
         key: &NewKey,
@@ -254,9 +255,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes the retired keys whose `remove_at` is at or before `now`; returns how many.
     async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64>;
 
-    /// Deletes the `next` or `retired` key `kid` at once, taking it out of the JWKS.
-    /// The active key is never removed. Returns whether a key was deleted.
-    async fn remove_key(&self, kid: &str) -> Result<bool>;
+    /// Deletes the `retired` key `kid`, or the `next` key `kid` if it activates after
+    /// `activates_after`, at once, taking it out of the JWKS. The active key, and a next
+    /// key that may be signing already by some instance's clock, are never removed.
+    /// Returns whether a key was deleted.
+    async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool>;
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

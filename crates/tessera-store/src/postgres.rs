@@ -859,20 +859,28 @@ impl Store for PgStore {
         let Some((kid, at)) = due else {
             return Ok(None);
         };
+        let remove_at = at.checked_add_signed(retire_after).unwrap_or(at);
         sqlx::query(
             "UPDATE signing_keys SET state = 'retired', retired_at = $1, remove_at = $2, \
              private_key = ''::bytea WHERE state = 'active'",
         )
         .bind(at)
-        .bind(stored_time(at + retire_after))
+        .bind(stored_time(remove_at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE signing_keys SET state = 'active', activated_at = activate_at WHERE kid = $1",
+        let activated = sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activated_at = activate_at \
+             WHERE kid = $1 AND state = 'next'",
         )
         .bind(&kid)
         .execute(&mut *tx)
         .await?;
+        if activated.rows_affected() != 1 {
+            // Dropping the transaction rolls the retirement back.
+            return Err(StoreError::Corrupt(format!(
+                "the next key {kid} vanished while activating it"
+            )));
+        }
         tx.commit().await?;
         Ok(Some(kid))
     }
@@ -894,6 +902,9 @@ impl Store for PgStore {
         .bind(stored_time(remove_at))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM signing_keys WHERE state = 'next'")
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activated_at) \
              VALUES ($1, $2, $3, $4::jsonb, 'active', $5, $5) RETURNING {}",
@@ -912,22 +923,34 @@ impl Store for PgStore {
     }
 
     async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx).await?;
         let done =
             sqlx::query("DELETE FROM signing_keys WHERE state = 'retired' AND remove_at <= $1")
                 .bind(stored_time(now))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
-    async fn remove_key(&self, kid: &str) -> Result<bool> {
+    async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool> {
         if !storable(kid) {
             return Ok(false);
         }
-        let done = sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND state <> 'active'")
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
+        // Under the key lock: a removal cannot slip between an activation's read of the
+        // next key and its update.
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx).await?;
+        let done = sqlx::query(
+            "DELETE FROM signing_keys WHERE kid = $1 \
+             AND (state = 'retired' OR (state = 'next' AND activate_at > $2))",
+        )
+        .bind(kid)
+        .bind(stored_time(activates_after))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

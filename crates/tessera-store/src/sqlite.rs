@@ -846,20 +846,28 @@ impl Store for SqliteStore {
         let Some((kid, at)) = due else {
             return Ok(None);
         };
+        let remove_at = at.checked_add_signed(retire_after).unwrap_or(at);
         sqlx::query(
             "UPDATE signing_keys SET state = 'retired', retired_at = ?, remove_at = ?, private_key = X'' \
              WHERE state = 'active'",
         )
         .bind(at)
-        .bind(stored_time(at + retire_after))
+        .bind(stored_time(remove_at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE signing_keys SET state = 'active', activated_at = activate_at WHERE kid = ?",
+        let activated = sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activated_at = activate_at \
+             WHERE kid = ? AND state = 'next'",
         )
         .bind(&kid)
         .execute(&mut *tx)
         .await?;
+        if activated.rows_affected() != 1 {
+            // Dropping the transaction rolls the retirement back.
+            return Err(StoreError::Corrupt(format!(
+                "the next key {kid} vanished while activating it"
+            )));
+        }
         tx.commit().await?;
         Ok(Some(kid))
     }
@@ -880,6 +888,9 @@ impl Store for SqliteStore {
         .bind(stored_time(remove_at))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM signing_keys WHERE state = 'next'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, state, created_at, activated_at) \
              VALUES (?, ?, ?, ?, 'active', ?, ?)",
@@ -909,11 +920,15 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn remove_key(&self, kid: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM signing_keys WHERE kid = ? AND state <> 'active'")
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
+    async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM signing_keys WHERE kid = ? \
+             AND (state = 'retired' OR (state = 'next' AND activate_at > ?))",
+        )
+        .bind(kid)
+        .bind(stored_time(activates_after))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 }

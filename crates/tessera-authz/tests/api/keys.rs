@@ -18,6 +18,7 @@ on_each_backend!(
     schedules_that_could_show_a_token_before_its_key_are_refused,
     private_keys_are_sealed_under_the_master_key_and_refused_without_it,
     two_servers_on_one_database_agree_on_the_signing_key,
+    an_instance_that_cannot_load_the_keys_reports_unready_and_recovers,
 );
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -231,22 +232,32 @@ async fn the_jwks_max_age_never_reaches_past_the_next_activation(backend: Backen
     assert_eq!(app.max_age().await, "public, max-age=300");
     app.keys.tick().await.unwrap();
     assert_eq!(app.max_age().await, "public, max-age=300");
-    // Near the end of that hour, before anyone has published a key, the bound holds too.
+    // Near the end of that hour, with no key published yet, no key can activate before
+    // the publish-ahead time (10 minutes) has passed: the full five again.
     clock.advance(60 * MINUTE - Duration::from_secs(42));
+    assert_eq!(app.max_age().await, "public, max-age=300");
+    // Once one is published, the bound is its activation.
+    app.keys.tick().await.unwrap();
+    assert_eq!(
+        app.published().await.len(),
+        2,
+        "the old key left, the next arrived"
+    );
+    clock.advance(10 * MINUTE - Duration::from_secs(42));
     assert_eq!(app.max_age().await, "public, max-age=42");
 }
 
 async fn schedules_that_could_show_a_token_before_its_key_are_refused(backend: Backend) {
-    let cases: [(KeySchedule, Duration, &str); 4] = [
+    let cases: [(KeySchedule, Duration, &str); 5] = [
         (
             KeySchedule {
                 publish_ahead: Duration::from_secs(300),
                 ..KeySchedule::default()
             },
             15 * MINUTE,
-            "the key publish-ahead time (5m) must be at least 6m10s: the JWKS max-age (5m) \
-             plus the key refresh interval (10s) plus clock leeway (1m), or a resource server \
-             could see a token before its key",
+            "the key publish-ahead time (5m) must be at least 7m10s: the JWKS max-age (5m) \
+             plus the key refresh interval (10s) plus twice the clock leeway (1m), or a \
+             resource server could see a token before its key",
         ),
         (
             KeySchedule {
@@ -262,9 +273,9 @@ async fn schedules_that_could_show_a_token_before_its_key_are_refused(backend: B
                 ..KeySchedule::default()
             },
             15 * MINUTE,
-            "the key retire time (15m) must be at least 16m10s: the access-token lifetime \
-             (15m) plus the key refresh interval (10s) plus clock leeway (1m), or tokens \
-             would outlive their key",
+            "the key retire time (15m) must be at least 17m40s: the access-token lifetime \
+             (15m) plus the key refresh interval (10s), twice the clock leeway (1m) and the \
+             verifiers' expiry leeway (30s), or tokens would outlive their key",
         ),
         (
             KeySchedule {
@@ -272,9 +283,17 @@ async fn schedules_that_could_show_a_token_before_its_key_are_refused(backend: B
                 ..KeySchedule::default()
             },
             3 * 3600 * Duration::from_secs(1),
-            "the key retire time (2h) must be at least 3h1m10s: the access-token lifetime \
-             (3h) plus the key refresh interval (10s) plus clock leeway (1m), or tokens \
-             would outlive their key",
+            "the key retire time (2h) must be at least 3h2m40s: the access-token lifetime \
+             (3h) plus the key refresh interval (10s), twice the clock leeway (1m) and the \
+             verifiers' expiry leeway (30s), or tokens would outlive their key",
+        ),
+        (
+            KeySchedule {
+                rotation_period: 4000 * 86_400 * Duration::from_secs(1),
+                ..KeySchedule::default()
+            },
+            15 * MINUTE,
+            "the key rotation period (4000d) may be at most 3650d",
         ),
     ];
     let (_db, store) = seeded_store(backend).await;
@@ -301,7 +320,7 @@ async fn private_keys_are_sealed_under_the_master_key_and_refused_without_it(bac
         .seed_if_empty(&seed(), chrono::Utc::now())
         .await
         .unwrap();
-    let (master, _) = MasterKey::generate().unwrap();
+    let (master, encoded) = MasterKey::generate().unwrap();
     let master = Arc::new(master);
     let with = |master: Option<Arc<MasterKey>>| {
         move |s: &mut tessera_authz::Settings| {
@@ -347,7 +366,7 @@ async fn private_keys_are_sealed_under_the_master_key_and_refused_without_it(bac
             .unwrap_err()
             .to_string();
         assert!(err.contains(&message), "{err}");
-        assert!(!err.contains("BEGIN"), "{err}");
+        assert!(!err.contains(&encoded), "{err}");
     }
 }
 
@@ -390,4 +409,60 @@ async fn two_servers_on_one_database_agree_on_the_signing_key(backend: Backend) 
         assert_eq!(two.signing_kid_seen().await, after);
         assert_eq!(one.jwks().await, two.jwks().await);
     }
+}
+
+async fn an_instance_that_cannot_load_the_keys_reports_unready_and_recovers(backend: Backend) {
+    let (master, _) = MasterKey::generate().unwrap();
+    let clock = Clock::pinned(Clock::system().now_secs() * 1000);
+    let db = TestDatabase::new(backend);
+    let store = db.open().await;
+    store
+        .seed_if_empty(&seed(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let app = start(store.clone(), |s| {
+        pinned(&clock)(s);
+        s.master_key = Some(Arc::new(master));
+    })
+    .await;
+    let kid = app.signing_kid_seen().await;
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+
+    // Someone publishes a next key sealed under another master key.
+    let (other, _) = MasterKey::generate().unwrap();
+    let foreign = tessera_authz::keys::generate(SigningAlgorithm::ES256)
+        .await
+        .unwrap();
+    let now = tessera_authz::keys::to_utc(clock.now_millis());
+    store
+        .insert_next_key_if_none(
+            &tessera_authz::keys::to_stored(&foreign, Some(&other)).unwrap(),
+            now + chrono::Duration::minutes(30),
+            now,
+        )
+        .await
+        .unwrap();
+    let err = app.keys.tick().await.unwrap_err().to_string();
+    assert!(err.contains("wrong master key or damaged data"), "{err}");
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "10");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "unavailable", "database": "ok", "keys": "stale"})
+    );
+    // It keeps signing with the key it has.
+    assert_eq!(app.signing_kid_seen().await, kid);
+
+    // Once the foreign key is withdrawn, the next tick recovers.
+    assert!(
+        store
+            .remove_key(foreign.kid(), now + chrono::Duration::minutes(1))
+            .await
+            .unwrap()
+    );
+    app.keys.tick().await.unwrap();
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+    assert_eq!(app.signing_kid_seen().await, kid);
 }

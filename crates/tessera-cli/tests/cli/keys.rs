@@ -125,7 +125,20 @@ async fn a_running_server_follows_rotate_rotate_now_and_remove_within_seconds(ba
         .and_then(|r| r.split_whitespace().next())
         .unwrap()
         .to_owned();
-    assert!(stdout.contains("(EdDSA) signs now"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("key {third} (EdDSA) signs now"));
+    let retired = format!("key {first} is retired and stays published until ");
+    assert!(
+        lines[1..].iter().any(|l| l.starts_with(&retired)),
+        "{stdout}"
+    );
+    let withdrawn = format!("key {second}, which was to sign from ");
+    assert!(
+        lines[1..]
+            .iter()
+            .any(|l| l.starts_with(&withdrawn) && l.ends_with(" is withdrawn")),
+        "{stdout}"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
         stderr.starts_with("warning: resource servers whose cached JWKS lacks"),
@@ -139,17 +152,14 @@ async fn a_running_server_follows_rotate_rotate_now_and_remove_within_seconds(ba
         .into_iter()
         .map(|r| (r[0].clone(), r[2].clone()))
         .collect();
-    assert!(
-        states.contains(&(first.clone(), "retired".into())),
-        "{states:?}"
-    );
-    assert!(
-        states.contains(&(second.clone(), "next".into())),
-        "{states:?}"
-    );
-    assert!(
-        states.contains(&(third.clone(), "active".into())),
-        "{states:?}"
+    // The pending next key went with the emergency: it may have leaked too, and it could
+    // have been due before the emergency key.
+    assert_eq!(
+        states,
+        [
+            (first.clone(), "retired".into()),
+            (third.clone(), "active".into())
+        ]
     );
     let erased = key_rows(&ws).into_iter().find(|r| r[0] == first).unwrap();
     assert_eq!(erased.last().unwrap(), "erased");
@@ -164,6 +174,11 @@ async fn a_running_server_follows_rotate_rotate_now_and_remove_within_seconds(ba
     assert_eq!(
         ws.fails(&["keys", "remove", "nope"], ""),
         "error: no published key has the id \"nope\""
+    );
+    // Kids are base64url and may start with '-': they are never taken for a flag.
+    assert_eq!(
+        ws.fails(&["keys", "remove", "-nope"], ""),
+        "error: no published key has the id \"-nope\""
     );
     assert!(
         ws.ok(&["keys", "remove", &first], "")
@@ -182,6 +197,13 @@ fn sealed_keys_need_their_master_key_and_bad_schedules_are_refused_in_one_line(b
     let master = master.trim();
     assert_eq!(master.len(), 44, "32 bytes in padded base64: {master}");
     assert_ne!(ws.ok(&["keys", "master-key"], "").trim(), master);
+
+    // A scheduled rotation needs a key that signs already.
+    assert_eq!(
+        ws.fails(&["keys", "rotate"], ""),
+        "error: no key signs yet: start the authorization server once (it creates the first \
+         key), or use `tessera keys rotate --now`"
+    );
 
     // A key created under a master key is stored sealed.
     let mut command = ws.command();
@@ -233,15 +255,15 @@ fn sealed_keys_need_their_master_key_and_bad_schedules_are_refused_in_one_line(b
             ],
             ""
         ),
-        "error: the key publish-ahead time (5m) must be at least 6m10s: the JWKS max-age (5m) \
-         plus the key refresh interval (10s) plus clock leeway (1m), or a resource server \
-         could see a token before its key"
+        "error: the key publish-ahead time (5m) must be at least 7m10s: the JWKS max-age (5m) \
+         plus the key refresh interval (10s) plus twice the clock leeway (1m), or a resource \
+         server could see a token before its key"
     );
     assert_eq!(
         ws.fails(&["keys", "rotate", "--key-publish-ahead", "1m"], ""),
-        "error: the key publish-ahead time (1m) must be at least 6m10s: the JWKS max-age (5m) \
-         plus the key refresh interval (10s) plus clock leeway (1m), or a resource server \
-         could see a token before its key"
+        "error: the key publish-ahead time (1m) must be at least 7m10s: the JWKS max-age (5m) \
+         plus the key refresh interval (10s) plus twice the clock leeway (1m), or a resource \
+         server could see a token before its key"
     );
     let out = ws.run(&["keys", "list", "--key-rotation-period", "soon"], "");
     assert_eq!(out.status.code(), Some(2), "a usage error");
@@ -295,7 +317,6 @@ async fn serve_warns_when_no_master_key_is_set_and_not_when_one_is(backend: Back
             warns,
             "{stderr}"
         );
-        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
         if let Some(key) = key {
             assert!(!stderr.contains(key), "the master key must never be logged");
         }

@@ -295,7 +295,12 @@ async fn continuous_traffic_across_two_scheduled_rotations_never_sees_a_valid_to
         )
         .await
         .unwrap();
-    assert!(s.store.remove_key(&old_kid).await.unwrap());
+    assert!(
+        s.store
+            .remove_key(&old_kid, tessera_authz::keys::to_utc(s.clock.now_millis()))
+            .await
+            .unwrap()
+    );
     s.tick().await;
     let (new_token, _) = s.sign_in().await;
     assert_eq!(kid_and_exp(&new_token).0, urgent.kid());

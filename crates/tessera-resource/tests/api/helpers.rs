@@ -210,8 +210,8 @@ impl Store for CountingStore {
     async fn remove_expired_keys(&self, now: DateTime<Utc>) -> Result<u64> {
         self.count().remove_expired_keys(now).await
     }
-    async fn remove_key(&self, kid: &str) -> Result<bool> {
-        self.count().remove_key(kid).await
+    async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool> {
+        self.count().remove_key(kid, activates_after).await
     }
 }
 
