@@ -9,7 +9,7 @@ use serde_json::Value;
 use tessera_store::on_each_backend;
 use tessera_store::testing::Backend;
 
-use crate::{Server, Workspace, http};
+use crate::{Server, Workspace, get_json, http};
 
 on_each_backend!(
     blocking:
@@ -32,14 +32,8 @@ fn key_rows(ws: &Workspace) -> Vec<Vec<String>> {
 
 /// The kids in the server's JWKS.
 async fn jwks_kids(server: &Server) -> Vec<String> {
-    let jwks: Value = http()
-        .get(format!("{}/.well-known/jwks.json", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, jwks) = get_json(&format!("{}/.well-known/jwks.json", server.url), None).await;
+    assert_eq!(status, 200);
     jwks["keys"]
         .as_array()
         .unwrap()

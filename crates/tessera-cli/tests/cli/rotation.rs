@@ -336,15 +336,9 @@ async fn every_algorithm_signs_tokens_the_resource_server_accepts(backend: Backe
         let (token, _) = s.sign_in().await;
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(format!("{:?}", header.alg), algorithm.as_str());
-        let jwks: Value = s
-            .http
-            .get(format!("{}/.well-known/jwks.json", s.authz))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, jwks) =
+            crate::get_json(&format!("{}/.well-known/jwks.json", s.authz), None).await;
+        assert_eq!(status, 200);
         assert_eq!(jwks["keys"][0]["alg"], algorithm.as_str());
         assert_eq!(s.call_api(&token).await.0, 200, "{algorithm}");
         // The guard takes the algorithm from the key: the same token relabelled with
