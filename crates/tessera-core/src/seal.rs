@@ -7,12 +7,15 @@
 //! ```
 //! use tessera_core::MasterKey;
 //!
-//! let (master, printable) = MasterKey::generate().unwrap();
-//! let sealed = master.seal("kid-1", b"private key").unwrap();
+//! # fn main() -> Result<(), tessera_core::Error> {
+//! let (master, printable) = MasterKey::generate()?;
+//! let sealed = master.seal("kid-1", b"private key")?;
 //! assert!(tessera_core::seal::is_sealed(&sealed));
-//! assert_eq!(master.open("kid-1", &sealed).unwrap(), b"private key");
+//! assert_eq!(master.open("kid-1", &sealed)?, b"private key");
 //! assert!(master.open("kid-2", &sealed).is_err());
 //! assert!(MasterKey::parse(&printable).is_ok());
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;
