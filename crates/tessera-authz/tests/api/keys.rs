@@ -335,10 +335,12 @@ async fn private_keys_are_sealed_under_the_master_key_and_refused_without_it(bac
     assert!(tessera_core::seal::is_sealed(&stored.private_key));
     drop(app);
 
-    // The same master key opens it after a restart.
-    let app = start(store.clone(), with(Some(master.clone()))).await;
+    // The same master key opens it after a restart. Each restart reopens the store, as a
+    // new process does: the stopped server's runtime took its pooled connections with it.
+    let app = start(db.open().await, with(Some(master.clone()))).await;
     assert_eq!(app.signing_kid_seen().await, kid);
     drop(app);
+    let store = db.open().await;
 
     // Without it, or with another, the server refuses to start and says why.
     for (master, message) in [
