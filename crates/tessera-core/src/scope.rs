@@ -113,12 +113,22 @@ impl FromIterator<Scope> for ScopeSet {
     }
 }
 
+/// The longest scope list accepted: room for every scope several times over.
+pub const MAX_SCOPE_LIST_BYTES: usize = 64;
+
 impl FromStr for ScopeSet {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
             return Err(ParseError::new("scope", "the scope list is empty"));
+        }
+        // Two scopes exist; a list longer than this is padding, refused before any work.
+        if s.len() > MAX_SCOPE_LIST_BYTES {
+            return Err(ParseError::new(
+                "scope",
+                format!("the scope list is longer than {MAX_SCOPE_LIST_BYTES} bytes"),
+            ));
         }
         let mut set = ScopeSet::EMPTY;
         for token in s.split(' ') {

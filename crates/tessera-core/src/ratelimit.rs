@@ -1,0 +1,175 @@
+//! Keyed rate limits on an injected clock (the generic cell rate algorithm).
+//!
+//! A [`Quota`] allows a burst of `burst` events, then one more every `period`. Each key
+//! keeps one number, the time at which its allowance is whole again, so memory per key is
+//! constant and nothing runs in the background. Limits are per process: several servers
+//! behind a load balancer each apply them.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How many events a key may have: `burst` at once, then one more every `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Events allowed back to back after a quiet spell. At least 1.
+    pub burst: u32,
+    /// Time after which one more event is allowed. At least 1 ms.
+    pub period: Duration,
+}
+
+impl Quota {
+    /// `burst` events, then one per `period`.
+    pub const fn new(burst: u32, period: Duration) -> Self {
+        Quota { burst, period }
+    }
+
+    fn period_ms(&self) -> i64 {
+        i64::try_from(self.period.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    fn tolerance_ms(&self) -> i64 {
+        self.period_ms()
+            .saturating_mul(i64::from(self.burst.max(1)))
+    }
+}
+
+/// A refusal: when the next event would be allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// Time until the key may act again.
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// [`retry_after`](Self::retry_after) in whole seconds, rounded up, at least 1: the
+    /// value of a `Retry-After` header.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
+    }
+}
+
+/// The keys a [`RateLimiter`] holds before it forgets the idle ones.
+const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Rate limits per key `K` (an address, an account, a client).
+///
+/// [`check`](Self::check) counts an event and refuses it when the key is over its quota.
+/// For failures only (wrong passwords), [`peek`](Self::peek) asks before the attempt
+/// and [`record`](Self::record) counts a failure afterwards, so that successes cost
+/// nothing and refused attempts do not count against anyone.
+#[derive(Debug)]
+pub struct RateLimiter<K> {
+    quota: Quota,
+    capacity: usize,
+    /// For each key, the time (Unix ms) at which its allowance is whole again.
+    whole_at: Mutex<HashMap<K, i64>>,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter applying `quota` to each key.
+    pub fn new(quota: Quota) -> Self {
+        Self::with_capacity(quota, DEFAULT_CAPACITY)
+    }
+
+    /// A limiter that keeps at most about `capacity` keys: beyond it, keys whose
+    /// allowance is whole are forgotten first, then those closest to whole. A flood of
+    /// distinct keys can therefore make the limiter forget some, never refuse a key that
+    /// has done nothing.
+    pub fn with_capacity(quota: Quota, capacity: usize) -> Self {
+        RateLimiter {
+            quota,
+            capacity: capacity.max(2),
+            whole_at: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The quota applied.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Counts one event for `key` at `now_ms` unless it is over its quota, in which case
+    /// nothing is counted and the refusal says when to retry.
+    pub fn check(&self, key: &K, now_ms: i64) -> Result<(), Limited> {
+        let mut map = self.lock();
+        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
+        let next = current.saturating_add(self.quota.period_ms());
+        self.allowed(next, now_ms)?;
+        self.insert(&mut map, key, next, now_ms);
+        Ok(())
+    }
+
+    /// Whether `key` may have one more event at `now_ms`, without counting it.
+    pub fn peek(&self, key: &K, now_ms: i64) -> Result<(), Limited> {
+        let map = self.lock();
+        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
+        self.allowed(current.saturating_add(self.quota.period_ms()), now_ms)
+    }
+
+    /// Counts one event for `key` at `now_ms` whatever its state (a failure that has
+    /// already happened). Returns whether this event used up the key's allowance: the
+    /// next [`peek`](Self::peek) is refused, and it was not before.
+    pub fn record(&self, key: &K, now_ms: i64) -> bool {
+        let mut map = self.lock();
+        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
+        // Never further ahead than one full allowance: a key stops being refused at most
+        // `burst × period` after its last failure.
+        let ceiling = now_ms.saturating_add(self.quota.tolerance_ms());
+        let next = current.saturating_add(self.quota.period_ms()).min(ceiling);
+        let period = self.quota.period_ms();
+        let was_open = self.allowed(current.saturating_add(period), now_ms).is_ok();
+        let now_closed = self.allowed(next.saturating_add(period), now_ms).is_err();
+        self.insert(&mut map, key, next, now_ms);
+        was_open && now_closed
+    }
+
+    /// The number of keys held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn allowed(&self, next: i64, now_ms: i64) -> Result<(), Limited> {
+        let excess = next.saturating_sub(now_ms) - self.quota.tolerance_ms();
+        if excess <= 0 {
+            return Ok(());
+        }
+        Err(Limited {
+            retry_after: Duration::from_millis(u64::try_from(excess).unwrap_or(u64::MAX)),
+        })
+    }
+
+    fn insert(&self, map: &mut HashMap<K, i64>, key: &K, whole_at: i64, now_ms: i64) {
+        if map.len() >= self.capacity && !map.contains_key(key) {
+            map.retain(|_, at| *at > now_ms);
+            if map.len() >= self.capacity / 2 {
+                // Still full of active keys: forget the half closest to whole.
+                let mut times: Vec<i64> = map.values().copied().collect();
+                let middle = times.len() / 2;
+                let (_, cut, _) = times.select_nth_unstable(middle);
+                let cut = *cut;
+                map.retain(|_, at| *at > cut);
+            }
+        }
+        map.insert(key.clone(), whole_at);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, i64>> {
+        match self.whole_at.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/ratelimit.rs"]
+mod tests;

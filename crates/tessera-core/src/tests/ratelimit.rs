@@ -1,0 +1,92 @@
+use std::time::Duration;
+
+use super::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_burst_is_allowed_then_one_more_per_period() {
+    let limiter = RateLimiter::new(Quota::new(3, 10 * SECOND));
+    let t = 1_000_000;
+    for _ in 0..3 {
+        limiter.check(&"a", t).unwrap();
+    }
+    let refused = limiter.check(&"a", t).unwrap_err();
+    assert_eq!(refused.retry_after, 10 * SECOND);
+    assert_eq!(refused.retry_after_secs(), 10);
+    // A refused event is not counted: after one period exactly one more is allowed.
+    limiter.check(&"a", t + 9_999).unwrap_err();
+    limiter.check(&"a", t + 10_000).unwrap();
+    assert_eq!(
+        limiter.check(&"a", t + 10_000).unwrap_err().retry_after,
+        10 * SECOND
+    );
+    // Other keys are unaffected.
+    limiter.check(&"b", t).unwrap();
+}
+
+#[test]
+fn the_allowance_refills_completely_after_a_quiet_spell() {
+    let limiter = RateLimiter::new(Quota::new(2, SECOND));
+    let t = 5_000;
+    limiter.check(&1, t).unwrap();
+    limiter.check(&1, t).unwrap();
+    limiter.check(&1, t).unwrap_err();
+    limiter.check(&1, t + 60_000).unwrap();
+    limiter.check(&1, t + 60_000).unwrap();
+    limiter.check(&1, t + 60_000).unwrap_err();
+}
+
+#[test]
+fn failures_are_recorded_apart_from_the_question() {
+    let limiter = RateLimiter::new(Quota::new(2, 30 * SECOND));
+    let t = 0;
+    // Asking costs nothing.
+    for _ in 0..10 {
+        limiter.peek(&"alice", t).unwrap();
+    }
+    assert!(!limiter.record(&"alice", t));
+    limiter.peek(&"alice", t).unwrap();
+    assert!(
+        limiter.record(&"alice", t),
+        "the second failure used the allowance up"
+    );
+    let refused = limiter.peek(&"alice", t).unwrap_err();
+    assert_eq!(refused.retry_after, 30 * SECOND);
+    // Failures recorded while refused do not push the end further than one allowance.
+    for _ in 0..50 {
+        assert!(
+            !limiter.record(&"alice", t),
+            "only the first exhaustion is reported"
+        );
+    }
+    assert_eq!(
+        limiter.peek(&"alice", t).unwrap_err().retry_after,
+        30 * SECOND
+    );
+    limiter.peek(&"alice", t + 30_000).unwrap();
+}
+
+#[test]
+fn retry_after_rounds_up_to_a_whole_second() {
+    let limited = Limited {
+        retry_after: Duration::from_millis(1_001),
+    };
+    assert_eq!(limited.retry_after_secs(), 2);
+    let limited = Limited {
+        retry_after: Duration::from_millis(1),
+    };
+    assert_eq!(limited.retry_after_secs(), 1);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_is_bounded_and_never_refuses_a_new_key() {
+    let limiter = RateLimiter::with_capacity(Quota::new(1, 60 * SECOND), 100);
+    for i in 0..1_000 {
+        limiter.check(&i, i64::from(i)).unwrap();
+        assert!(limiter.len() <= 100, "{} keys held", limiter.len());
+    }
+    // The most recent key is still limited; a key never seen is not.
+    limiter.check(&999, 999).unwrap_err();
+    limiter.check(&5_000, 999).unwrap();
+}
