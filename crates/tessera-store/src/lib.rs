@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod audit;
 mod convert;
 mod error;
 mod model;
+mod pool;
 mod postgres;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -17,13 +19,15 @@ use chrono::{DateTime, Utc};
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
+pub use audit::{AuditLog, AuditWriter};
 pub use error::StoreError;
 pub use model::{
-    Client, Company, KeyState, LoginSession, NewAccessToken, NewAuthorizationCode, NewClient,
-    NewCompany, NewKey, NewLoginSession, NewRefreshToken, NewUser, RedeemedCode, Redemption,
-    Rotation, Seed, StoredAccessToken, StoredKey, StoredRefreshToken, User, UserCredentials,
-    UserPatch,
+    AuditEvent, AuditFilter, AuditKind, Client, Company, KeyState, LoginSession, NewAccessToken,
+    NewAuditEvent, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewLoginSession,
+    NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, StoredAccessToken,
+    StoredKey, StoredRefreshToken, UnknownAuditKind, User, UserCredentials, UserPatch,
 };
+pub use pool::{PoolStatus, register_pool_metrics};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -66,6 +70,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+
+    /// The connection pool's state now, for the metrics.
+    fn pool_status(&self) -> PoolStatus;
 
     /// Inserts `seed` in one transaction if the database has no company, user or client
     /// yet. Returns whether it did.
@@ -260,6 +267,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// key that may be signing already by some instance's clock, are never removed.
     /// Returns whether a key was deleted.
     async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool>;
+
+    /// Appends `events` to the audit log in one transaction: all or none, so a batch that
+    /// failed can be retried whole without writing anything twice. Their ids follow the
+    /// order of `events`. The log is never purged (see `migrations/README.md`). Servers
+    /// record through an [`AuditLog`], which batches events off the request path, rather
+    /// than call this per event.
+    async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()>;
+
+    /// The audit events that `filter` selects, newest first (ties by id, highest
+    /// first), at most [`AuditFilter::effective_limit`] of them.
+    async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

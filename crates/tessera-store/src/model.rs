@@ -538,3 +538,251 @@ pub struct LoginSession {
     /// When the session ends: the caller checks this, the store does not.
     pub expires_at: DateTime<Utc>,
 }
+
+/// What an audit event records. [`AuditKind::as_str`] is the name stored and printed;
+/// `FromStr` parses it back (for `tessera audit list --kind`). New kinds may be added, so
+/// a `match` on it needs a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// A user signed in, at the login form or with the password grant.
+    LoginSucceeded,
+    /// A sign-in was refused: unknown user, wrong password, disabled user.
+    LoginFailed,
+    /// An access token was issued.
+    TokenIssued,
+    /// A spent refresh token came back, and its grant family was revoked.
+    RefreshReuse,
+    /// A token was revoked (RFC 7009).
+    TokenRevoked,
+    /// A client failed to authenticate.
+    ClientAuthFailed,
+    /// A request was refused for coming too often.
+    RateLimited,
+    /// A signing key was published ahead of signing.
+    KeyPublished,
+    /// A published key started signing on schedule.
+    KeyActivated,
+    /// A key was taken out of the JWKS.
+    KeyRemoved,
+    /// A key was rotated by hand (`tessera keys rotate`, with or without `--now`).
+    KeyRotated,
+    /// A user was created.
+    UserCreated,
+    /// A user was changed (roles, password, disabled or enabled).
+    UserUpdated,
+    /// A user was deleted.
+    UserDeleted,
+}
+
+impl AuditKind {
+    /// Every kind, in the order `--help` and error messages list them.
+    pub const ALL: &'static [AuditKind] = &[
+        AuditKind::LoginSucceeded,
+        AuditKind::LoginFailed,
+        AuditKind::TokenIssued,
+        AuditKind::RefreshReuse,
+        AuditKind::TokenRevoked,
+        AuditKind::ClientAuthFailed,
+        AuditKind::RateLimited,
+        AuditKind::KeyPublished,
+        AuditKind::KeyActivated,
+        AuditKind::KeyRemoved,
+        AuditKind::KeyRotated,
+        AuditKind::UserCreated,
+        AuditKind::UserUpdated,
+        AuditKind::UserDeleted,
+    ];
+
+    /// The stored and printed name, e.g. `login.failed`. Stored rows keep it, so it never
+    /// changes once released.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::LoginSucceeded => "login.succeeded",
+            AuditKind::LoginFailed => "login.failed",
+            AuditKind::TokenIssued => "token.issued",
+            AuditKind::RefreshReuse => "refresh.reuse_detected",
+            AuditKind::TokenRevoked => "token.revoked",
+            AuditKind::ClientAuthFailed => "client.auth_failed",
+            AuditKind::RateLimited => "rate_limited",
+            AuditKind::KeyPublished => "key.published",
+            AuditKind::KeyActivated => "key.activated",
+            AuditKind::KeyRemoved => "key.removed",
+            AuditKind::KeyRotated => "key.rotated",
+            AuditKind::UserCreated => "user.created",
+            AuditKind::UserUpdated => "user.updated",
+            AuditKind::UserDeleted => "user.deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AuditKind {
+    type Err = UnknownAuditKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AuditKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownAuditKind(s.to_owned()))
+    }
+}
+
+/// A name that is no [`AuditKind`]. Its message lists the valid names, so that a command
+/// line refusing it tells the user what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAuditKind(String);
+
+impl std::fmt::Display for UnknownAuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+        write!(f, "{:?} is not one of {}", self.0, names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownAuditKind {}
+
+/// An event to append to the audit log. Every field but `kind` and `at` is optional.
+///
+/// Never put a secret, a token, a password or a password hash in any field: the log is
+/// read by operators and kept forever. Name things instead (a username, a client id, a
+/// kid). The store keeps `at` to the microsecond, replaces NUL characters (which
+/// PostgreSQL text cannot hold) and cuts each text field to
+/// [`NewAuditEvent::MAX_FIELD_CHARS`] characters, so that a request cannot make a row
+/// fail or grow without bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: AuditKind,
+    /// Who acted: a username, a client id, a token's `sub`, or `cli`.
+    pub actor: Option<String>,
+    /// The OAuth client involved.
+    pub client_id: Option<String>,
+    /// The company concerned (its slug).
+    pub company: Option<String>,
+    /// What was acted on: a username, a user id, a kid.
+    pub target: Option<String>,
+    /// From where: the client's IP address.
+    pub address: Option<String>,
+    /// A short description, e.g. `grant=password format=jwt scope=basic`.
+    pub detail: Option<String>,
+}
+
+impl NewAuditEvent {
+    /// The longest text the store keeps in one field, in characters; the rest is cut.
+    pub const MAX_FIELD_CHARS: usize = 512;
+
+    /// An event of `kind` at `at`, every optional field empty; set them with the builder
+    /// methods ([`actor`](Self::actor) and the others).
+    pub fn new(kind: AuditKind, at: DateTime<Utc>) -> Self {
+        NewAuditEvent {
+            at,
+            kind,
+            actor: None,
+            client_id: None,
+            company: None,
+            target: None,
+            address: None,
+            detail: None,
+        }
+    }
+
+    /// Sets who acted.
+    pub fn actor(mut self, value: impl Into<String>) -> Self {
+        self.actor = Some(value.into());
+        self
+    }
+
+    /// Sets the OAuth client involved.
+    pub fn client_id(mut self, value: impl Into<String>) -> Self {
+        self.client_id = Some(value.into());
+        self
+    }
+
+    /// Sets the company concerned.
+    pub fn company(mut self, value: impl Into<String>) -> Self {
+        self.company = Some(value.into());
+        self
+    }
+
+    /// Sets what was acted on.
+    pub fn target(mut self, value: impl Into<String>) -> Self {
+        self.target = Some(value.into());
+        self
+    }
+
+    /// Sets the address the request came from.
+    pub fn address(mut self, value: impl Into<String>) -> Self {
+        self.address = Some(value.into());
+        self
+    }
+
+    /// Sets the short description.
+    pub fn detail(mut self, value: impl Into<String>) -> Self {
+        self.detail = Some(value.into());
+        self
+    }
+}
+
+/// `value` as the store keeps it: NUL replaced with U+FFFD, at most
+/// [`NewAuditEvent::MAX_FIELD_CHARS`] characters. Both adapters store this, so both read
+/// back the same thing.
+pub(crate) fn audit_text(value: Option<&str>) -> Option<String> {
+    value.map(|v| {
+        v.chars()
+            .take(NewAuditEvent::MAX_FIELD_CHARS)
+            .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+            .collect()
+    })
+}
+
+/// An event as stored: the event and the id the log gave it.
+///
+/// Ids grow with every append, but only the time orders events: PostgreSQL hands out ids
+/// before commit, so two concurrent appends may commit in the other order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// The row's id, unique in this database.
+    pub id: i64,
+    /// What was recorded, as stored (see [`NewAuditEvent`]).
+    pub event: NewAuditEvent,
+}
+
+/// Which audit events to list. The default lists the newest [`AuditFilter::DEFAULT_LIMIT`]
+/// events of every kind.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only events of this kind.
+    pub kind: Option<AuditKind>,
+    /// Only events whose actor is exactly this.
+    pub actor: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many events; 0 means [`AuditFilter::DEFAULT_LIMIT`], and more than
+    /// [`AuditFilter::MAX_LIMIT`] means that many, so that one call cannot load a
+    /// log that is never purged into memory.
+    pub limit: u32,
+}
+
+impl AuditFilter {
+    /// How many events a filter with `limit: 0` lists.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The most events one call lists.
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    /// The number of events this filter lists at most, after the default and the cap.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use crate::convert::{
     words,
 };
 use crate::model::*;
-use crate::{PURGES, Result, Store, StoreError};
+use crate::{PURGES, PoolStatus, Result, Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -162,6 +162,25 @@ fn access_token_from_row(row: &PgRow) -> Result<StoredAccessToken> {
     })
 }
 
+const AUDIT_COLUMNS: &str =
+    "id, at, kind, actor, client_id, company, target, address, detail FROM audit_events";
+
+fn audit_event_from_row(row: &PgRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        event: NewAuditEvent {
+            at: row.try_get("at")?,
+            kind: parse_name(row.try_get("kind")?, "audit event kind")?,
+            actor: row.try_get("actor")?,
+            client_id: row.try_get("client_id")?,
+            company: row.try_get("company")?,
+            target: row.try_get("target")?,
+            address: row.try_get("address")?,
+            detail: row.try_get("detail")?,
+        },
+    })
+}
+
 /// Serialises the writes to one grant family until the transaction ends.
 async fn lock_family(tx: &mut sqlx::PgConnection, family_id: Uuid) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
@@ -288,6 +307,14 @@ impl Store for PgStore {
         // together on one database apply each migration once.
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -952,6 +979,56 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One array per column and one statement for any number of rows: a single
+        // statement is atomic by itself, and its text, hence its prepared plan, never
+        // changes with the batch size. Ids are drawn in the order of `events`.
+        let column = |field: fn(&NewAuditEvent) -> Option<&str>| -> Vec<Option<String>> {
+            events.iter().map(|e| audit_text(field(e))).collect()
+        };
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, actor, client_id, company, target, address, detail) \
+             SELECT at, kind, actor, client_id, company, target, address, detail \
+             FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[]) WITH ORDINALITY \
+             AS e (at, kind, actor, client_id, company, target, address, detail, n) ORDER BY n",
+        )
+        .bind(events.iter().map(|e| stored_time(e.at)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(column(|e| e.actor.as_deref()))
+        .bind(column(|e| e.client_id.as_deref()))
+        .bind(column(|e| e.company.as_deref()))
+        .bind(column(|e| e.target.as_deref()))
+        .bind(column(|e| e.address.as_deref()))
+        .bind(column(|e| e.detail.as_deref()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let mut query = sqlx::QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} WHERE true"));
+        if let Some(kind) = filter.kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(actor) = audit_text(filter.actor.as_deref()) {
+            query.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND at >= ").push_bind(stored_time(since));
+        }
+        // The (at) and (kind, at) indexes deliver the time order; only events of one
+        // instant are sorted by id.
+        query
+            .push(" ORDER BY at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(filter.effective_limit()));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_event_from_row).collect()
     }
 }
 

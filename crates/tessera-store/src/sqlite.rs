@@ -15,7 +15,7 @@ use crate::convert::{
     words,
 };
 use crate::model::*;
-use crate::{PURGES, Result, Store, StoreError};
+use crate::{PURGES, PoolStatus, Result, Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -186,6 +186,25 @@ fn refresh_token_from_row(row: &SqliteRow) -> Result<StoredRefreshToken> {
     })
 }
 
+const AUDIT_COLUMNS: &str =
+    "id, at, kind, actor, client_id, company, target, address, detail FROM audit_events";
+
+fn audit_event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        event: NewAuditEvent {
+            at: row.try_get("at")?,
+            kind: parse_name(row.try_get("kind")?, "audit event kind")?,
+            actor: row.try_get("actor")?,
+            client_id: row.try_get("client_id")?,
+            company: row.try_get("company")?,
+            target: row.try_get("target")?,
+            address: row.try_get("address")?,
+            detail: row.try_get("detail")?,
+        },
+    })
+}
+
 async fn insert_company<'e>(
     ex: impl SqliteExecutor<'e>,
     new: &NewCompany,
@@ -272,6 +291,14 @@ impl Store for SqliteStore {
         MIGRATOR.run_direct(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -930,5 +957,53 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Several rows per statement, few enough to stay far below SQLite's limit on
+        // bound parameters (32766).
+        for chunk in events.chunks(crate::audit::BATCH) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (at, kind, actor, client_id, company, target, address, detail) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(stored_time(event.at))
+                    .push_bind(event.kind.as_str())
+                    .push_bind(audit_text(event.actor.as_deref()))
+                    .push_bind(audit_text(event.client_id.as_deref()))
+                    .push_bind(audit_text(event.company.as_deref()))
+                    .push_bind(audit_text(event.target.as_deref()))
+                    .push_bind(audit_text(event.address.as_deref()))
+                    .push_bind(audit_text(event.detail.as_deref()));
+            });
+            // One statement text per batch size: not worth a place in the statement cache.
+            insert.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let mut query = sqlx::QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} WHERE 1 = 1"));
+        if let Some(kind) = filter.kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(actor) = audit_text(filter.actor.as_deref()) {
+            query.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND at >= ").push_bind(stored_time(since));
+        }
+        // The id is the rowid, which every index ends with: the (at) and (kind, at)
+        // indexes deliver this order without sorting the log.
+        query
+            .push(" ORDER BY at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(filter.effective_limit()));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_event_from_row).collect()
     }
 }

@@ -38,6 +38,9 @@ impl Store for CountingStore {
     async fn migrate(&self) -> Result<()> {
         self.count().migrate().await
     }
+    fn pool_status(&self) -> tessera_store::PoolStatus {
+        self.inner.pool_status()
+    }
     async fn ping(&self) -> Result<()> {
         self.count().ping().await
     }
@@ -213,6 +216,13 @@ impl Store for CountingStore {
     async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool> {
         self.count().remove_key(kid, activates_after).await
     }
+    // The audit log is written in the background, never to authorize a request: not counted.
+    async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()> {
+        self.inner.record_audit_events(events).await
+    }
+    async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        self.inner.list_audit_events(filter).await
+    }
 }
 
 pub struct TestApp {
@@ -221,6 +231,8 @@ pub struct TestApp {
     pub store: Arc<CountingStore>,
     pub http: reqwest::Client,
     pub users: Vec<User>,
+    /// The server's audit log, to flush before reading events.
+    pub audit: tessera_store::AuditLog,
     handle: actix_web::dev::ServerHandle,
     _db: TestDatabase,
 }
@@ -295,11 +307,13 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let app = Application::build(settings, store.clone()).await.unwrap();
     let address = format!("http://{}", app.addr());
     let handle = app.handle();
+    let audit = app.audit().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         issuer,
         store,
+        audit,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -14,6 +14,7 @@ use tessera_store::{
     StoreError, on_each_backend,
 };
 
+mod audit;
 mod keys;
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");

@@ -1,0 +1,168 @@
+//! The audit log's buffered writer: request handlers queue events and go on, one task
+//! writes them in batches.
+//!
+//! A database write per event would put the database on every request's path (a login, a
+//! token) a second time, and under load would turn many small transactions into the
+//! bottleneck. Instead [`AuditLog::record`] puts the event on a bounded channel and
+//! [`AuditWriter::run`] drains it, up to [`BATCH`] events per transaction. Nothing is
+//! dropped to keep up: when [`QUEUE`] events wait, `record` waits too. What cannot be
+//! written after the retries is reported on the error log, with how many events were lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{NewAuditEvent, Store};
+
+/// How many messages (events and flush markers) may wait for the writer before
+/// [`AuditLog::record`] waits in turn.
+pub const QUEUE: usize = 4096;
+
+/// The most events the writer appends in one transaction.
+pub const BATCH: usize = 256;
+
+/// The pauses before each retry of a batch that failed: a database that is away for a
+/// moment (a restart, a failover) loses nothing, and one that stays away holds the writer
+/// up about two seconds per batch.
+const RETRY_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1600),
+];
+
+/// What travels on the channel. A flush marker is answered once everything queued before
+/// it has been written (or given up on), which keeps "before" exact without a counter.
+#[derive(Debug)]
+enum Message {
+    Event(NewAuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle to the audit log, cheap to clone: every handler holds one. Records go through a
+/// bounded channel to one writer task that inserts them in batches.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<Message>,
+}
+
+/// The task that writes what every [`AuditLog`] handle records; run it with
+/// [`AuditWriter::run`].
+#[derive(Debug)]
+pub struct AuditWriter {
+    store: Arc<dyn Store>,
+    receiver: mpsc::Receiver<Message>,
+}
+
+impl AuditLog {
+    /// The handle and the writer that goes with it. Spawn the writer
+    /// (`tokio::spawn(writer.run())`); it ends once every clone of the handle is dropped
+    /// and everything they recorded has been written.
+    pub fn new(store: Arc<dyn Store>) -> (AuditLog, AuditWriter) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        (AuditLog { sender }, AuditWriter { store, receiver })
+    }
+
+    /// Queues `event` for the writer. Waits while [`QUEUE`] messages are queued already
+    /// (backpressure) rather than drop any. If the writer is gone (it was never spawned, or
+    /// its runtime shut down) the event cannot be kept: that is logged as an error.
+    pub async fn record(&self, event: NewAuditEvent) {
+        if let Err(mpsc::error::SendError(Message::Event(event))) =
+            self.sender.send(Message::Event(event)).await
+        {
+            tracing::error!(
+                kind = event.kind.as_str(),
+                "audit event lost: the audit writer is not running"
+            );
+        }
+    }
+
+    /// Waits until every event recorded through any handle before this call has been
+    /// written, or given up on after the retries: for tests, and for shutdown before the
+    /// runtime stops. Returns at once when the writer is not running.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).await.is_ok() {
+            // An error means the writer stopped before answering: nothing more will be
+            // written either way.
+            let _ = written.await;
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Writes batches until every [`AuditLog`] handle is dropped and the queue is empty.
+    /// A batch that fails is retried after each pause of [`RETRY_BACKOFF`]; when the last
+    /// retry fails too, its events are lost, which is logged with how many and why, and the
+    /// writer goes on with the next batch.
+    pub async fn run(mut self) {
+        let mut messages = Vec::with_capacity(BATCH);
+        let mut events = Vec::with_capacity(BATCH);
+        let mut flushes = Vec::new();
+        // Zero means the channel is closed and drained: every handle is gone.
+        while self.receiver.recv_many(&mut messages, BATCH).await > 0 {
+            for message in messages.drain(..) {
+                match message {
+                    Message::Event(event) => events.push(event),
+                    Message::Flush(done) => flushes.push(done),
+                }
+            }
+            // A flush marker waits for the events queued before it, which are all in this
+            // batch or an earlier one: answering after the batch is written is enough.
+            if !events.is_empty() {
+                self.write(&events).await;
+                events.clear();
+            }
+            for done in flushes.drain(..) {
+                // The caller may have stopped waiting; nothing to tell it then.
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Appends one batch, retrying as [`RETRY_BACKOFF`] says.
+    async fn write(&self, events: &[NewAuditEvent]) {
+        let mut pauses = RETRY_BACKOFF.iter();
+        loop {
+            let err = match self.store.record_audit_events(events).await {
+                Ok(()) => return,
+                Err(err) => err,
+            };
+            match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(
+                        events = events.len(),
+                        error = %error_chain(&err),
+                        "writing audit events failed; retrying in {} ms",
+                        pause.as_millis()
+                    );
+                    tokio::time::sleep(*pause).await;
+                }
+                None => {
+                    tracing::error!(
+                        lost = events.len(),
+                        error = %error_chain(&err),
+                        "{} audit events lost: writing them failed {} times",
+                        events.len(),
+                        RETRY_BACKOFF.len() + 1
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `err` and its causes on one line, `: `-separated. The driver's errors show the
+/// database's message, not the parameters bound to the statement, so the events' fields
+/// stay out of the log.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
