@@ -1,0 +1,39 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod cors;
+mod headers;
+mod metrics;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
+use tessera_core::net::TrustedProxies;
+
+pub use cors::{CorsOrigins, cors};
+pub use headers::security_headers;
+pub use metrics::{HttpMetrics, metrics_handler};
+
+/// The largest request head (request line and headers) either server reads, as actix-http
+/// bounds it: a larger one is answered 431 before any handler runs. A head may also hold
+/// at most 96 headers.
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
+
+/// `X-Forwarded-For`, believed only from a trusted proxy.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Where `req` comes from: its TCP peer, or the client a trusted proxy names.
+pub fn client_address(req: &HttpRequest, proxies: &TrustedProxies) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if proxies.is_empty() {
+        return tessera_core::net::canonical(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all(X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok());
+    proxies.client_address(peer, forwarded)
+}
