@@ -57,3 +57,7 @@ fn is_b64token(token: &str) -> bool {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
 }
+
+#[cfg(test)]
+#[path = "tests/proptest_bearer.rs"]
+mod proptest_bearer;

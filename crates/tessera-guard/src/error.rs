@@ -59,7 +59,44 @@ pub enum GuardError {
     Unavailable,
 }
 
+impl Rejection {
+    /// A short name for logs and metrics, e.g. `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::TooLong => "too_long",
+            Rejection::Malformed => "malformed",
+            Rejection::BadHeader => "bad_header",
+            Rejection::Algorithm => "algorithm",
+            Rejection::Type => "type",
+            Rejection::Critical => "critical",
+            Rejection::UnknownKey => "unknown_key",
+            Rejection::BadClaims => "bad_claims",
+            Rejection::Issuer => "issuer",
+            Rejection::Audience => "audience",
+            Rejection::Signature => "signature",
+            Rejection::Expired => "expired",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::Opaque => "opaque_refused",
+            Rejection::Inactive => "inactive",
+        }
+    }
+}
+
 impl GuardError {
+    /// The outcome this error stands for in [`Guard::outcomes`](crate::Guard::outcomes):
+    /// `missing`, `invalid_request`, a [`Rejection`] name, `insufficient_scope`,
+    /// `forbidden` or `unavailable`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GuardError::MissingCredentials => "missing",
+            GuardError::InvalidRequest(_) => "invalid_request",
+            GuardError::InvalidToken(why) => why.as_str(),
+            GuardError::InsufficientScope(_) => "insufficient_scope",
+            GuardError::Forbidden => "forbidden",
+            GuardError::Unavailable => "unavailable",
+        }
+    }
+
     fn challenge(&self, realm: &str) -> String {
         let realm = format!("Bearer realm=\"{realm}\"");
         match self {

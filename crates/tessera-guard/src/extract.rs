@@ -10,6 +10,7 @@ use actix_web::error::InternalError;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::opaque::{OPAQUE_DISABLED, OpaqueTokens, is_jwt_shaped};
 use crate::validate::Validator;
@@ -25,6 +26,44 @@ pub struct Guard {
     validator: Validator,
     realm: String,
     opaque: Option<Arc<dyn OpaqueTokens>>,
+    outcomes: Arc<Outcomes>,
+}
+
+/// Counts of validation outcomes by name, shared by the clones of a [`Guard`].
+#[derive(Debug, Default)]
+struct Outcomes {
+    counts: std::sync::RwLock<std::collections::BTreeMap<&'static str, Arc<AtomicU64>>>,
+}
+
+impl Outcomes {
+    fn count(&self, outcome: &'static str) {
+        let found = match self.counts.read() {
+            Ok(counts) => counts.get(outcome).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(outcome).cloned(),
+        };
+        let counter = match found {
+            Some(counter) => counter,
+            None => {
+                let mut counts = match self.counts.write() {
+                    Ok(counts) => counts,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                Arc::clone(counts.entry(outcome).or_default())
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let counts = match self.counts.read() {
+            Ok(counts) => counts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        counts
+            .iter()
+            .map(|(name, n)| (*name, n.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 impl Guard {
@@ -34,7 +73,16 @@ impl Guard {
             validator,
             realm: DEFAULT_REALM.to_owned(),
             opaque: None,
+            outcomes: Arc::default(),
         }
+    }
+
+    /// How many requests each outcome had so far, by name: `valid`, `missing` (no bearer
+    /// token), `invalid_request`, each [`Rejection`](crate::Rejection) by its name
+    /// (`expired`, `signature`, `unknown_key`, …), `insufficient_scope`, `unavailable`.
+    /// Outcomes that never happened are absent. Shared by clones of this guard.
+    pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
+        self.outcomes.snapshot()
     }
 
     /// The same guard with another realm in its challenges. Characters that cannot stand
@@ -111,6 +159,9 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
     let now = guard.validator.jwks().clock().now_secs();
     let token = bearer_token(&req);
     if let Err(GuardError::MissingCredentials) = token {
+        guard
+            .outcomes
+            .count(GuardError::MissingCredentials.outcome());
         return Err(guard.reject(GuardError::MissingCredentials));
     }
     // A bearer token was presented (well-formed or not): its shape picks the path.
@@ -130,6 +181,10 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
         method,
         lookups,
         duration: started.elapsed(),
+    });
+    guard.outcomes.count(match &result {
+        Ok(_) => "valid",
+        Err(err) => err.outcome(),
     });
     result
         .map(|claims| Authenticated { claims })
@@ -204,7 +259,11 @@ impl<S: ScopeRequirement + 'static> FromRequest for Scoped<S> {
         Box::pin(async move {
             let auth = authenticate(req.clone()).await?;
             if !auth.claims().has_scope(S::SCOPE) {
-                return Err(reject(&req, GuardError::InsufficientScope(S::SCOPE)));
+                let err = GuardError::InsufficientScope(S::SCOPE);
+                if let Some(guard) = req.app_data::<web::Data<Guard>>() {
+                    guard.outcomes.count(err.outcome());
+                }
+                return Err(reject(&req, err));
             }
             Ok(Scoped {
                 auth,

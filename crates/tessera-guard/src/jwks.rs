@@ -104,8 +104,9 @@ pub struct JwksStats {
     pub failures: u64,
     /// Fetches answered `304 Not Modified`: the keys were kept and only their age renewed.
     pub not_modified: u64,
-    /// Fetches a token with an unknown `kid` forced. With an issuer that publishes keys
-    /// before it signs with them, these happen only after an emergency rotation.
+    /// Fetches a token with an unknown `kid` forced while keys were cached (the first
+    /// fetch of a cold cache is not counted). With an issuer that publishes keys before it
+    /// signs with them, these happen only after an emergency rotation.
     pub unknown_kid: u64,
 }
 
@@ -231,7 +232,8 @@ impl JwksCache {
             };
         }
         let round_trips = self.refresh(seen).await;
-        if round_trips > 0 {
+        // A cold cache's first fetch is not a miss: nothing was known yet.
+        if round_trips > 0 && !set.keys.is_empty() {
             self.unknown_kid.fetch_add(1, Ordering::Relaxed);
         }
         let set = self.snapshot();

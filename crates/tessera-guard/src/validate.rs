@@ -271,3 +271,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, GuardError> {
         .decode(segment)
         .map_err(|_| GuardError::InvalidToken(Rejection::Malformed))
 }
+
+#[cfg(test)]
+#[path = "tests/proptest_validate.rs"]
+mod proptest_validate;
