@@ -24,6 +24,7 @@ use tessera_store::{Client, NewAuthorizationCode, NewLoginSession, StoreError, U
 use crate::error::ErrorChain;
 use crate::form::Form;
 use crate::pages::render;
+use crate::passwords::SignIn;
 use crate::state::AppState;
 use crate::{passwords, token};
 
@@ -631,21 +632,55 @@ pub async fn login(
     }
     let username = form.get("username").unwrap_or("");
     let candidate = form.get("password").unwrap_or("");
-    let user = match passwords::authenticate(&state, username, candidate).await {
-        Ok(user) => user,
-        Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
-    };
-    let Some(user) = user else {
-        let hidden = request.hidden_fields();
-        let page = LoginPage {
-            client_name: &request.client.name,
-            hidden: &hidden,
-            csrf: form.get("csrf").unwrap_or(""),
-            username,
-            error: Some("Invalid username or password."),
+    let address = state.address(&req);
+    let client_id = request.client.client_id.as_str();
+    let signed_in =
+        match passwords::authenticate(&state, username, candidate, address, client_id).await {
+            Ok(signed_in) => signed_in,
+            Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
         };
-        return render(StatusCode::OK, &page, "'self'");
+    let (status, message, retry_after) = match signed_in {
+        SignIn::Succeeded(user) => {
+            return signed_in_as(&state, &request, user, now).await;
+        }
+        SignIn::Failed => (
+            StatusCode::OK,
+            "Invalid username or password.".to_owned(),
+            None,
+        ),
+        SignIn::Limited(limited) => {
+            let secs = limited.retry_after_secs();
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed attempts. Try again in {secs} seconds."),
+                Some(secs),
+            )
+        }
     };
+    let hidden = request.hidden_fields();
+    let page = LoginPage {
+        client_name: &request.client.name,
+        hidden: &hidden,
+        csrf: form.get("csrf").unwrap_or(""),
+        username,
+        error: Some(&message),
+    };
+    let mut response = render(status, &page, "'self'");
+    if let Some(secs) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// A login session for `user`, then back to the authorization request.
+async fn signed_in_as(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    user: User,
+    now: DateTime<Utc>,
+) -> HttpResponse {
     let Some(session) = fresh_secret("a login session") else {
         return server_error_page();
     };
@@ -655,11 +690,11 @@ pub async fn login(
         expires_at: now + Duration::seconds(SESSION_TTL_SECS),
     };
     if let Err(err) = state.store.insert_login_session(&record, now).await {
-        return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER);
+        return Refusal::from(err).respond(state, StatusCode::SEE_OTHER);
     }
     tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
     let mut response = see_other(StatusCode::SEE_OTHER, &request.location());
-    let cookie = set_cookie(&state, Cookie::Session, &session, Some(SESSION_TTL_SECS));
+    let cookie = set_cookie(state, Cookie::Session, &session, Some(SESSION_TTL_SECS));
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -726,3 +761,7 @@ pub async fn consent(
     }
     request.redirect(&state, StatusCode::SEE_OTHER, &[("code", &code)])
 }
+
+#[cfg(test)]
+#[path = "tests/proptest_redirect.rs"]
+mod proptest_redirect;

@@ -1,14 +1,17 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3).
 
+use std::net::IpAddr;
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tessera_core::secret;
-use tessera_store::{Client, Store};
+use tessera_store::{AuditKind, Client, NewAuditEvent};
 
 use crate::error::ApiError;
 use crate::form::Form;
+use crate::state::AppState;
 
 /// What the client presented.
 enum Presented {
@@ -31,20 +34,33 @@ impl Presented {
 /// client takes as long as a wrong secret.
 const NO_CLIENT_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Authenticates the client of a token request. Every failure (unknown client, wrong
-/// secret, missing secret, secret sent by a public client) is the same `invalid_client`.
+/// Authenticates the client of a token, introspection or revocation request from
+/// `address`. Every failure (unknown client, wrong secret, missing secret, secret sent by
+/// a public client) is the same `invalid_client`, recorded for the rate limits and the
+/// audit log. Too many requests from the address, too many failures for the client from
+/// it, or too many requests by the client get 429 before any secret is compared.
 pub async fn authenticate(
     req: &HttpRequest,
     form: &Form,
-    store: &dyn Store,
+    state: &AppState,
+    address: IpAddr,
 ) -> Result<Client, ApiError> {
+    let now_ms = state.now_ms();
+    state
+        .limits
+        .request_from(address, now_ms)
+        .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
     let presented = presented(req, form)?;
     let basic = presented.used_basic();
     let (id, secret) = match &presented {
         Presented::Basic { id, secret } | Presented::Post { id, secret } => (id, Some(secret)),
         Presented::IdOnly { id } => (id, None),
     };
-    let client = store.find_client(id).await?;
+    state
+        .limits
+        .before_client_secret(id, address, now_ms)
+        .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
+    let client = state.store.find_client(id).await?;
     let authenticated = match (&client, secret) {
         (Some(client), Some(secret)) => match &client.secret_hash {
             Some(digest) => secret::matches_digest(secret, digest),
@@ -58,8 +74,34 @@ pub async fn authenticate(
         }
     };
     match client {
-        Some(client) if authenticated => Ok(client),
-        _ => Err(ApiError::invalid_client(basic)),
+        Some(client) if authenticated => {
+            state
+                .limits
+                .request_by(client.client_id.as_str(), now_ms)
+                .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
+            Ok(client)
+        }
+        _ => {
+            let exhausted = state.limits.client_failed(id, address, now_ms);
+            let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
+            for limit in exhausted {
+                state
+                    .audit(
+                        crate::limits::exhausted_event(state, limit, address)
+                            .client_id(shown.as_str()),
+                    )
+                    .await;
+            }
+            state
+                .audit(
+                    NewAuditEvent::new(AuditKind::ClientAuthFailed, state.now())
+                        .client_id(shown)
+                        .address(address.to_string())
+                        .detail(req.path().to_owned()),
+                )
+                .await;
+            Err(ApiError::invalid_client(basic))
+        }
     }
 }
 

@@ -16,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     body: OAuthError,
     basic_challenge: bool,
+    /// Seconds for `Retry-After`, on a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             status: StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
             body: OAuthError::new(code, description),
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -46,6 +49,21 @@ impl ApiError {
         ApiError {
             basic_challenge,
             ..Self::new(ErrorCode::InvalidClient, "client authentication failed")
+        }
+    }
+
+    /// 429: a rate limit refused the request (RFC 6585 §4). RFC 6749 names no code for
+    /// it; `temporarily_unavailable` says what the client should do, and `Retry-After`
+    /// when.
+    pub fn rate_limited(limited: tessera_core::ratelimit::Limited) -> Self {
+        let secs = limited.retry_after_secs();
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(secs),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("too many requests or failed attempts; retry after {secs} seconds"),
+            )
         }
     }
 
@@ -98,7 +116,9 @@ impl ResponseError for ApiError {
         if self.basic_challenge {
             response.insert_header((header::WWW_AUTHENTICATE, BASIC_CHALLENGE));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.json(&self.body)

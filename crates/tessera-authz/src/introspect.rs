@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
 use tessera_core::{AccessTokenClaims, ErrorCode, secret};
+use tessera_store::{AuditKind, NewAuditEvent};
 
 use crate::client_auth;
 use crate::error::{ApiError, no_store};
@@ -22,17 +23,20 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
+    let address = state.address(&req);
     let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+    let client = client_auth::authenticate(&req, &form, &state, address).await?;
     if client.is_public() {
         return Err(ApiError::invalid_client(false));
     }
     let token = form.require("token")?;
     // RFC 7662 §2.2: an inactive token is `{"active": false}` and nothing else, whatever
     // made it inactive.
-    let body = inspect(&state, token, now)
-        .await?
-        .unwrap_or_else(|| json!({"active": false}));
+    let body = inspect(&state, token, now).await?;
+    state
+        .introspections
+        .inc(&[if body.is_some() { "true" } else { "false" }]);
+    let body = body.unwrap_or_else(|| json!({"active": false}));
     let mut response = HttpResponse::Ok();
     no_store(&mut response);
     Ok(response.json(body))
@@ -146,8 +150,9 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
+    let address = state.address(&req);
     let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+    let client = client_auth::authenticate(&req, &form, &state, address).await?;
     let token = form.require("token")?;
     // Only a JWT this server issued and would still accept is "unsupported"; anything else
     // with dots is an invalid token, which RFC 7009 §2.2 answers with 200.
@@ -164,8 +169,16 @@ pub async fn revoke(
             .store
             .revoke_access_token(&digest, client.client_id.as_str(), now)
             .await?;
+        let event = |detail: String| {
+            NewAuditEvent::new(AuditKind::TokenRevoked, now)
+                .actor(client.client_id.as_str())
+                .client_id(client.client_id.as_str())
+                .address(address.to_string())
+                .detail(detail)
+        };
         if revoked {
             tracing::info!(client_id = %client.client_id, "access token revoked");
+            state.audit(event("opaque access token".to_owned())).await;
         } else if let Some(refresh) = state.store.find_refresh_token(&digest).await?
             && refresh.client_id == client.client_id
         {
@@ -178,6 +191,12 @@ pub async fn revoke(
                 revoked,
                 "refresh token revoked with its family"
             );
+            state
+                .audit(
+                    event(format!("refresh token and its family, {revoked} tokens"))
+                        .target(format!("family {}", refresh.family_id)),
+                )
+                .await;
         }
     }
     let mut response = HttpResponse::Ok();

@@ -15,7 +15,9 @@ use actix_web::web::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use tessera_core::seal::{self, MasterKey};
 use tessera_core::{Clock, JwkSet, SigningAlgorithm, SigningKey};
-use tessera_store::{KeyState, NewKey, Store, StoreError, StoredKey};
+use tessera_store::{
+    AuditKind, AuditLog, KeyState, NewAuditEvent, NewKey, Store, StoreError, StoredKey,
+};
 
 /// How often a running server re-reads the keys and carries out due transitions. Key
 /// changes made by another instance or by `tessera keys` show within this time.
@@ -266,6 +268,8 @@ pub struct KeyManager {
     ticking: tokio::sync::Mutex<()>,
     /// Set while the keys cannot be loaded.
     stale: std::sync::atomic::AtomicBool,
+    /// Where key transitions made here are recorded.
+    audit: Option<AuditLog>,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -285,6 +289,7 @@ impl KeyManager {
         clock: Clock,
         schedule: KeySchedule,
         master: Option<Arc<MasterKey>>,
+        audit: Option<AuditLog>,
     ) -> Result<Self, KeyError> {
         let now = to_utc(clock.now_millis());
         if store.active_key().await?.is_none() {
@@ -294,6 +299,15 @@ impl KeyManager {
                 .await?;
             if stored.kid == generated.kid() {
                 tracing::info!(kid = %stored.kid, algorithm = %generated.algorithm(), "created the first signing key");
+                if let Some(audit) = &audit {
+                    audit
+                        .record(
+                            NewAuditEvent::new(AuditKind::KeyActivated, now)
+                                .target(stored.kid.as_str())
+                                .detail(format!("first key, {}", generated.algorithm())),
+                        )
+                        .await;
+                }
             }
         }
         let keys = store.published_keys().await?;
@@ -317,9 +331,16 @@ impl KeyManager {
             parsed: std::sync::Mutex::new(parsed),
             ticking: tokio::sync::Mutex::new(()),
             stale: std::sync::atomic::AtomicBool::new(false),
+            audit,
         };
         manager.tick().await?;
         Ok(manager)
+    }
+
+    async fn audit(&self, event: NewAuditEvent) {
+        if let Some(audit) = &self.audit {
+            audit.record(event).await;
+        }
     }
 
     /// The schedule in force.
@@ -410,7 +431,13 @@ impl KeyManager {
         if due {
             match self.store.activate_due_key(now, retire_after).await {
                 Ok(Some(kid)) => {
-                    tracing::info!(%kid, "signing key activated; the previous key is retired")
+                    tracing::info!(%kid, "signing key activated; the previous key is retired");
+                    self.audit(
+                        NewAuditEvent::new(AuditKind::KeyActivated, now)
+                            .target(kid)
+                            .detail("scheduled; the previous key is retired"),
+                    )
+                    .await;
                 }
                 Ok(None) => {}
                 Err(err) => first_error = Some(KeyError::from(err)),
@@ -421,7 +448,14 @@ impl KeyManager {
         }
         match self.store.remove_expired_keys(now).await {
             Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "retired signing keys left the JWKS"),
+            Ok(removed) => {
+                tracing::info!(removed, "retired signing keys left the JWKS");
+                self.audit(
+                    NewAuditEvent::new(AuditKind::KeyRemoved, now)
+                        .detail(format!("{removed} retired keys expired")),
+                )
+                .await;
+            }
             Err(err) => {
                 first_error.get_or_insert(KeyError::from(err));
             }
@@ -452,6 +486,16 @@ impl KeyManager {
                     .await?;
                 if stored.kid == generated.kid() {
                     tracing::info!(kid = %stored.kid, algorithm = %generated.algorithm(), %activate_at, "published the next signing key");
+                    self.audit(
+                        NewAuditEvent::new(AuditKind::KeyPublished, now)
+                            .target(stored.kid.as_str())
+                            .detail(format!(
+                                "{}, signs from {}",
+                                generated.algorithm(),
+                                activate_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            )),
+                    )
+                    .await;
                 }
             }
         }

@@ -7,6 +7,7 @@ mod error;
 mod form;
 mod introspect;
 pub mod keys;
+pub mod limits;
 mod pages;
 mod passwords;
 mod settings;
@@ -18,7 +19,7 @@ mod wellknown;
 pub use authorize::CODE_TTL_SECS;
 pub use settings::{
     DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, DEFAULT_REFRESH_TOKEN_TTL_SECS,
-    MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
+    DEFAULT_REQUEST_TIMEOUT, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};
 pub use token::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};

@@ -1,7 +1,8 @@
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tessera_core::password;
-use tessera_store::{StoreError, User};
+use tessera_store::{AuditKind, NewAuditEvent, StoreError, User};
 
 use crate::state::AppState;
 use tokio::sync::Semaphore;
@@ -41,15 +42,36 @@ impl PasswordVerifier {
     }
 }
 
-/// The user whose password this is, if they may sign in. Unknown users cost one argon2
-/// verification too, so timing does not tell them apart.
+/// How a sign-in attempt ended.
+#[derive(Debug)]
+pub enum SignIn {
+    /// The password matched an enabled user.
+    Succeeded(User),
+    /// Unknown user, wrong password or disabled user: the caller says no more than that.
+    Failed,
+    /// Too many recent failures for this account or address: refused before checking.
+    Limited(tessera_core::ratelimit::Limited),
+}
+
+/// Checks a password for `username` from `address` on behalf of `client_id`: rate
+/// limited per account and per address, audited either way. Unknown users cost one
+/// argon2 verification too, so timing does not tell them apart.
 pub async fn authenticate(
     state: &AppState,
     username: &str,
     candidate: &str,
-) -> Result<Option<User>, StoreError> {
+    address: IpAddr,
+    client_id: &str,
+) -> Result<SignIn, StoreError> {
     if username.is_empty() || candidate.is_empty() || candidate.len() > password::MAX_BYTES {
-        return Ok(None);
+        return Ok(SignIn::Failed);
+    }
+    if let Err((limit, limited)) = state
+        .limits
+        .before_password(username, address, state.now_ms())
+    {
+        tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
+        return Ok(SignIn::Limited(limited));
     }
     let credentials = state.store.find_user_credentials(username).await?;
     let matched = state
@@ -59,8 +81,47 @@ pub async fn authenticate(
             credentials.as_ref().map(|c| c.password_hash.as_str()),
         )
         .await;
-    Ok(match credentials {
-        Some(c) if matched && !c.user.disabled => Some(c.user),
-        _ => None,
-    })
+    let event = |kind| {
+        NewAuditEvent::new(kind, state.now())
+            .actor(audit_name(username))
+            .client_id(client_id)
+            .address(address.to_string())
+    };
+    match credentials {
+        Some(c) if matched && !c.user.disabled => {
+            state
+                .audit(event(AuditKind::LoginSucceeded).company(c.user.company.to_string()))
+                .await;
+            Ok(SignIn::Succeeded(c.user))
+        }
+        other => {
+            let exhausted = state
+                .limits
+                .password_failed(username, address, state.now_ms());
+            for limit in exhausted {
+                state
+                    .audit(
+                        crate::limits::exhausted_event(state, limit, address)
+                            .actor(audit_name(username)),
+                    )
+                    .await;
+            }
+            let why = match other {
+                Some(c) if c.user.disabled => "user disabled",
+                Some(_) => "wrong password",
+                None => "unknown user",
+            };
+            state.audit(event(AuditKind::LoginFailed).detail(why)).await;
+            Ok(SignIn::Failed)
+        }
+    }
+}
+
+/// A typed username as it may appear in the audit log: bounded, printable.
+fn audit_name(username: &str) -> String {
+    username
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_core::net::TrustedProxies;
 use tessera_core::{Clock, MasterKey};
 
 use crate::keys::KeySchedule;
@@ -54,7 +55,23 @@ pub struct Settings {
     pub master_key: Option<Arc<MasterKey>>,
     /// The time. Default the system clock; tests pin it.
     pub clock: Clock,
+    /// Rate limits and brute-force protection ([`crate::limits`]). Default on; switch
+    /// them off only to measure raw throughput.
+    pub rate_limits: bool,
+    /// Proxies whose `X-Forwarded-For` names the client. Default none: the TCP peer is
+    /// the client, and a forwarded header changes nothing. Trust only proxies that
+    /// overwrite or append to the header, or anyone can choose their own address.
+    pub trusted_proxies: TrustedProxies,
+    /// Origins whose pages may call the token, introspection, revocation, JWKS and
+    /// metadata endpoints (CORS). Default none.
+    pub cors_origins: Vec<String>,
+    /// How long a client has to send a request's head; a slower one gets 408 and is
+    /// disconnected. Default [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
 }
+
+/// The default time a client has to send a request's head.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -69,6 +86,10 @@ impl Default for Settings {
             keys: KeySchedule::default(),
             master_key: None,
             clock: Clock::system(),
+            rate_limits: true,
+            trusted_proxies: TrustedProxies::default(),
+            cors_origins: Vec::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -2,13 +2,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpServer};
-use tessera_store::{Store, StoreError};
+use actix_web::{App, HttpServer, middleware};
+use tessera_core::metrics::Registry;
+use tessera_store::{AuditLog, Store, StoreError};
+use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
 use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
+use crate::limits::RateLimits;
 
 use crate::passwords::PasswordVerifier;
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
@@ -45,6 +47,7 @@ pub struct Application {
     issuer: String,
     keys: Arc<KeyManager>,
     clock: tessera_core::Clock,
+    audit: AuditLog,
     server: Server,
 }
 
@@ -100,15 +103,39 @@ impl Application {
             .check(settings.access_token_ttl)
             .map_err(StartupError::Config)?;
 
+        let cors = CorsOrigins::parse(
+            &settings.cors_origins,
+            "GET, POST",
+            "WWW-Authenticate, Retry-After, ETag",
+        )
+        .map_err(StartupError::Config)?;
+
+        let (audit, audit_writer) = AuditLog::new(store.clone());
+        tokio::spawn(audit_writer.run());
         let keys = Arc::new(
             KeyManager::start(
                 store.clone(),
                 settings.clock.clone(),
                 settings.keys,
                 settings.master_key.clone(),
+                Some(audit.clone()),
             )
             .await?,
         );
+        let registry = Arc::new(Registry::new());
+        let http_metrics = HttpMetrics::new(registry.clone());
+        let tokens_issued = registry.counter(
+            "tessera_tokens_issued_total",
+            "Access tokens issued, by grant and format.",
+            &["grant", "format"],
+        );
+        let introspections = registry.counter(
+            "tessera_introspections_total",
+            "Introspection answers, by whether the token was active.",
+            &["active"],
+        );
+        tessera_store::register_pool_metrics(&registry, &store);
+        let limits = RateLimits::new(settings.rate_limits, &registry);
         let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
             .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -129,27 +156,45 @@ impl Application {
                 .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
             passwords,
             metadata: Bytes::from(metadata),
+            limits,
+            proxies: settings.trusted_proxies.clone(),
+            audit: audit.clone(),
+            tokens_issued,
+            introspections,
         });
+        let hsts = issuer.starts_with("https://");
+        let cors = web::Data::new(cors);
+        let http_metrics = web::Data::new(http_metrics);
 
         let mut server = HttpServer::new(move || {
+            // The endpoints a page on a configured origin may call; never the HTML pages.
+            let cross_origin = |path: &str| {
+                web::resource(path.to_owned()).wrap(middleware::from_fn(tessera_web::cors))
+            };
             App::new()
                 .app_data(state.clone())
-                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                .app_data(cors.clone())
+                .app_data(http_metrics.clone())
+                .wrap(tessera_web::security_headers(hsts))
+                .wrap(middleware::from_fn(HttpMetrics::middleware))
                 // Resources (not bare routes) so that a wrong method is 405, not 404.
-                .service(web::resource("/oauth/token").post(token::token))
+                .service(cross_origin("/oauth/token").post(token::token))
                 .service(web::resource("/oauth/authorize").get(authorize::start))
                 .service(web::resource("/oauth/authorize/login").post(authorize::login))
                 .service(web::resource("/oauth/authorize/consent").post(authorize::consent))
-                .service(web::resource("/oauth/introspect").post(introspect::introspect))
-                .service(web::resource("/oauth/revoke").post(introspect::revoke))
-                .service(web::resource("/.well-known/jwks.json").get(wellknown::get_jwks))
+                .service(cross_origin("/oauth/introspect").post(introspect::introspect))
+                .service(cross_origin("/oauth/revoke").post(introspect::revoke))
+                .service(cross_origin("/.well-known/jwks.json").get(wellknown::get_jwks))
                 .service(
-                    web::resource("/.well-known/oauth-authorization-server")
+                    cross_origin("/.well-known/oauth-authorization-server")
                         .get(wellknown::get_metadata),
                 )
                 .service(web::resource("/healthz").get(wellknown::healthz))
+                .service(web::resource("/metrics").get(tessera_web::metrics_handler))
                 .service(web::resource("/").get(pages::index))
         })
+        .client_request_timeout(settings.request_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .listen(listener)
         .map_err(|reason| StartupError::Bind {
             addr: settings.addr.clone(),
@@ -165,6 +210,7 @@ impl Application {
             issuer,
             keys,
             clock: settings.clock,
+            audit,
             server: server.run(),
         })
     }
@@ -203,12 +249,24 @@ impl Application {
     /// Serves until the server is stopped through its [`handle`](Self::handle), purging
     /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`] and
     /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`].
+    /// Once stopped, it waits for the audit events already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tokio::select! {
+        let served = tokio::select! {
             served = self.server => served,
             never = purge_periodically(self.store, self.clock) => match never {},
             never = rotate_periodically(self.keys) => match never {},
+        };
+        let flushed =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.audit.flush()).await;
+        if flushed.is_err() {
+            tracing::error!("audit events recorded before shutdown could not all be written");
         }
+        served
+    }
+
+    /// The audit log: tests [`flush`](AuditLog::flush) it before reading the store.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 }
 

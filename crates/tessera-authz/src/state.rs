@@ -2,8 +2,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
 use tessera_core::Clock;
-use tessera_store::Store;
+use tessera_core::metrics::Counter;
+use tessera_core::net::TrustedProxies;
+use tessera_store::{AuditLog, NewAuditEvent, Store};
+
+use crate::limits::RateLimits;
 
 use crate::keys::KeyManager;
 use crate::passwords::PasswordVerifier;
@@ -27,11 +34,37 @@ pub struct AppState {
     pub passwords: PasswordVerifier,
     /// The RFC 8414 metadata document, serialised once from configuration.
     pub metadata: Bytes,
+    /// Rate limits and brute-force protection.
+    pub limits: RateLimits,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
+    /// Security events, written to the store in the background.
+    pub audit: AuditLog,
+    /// `tessera_tokens_issued_total{grant, format}`.
+    pub tokens_issued: Counter,
+    /// `tessera_introspections_total{active}`.
+    pub introspections: Counter,
 }
 
 impl AppState {
     /// The current time.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         crate::keys::to_utc(self.clock.now_millis())
+    }
+
+    /// The current time in Unix milliseconds, for rate limits.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    /// Where `req` comes from.
+    pub fn address(&self, req: &HttpRequest) -> IpAddr {
+        tessera_web::client_address(req, &self.proxies)
+    }
+
+    /// Records a security event (in the background: the request does not wait for the
+    /// write, only for room in the queue).
+    pub async fn audit(&self, event: NewAuditEvent) {
+        self.audit.record(event).await;
     }
 }

@@ -1,17 +1,22 @@
 //! `POST /oauth/token` (RFC 6749 §3.2).
 
+use std::net::IpAddr;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_core::{
     AccessTokenClaims, ErrorCode, GrantType, Scope, ScopeSet, TokenFormat, pkce, secret,
 };
-use tessera_store::{Client, NewAccessToken, NewRefreshToken, Redemption, Rotation, User};
+use tessera_store::{
+    AuditKind, Client, NewAccessToken, NewAuditEvent, NewRefreshToken, Redemption, Rotation, User,
+};
 use uuid::Uuid;
 
 use crate::client_auth;
 use crate::error::{ApiError, no_store};
 use crate::form::Form;
+use crate::passwords::SignIn;
 use crate::state::AppState;
 
 /// The grants this server implements, in the order the metadata lists them. Keep in step
@@ -47,8 +52,9 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.now();
+    let address = state.address(&req);
     let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, state.store.as_ref()).await?;
+    let client = client_auth::authenticate(&req, &form, &state, address).await?;
 
     let grant = parse_grant(&form)?;
     if !client.allows_grant(grant.into()) {
@@ -61,11 +67,13 @@ pub async fn token(
         ));
     }
 
-    match grant {
+    let (response, user) = match grant {
         Grant::Password => {
             let requested = requested_scope(&form, &client)?;
-            let user = password_grant(&form, &state, requested).await?;
-            issue_for_user(&state, &client, &user, requested, Family::New, now).await
+            let user = password_grant(&form, &state, requested, address, &client).await?;
+            let response =
+                issue_for_user(&state, &client, &user, requested, Family::New, now).await?;
+            (response, Some(user))
         }
         Grant::ClientCredentials => {
             let requested = requested_scope(&form, &client)?;
@@ -78,11 +86,42 @@ pub async fn token(
             }
             let (access_token, ttl) =
                 access_token(&state, &client, Subject::Client, requested, None, now).await?;
-            Ok(token_response(access_token, ttl, requested, None))
+            (token_response(access_token, ttl, requested, None), None)
         }
-        Grant::AuthorizationCode => code_grant(&form, &state, &client, now).await,
-        Grant::RefreshToken => refresh_grant(&form, &state, &client, now).await,
-    }
+        Grant::AuthorizationCode => {
+            let (response, user) = code_grant(&form, &state, &client, now).await?;
+            (response, Some(user))
+        }
+        Grant::RefreshToken => {
+            let (response, user) = refresh_grant(&form, &state, &client, now).await?;
+            (response, Some(user))
+        }
+    };
+    issued(&state, &client, grant.into(), user.as_ref(), address).await;
+    Ok(response)
+}
+
+/// Counts and audits a delivered access token (never the token itself).
+async fn issued(
+    state: &AppState,
+    client: &Client,
+    grant: GrantType,
+    user: Option<&User>,
+    address: IpAddr,
+) {
+    let format = client.access_token_format.to_string();
+    state.tokens_issued.inc(&[grant.as_str(), format.as_str()]);
+    let mut event = NewAuditEvent::new(AuditKind::TokenIssued, state.now())
+        .client_id(client.client_id.as_str())
+        .address(address.to_string())
+        .detail(format!("grant={grant} format={format}"));
+    event = match user {
+        Some(user) => event
+            .actor(user.username.as_str())
+            .company(user.company.as_str()),
+        None => event.actor(client.client_id.as_str()),
+    };
+    state.audit(event).await;
 }
 
 /// The grants this server implements: what `grant_type` parses into.
@@ -182,7 +221,7 @@ async fn code_grant(
     state: &AppState,
     client: &Client,
     now: DateTime<Utc>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(HttpResponse, User), ApiError> {
     let code = form.require("code")?;
     let redirect_uri = form.require("redirect_uri")?;
     // Checked before the code is touched: a request without a verifier spends nothing.
@@ -205,6 +244,16 @@ async fn code_grant(
                 revoked,
                 "authorization code replayed; its grant is revoked"
             );
+            state
+                .audit(
+                    NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
+                        .client_id(client.client_id.as_str())
+                        .target(format!("family {family_id}"))
+                        .detail(format!(
+                            "authorization code replayed; family revoked, {revoked} tokens"
+                        )),
+                )
+                .await;
             return Err(invalid("the authorization code was already used"));
         }
         Redemption::Unknown => return Err(invalid("the authorization code is not valid")),
@@ -232,7 +281,7 @@ async fn code_grant(
             "the user may no longer be granted the consented scope",
         ));
     }
-    issue_for_user(
+    let response = issue_for_user(
         state,
         client,
         &user,
@@ -243,7 +292,8 @@ async fn code_grant(
         },
         now,
     )
-    .await
+    .await?;
+    Ok((response, user))
 }
 
 /// RFC 6749 §6: exchanges a refresh token for a new access token and a new refresh token.
@@ -252,7 +302,7 @@ async fn refresh_grant(
     state: &AppState,
     client: &Client,
     now: DateTime<Utc>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(HttpResponse, User), ApiError> {
     let presented = form.require("refresh_token")?;
     let invalid = |why: &'static str| ApiError::new(ErrorCode::InvalidGrant, why);
     let digest = secret::digest(presented);
@@ -325,7 +375,10 @@ async fn refresh_grant(
         .rotate_refresh_token(&digest, &secret::digest(&successor), now)
         .await?
     {
-        Rotation::Rotated(_) => Ok(token_response(access_token, ttl, scope, Some(successor))),
+        Rotation::Rotated(_) => Ok((
+            token_response(access_token, ttl, scope, Some(successor)),
+            user,
+        )),
         Rotation::Reused { family_id } => Err(reused(state, client, family_id, now).await),
         Rotation::Revoked => Err(invalid("the refresh token was revoked")),
         Rotation::Unknown => Err(invalid("the refresh token is not valid")),
@@ -349,6 +402,14 @@ async fn reused(
                 revoked,
                 "refresh token reused; its family is revoked"
             );
+            state
+                .audit(
+                    NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
+                        .client_id(client.client_id.as_str())
+                        .target(format!("family {family_id}"))
+                        .detail(format!("family revoked, {revoked} tokens")),
+                )
+                .await;
             ApiError::new(
                 ErrorCode::InvalidGrant,
                 "the refresh token was already used",
@@ -374,14 +435,28 @@ async fn password_grant(
     form: &Form,
     state: &AppState,
     requested: ScopeSet,
+    address: IpAddr,
+    client: &Client,
 ) -> Result<User, ApiError> {
     let username = form.require("username")?;
     let candidate = form.require("password")?;
-    let Some(user) = crate::passwords::authenticate(state, username, candidate).await? else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidGrant,
-            "invalid username or password",
-        ));
+    let signed_in = crate::passwords::authenticate(
+        state,
+        username,
+        candidate,
+        address,
+        client.client_id.as_str(),
+    )
+    .await?;
+    let user = match signed_in {
+        SignIn::Succeeded(user) => user,
+        SignIn::Failed => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidGrant,
+                "invalid username or password",
+            ));
+        }
+        SignIn::Limited(limited) => return Err(ApiError::rate_limited(limited)),
     };
     within_roles(requested, &user)?;
     Ok(user)

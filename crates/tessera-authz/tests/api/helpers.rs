@@ -46,6 +46,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The server's signing keys, to tick after moving a pinned clock.
     pub keys: Arc<tessera_authz::keys::KeyManager>,
+    /// The server's audit log, to flush before reading events from the store.
+    pub audit: tessera_store::AuditLog,
     handle: actix_web::dev::ServerHandle,
     db: Option<TestDatabase>,
 }
@@ -228,6 +230,7 @@ pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings))
     let issuer = app.issuer().to_owned();
     let kid = app.signing_kid();
     let keys = app.keys().clone();
+    let audit = app.audit().clone();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -236,6 +239,7 @@ pub async fn start(store: Arc<dyn Store>, configure: impl FnOnce(&mut Settings))
         kid,
         store,
         keys,
+        audit,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

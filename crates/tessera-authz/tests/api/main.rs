@@ -6,6 +6,7 @@
 
 mod authorize;
 mod browser;
+mod hardening;
 mod helpers;
 mod introspect;
 mod keys;

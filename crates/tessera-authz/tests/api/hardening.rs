@@ -1,0 +1,739 @@
+//! Brute-force limits, trusted proxies, request limits, security headers, CORS, metrics
+//! and the audit log, against a running server.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use tessera_core::Clock;
+use tessera_core::net::TrustedProxies;
+use tessera_store::{AuditFilter, AuditKind, NewAuditEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::browser::{Browser, Pkce, borrowed, query, request};
+use crate::helpers::*;
+
+on_each_backend!(
+    wrong_passwords_for_one_account_are_refused_while_another_account_signs_in,
+    the_login_form_refuses_a_guessed_account_and_lets_others_in,
+    a_flood_of_bad_client_secrets_is_refused_and_the_right_secret_works_afterwards,
+    a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit,
+    a_trusted_proxy_names_the_client_and_a_spoofed_prefix_changes_nothing,
+    rate_limits_can_be_switched_off,
+    every_response_carries_the_security_headers,
+    cors_answers_only_the_configured_origins_and_never_with_credentials,
+    metrics_show_requests_tokens_introspections_limits_and_the_pool,
+    security_events_are_audited_without_secrets,
+    slow_clients_time_out_and_oversized_heads_are_refused,
+);
+
+/// A server on a pinned clock, so tests can wait out a `Retry-After` instantly.
+async fn pinned_app(
+    backend: Backend,
+    configure: impl FnOnce(&mut tessera_authz::Settings),
+) -> (TestApp, Clock) {
+    let clock = Clock::pinned(Clock::system().now_secs() * 1000);
+    let pinned = clock.clone();
+    let app = spawn_app_with(backend, move |s| {
+        s.clock = pinned;
+        configure(s);
+    })
+    .await;
+    (app, clock)
+}
+
+/// Asserts a 429 with the error body and a `Retry-After`, and returns its seconds.
+async fn assert_limited(response: reqwest::Response) -> u64 {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After on a {}", response.status()))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body = assert_oauth_error(response, 429, "temporarily_unavailable").await;
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains(&format!("retry after {retry_after} seconds")),
+        "{description}"
+    );
+    retry_after
+}
+
+async fn wrong_passwords_for_one_account_are_refused_while_another_account_signs_in(
+    backend: Backend,
+) {
+    let (app, clock) = pinned_app(backend, |_| {}).await;
+    let mut refused = 0;
+    let mut retry_after = 0;
+    for attempt in 0..50 {
+        let response = app.password_grant("alice", "guess-123", None).await;
+        if response.status().as_u16() == 429 {
+            retry_after = assert_limited(response).await;
+            refused += 1;
+        } else {
+            assert!(attempt < 10, "attempt {attempt} was not limited");
+            assert_oauth_error(response, 400, "invalid_grant").await;
+        }
+    }
+    // Ten guesses were checked; the other forty were refused before any hashing.
+    assert_eq!(refused, 40);
+    assert_eq!(retry_after, 30);
+
+    // Another account from the same address signs in normally.
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    // The guessed account itself is held back, even with its right password, until the
+    // wait is over; then it signs in: no permanent lockout.
+    assert_limited(app.password_grant("alice", PASSWORD, None).await).await;
+    clock.advance(Duration::from_secs(retry_after));
+    assert_token(app.password_grant("alice", PASSWORD, None).await).await;
+
+    // The audit log has the ten failures and one event for the limit, not forty refusals.
+    app.audit.flush().await;
+    let filter = |kind| AuditFilter {
+        kind: Some(kind),
+        ..AuditFilter::default()
+    };
+    let failed = app
+        .store
+        .list_audit_events(&filter(AuditKind::LoginFailed))
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 10);
+    let limited = app
+        .store
+        .list_audit_events(&filter(AuditKind::RateLimited))
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0].event.actor.as_deref(), Some("alice"));
+    assert_eq!(
+        limited[0].event.detail.as_deref(),
+        Some("password_account: 10 failures; one more allowed every 30 s")
+    );
+}
+
+async fn the_login_form_refuses_a_guessed_account_and_lets_others_in(backend: Backend) {
+    let (app, _clock) = pinned_app(backend, |_| {}).await;
+    let pkce = Pkce::new();
+    let params = request("web", REDIRECT_URI, "basic", "s", &pkce.challenge);
+    let mut browser = Browser::new(&app);
+    let page = browser
+        .get(&format!("/oauth/authorize?{}", query(&params)))
+        .await;
+    assert_eq!(page.status().as_u16(), 200);
+    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let attempt = |username: &'static str, password: &'static str| {
+        let mut form = borrowed(&params);
+        form.extend([
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ]);
+        form.into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..15 {
+        let form = attempt("alice", "guess-123");
+        let response = browser
+            .post("/oauth/authorize/login", &borrowed(&form))
+            .await;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses[..10], [200; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 5], "{statuses:?}");
+    let last = last.unwrap();
+    assert_eq!(last.headers()["retry-after"], "30");
+    let html = last.text().await.unwrap();
+    assert!(
+        html.contains("Too many failed attempts. Try again in 30 seconds."),
+        "{html}"
+    );
+
+    // bob signs in from the same browser and address.
+    let form = attempt("bob", PASSWORD);
+    let response = browser
+        .post("/oauth/authorize/login", &borrowed(&form))
+        .await;
+    assert_eq!(response.status().as_u16(), 303);
+}
+
+async fn a_flood_of_bad_client_secrets_is_refused_and_the_right_secret_works_afterwards(
+    backend: Backend,
+) {
+    let (app, clock) = pinned_app(backend, |_| {}).await;
+    let cc = [("grant_type", "client_credentials")];
+    let mut codes = Vec::new();
+    let mut retry_after = 0;
+    for _ in 0..40 {
+        let response = app
+            .token(Auth::Basic("machine", "not-the-secret"), &cc)
+            .await;
+        let status = response.status().as_u16();
+        codes.push(status);
+        if status == 401 {
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Basic realm=\"tessera\", charset=\"UTF-8\""
+            );
+            assert_oauth_error(response, 401, "invalid_client").await;
+        } else {
+            retry_after = assert_limited(response).await;
+        }
+    }
+    assert_eq!(codes[..10], [401; 10], "{codes:?}");
+    assert_eq!(codes[10..], [429; 30], "{codes:?}");
+    assert_eq!(retry_after, 6);
+    // The same goes for introspection and revocation: one limit per client and address.
+    assert_limited(
+        app.post_form(
+            "/oauth/introspect",
+            Auth::Basic("machine", "not-the-secret"),
+            &[("token", "x")],
+        )
+        .await,
+    )
+    .await;
+
+    // Another client from the same address is not affected.
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    // The flooded client waits out the limit, then its right secret works.
+    assert_limited(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+    clock.advance(Duration::from_secs(retry_after));
+    assert_token(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+}
+
+async fn a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit(
+    backend: Backend,
+) {
+    let (app, _clock) = pinned_app(backend, |_| {}).await;
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let response = app
+            .http
+            .post(format!("{}/oauth/token", app.address))
+            .basic_auth("machine", Some("not-the-secret"))
+            .header("X-Forwarded-For", format!("198.51.100.{i}"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        codes.push(response.status().as_u16());
+    }
+    assert_eq!(codes[..10], [401; 10], "{codes:?}");
+    assert_eq!(codes[10..], [429; 10], "{codes:?}");
+    // Passwords too.
+    for i in 0..12 {
+        let response = app
+            .http
+            .post(format!("{}/oauth/token", app.address))
+            .basic_auth("app", Some(APP_SECRET))
+            .header("X-Forwarded-For", format!("203.0.113.{i}"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", "carol"),
+                ("password", "wrong"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, if i < 10 { 400 } else { 429 }, "attempt {i}");
+    }
+    // The audit log names the real peer, not what the header claimed.
+    app.audit.flush().await;
+    let failed = app
+        .store
+        .list_audit_events(&AuditFilter {
+            kind: Some(AuditKind::ClientAuthFailed),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 10);
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.event.address.as_deref() == Some("127.0.0.1")),
+        "{failed:?}"
+    );
+}
+
+async fn a_trusted_proxy_names_the_client_and_a_spoofed_prefix_changes_nothing(backend: Backend) {
+    let (app, _clock) = pinned_app(backend, |s| {
+        s.trusted_proxies = TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    })
+    .await;
+    let attempt = |forwarded: String| {
+        app.http
+            .post(format!("{}/oauth/token", app.address))
+            .basic_auth("machine", Some("not-the-secret"))
+            .header("X-Forwarded-For", forwarded)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    // One client behind the proxy: whatever it puts in front, the proxy's entry counts.
+    for i in 0..10 {
+        let response = attempt(format!("10.9.9.{i}, 198.51.100.7")).await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+    }
+    assert_limited(attempt("1.2.3.4, 198.51.100.7".into()).await.unwrap()).await;
+    // Another client behind the same proxy has its own allowance.
+    let response = attempt("198.51.100.8".into()).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    app.audit.flush().await;
+    let failed = app
+        .store
+        .list_audit_events(&AuditFilter {
+            kind: Some(AuditKind::ClientAuthFailed),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed[0].event.address.as_deref(), Some("198.51.100.8"));
+    assert_eq!(failed[1].event.address.as_deref(), Some("198.51.100.7"));
+}
+
+async fn rate_limits_can_be_switched_off(backend: Backend) {
+    let (app, _clock) = pinned_app(backend, |s| s.rate_limits = false).await;
+    for _ in 0..30 {
+        let response = app
+            .token(
+                Auth::Basic("machine", "not-the-secret"),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_oauth_error(response, 401, "invalid_client").await;
+    }
+    assert_token(
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+}
+
+fn assert_security_headers(headers: &HeaderMap, what: &str) {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(
+            headers.get(name).map(|v| v.to_str().unwrap()),
+            Some(value),
+            "{name} on {what}"
+        );
+    }
+    let csp = headers
+        .get("content-security-policy")
+        .unwrap_or_else(|| panic!("no CSP on {what}"))
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    // Plain http: no HSTS.
+    assert!(headers.get("strict-transport-security").is_none(), "{what}");
+}
+
+async fn every_response_carries_the_security_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let not_found = app.get("/no/such/path").await;
+    assert_eq!(not_found.status().as_u16(), 404);
+    assert_security_headers(not_found.headers(), "actix's 404");
+    let wrong_method = app.get("/oauth/token").await;
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    assert_security_headers(wrong_method.headers(), "actix's 405");
+    let too_large = app
+        .raw_token("application/x-www-form-urlencoded", vec![b'a'; 64 * 1024])
+        .await;
+    assert_eq!(too_large.status().as_u16(), 413);
+    assert_security_headers(too_large.headers(), "413");
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status().as_u16(), 200);
+    assert_security_headers(jwks.headers(), "the JWKS");
+    let error = app
+        .token(Auth::Basic("app", APP_SECRET), &[("grant_type", "nope")])
+        .await;
+    assert_security_headers(error.headers(), "an OAuth error");
+    assert_oauth_error(error, 400, "unsupported_grant_type").await;
+    // The HTML pages keep their own, stricter-for-them policy.
+    let page = app.get("/").await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(!csp.starts_with("default-src 'none'; frame-ancestors 'none'") || csp.len() > 45);
+    // And a valid request still works.
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+}
+
+async fn cors_answers_only_the_configured_origins_and_never_with_credentials(backend: Backend) {
+    let allowed = "https://app.example.com";
+    let app = spawn_app_with(backend, |s| s.cors_origins = vec![allowed.to_owned()]).await;
+    let preflight = |origin: &str, path: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", app.address))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight(allowed, "/oauth/token").await.unwrap();
+    assert_eq!(ok.status().as_u16(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], allowed);
+    let methods = ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed_headers = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
+    assert!(
+        ok.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+
+    let evil = preflight("https://evil.example", "/oauth/token")
+        .await
+        .unwrap();
+    assert_eq!(evil.status().as_u16(), 403);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+
+    // Actual requests: the configured origin is named, another is not reflected.
+    let token = app
+        .http
+        .post(format!("{}/oauth/token", app.address))
+        .header("Origin", allowed)
+        .basic_auth("machine", Some(APP_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.headers()["access-control-allow-origin"], allowed);
+    assert_eq!(token.headers()["vary"], "Origin");
+    assert!(
+        token
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    assert_token(token).await;
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .header("Origin", allowed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            allowed,
+            "{path}"
+        );
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .header("Origin", "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{path}"
+        );
+    }
+    // The HTML pages never answer cross-origin, even to the configured origin.
+    let page = app
+        .http
+        .get(format!("{}/oauth/authorize?client_id=web", app.address))
+        .header("Origin", allowed)
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    let preflight_page = preflight(allowed, "/oauth/authorize/login").await.unwrap();
+    assert!(
+        preflight_page
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert_ne!(preflight_page.status().as_u16(), 204);
+}
+
+/// The value of the series `name{labels}` in a Prometheus text body.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+async fn metrics_show_requests_tokens_introspections_limits_and_the_pool(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cc = [("grant_type", "client_credentials")];
+    for _ in 0..3 {
+        assert_token(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+    }
+    let opaque = assert_token(
+        app.password_grant_as(Auth::Basic("opaque-app", APP_SECRET), "bob", PASSWORD, None)
+            .await,
+    )
+    .await;
+    app.introspect(opaque["access_token"].as_str().unwrap())
+        .await;
+    app.introspect("tsr_unknown").await;
+    for _ in 0..11 {
+        app.token(Auth::Basic("machine", "not-the-secret"), &cc)
+            .await;
+    }
+    app.get("/no/such/path").await;
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    let value =
+        |series: &str| sample(&body, series).unwrap_or_else(|| panic!("no {series} in\n{body}"));
+    assert_eq!(
+        value(r#"tessera_http_requests_total{route="/oauth/token",status="200"}"#),
+        4.0
+    );
+    assert_eq!(
+        value(r#"tessera_http_requests_total{route="/oauth/token",status="401"}"#),
+        10.0
+    );
+    assert_eq!(
+        value(r#"tessera_http_requests_total{route="/oauth/token",status="429"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"tessera_http_requests_total{route="unmatched",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"tessera_http_request_duration_seconds_count{route="/oauth/token",status="200"}"#),
+        4.0
+    );
+    assert!(body.contains(r#"tessera_http_request_duration_seconds_bucket{route="/oauth/token",status="200",le="+Inf"} 4"#), "{body}");
+    assert_eq!(
+        value(r#"tessera_tokens_issued_total{grant="client_credentials",format="jwt"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"tessera_tokens_issued_total{grant="password",format="opaque"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"tessera_introspections_total{active="true"}"#), 1.0);
+    assert_eq!(
+        value(r#"tessera_introspections_total{active="false"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"tessera_rate_limited_total{limit="client_failures"}"#),
+        1.0
+    );
+    assert!(value("tessera_db_pool_max_connections") >= 1.0);
+    assert!(value(r#"tessera_db_pool_connections{state="idle"}"#) >= 0.0);
+    // The path never becomes a label: unknown paths share one series.
+    assert!(!body.contains("/no/such/path"), "{body}");
+}
+
+async fn security_events_are_audited_without_secrets(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+    assert_oauth_error(
+        app.password_grant("bob", "guess-123", None).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(
+        app.token(
+            Auth::Basic("machine", "not-the-secret"),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let opaque = assert_token(
+        app.password_grant_as(
+            Auth::Basic("opaque-app", APP_SECRET),
+            "alice",
+            PASSWORD,
+            None,
+        )
+        .await,
+    )
+    .await;
+    let token = opaque["access_token"].as_str().unwrap();
+    let revoked = app
+        .post_form(
+            "/oauth/revoke",
+            Auth::Basic("opaque-app", APP_SECRET),
+            &[("token", token)],
+        )
+        .await;
+    assert_eq!(revoked.status().as_u16(), 200);
+    // A refresh token used twice.
+    let first = assert_token(
+        app.password_grant_as(Auth::Basic("refresher", APP_SECRET), "bob", PASSWORD, None)
+            .await,
+    )
+    .await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    assert_token(
+        app.token(Auth::Basic("refresher", APP_SECRET), &grant)
+            .await,
+    )
+    .await;
+    assert_oauth_error(
+        app.token(Auth::Basic("refresher", APP_SECRET), &grant)
+            .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    app.audit.flush().await;
+    let events = app
+        .store
+        .list_audit_events(&AuditFilter::default())
+        .await
+        .unwrap();
+    let kinds: Vec<AuditKind> = events.iter().rev().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::LoginSucceeded,
+            AuditKind::TokenIssued,
+            AuditKind::LoginFailed,
+            AuditKind::ClientAuthFailed,
+            AuditKind::LoginSucceeded,
+            AuditKind::TokenIssued,
+            AuditKind::TokenRevoked,
+            AuditKind::LoginSucceeded,
+            AuditKind::TokenIssued,
+            AuditKind::TokenIssued,
+            AuditKind::RefreshReuse,
+        ],
+        "{events:#?}"
+    );
+    let find = |kind: AuditKind| -> &NewAuditEvent {
+        &events
+            .iter()
+            .rev()
+            .find(|e| e.event.kind == kind)
+            .unwrap()
+            .event
+    };
+    let login = find(AuditKind::LoginSucceeded);
+    assert_eq!(login.actor.as_deref(), Some("bob"));
+    assert_eq!(login.client_id.as_deref(), Some("app"));
+    assert_eq!(login.company.as_deref(), Some("acme"));
+    assert_eq!(login.address.as_deref(), Some("127.0.0.1"));
+    let issued = find(AuditKind::TokenIssued);
+    assert_eq!(issued.detail.as_deref(), Some("grant=password format=jwt"));
+    let failed = find(AuditKind::LoginFailed);
+    assert_eq!(failed.actor.as_deref(), Some("bob"));
+    assert_eq!(failed.detail.as_deref(), Some("wrong password"));
+    let client = find(AuditKind::ClientAuthFailed);
+    assert_eq!(client.client_id.as_deref(), Some("machine"));
+    assert_eq!(client.detail.as_deref(), Some("/oauth/token"));
+    let revocation = find(AuditKind::TokenRevoked);
+    assert_eq!(revocation.client_id.as_deref(), Some("opaque-app"));
+    // No password, secret or token is ever written.
+    let dump = format!("{events:?}");
+    for secret in [
+        PASSWORD,
+        "guess-123",
+        "not-the-secret",
+        APP_SECRET,
+        token,
+        refresh,
+    ] {
+        assert!(!dump.contains(secret), "{secret} in the audit log");
+    }
+}
+
+async fn slow_clients_time_out_and_oversized_heads_are_refused(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.request_timeout = Duration::from_secs(1)).await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // A head that never ends: 408 and the connection closed, within a few seconds.
+    let mut slow = tokio::net::TcpStream::connect(&host).await.unwrap();
+    slow.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server waited more than 10 s for a slow client")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A head larger than the server reads: 431, and nothing reaches a handler.
+    let huge = "a".repeat(tessera_web::MAX_HEAD_BYTES + 1);
+    let response = app
+        .http
+        .get(format!("{}/.well-known/jwks.json", app.address))
+        .header("X-Padding", huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 431);
+    // Too many scopes are refused before any lookup.
+    let scope = "basic ".repeat(20);
+    let response = app
+        .token(
+            Auth::Basic("machine", APP_SECRET),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", scope.trim()),
+            ],
+        )
+        .await;
+    let body = assert_oauth_error(response, 400, "invalid_scope").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 64 bytes"),
+        "{body}"
+    );
+    // The server still answers.
+    assert_token(
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+}
