@@ -14,6 +14,10 @@ use tessera_guard::{Admin, GuardError, Scoped, reject};
 #[derive(Debug)]
 pub struct CompanyAdmin {
     pub company: CompanySlug,
+    /// Who acts, for the audit log: the token's `username`, or its `sub`.
+    pub actor: String,
+    /// The client the token was issued to.
+    pub client_id: Option<String>,
 }
 
 impl FromRequest for CompanyAdmin {
@@ -33,7 +37,15 @@ impl FromRequest for CompanyAdmin {
             // The claim matched, so the segment is what the authorization server issued;
             // parsing only refuses what could never be a slug.
             let company = segment.parse::<CompanySlug>().map_err(|_| forbidden())?;
-            Ok(CompanyAdmin { company })
+            let claims = scoped.claims();
+            Ok(CompanyAdmin {
+                company,
+                actor: claims
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| claims.sub.clone()),
+                client_id: claims.client_id.clone(),
+            })
         })
     }
 }

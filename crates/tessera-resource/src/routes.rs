@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_core::{Role, Username, password};
 use tessera_guard::{Basic, Scoped};
-use tessera_store::{NewUser, Store, User, UserPatch};
+use tessera_store::{AuditKind, AuditLog, NewAuditEvent, NewUser, Store, User, UserPatch};
 use uuid::Uuid;
 
 use crate::company::CompanyAdmin;
@@ -14,6 +14,39 @@ use crate::error::ApiError;
 use crate::json::read_json;
 
 pub type StoreData = web::Data<dyn Store>;
+
+/// Where writes through the API are recorded, and whose `X-Forwarded-For` names the
+/// client.
+#[derive(Debug)]
+pub struct Audit {
+    pub log: AuditLog,
+    pub proxies: tessera_core::net::TrustedProxies,
+}
+
+impl Audit {
+    /// Records a write by `admin` from where `req` came.
+    async fn write(
+        &self,
+        req: &HttpRequest,
+        admin: &CompanyAdmin,
+        kind: AuditKind,
+        target: &User,
+        detail: String,
+    ) {
+        let mut event = NewAuditEvent::new(kind, Utc::now())
+            .actor(admin.actor.as_str())
+            .company(admin.company.as_str())
+            .target(format!("{} ({})", target.username, target.id))
+            .address(tessera_web::client_address(req, &self.proxies).to_string());
+        if let Some(client_id) = &admin.client_id {
+            event = event.client_id(client_id.as_str());
+        }
+        if !detail.is_empty() {
+            event = event.detail(detail);
+        }
+        self.log.record(event).await;
+    }
+}
 
 /// A user as the API shows it.
 #[derive(Serialize)]
@@ -87,6 +120,7 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
     store: StoreData,
+    audit: web::Data<Audit>,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateUser = read_json(&req, payload).await?;
     let username: Username = body
@@ -100,7 +134,7 @@ pub async fn create(
     let user = store
         .create_user(
             &NewUser {
-                company: admin.company,
+                company: admin.company.clone(),
                 username,
                 password_hash,
                 roles,
@@ -108,6 +142,16 @@ pub async fn create(
             Utc::now(),
         )
         .await?;
+    let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+    audit
+        .write(
+            &req,
+            &admin,
+            AuditKind::UserCreated,
+            &user,
+            format!("roles={}", roles.join(",")),
+        )
+        .await;
     let location = format!("/companies/{}/users/{}", user.company, user.id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
@@ -149,6 +193,7 @@ pub async fn update(
     req: HttpRequest,
     payload: web::Payload,
     store: StoreData,
+    audit: web::Data<Audit>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
     let body: PatchUser = read_json(&req, payload).await?;
@@ -170,6 +215,18 @@ pub async fn update(
         }
         None => None,
     };
+    // What changed, never the password itself.
+    let mut changed = Vec::new();
+    if let Some(roles) = &roles {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        changed.push(format!("roles={}", names.join(",")));
+    }
+    if let Some(disabled) = body.disabled {
+        changed.push(format!("disabled={disabled}"));
+    }
+    if password_hash.is_some() {
+        changed.push("password changed".to_owned());
+    }
     let patch = UserPatch {
         roles,
         disabled: body.disabled,
@@ -179,16 +236,35 @@ pub async fn update(
         .update_user(&admin.company, id, &patch, Utc::now())
         .await?
         .ok_or_else(ApiError::not_found)?;
+    audit
+        .write(
+            &req,
+            &admin,
+            AuditKind::UserUpdated,
+            &user,
+            changed.join(" "),
+        )
+        .await;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
 pub async fn delete(
     admin: CompanyAdmin,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
     store: StoreData,
+    audit: web::Data<Audit>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
+    // Read first so the audit log can name who was deleted.
+    let user = store
+        .find_user(&admin.company, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if store.delete_user_in(&admin.company, id).await? {
+        audit
+            .write(&req, &admin, AuditKind::UserDeleted, &user, String::new())
+            .await;
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found())

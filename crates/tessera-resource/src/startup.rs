@@ -9,9 +9,13 @@ use tessera_guard::{
     Guard, Introspection, JwksCache, JwksConfig, JwksSource, ValidationConfig, Validator,
 };
 
-use crate::opaque::{IntrospectedOpaque, StoreOpaque};
-use tessera_store::Store;
+use tessera_core::metrics::{MetricKind, Registry};
+use tessera_core::net::TrustedProxies;
+use tessera_store::{AuditLog, Store};
+use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
+
+use crate::opaque::{IntrospectedOpaque, StoreOpaque};
 
 use crate::{headers, routes};
 
@@ -44,6 +48,12 @@ pub struct Settings {
     /// The time, for token expiry and JWKS cache ages. Default the system clock; tests
     /// pin it.
     pub clock: tessera_core::Clock,
+    /// Origins whose pages may call the API (CORS). Default none.
+    pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client in the audit log. Default none.
+    pub trusted_proxies: TrustedProxies,
+    /// How long a client has to send a request's head. Default 5 s.
+    pub request_timeout: Duration,
 }
 
 /// How the resource server validates opaque (non-JWT) tokens.
@@ -78,6 +88,9 @@ impl Settings {
             opaque: OpaqueValidation::Store,
             workers: None,
             clock: tessera_core::Clock::system(),
+            cors_origins: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -103,6 +116,7 @@ pub enum StartupError {
 pub struct Application {
     addr: SocketAddr,
     jwks: Arc<JwksCache>,
+    audit: AuditLog,
     server: Server,
 }
 
@@ -174,8 +188,26 @@ impl Application {
             }
             OpaqueValidation::Off => {}
         }
+        let cors = CorsOrigins::parse(
+            &settings.cors_origins,
+            "GET, POST, PATCH, DELETE",
+            "WWW-Authenticate, Server-Timing, Tessera-Authz-Lookups, Location",
+        )
+        .map_err(StartupError::Config)?;
+        let registry = Arc::new(Registry::new());
+        let http_metrics = HttpMetrics::new(registry.clone());
+        register_metrics(&registry, &guard, &jwks, &store);
+        let (audit, audit_writer) = AuditLog::new(store.clone());
+        tokio::spawn(audit_writer.run());
+        let audit_data = web::Data::new(routes::Audit {
+            log: audit.clone(),
+            proxies: settings.trusted_proxies.clone(),
+        });
+
         let guard = web::Data::new(guard);
         let store: web::Data<dyn Store> = web::Data::from(store);
+        let cors = web::Data::new(cors);
+        let http_metrics = web::Data::new(http_metrics);
 
         let bind_error = |reason| StartupError::Bind {
             addr: settings.addr.clone(),
@@ -184,24 +216,33 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let mut server = HttpServer::new(move || {
+            let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
             App::new()
                 .app_data(guard.clone())
                 .app_data(store.clone())
+                .app_data(cors.clone())
+                .app_data(http_metrics.clone())
+                .app_data(audit_data.clone())
                 .wrap(from_fn(headers::report))
+                .wrap(tessera_web::security_headers(false))
+                .wrap(from_fn(HttpMetrics::middleware))
                 .service(web::resource("/healthz").get(routes::healthz))
-                .service(web::resource("/me").get(routes::me))
+                .service(web::resource("/metrics").get(tessera_web::metrics_handler))
+                .service(api("/me").get(routes::me))
                 .service(
-                    web::resource("/companies/{company}/users")
+                    api("/companies/{company}/users")
                         .get(routes::list)
                         .post(routes::create),
                 )
                 .service(
-                    web::resource("/companies/{company}/users/{id}")
+                    api("/companies/{company}/users/{id}")
                         .get(routes::get)
                         .patch(routes::update)
                         .delete(routes::delete),
                 )
         })
+        .client_request_timeout(settings.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
         .listen(listener)
         .map_err(bind_error)?
         .disable_signals();
@@ -211,6 +252,7 @@ impl Application {
         Ok(Application {
             addr,
             jwks,
+            audit,
             server: server.run(),
         })
     }
@@ -236,8 +278,73 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped.
+    /// Serves until stopped, then waits for the audit events already recorded to be
+    /// written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if tokio::time::timeout(Duration::from_secs(10), self.audit.flush())
+            .await
+            .is_err()
+        {
+            tracing::error!("audit events recorded before shutdown could not all be written");
+        }
+        served
     }
+
+    /// The audit log: tests [`flush`](AuditLog::flush) it before reading the store.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+}
+
+/// The resource server's own series beside the HTTP ones: validation outcomes, JWKS
+/// fetches and the database pool, all read when `/metrics` is scraped.
+fn register_metrics(
+    registry: &Registry,
+    guard: &Guard,
+    jwks: &Arc<JwksCache>,
+    store: &Arc<dyn Store>,
+) {
+    let outcomes = guard.clone();
+    registry.collect(
+        "tessera_token_validations_total",
+        "Bearer tokens checked, by outcome: valid, or why not (expired, signature, unknown_key, ...).",
+        MetricKind::Counter,
+        &["outcome"],
+        move || {
+            outcomes
+                .outcomes()
+                .into_iter()
+                .map(|(name, n)| (vec![name.to_owned()], n as f64))
+                .collect()
+        },
+    );
+    let fetches = jwks.clone();
+    registry.collect(
+        "tessera_jwks_fetches_total",
+        "JWKS fetch attempts, by result (updated, not_modified, failed).",
+        MetricKind::Counter,
+        &["result"],
+        move || {
+            let stats = fetches.stats();
+            let updated = stats
+                .fetches
+                .saturating_sub(stats.failures)
+                .saturating_sub(stats.not_modified);
+            vec![
+                (vec!["updated".to_owned()], updated as f64),
+                (vec!["not_modified".to_owned()], stats.not_modified as f64),
+                (vec!["failed".to_owned()], stats.failures as f64),
+            ]
+        },
+    );
+    let unknown = jwks.clone();
+    registry.collect(
+        "tessera_jwks_unknown_kid_refetches_total",
+        "JWKS fetches forced by a token signed with a key not in the cache.",
+        MetricKind::Counter,
+        &[],
+        move || vec![(Vec::new(), unknown.stats().unknown_kid as f64)],
+    );
+    tessera_store::register_pool_metrics(registry, store);
 }
