@@ -9,9 +9,12 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use tessera_authz::keys;
 use tessera_core::{GrantType, MasterKey, ScopeSet, Username, password, secret};
-use tessera_store::{KeyState, NewClient, NewCompany, NewUser, Store, StoreError};
+use tessera_store::{
+    AuditEvent, AuditFilter, AuditKind, KeyState, NewAuditEvent, NewClient, NewCompany, NewUser,
+    Store, StoreError,
+};
 
-use crate::args::{ClientCommand, Common, CompanyCommand, KeysCommand, UserCommand};
+use crate::args::{AuditCommand, ClientCommand, Common, CompanyCommand, KeysCommand, UserCommand};
 
 /// Opens and migrates the database, with an error that names it (without its password).
 pub async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
@@ -266,6 +269,14 @@ fn check_redirect_uri(raw: &str) -> anyhow::Result<()> {
     if url.fragment().is_some() {
         bail!("invalid redirect URI {raw:?}: it may not contain a fragment");
     }
+    // Redirect URIs are compared as strings, but browsers go where the parsed URL points:
+    // only a URI that is already in its parsed form can mean one thing to both.
+    if url.as_str() != raw {
+        bail!(
+            "invalid redirect URI {raw:?}: write it in its normal form, {:?}",
+            url.as_str()
+        );
+    }
     let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     match url.scheme() {
         "https" => Ok(()),
@@ -377,6 +388,17 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                     stored.kid
                 );
             }
+            record_key_event(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::KeyRotated, now)
+                    .target(stored.kid.as_str())
+                    .detail(format!(
+                        "tessera keys rotate: {}, signs from {}",
+                        stored.algorithm,
+                        rfc3339(activate_at)
+                    )),
+            )
+            .await;
             println!(
                 "published key {} ({}); it starts signing at {}",
                 stored.kid,
@@ -400,6 +422,16 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                     remove_at,
                 )
                 .await?;
+            record_key_event(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::KeyRotated, now)
+                    .target(stored.kid.as_str())
+                    .detail(format!(
+                        "tessera keys rotate --now: {} signs at once",
+                        stored.algorithm
+                    )),
+            )
+            .await;
             println!("key {} ({}) signs now", stored.kid, stored.algorithm);
             for key in before {
                 match key.state {
@@ -446,6 +478,13 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
                     }
                 }
             }
+            record_key_event(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::KeyRemoved, now)
+                    .target(kid.as_str())
+                    .detail("tessera keys remove"),
+            )
+            .await;
             println!(
                 "removed key {kid} from the JWKS; every token it signed is refused once resource \
                  servers fetch the JWKS again"
@@ -455,29 +494,146 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records a key change made from the command line. The change itself is done: a failure
+/// to record it is reported on stderr, not turned into a failed command.
+async fn record_key_event(store: &dyn Store, event: NewAuditEvent) {
+    let event = event.actor("cli");
+    if let Err(err) = store.record_audit_events(&[event]).await {
+        eprintln!(
+            "warning: the key change is done, but recording it in the audit log failed: {err}"
+        );
+    }
+}
+
+pub async fn audit(common: &Common, cmd: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::List {
+        kind,
+        actor,
+        since,
+        limit,
+        json,
+    } = cmd;
+    let since = since
+        .map(|ago| anyhow::Ok(Utc::now() - chrono::Duration::from_std(ago)?))
+        .transpose()?;
+    let store = open(common).await?;
+    let events = store
+        .list_audit_events(&AuditFilter {
+            kind,
+            actor,
+            since,
+            limit,
+        })
+        .await?;
+    let output = if json {
+        events
+            .iter()
+            .map(|e| format!("{}\n", audit_json(e)))
+            .collect()
+    } else {
+        let rows = events.iter().map(audit_row).collect();
+        format_table(
+            &[
+                "AT", "KIND", "ACTOR", "CLIENT", "COMPANY", "TARGET", "ADDRESS", "DETAIL",
+            ],
+            rows,
+        )
+    };
+    write_stdout(&output)
+}
+
+/// One event as a table row. Each field is shown as text that cannot steer the terminal:
+/// a logged username or detail came from a request, and may hold escape sequences.
+fn audit_row(event: &AuditEvent) -> Vec<String> {
+    let e = &event.event;
+    let cell = |value: &Option<String>| match value.as_deref() {
+        None | Some("") => "-".to_owned(),
+        Some(text) => printable(text),
+    };
+    vec![
+        rfc3339(e.at),
+        e.kind.as_str().to_owned(),
+        cell(&e.actor),
+        cell(&e.client_id),
+        cell(&e.company),
+        cell(&e.target),
+        cell(&e.address),
+        cell(&e.detail),
+    ]
+}
+
+/// One event as a JSON object, under the table's column names; a missing field is `null`.
+/// The time keeps the stored precision (microseconds), which orders events of one second.
+fn audit_json(event: &AuditEvent) -> serde_json::Value {
+    let e = &event.event;
+    serde_json::json!({
+        "at": e.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "kind": e.kind.as_str(),
+        "actor": e.actor,
+        "client": e.client_id,
+        "company": e.company,
+        "target": e.target,
+        "address": e.address,
+        "detail": e.detail,
+    })
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`), everything else as it is.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Writes `text` to standard output at once. A reader that stopped early (`| head`) is not
+/// an error: what it wanted, it got.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
 fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    print!("{}", format_table(header, rows));
+}
+
+/// Rows under a header, columns padded to their widest cell, one line each.
+fn format_table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &mut dyn Iterator<Item = &str>| {
+    let mut text = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let padded: Vec<String> = cells
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        text.push_str(padded.join("  ").trim_end());
+        text.push('\n');
     };
     line(&mut header.iter().copied());
     for row in &rows {
         line(&mut row.iter().map(String::as_str));
     }
+    text
 }
 
 #[cfg(test)]

@@ -119,9 +119,55 @@ pub struct Common {
     /// Time a retired key stays in the JWKS after it stopped signing.
     #[arg(long, global = true, env = "TESSERA_KEY_RETIRE_AFTER", default_value = "25h", value_parser = parse_duration)]
     pub key_retire_after: Duration,
+
+    /// Rate limits and brute-force protection: `on`, or `off` only to measure raw
+    /// throughput (docs/security.md lists the limits).
+    #[arg(long, global = true, env = "TESSERA_RATE_LIMIT", default_value = "on", value_parser = ["on", "off"])]
+    pub rate_limit: String,
+
+    /// An origin whose pages may call the servers' APIs from a browser (CORS), e.g.
+    /// `https://app.example.com`; repeat for several. None by default.
+    #[arg(
+        long = "cors-origin",
+        global = true,
+        env = "TESSERA_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// A proxy (address or CIDR network) whose `X-Forwarded-For` names the client, for
+    /// rate limits and the audit log; repeat for several. None by default: the TCP peer is
+    /// the client.
+    #[arg(
+        long = "trusted-proxy",
+        global = true,
+        env = "TESSERA_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "ADDR[/PREFIX]"
+    )]
+    pub trusted_proxies: Vec<tessera_core::net::ProxyNetwork>,
+
+    /// Time a client has to send a request's head before it gets 408, e.g. `5s`.
+    #[arg(long, global = true, env = "TESSERA_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_request_timeout)]
+    pub request_timeout: Duration,
+}
+
+/// A request timeout between 1 s and 5 min.
+fn parse_request_timeout(raw: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(raw)?;
+    if !(1..=300).contains(&timeout.as_secs()) {
+        return Err(format!("{raw:?} is not between 1s and 300s"));
+    }
+    Ok(timeout)
 }
 
 impl Common {
+    /// The trusted proxies these flags name.
+    pub fn trusted_proxies(&self) -> tessera_core::net::TrustedProxies {
+        tessera_core::net::TrustedProxies::new(self.trusted_proxies.clone())
+    }
+
     /// The key schedule these flags describe.
     pub fn key_schedule(&self) -> tessera_authz::keys::KeySchedule {
         tessera_authz::keys::KeySchedule {
@@ -208,6 +254,9 @@ pub enum Command {
     /// Inspect and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit log: sign-ins, tokens, key and user changes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -303,4 +352,34 @@ pub enum KeysCommand {
     },
     /// Print a new random master key for TESSERA_MASTER_KEY (base64, 32 bytes).
     MasterKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first.
+    List {
+        #[arg(long, value_name = "KIND", help = audit_kind_help())]
+        kind: Option<tessera_store::AuditKind>,
+        /// Only events of this actor (a username, a client id, `cli`), matched exactly.
+        #[arg(long, value_name = "NAME")]
+        actor: Option<String>,
+        /// Only events newer than this, e.g. `1h`, `30m`, `7d`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// At most this many events (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(tessera_store::AuditFilter::MAX_LIMIT)))]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The help of `--kind`, naming every kind: the list lives in one place, `AuditKind`.
+fn audit_kind_help() -> String {
+    let kinds: Vec<&str> = tessera_store::AuditKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    format!("Only events of this kind: {}", kinds.join(", "))
 }

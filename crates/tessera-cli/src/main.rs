@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => admin::user(common, cmd).await,
         Command::Client(cmd) => admin::client(common, cmd).await,
         Command::Keys(cmd) => admin::keys(common, cmd).await,
+        Command::Audit(cmd) => admin::audit(common, cmd).await,
     }
 }
 

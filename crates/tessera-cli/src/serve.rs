@@ -20,6 +20,10 @@ fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
         refresh_token_ttl: Duration::from_secs(common.refresh_token_ttl),
         keys: common.key_schedule(),
         master_key,
+        rate_limits: common.rate_limit == "on",
+        trusted_proxies: common.trusted_proxies(),
+        cors_origins: common.cors_origins.clone(),
+        request_timeout: common.request_timeout,
         ..tessera_authz::Settings::default()
     })
 }
@@ -62,6 +66,9 @@ async fn build_resource(
     settings.audience = common.audience.clone();
     settings.jwks_url = jwks_url;
     settings.jwks_allow_http = allow_http;
+    settings.cors_origins = common.cors_origins.clone();
+    settings.trusted_proxies = common.trusted_proxies();
+    settings.request_timeout = common.request_timeout;
     let app = tessera_resource::Application::build(settings, store).await?;
     println!(
         "resource server listening on http://{} (issuer {issuer})",

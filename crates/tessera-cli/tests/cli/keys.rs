@@ -183,6 +183,34 @@ async fn a_running_server_follows_rotate_rotate_now_and_remove_within_seconds(ba
     })
     .await;
     assert_eq!(signing_kid(&server, &secret).await, third);
+
+    // Each change made here is in the audit log, with the server's own transitions.
+    let audit = ws.ok(&["audit", "list", "--json"], "");
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let by_cli: Vec<(&str, &str)> = events
+        .iter()
+        .rev()
+        .filter(|e| e["actor"] == "cli")
+        .map(|e| (e["kind"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by_cli,
+        [
+            ("key.rotated", second.as_str()),
+            ("key.rotated", third.as_str()),
+            ("key.removed", first.as_str()),
+        ],
+        "{audit}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "key.activated" && e["actor"].is_null()),
+        "the server's first key is recorded: {audit}"
+    );
 }
 
 fn sealed_keys_need_their_master_key_and_bad_schedules_are_refused_in_one_line(backend: Backend) {

@@ -4,6 +4,7 @@
 // Tests fail loudly: unwrap is the assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod flows;
 mod keys;
 mod rotation;
@@ -943,6 +944,59 @@ async fn serve_runs_both_servers_and_the_api_decides_from_real_tokens(backend: B
     );
     let me: Value = get("/me", &bob).await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "bob");
+
+    // What an operator's `curl /metrics` shows on each server after that traffic.
+    let metrics = |base: String| async move {
+        let response = http().get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.unwrap()
+    };
+    let authz = metrics(server.url.clone()).await;
+    for series in [
+        r#"tessera_http_requests_total{route="/oauth/token",status="200"} 2"#,
+        r#"tessera_http_request_duration_seconds_count{route="/oauth/token",status="200"} 2"#,
+        r#"tessera_tokens_issued_total{grant="password",format="jwt"} 2"#,
+        "# TYPE tessera_rate_limited_total counter",
+        "# TYPE tessera_introspections_total counter",
+        r#"tessera_db_pool_connections{state="idle"}"#,
+        "tessera_db_pool_max_connections ",
+    ] {
+        assert!(authz.contains(series), "{series} missing from\n{authz}");
+    }
+    let resource = metrics(server.resource_url.clone()).await;
+    for series in [
+        r#"tessera_http_requests_total{route="/companies/{company}/users",status="200"} 1"#,
+        r#"tessera_http_requests_total{route="/companies/{company}/users",status="403"} 2"#,
+        r#"tessera_token_validations_total{outcome="valid"} 4"#,
+        r#"tessera_jwks_fetches_total{result="updated"} 1"#,
+        "tessera_jwks_unknown_kid_refetches_total 0",
+        r#"tessera_db_pool_connections{state="in_use"}"#,
+    ] {
+        assert!(
+            resource.contains(series),
+            "{series} missing from\n{resource}"
+        );
+    }
+
+    // The sign-ins are in the audit log, which `tessera audit list` reads.
+    let out = within_secs(10, || {
+        let out = ws.ok(&["audit", "list", "--kind", "login.succeeded"], "");
+        (out.contains("alice") && out.contains("bob")).then_some(out)
+    })
+    .await;
+    assert!(out.contains("demo-jwt"), "{out}");
+}
+
+/// Polls `check` every 100 ms until it returns something, for at most `secs` seconds.
+async fn within_secs<T>(secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "not within {secs} s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn resource_alone_finds_the_keys_through_the_issuers_metadata(backend: Backend) {
