@@ -56,11 +56,18 @@ pub async fn authenticate(
         Presented::Basic { id, secret } | Presented::Post { id, secret } => (id, Some(secret)),
         Presented::IdOnly { id } => (id, None),
     };
-    state
+    let attempt = state
         .limits
-        .before_client_secret(id, address, now_ms)
+        .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
-    let client = state.store.find_client(id).await?;
+    let client = match state.store.find_client(id).await {
+        Ok(client) => client,
+        Err(err) => {
+            // Nothing was checked: not a failed guess.
+            state.limits.refund(&attempt, now_ms);
+            return Err(err.into());
+        }
+    };
     let authenticated = match (&client, secret) {
         (Some(client), Some(secret)) => match &client.secret_hash {
             Some(digest) => secret::matches_digest(secret, digest),
@@ -75,6 +82,7 @@ pub async fn authenticate(
     };
     match client {
         Some(client) if authenticated => {
+            state.limits.refund(&attempt, now_ms);
             state
                 .limits
                 .request_by(client.client_id.as_str(), now_ms)
@@ -82,12 +90,11 @@ pub async fn authenticate(
             Ok(client)
         }
         _ => {
-            let exhausted = state.limits.client_failed(id, address, now_ms);
             let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
-            for limit in exhausted {
+            for limit in attempt.exhausted() {
                 state
                     .audit(
-                        crate::limits::exhausted_event(state, limit, address)
+                        crate::limits::exhausted_event(state, *limit, address)
                             .client_id(shown.as_str()),
                     )
                     .await;

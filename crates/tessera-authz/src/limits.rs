@@ -106,38 +106,37 @@ impl RateLimits {
         (limit, limited)
     }
 
-    /// Before checking a password: may `account` be tried from `address`? The account's
-    /// limit is asked first.
-    pub fn before_password(
+    /// Takes a slot for one password attempt for `account` from `address`, before any
+    /// lookup or hashing; the account's limit is asked first. Taking the slot up front
+    /// means concurrent attempts cannot all pass before any of them is counted. Give it
+    /// back with [`refund`](Self::refund) when the password was right (or nothing was
+    /// checked); keep it when it was wrong.
+    pub fn begin_password(
         &self,
         account: &str,
         address: IpAddr,
         now_ms: i64,
-    ) -> Result<(), (Limit, Limited)> {
+    ) -> Result<Attempt, (Limit, Limited)> {
         if !self.enabled {
-            return Ok(());
+            return Ok(Attempt::default());
         }
-        self.password_account
-            .peek(&account_key(account), now_ms)
-            .map_err(|l| self.refused(Limit::PasswordAccount, l))?;
-        self.password_address
-            .peek(&address, now_ms)
-            .map_err(|l| self.refused(Limit::PasswordAddress, l))
-    }
-
-    /// A wrong password for `account` from `address`. Returns the limits this failure
-    /// used up, for the audit log (each is reported once per exhaustion).
-    pub fn password_failed(&self, account: &str, address: IpAddr, now_ms: i64) -> Vec<Limit> {
-        let mut exhausted = Vec::new();
-        if self.enabled {
-            if self.password_account.record(&account_key(account), now_ms) {
-                exhausted.push(Limit::PasswordAccount);
-            }
-            if self.password_address.record(&address, now_ms) {
-                exhausted.push(Limit::PasswordAddress);
+        let account = account_key(account);
+        let address = address_key(address);
+        let mut attempt = Attempt::default();
+        match self.password_account.acquire(&account, now_ms) {
+            Ok(exhausted) => attempt.took(Limit::PasswordAccount, exhausted),
+            Err(limited) => return Err(self.refused(Limit::PasswordAccount, limited)),
+        }
+        match self.password_address.acquire(&address, now_ms) {
+            Ok(exhausted) => attempt.took(Limit::PasswordAddress, exhausted),
+            Err(limited) => {
+                self.password_account.refund(&account, now_ms);
+                return Err(self.refused(Limit::PasswordAddress, limited));
             }
         }
-        exhausted
+        attempt.account = Some(account);
+        attempt.address = Some(address);
+        Ok(attempt)
     }
 
     /// A request from `address` at an endpoint that authenticates clients.
@@ -146,43 +145,66 @@ impl RateLimits {
             return Ok(());
         }
         self.address_requests
-            .check(&address, now_ms)
+            .check(&address_key(address), now_ms)
             .map_err(|l| self.refused(Limit::AddressRequests, l))
     }
 
-    /// Before checking a client's secret: may `client_id` be tried from `address`?
-    pub fn before_client_secret(
+    /// Takes a slot for one client authentication by `client_id` from `address`, before
+    /// the client is looked up; see [`begin_password`](Self::begin_password).
+    pub fn begin_client_secret(
         &self,
         client_id: &str,
         address: IpAddr,
         now_ms: i64,
-    ) -> Result<(), (Limit, Limited)> {
+    ) -> Result<Attempt, (Limit, Limited)> {
+        if !self.enabled {
+            return Ok(Attempt::default());
+        }
+        let address = address_key(address);
+        let client = (bounded(client_id, MAX_CLIENT_KEY_CHARS), address);
+        let mut attempt = Attempt::default();
+        match self.client_failures.acquire(&client, now_ms) {
+            Ok(exhausted) => attempt.took(Limit::ClientFailures, exhausted),
+            Err(limited) => return Err(self.refused(Limit::ClientFailures, limited)),
+        }
+        match self.client_address_failures.acquire(&address, now_ms) {
+            Ok(exhausted) => attempt.took(Limit::ClientAddressFailures, exhausted),
+            Err(limited) => {
+                self.client_failures.refund(&client, now_ms);
+                return Err(self.refused(Limit::ClientAddressFailures, limited));
+            }
+        }
+        attempt.client = Some(client);
+        attempt.address = Some(address);
+        Ok(attempt)
+    }
+
+    /// Gives back the slots of an attempt that was not a failure.
+    pub fn refund(&self, attempt: &Attempt, now_ms: i64) {
+        if let Some(account) = &attempt.account {
+            self.password_account.refund(account, now_ms);
+        }
+        if let Some(client) = &attempt.client {
+            self.client_failures.refund(client, now_ms);
+        }
+        if let Some(address) = &attempt.address {
+            if attempt.account.is_some() {
+                self.password_address.refund(address, now_ms);
+            }
+            if attempt.client.is_some() {
+                self.client_address_failures.refund(address, now_ms);
+            }
+        }
+    }
+
+    /// A request by an authenticated client.
+    pub fn request_by(&self, client_id: &str, now_ms: i64) -> Result<(), (Limit, Limited)> {
         if !self.enabled {
             return Ok(());
         }
-        self.client_failures
-            .peek(&(client_id.to_owned(), address), now_ms)
-            .map_err(|l| self.refused(Limit::ClientFailures, l))?;
-        self.client_address_failures
-            .peek(&address, now_ms)
-            .map_err(|l| self.refused(Limit::ClientAddressFailures, l))
-    }
-
-    /// A failed client authentication. Returns the limits this failure used up.
-    pub fn client_failed(&self, client_id: &str, address: IpAddr, now_ms: i64) -> Vec<Limit> {
-        let mut exhausted = Vec::new();
-        if self.enabled {
-            if self
-                .client_failures
-                .record(&(client_id.to_owned(), address), now_ms)
-            {
-                exhausted.push(Limit::ClientFailures);
-            }
-            if self.client_address_failures.record(&address, now_ms) {
-                exhausted.push(Limit::ClientAddressFailures);
-            }
-        }
-        exhausted
+        self.client_requests
+            .check(&bounded(client_id, MAX_CLIENT_KEY_CHARS), now_ms)
+            .map_err(|l| self.refused(Limit::ClientRequests, l))
     }
 
     /// The quota of a brute-force limit, for the audit log's description.
@@ -196,26 +218,58 @@ impl RateLimits {
             Limit::AddressRequests => self.address_requests.quota(),
         }
     }
+}
 
-    /// A request by an authenticated client.
-    pub fn request_by(&self, client_id: &str, now_ms: i64) -> Result<(), (Limit, Limited)> {
-        if !self.enabled {
-            return Ok(());
+/// The slots one password or client-secret attempt holds, and the limits it used up.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    account: Option<String>,
+    client: Option<(String, IpAddr)>,
+    address: Option<IpAddr>,
+    exhausted: Vec<Limit>,
+}
+
+impl Attempt {
+    fn took(&mut self, limit: Limit, exhausted: bool) {
+        if exhausted {
+            self.exhausted.push(limit);
         }
-        self.client_requests
-            .check(&client_id.to_owned(), now_ms)
-            .map_err(|l| self.refused(Limit::ClientRequests, l))
+    }
+
+    /// The limits this attempt used up: if it fails, the next ones are refused. Each
+    /// exhaustion is reported once, for the audit log.
+    pub fn exhausted(&self) -> &[Limit] {
+        &self.exhausted
     }
 }
+
+/// The longest client id kept as a key; longer ones are cut (no registered id is longer),
+/// so that a flood of huge ids cannot grow memory beyond the limiter's key bound.
+const MAX_CLIENT_KEY_CHARS: usize = 128;
 
 /// Accounts are limited by the name as typed, bounded in length so that a flood of long
 /// names cannot grow memory; case is folded, as usernames are lowercase.
 fn account_key(account: &str) -> String {
-    let end = account
+    bounded(account, 64).to_ascii_lowercase()
+}
+
+fn bounded(text: &str, chars: usize) -> String {
+    let end = text
         .char_indices()
-        .nth(64)
-        .map_or(account.len(), |(i, _)| i);
-    account[..end].to_ascii_lowercase()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i);
+    text[..end].to_owned()
+}
+
+/// IPv6 clients are limited by their /64: one subscriber usually holds all of it, and
+/// would otherwise get a fresh allowance from every one of its 2^64 addresses.
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match tessera_core::net::canonical(address) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    }
 }
 
 /// The audit event for a brute-force limit that was just used up: from now on attempts are
@@ -235,3 +289,7 @@ pub fn exhausted_event(
             quota.period.as_secs()
         ))
 }
+
+#[cfg(test)]
+#[path = "tests/limits.rs"]
+mod tests;

@@ -66,14 +66,24 @@ pub async fn authenticate(
     if username.is_empty() || candidate.is_empty() || candidate.len() > password::MAX_BYTES {
         return Ok(SignIn::Failed);
     }
-    if let Err((limit, limited)) = state
+    let attempt = match state
         .limits
-        .before_password(username, address, state.now_ms())
+        .begin_password(username, address, state.now_ms())
     {
-        tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
-        return Ok(SignIn::Limited(limited));
-    }
-    let credentials = state.store.find_user_credentials(username).await?;
+        Ok(attempt) => attempt,
+        Err((limit, limited)) => {
+            tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
+            return Ok(SignIn::Limited(limited));
+        }
+    };
+    let credentials = match state.store.find_user_credentials(username).await {
+        Ok(credentials) => credentials,
+        Err(err) => {
+            // Nothing was checked: not a failed guess.
+            state.limits.refund(&attempt, state.now_ms());
+            return Err(err);
+        }
+    };
     let matched = state
         .passwords
         .verify(
@@ -81,47 +91,45 @@ pub async fn authenticate(
             credentials.as_ref().map(|c| c.password_hash.as_str()),
         )
         .await;
+    // Only the name of an existing account is recorded: an unknown "username" is often a
+    // password typed into the wrong field.
+    let actor = credentials
+        .as_ref()
+        .map(|c| c.user.username.as_str().to_owned());
     let event = |kind| {
-        NewAuditEvent::new(kind, state.now())
-            .actor(audit_name(username))
+        let event = NewAuditEvent::new(kind, state.now())
             .client_id(client_id)
-            .address(address.to_string())
+            .address(address.to_string());
+        match &actor {
+            Some(name) => event.actor(name.as_str()),
+            None => event,
+        }
     };
     match credentials {
         Some(c) if matched && !c.user.disabled => {
+            state.limits.refund(&attempt, state.now_ms());
             state
                 .audit(event(AuditKind::LoginSucceeded).company(c.user.company.to_string()))
                 .await;
             Ok(SignIn::Succeeded(c.user))
         }
         other => {
-            let exhausted = state
-                .limits
-                .password_failed(username, address, state.now_ms());
-            for limit in exhausted {
-                state
-                    .audit(
-                        crate::limits::exhausted_event(state, limit, address)
-                            .actor(audit_name(username)),
-                    )
-                    .await;
-            }
             let why = match other {
                 Some(c) if c.user.disabled => "user disabled",
                 Some(_) => "wrong password",
                 None => "unknown user",
             };
             state.audit(event(AuditKind::LoginFailed).detail(why)).await;
+            for limit in attempt.exhausted() {
+                let exhausted = crate::limits::exhausted_event(state, *limit, address);
+                state
+                    .audit(match &actor {
+                        Some(name) => exhausted.actor(name.as_str()),
+                        None => exhausted,
+                    })
+                    .await;
+            }
             Ok(SignIn::Failed)
         }
     }
-}
-
-/// A typed username as it may appear in the audit log: bounded, printable.
-fn audit_name(username: &str) -> String {
-    username
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }

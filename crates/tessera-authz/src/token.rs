@@ -89,11 +89,11 @@ pub async fn token(
             (token_response(access_token, ttl, requested, None), None)
         }
         Grant::AuthorizationCode => {
-            let (response, user) = code_grant(&form, &state, &client, now).await?;
+            let (response, user) = code_grant(&form, &state, &client, now, address).await?;
             (response, Some(user))
         }
         Grant::RefreshToken => {
-            let (response, user) = refresh_grant(&form, &state, &client, now).await?;
+            let (response, user) = refresh_grant(&form, &state, &client, now, address).await?;
             (response, Some(user))
         }
     };
@@ -221,6 +221,7 @@ async fn code_grant(
     state: &AppState,
     client: &Client,
     now: DateTime<Utc>,
+    address: IpAddr,
 ) -> Result<(HttpResponse, User), ApiError> {
     let code = form.require("code")?;
     let redirect_uri = form.require("redirect_uri")?;
@@ -248,6 +249,7 @@ async fn code_grant(
                 .audit(
                     NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
                         .client_id(client.client_id.as_str())
+                        .address(address.to_string())
                         .target(format!("family {family_id}"))
                         .detail(format!(
                             "authorization code replayed; family revoked, {revoked} tokens"
@@ -302,6 +304,7 @@ async fn refresh_grant(
     state: &AppState,
     client: &Client,
     now: DateTime<Utc>,
+    address: IpAddr,
 ) -> Result<(HttpResponse, User), ApiError> {
     let presented = form.require("refresh_token")?;
     let invalid = |why: &'static str| ApiError::new(ErrorCode::InvalidGrant, why);
@@ -324,7 +327,7 @@ async fn refresh_grant(
         return Err(invalid("the refresh token was revoked"));
     }
     if found.used_at.is_some() {
-        return Err(reused(state, client, found.family_id, now).await);
+        return Err(reused(state, client, found.family_id, now, address).await);
     }
     let user = match state.store.find_user_by_id(found.user_id).await? {
         Some(user) if !user.disabled => user,
@@ -379,7 +382,7 @@ async fn refresh_grant(
             token_response(access_token, ttl, scope, Some(successor)),
             user,
         )),
-        Rotation::Reused { family_id } => Err(reused(state, client, family_id, now).await),
+        Rotation::Reused { family_id } => Err(reused(state, client, family_id, now, address).await),
         Rotation::Revoked => Err(invalid("the refresh token was revoked")),
         Rotation::Unknown => Err(invalid("the refresh token is not valid")),
     }
@@ -393,6 +396,7 @@ async fn reused(
     client: &Client,
     family_id: Uuid,
     now: DateTime<Utc>,
+    address: IpAddr,
 ) -> ApiError {
     match state.store.revoke_family(family_id, now).await {
         Ok(revoked) => {
@@ -406,6 +410,7 @@ async fn reused(
                 .audit(
                     NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
                         .client_id(client.client_id.as_str())
+                        .address(address.to_string())
                         .target(format!("family {family_id}"))
                         .detail(format!("family revoked, {revoked} tokens")),
                 )

@@ -582,7 +582,9 @@ fn audit_json(event: &AuditEvent) -> serde_json::Value {
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            // Control characters and the bidirectional overrides, which could make a
+            // logged name rewrite or reorder what the terminal shows.
+            if c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

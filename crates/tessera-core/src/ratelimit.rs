@@ -58,9 +58,12 @@ const DEFAULT_CAPACITY: usize = 100_000;
 /// Rate limits per key `K` (an address, an account, a client).
 ///
 /// [`check`](Self::check) counts an event and refuses it when the key is over its quota.
-/// For failures only (wrong passwords), [`peek`](Self::peek) asks before the attempt
-/// and [`record`](Self::record) counts a failure afterwards, so that successes cost
-/// nothing and refused attempts do not count against anyone.
+/// For failures only (wrong passwords), [`acquire`](Self::acquire) takes a slot before
+/// the attempt, atomically, so that concurrent attempts cannot all pass the check before
+/// any of them is counted, and [`refund`](Self::refund) gives it back when the attempt
+/// succeeds: successes cost nothing and refused attempts do not count against anyone.
+/// [`peek`](Self::peek) and [`record`](Self::record) ask and count separately, for callers
+/// that cannot race.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     quota: Quota,
@@ -101,6 +104,29 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.allowed(next, now_ms)?;
         self.insert(&mut map, key, next, now_ms);
         Ok(())
+    }
+
+    /// Like [`check`](Self::check), and also says whether this event used up the key's
+    /// allowance (the next one would be refused; this one was the last allowed).
+    pub fn acquire(&self, key: &K, now_ms: i64) -> Result<bool, Limited> {
+        let mut map = self.lock();
+        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
+        let next = current.saturating_add(self.quota.period_ms());
+        self.allowed(next, now_ms)?;
+        let exhausted = self
+            .allowed(next.saturating_add(self.quota.period_ms()), now_ms)
+            .is_err();
+        self.insert(&mut map, key, next, now_ms);
+        Ok(exhausted)
+    }
+
+    /// Gives back one event [`acquire`](Self::acquire)d for `key` (the attempt turned out
+    /// not to be a failure). Never credits more than the key had taken.
+    pub fn refund(&self, key: &K, now_ms: i64) {
+        let mut map = self.lock();
+        if let Some(at) = map.get_mut(key) {
+            *at = at.saturating_sub(self.quota.period_ms()).max(now_ms);
+        }
     }
 
     /// Whether `key` may have one more event at `now_ms`, without counting it.

@@ -21,6 +21,8 @@ pub type StoreData = web::Data<dyn Store>;
 pub struct Audit {
     pub log: AuditLog,
     pub proxies: tessera_core::net::TrustedProxies,
+    /// The time events are stamped with.
+    pub clock: tessera_core::Clock,
 }
 
 impl Audit {
@@ -33,7 +35,9 @@ impl Audit {
         target: &User,
         detail: String,
     ) {
-        let mut event = NewAuditEvent::new(kind, Utc::now())
+        let now = chrono::DateTime::from_timestamp_millis(self.clock.now_millis())
+            .unwrap_or_else(Utc::now);
+        let mut event = NewAuditEvent::new(kind, now)
             .actor(admin.actor.as_str())
             .company(admin.company.as_str())
             .target(format!("{} ({})", target.username, target.id))

@@ -202,6 +202,7 @@ impl Application {
         let audit_data = web::Data::new(routes::Audit {
             log: audit.clone(),
             proxies: settings.trusted_proxies.clone(),
+            clock: settings.clock.clone(),
         });
 
         let guard = web::Data::new(guard);

@@ -31,9 +31,11 @@ pub fn client_address(req: &HttpRequest, proxies: &TrustedProxies) -> IpAddr {
     if proxies.is_empty() {
         return tessera_core::net::canonical(peer);
     }
+    // A line that is not visible ASCII becomes an entry that stops the walk, rather than
+    // vanishing and letting what precedes it stand for the client.
     let forwarded = req
         .headers()
         .get_all(X_FORWARDED_FOR)
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| v.to_str().unwrap_or("?"));
     proxies.client_address(peer, forwarded)
 }

@@ -14,6 +14,7 @@ use crate::helpers::*;
 
 on_each_backend!(
     wrong_passwords_for_one_account_are_refused_while_another_account_signs_in,
+    concurrent_guesses_cannot_outrun_the_limit,
     the_login_form_refuses_a_guessed_account_and_lets_others_in,
     a_flood_of_bad_client_secrets_is_refused_and_the_right_secret_works_afterwards,
     a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit,
@@ -112,6 +113,46 @@ async fn wrong_passwords_for_one_account_are_refused_while_another_account_signs
         limited[0].event.detail.as_deref(),
         Some("password_account: 10 failures; one more allowed every 30 s")
     );
+}
+
+async fn concurrent_guesses_cannot_outrun_the_limit(backend: Backend) {
+    let (app, _clock) = pinned_app(backend, |_| {}).await;
+    // Thirty guesses at once: only ten are checked, however they interleave.
+    let password = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "guess-123"),
+    ];
+    let statuses = at_once(&app, ("app", APP_SECRET), &password, 30).await;
+    assert_eq!(statuses[..10], [400; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 20], "{statuses:?}");
+    // The same for client secrets.
+    let cc = [("grant_type", "client_credentials")];
+    let statuses = at_once(&app, ("machine", "not-the-secret"), &cc, 30).await;
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 20], "{statuses:?}");
+    assert_token(app.password_grant("bob", PASSWORD, None).await).await;
+}
+
+/// Sends `n` identical token requests at once; returns their statuses, sorted.
+async fn at_once(
+    app: &TestApp,
+    (client, secret): (&str, &str),
+    form: &[(&str, &str)],
+    n: usize,
+) -> Vec<u16> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let request = app
+            .http
+            .post(format!("{}/oauth/token", app.address))
+            .basic_auth(client, Some(secret))
+            .form(form);
+        set.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = set.join_all().await;
+    statuses.sort_unstable();
+    statuses
 }
 
 async fn the_login_form_refuses_a_guessed_account_and_lets_others_in(backend: Backend) {
@@ -227,8 +268,10 @@ async fn a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_lim
     }
     assert_eq!(codes[..10], [401; 10], "{codes:?}");
     assert_eq!(codes[10..], [429; 10], "{codes:?}");
-    // Passwords too.
-    for i in 0..12 {
+    // Passwords too: guesses at 31 accounts (so no account's own limit interferes), each
+    // claiming another address, hit the one limit of the real peer.
+    for i in 0..31 {
+        let username = format!("user{i}");
         let response = app
             .http
             .post(format!("{}/oauth/token", app.address))
@@ -236,14 +279,14 @@ async fn a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_lim
             .header("X-Forwarded-For", format!("203.0.113.{i}"))
             .form(&[
                 ("grant_type", "password"),
-                ("username", "carol"),
-                ("password", "wrong"),
+                ("username", username.as_str()),
+                ("password", "guess-123"),
             ])
             .send()
             .await
             .unwrap();
         let status = response.status().as_u16();
-        assert_eq!(status, if i < 10 { 400 } else { 429 }, "attempt {i}");
+        assert_eq!(status, if i < 30 { 400 } else { 429 }, "attempt {i}");
     }
     // The audit log names the real peer, not what the header claimed.
     app.audit.flush().await;
@@ -283,8 +326,9 @@ async fn a_trusted_proxy_names_the_client_and_a_spoofed_prefix_changes_nothing(b
         assert_eq!(response.status().as_u16(), 401);
     }
     assert_limited(attempt("1.2.3.4, 198.51.100.7".into()).await.unwrap()).await;
-    // Another client behind the same proxy has its own allowance.
-    let response = attempt("198.51.100.8".into()).await.unwrap();
+    // Another client behind the same proxy has its own allowance, also through a chain of
+    // trusted proxies, which the walk skips.
+    let response = attempt("198.51.100.8, 127.0.0.5".into()).await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
     app.audit.flush().await;
     let failed = app
@@ -325,6 +369,7 @@ fn assert_security_headers(headers: &HeaderMap, what: &str) {
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
     ] {
         assert_eq!(
             headers.get(name).map(|v| v.to_str().unwrap()),
@@ -363,10 +408,20 @@ async fn every_response_carries_the_security_headers(backend: Backend) {
         .await;
     assert_security_headers(error.headers(), "an OAuth error");
     assert_oauth_error(error, 400, "unsupported_grant_type").await;
-    // The HTML pages keep their own, stricter-for-them policy.
+    // The HTML pages keep their own policy.
     let page = app.get("/").await;
-    let csp = page.headers()["content-security-policy"].to_str().unwrap();
-    assert!(!csp.starts_with("default-src 'none'; frame-ancestors 'none'") || csp.len() > 45);
+    assert_eq!(
+        page.headers()["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'none'"
+    );
+    // An https issuer adds HSTS.
+    let https = spawn_app_with(backend, |s| s.issuer = Some("https://tessera.test".into())).await;
+    let jwks = https.get("/.well-known/jwks.json").await;
+    assert_eq!(
+        jwks.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     // And a valid request still works.
     assert_token(app.password_grant("bob", PASSWORD, None).await).await;
 }

@@ -90,3 +90,32 @@ fn a_flood_of_distinct_keys_is_bounded_and_never_refuses_a_new_key() {
     limiter.check(&999, 999).unwrap_err();
     limiter.check(&5_000, 999).unwrap();
 }
+
+#[test]
+fn acquired_slots_bound_concurrent_attempts_and_successes_are_refunded() {
+    let limiter = RateLimiter::new(Quota::new(3, 10 * SECOND));
+    let t = 0;
+    // Three attempts in flight at once take the whole allowance; a fourth is refused
+    // before any of them has finished.
+    assert_eq!(limiter.acquire(&"k", t), Ok(false));
+    assert_eq!(limiter.acquire(&"k", t), Ok(false));
+    assert_eq!(limiter.acquire(&"k", t), Ok(true), "the third used it up");
+    assert_eq!(
+        limiter.acquire(&"k", t).unwrap_err().retry_after,
+        10 * SECOND
+    );
+    // One of them succeeded: its slot comes back, once.
+    limiter.refund(&"k", t);
+    assert_eq!(limiter.acquire(&"k", t), Ok(true));
+    limiter.acquire(&"k", t).unwrap_err();
+    // Refunds never credit more than was taken.
+    for _ in 0..10 {
+        limiter.refund(&"other", t);
+        limiter.refund(&"k", t);
+    }
+    for _ in 0..3 {
+        limiter.acquire(&"k", t).unwrap();
+    }
+    limiter.acquire(&"k", t).unwrap_err();
+    assert_eq!(limiter.acquire(&"other", t), Ok(false));
+}

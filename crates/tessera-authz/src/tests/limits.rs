@@ -1,0 +1,91 @@
+use std::net::IpAddr;
+
+use tessera_core::metrics::Registry;
+
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ipv6_clients_are_limited_by_their_64_and_ipv4_by_the_address() {
+    assert_eq!(
+        address_key(ip("2001:db8:1:2:aaaa::1")),
+        ip("2001:db8:1:2::")
+    );
+    assert_eq!(address_key(ip("203.0.113.7")), ip("203.0.113.7"));
+    assert_eq!(address_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+
+    // Thirty wrong passwords from one /64, each from another address, use up its allowance.
+    let limits = RateLimits::new(true, &Registry::new());
+    for i in 0..30 {
+        let from = ip(&format!("2001:db8:1:2::{:x}", i + 1));
+        let attempt = limits
+            .begin_password(&format!("user{i}"), from, 0)
+            .unwrap_or_else(|_| panic!("attempt {i} refused"));
+        assert_eq!(attempt.exhausted().is_empty(), i < 29);
+    }
+    let (limit, _) = limits
+        .begin_password("someone", ip("2001:db8:1:2:ffff::9"), 0)
+        .unwrap_err();
+    assert_eq!(limit, Limit::PasswordAddress);
+    // The neighbouring /64 is another subscriber.
+    limits
+        .begin_password("someone", ip("2001:db8:1:3::1"), 0)
+        .unwrap();
+}
+
+#[test]
+fn a_refunded_attempt_costs_nothing_and_a_refused_one_holds_no_slot() {
+    let limits = RateLimits::new(true, &Registry::new());
+    let from = ip("198.51.100.1");
+    for _ in 0..100 {
+        let attempt = limits.begin_password("alice", from, 0).unwrap();
+        limits.refund(&attempt, 0);
+    }
+    for _ in 0..10 {
+        limits.begin_password("alice", from, 0).unwrap();
+    }
+    assert_eq!(
+        limits.begin_password("alice", from, 0).unwrap_err().0,
+        Limit::PasswordAccount
+    );
+    // The refusal by the account's limit took nothing from the address: 20 more guesses at
+    // other accounts pass.
+    for i in 0..20 {
+        limits
+            .begin_password(&format!("other{i}"), from, 0)
+            .unwrap();
+    }
+    assert_eq!(
+        limits.begin_password("another", from, 0).unwrap_err().0,
+        Limit::PasswordAddress
+    );
+}
+
+#[test]
+fn huge_client_ids_are_cut_to_a_bounded_key_and_switched_off_limits_refuse_nothing() {
+    let limits = RateLimits::new(true, &Registry::new());
+    let from = ip("198.51.100.2");
+    let long = "c".repeat(100_000);
+    for _ in 0..10 {
+        limits.begin_client_secret(&long, from, 0).unwrap();
+    }
+    // Another id with the same first 128 characters is the same key.
+    let same_prefix = format!("{}x", "c".repeat(200));
+    assert_eq!(
+        limits
+            .begin_client_secret(&same_prefix, from, 0)
+            .unwrap_err()
+            .0,
+        Limit::ClientFailures
+    );
+
+    let off = RateLimits::new(false, &Registry::new());
+    for _ in 0..1_000 {
+        off.begin_password("alice", from, 0).unwrap();
+        off.begin_client_secret("app", from, 0).unwrap();
+        off.request_from(from, 0).unwrap();
+    }
+}
