@@ -245,17 +245,14 @@ async fn code_grant(
                 revoked,
                 "authorization code replayed; its grant is revoked"
             );
-            state
-                .audit(
-                    NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
-                        .client_id(client.client_id.as_str())
-                        .address(address.to_string())
-                        .target(format!("family {family_id}"))
-                        .detail(format!(
-                            "authorization code replayed; family revoked, {revoked} tokens"
-                        )),
-                )
-                .await;
+            reuse_detected(
+                state,
+                client,
+                family_id,
+                address,
+                format!("authorization code replayed; family revoked, {revoked} tokens"),
+            )
+            .await;
             return Err(invalid("the authorization code was already used"));
         }
         Redemption::Unknown => return Err(invalid("the authorization code is not valid")),
@@ -406,15 +403,14 @@ async fn reused(
                 revoked,
                 "refresh token reused; its family is revoked"
             );
-            state
-                .audit(
-                    NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
-                        .client_id(client.client_id.as_str())
-                        .address(address.to_string())
-                        .target(format!("family {family_id}"))
-                        .detail(format!("family revoked, {revoked} tokens")),
-                )
-                .await;
+            reuse_detected(
+                state,
+                client,
+                family_id,
+                address,
+                format!("family revoked, {revoked} tokens"),
+            )
+            .await;
             ApiError::new(
                 ErrorCode::InvalidGrant,
                 "the refresh token was already used",
@@ -422,6 +418,25 @@ async fn reused(
         }
         Err(err) => err.into(),
     }
+}
+
+/// Audits a one-time secret (refresh token or authorization code) that came back.
+async fn reuse_detected(
+    state: &AppState,
+    client: &Client,
+    family_id: Uuid,
+    address: IpAddr,
+    detail: String,
+) {
+    state
+        .audit(
+            NewAuditEvent::new(AuditKind::RefreshReuse, state.now())
+                .client_id(client.client_id.as_str())
+                .address(address.to_string())
+                .target(format!("family {family_id}"))
+                .detail(detail),
+        )
+        .await;
 }
 
 /// The user `id`, unless deleted or disabled (`invalid_grant`).

@@ -61,10 +61,9 @@ impl HttpMetrics {
         let response = next.call(req).await;
         if let Some(metrics) = metrics {
             let status = match &response {
-                Ok(response) => response.status().as_u16(),
-                Err(err) => err.as_response_error().status_code().as_u16(),
+                Ok(response) => response.status(),
+                Err(err) => err.as_response_error().status_code(),
             };
-            let status = status.to_string();
             let labels = [route.as_str(), status.as_str()];
             metrics.requests.inc(&labels);
             metrics

@@ -42,6 +42,20 @@ async fn pinned_app(
     (app, clock)
 }
 
+impl TestApp {
+    /// The audit events of `kind` written so far, newest first.
+    async fn audit_events(&self, kind: AuditKind) -> Vec<tessera_store::AuditEvent> {
+        self.audit.flush().await;
+        self.store
+            .list_audit_events(&AuditFilter {
+                kind: Some(kind),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
 /// Asserts a 429 with the error body and a `Retry-After`, and returns its seconds.
 async fn assert_limited(response: reqwest::Response) -> u64 {
     let retry_after: u64 = response
@@ -91,22 +105,8 @@ async fn wrong_passwords_for_one_account_are_refused_while_another_account_signs
     assert_token(app.password_grant("alice", PASSWORD, None).await).await;
 
     // The audit log has the ten failures and one event for the limit, not forty refusals.
-    app.audit.flush().await;
-    let filter = |kind| AuditFilter {
-        kind: Some(kind),
-        ..AuditFilter::default()
-    };
-    let failed = app
-        .store
-        .list_audit_events(&filter(AuditKind::LoginFailed))
-        .await
-        .unwrap();
-    assert_eq!(failed.len(), 10);
-    let limited = app
-        .store
-        .list_audit_events(&filter(AuditKind::RateLimited))
-        .await
-        .unwrap();
+    assert_eq!(app.audit_events(AuditKind::LoginFailed).await.len(), 10);
+    let limited = app.audit_events(AuditKind::RateLimited).await;
     assert_eq!(limited.len(), 1, "{limited:?}");
     assert_eq!(limited[0].event.actor.as_deref(), Some("alice"));
     assert_eq!(
@@ -289,15 +289,7 @@ async fn a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_lim
         assert_eq!(status, if i < 30 { 400 } else { 429 }, "attempt {i}");
     }
     // The audit log names the real peer, not what the header claimed.
-    app.audit.flush().await;
-    let failed = app
-        .store
-        .list_audit_events(&AuditFilter {
-            kind: Some(AuditKind::ClientAuthFailed),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let failed = app.audit_events(AuditKind::ClientAuthFailed).await;
     assert_eq!(failed.len(), 10);
     assert!(
         failed
@@ -330,15 +322,7 @@ async fn a_trusted_proxy_names_the_client_and_a_spoofed_prefix_changes_nothing(b
     // trusted proxies, which the walk skips.
     let response = attempt("198.51.100.8, 127.0.0.5".into()).await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    app.audit.flush().await;
-    let failed = app
-        .store
-        .list_audit_events(&AuditFilter {
-            kind: Some(AuditKind::ClientAuthFailed),
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let failed = app.audit_events(AuditKind::ClientAuthFailed).await;
     assert_eq!(failed[0].event.address.as_deref(), Some("198.51.100.8"));
     assert_eq!(failed[1].event.address.as_deref(), Some("198.51.100.7"));
 }
