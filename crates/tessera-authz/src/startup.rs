@@ -11,7 +11,6 @@ use thiserror::Error;
 
 use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
 use crate::limits::RateLimits;
-
 use crate::passwords::PasswordVerifier;
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
@@ -248,8 +247,8 @@ impl Application {
 
     /// Serves until the server is stopped through its [`handle`](Self::handle), purging
     /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`] and
-    /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`].
-    /// Once stopped, it waits for the audit events already recorded to be written.
+    /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`]. Once stopped,
+    /// it waits (at most 10 s) for the audit events already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = tokio::select! {
             served = self.server => served,

@@ -1,18 +1,16 @@
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-use std::net::IpAddr;
-
 use actix_web::HttpRequest;
+use actix_web::web::Bytes;
 use tessera_core::Clock;
 use tessera_core::metrics::Counter;
 use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditLog, NewAuditEvent, Store};
 
-use crate::limits::RateLimits;
-
 use crate::keys::KeyManager;
+use crate::limits::RateLimits;
 use crate::passwords::PasswordVerifier;
 
 /// What every handler shares. Built once by [`crate::Application::build`].
