@@ -96,11 +96,6 @@ impl RateLimits {
         }
     }
 
-    /// Whether limits apply.
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     fn refused(&self, limit: Limit, limited: Limited) -> (Limit, Limited) {
         self.rejected.inc(&[limit.as_str()]);
         (limit, limited)

@@ -70,8 +70,7 @@ pub struct Settings {
     pub request_timeout: Duration,
 }
 
-/// The default time a client has to send a request's head.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub use tessera_web::DEFAULT_REQUEST_TIMEOUT;
 
 impl Default for Settings {
     fn default() -> Self {

@@ -109,8 +109,7 @@ impl Application {
         )
         .map_err(StartupError::Config)?;
 
-        let (audit, audit_writer) = AuditLog::new(store.clone());
-        tokio::spawn(audit_writer.run());
+        let audit = AuditLog::spawn(store.clone());
         let keys = Arc::new(
             KeyManager::start(
                 store.clone(),
@@ -255,11 +254,9 @@ impl Application {
             never = purge_periodically(self.store, self.clock) => match never {},
             never = rotate_periodically(self.keys) => match never {},
         };
-        let flushed =
-            tokio::time::timeout(std::time::Duration::from_secs(10), self.audit.flush()).await;
-        if flushed.is_err() {
-            tracing::error!("audit events recorded before shutdown could not all be written");
-        }
+        self.audit
+            .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
+            .await;
         served
     }
 

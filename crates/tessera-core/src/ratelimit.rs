@@ -62,8 +62,6 @@ const DEFAULT_CAPACITY: usize = 100_000;
 /// the attempt, atomically, so that concurrent attempts cannot all pass the check before
 /// any of them is counted, and [`refund`](Self::refund) gives it back when the attempt
 /// succeeds: successes cost nothing and refused attempts do not count against anyone.
-/// [`peek`](Self::peek) and [`record`](Self::record) ask and count separately, for callers
-/// that cannot race.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     quota: Quota,
@@ -127,30 +125,6 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         if let Some(at) = map.get_mut(key) {
             *at = at.saturating_sub(self.quota.period_ms()).max(now_ms);
         }
-    }
-
-    /// Whether `key` may have one more event at `now_ms`, without counting it.
-    pub fn peek(&self, key: &K, now_ms: i64) -> Result<(), Limited> {
-        let map = self.lock();
-        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
-        self.allowed(current.saturating_add(self.quota.period_ms()), now_ms)
-    }
-
-    /// Counts one event for `key` at `now_ms` whatever its state (a failure that has
-    /// already happened). Returns whether this event used up the key's allowance: the
-    /// next [`peek`](Self::peek) is refused, and it was not before.
-    pub fn record(&self, key: &K, now_ms: i64) -> bool {
-        let mut map = self.lock();
-        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
-        // Never further ahead than one full allowance: a key stops being refused at most
-        // `burst × period` after its last failure.
-        let ceiling = now_ms.saturating_add(self.quota.tolerance_ms());
-        let next = current.saturating_add(self.quota.period_ms()).min(ceiling);
-        let period = self.quota.period_ms();
-        let was_open = self.allowed(current.saturating_add(period), now_ms).is_ok();
-        let now_closed = self.allowed(next.saturating_add(period), now_ms).is_err();
-        self.insert(&mut map, key, next, now_ms);
-        was_open && now_closed
     }
 
     /// The number of keys held (for tests and metrics).

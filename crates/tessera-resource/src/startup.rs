@@ -52,7 +52,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` names the client in the audit log. Default none.
     pub trusted_proxies: TrustedProxies,
-    /// How long a client has to send a request's head. Default 5 s.
+    /// How long a client has to send a request's head. Default
+    /// [`tessera_web::DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
 }
 
@@ -90,7 +91,7 @@ impl Settings {
             clock: tessera_core::Clock::system(),
             cors_origins: Vec::new(),
             trusted_proxies: TrustedProxies::default(),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: tessera_web::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -197,8 +198,7 @@ impl Application {
         let registry = Arc::new(Registry::new());
         let http_metrics = HttpMetrics::new(registry.clone());
         register_metrics(&registry, &guard, &jwks, &store);
-        let (audit, audit_writer) = AuditLog::new(store.clone());
-        tokio::spawn(audit_writer.run());
+        let audit = AuditLog::spawn(store.clone());
         let audit_data = web::Data::new(routes::Audit {
             log: audit.clone(),
             proxies: settings.trusted_proxies.clone(),
@@ -283,12 +283,9 @@ impl Application {
     /// written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        if tokio::time::timeout(Duration::from_secs(10), self.audit.flush())
-            .await
-            .is_err()
-        {
-            tracing::error!("audit events recorded before shutdown could not all be written");
-        }
+        self.audit
+            .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
+            .await;
         served
     }
 

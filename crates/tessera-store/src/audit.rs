@@ -66,6 +66,13 @@ impl AuditLog {
         (AuditLog { sender }, AuditWriter { store, receiver })
     }
 
+    /// A handle whose writer runs on the current tokio runtime: what a server starts with.
+    pub fn spawn(store: Arc<dyn Store>) -> AuditLog {
+        let (log, writer) = AuditLog::new(store);
+        tokio::spawn(writer.run());
+        log
+    }
+
     /// Queues `event` for the writer. Waits while [`QUEUE`] messages are queued already
     /// (backpressure) rather than drop any. If the writer is gone (it was never spawned, or
     /// its runtime shut down) the event cannot be kept: that is logged as an error.
@@ -89,6 +96,17 @@ impl AuditLog {
             // An error means the writer stopped before answering: nothing more will be
             // written either way.
             let _ = written.await;
+        }
+    }
+
+    /// [`flush`](Self::flush) for a server that is stopping: waits at most `limit`, and
+    /// logs when the events could not all be written by then.
+    pub async fn flush_before_exit(&self, limit: Duration) {
+        if tokio::time::timeout(limit, self.flush()).await.is_err() {
+            tracing::error!(
+                "audit events recorded before shutdown could not all be written within {} s",
+                limit.as_secs()
+            );
         }
     }
 }

@@ -64,11 +64,6 @@ impl CorsOrigins {
     pub fn allows(&self, origin: &str) -> bool {
         self.origins.iter().any(|o| o == origin)
     }
-
-    /// The configured origins.
-    pub fn origins(&self) -> &[String] {
-        &self.origins
-    }
 }
 
 /// How long a browser may cache a preflight answer.

@@ -6,6 +6,7 @@ mod headers;
 mod metrics;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
@@ -19,6 +20,12 @@ pub use metrics::{HttpMetrics, metrics_handler};
 /// bounds it: a larger one is answered 431 before any handler runs. A head may also hold
 /// at most 96 headers.
 pub const MAX_HEAD_BYTES: usize = 128 * 1024;
+
+/// How long a client has to send a request's head by default; a slower one gets 408.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a stopping server waits for its audit events to be written.
+pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// `X-Forwarded-For`, believed only from a trusted proxy.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -41,11 +41,6 @@ impl HttpMetrics {
         }
     }
 
-    /// The registry the series live in.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
-
     /// Counts and times every request. The route is the matched pattern
     /// (`/companies/{company}/users`), never the raw path, so that the number of series
     /// stays bounded whatever paths clients invent; anything unmatched is `unmatched`.

@@ -43,6 +43,15 @@ async fn pinned_app(
 }
 
 impl TestApp {
+    /// A client_credentials request by `machine` with `secret`, over Basic.
+    async fn machine(&self, secret: &str) -> reqwest::Response {
+        self.token(
+            Auth::Basic("machine", secret),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+    }
+
     /// The audit events of `kind` written so far, newest first.
     async fn audit_events(&self, kind: AuditKind) -> Vec<tessera_store::AuditEvent> {
         self.audit.flush().await;
@@ -208,13 +217,10 @@ async fn a_flood_of_bad_client_secrets_is_refused_and_the_right_secret_works_aft
     backend: Backend,
 ) {
     let (app, clock) = pinned_app(backend, |_| {}).await;
-    let cc = [("grant_type", "client_credentials")];
     let mut codes = Vec::new();
     let mut retry_after = 0;
     for _ in 0..40 {
-        let response = app
-            .token(Auth::Basic("machine", "not-the-secret"), &cc)
-            .await;
+        let response = app.machine("not-the-secret").await;
         let status = response.status().as_u16();
         codes.push(status);
         if status == 401 {
@@ -244,9 +250,9 @@ async fn a_flood_of_bad_client_secrets_is_refused_and_the_right_secret_works_aft
     // Another client from the same address is not affected.
     assert_token(app.password_grant("bob", PASSWORD, None).await).await;
     // The flooded client waits out the limit, then its right secret works.
-    assert_limited(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+    assert_limited(app.machine(APP_SECRET).await).await;
     clock.advance(Duration::from_secs(retry_after));
-    assert_token(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+    assert_token(app.machine(APP_SECRET).await).await;
 }
 
 async fn a_rotating_forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit(
@@ -330,22 +336,10 @@ async fn a_trusted_proxy_names_the_client_and_a_spoofed_prefix_changes_nothing(b
 async fn rate_limits_can_be_switched_off(backend: Backend) {
     let (app, _clock) = pinned_app(backend, |s| s.rate_limits = false).await;
     for _ in 0..30 {
-        let response = app
-            .token(
-                Auth::Basic("machine", "not-the-secret"),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
+        let response = app.machine("not-the-secret").await;
         assert_oauth_error(response, 401, "invalid_client").await;
     }
-    assert_token(
-        app.token(
-            Auth::Basic("machine", APP_SECRET),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-    )
-    .await;
+    assert_token(app.machine(APP_SECRET).await).await;
 }
 
 fn assert_security_headers(headers: &HeaderMap, what: &str) {
@@ -530,9 +524,8 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
 
 async fn metrics_show_requests_tokens_introspections_limits_and_the_pool(backend: Backend) {
     let app = spawn_app(backend).await;
-    let cc = [("grant_type", "client_credentials")];
     for _ in 0..3 {
-        assert_token(app.token(Auth::Basic("machine", APP_SECRET), &cc).await).await;
+        assert_token(app.machine(APP_SECRET).await).await;
     }
     let opaque = assert_token(
         app.password_grant_as(Auth::Basic("opaque-app", APP_SECRET), "bob", PASSWORD, None)
@@ -543,8 +536,7 @@ async fn metrics_show_requests_tokens_introspections_limits_and_the_pool(backend
         .await;
     app.introspect("tsr_unknown").await;
     for _ in 0..11 {
-        app.token(Auth::Basic("machine", "not-the-secret"), &cc)
-            .await;
+        app.machine("not-the-secret").await;
     }
     app.get("/no/such/path").await;
 
@@ -610,16 +602,7 @@ async fn security_events_are_audited_without_secrets(backend: Backend) {
         "invalid_grant",
     )
     .await;
-    assert_oauth_error(
-        app.token(
-            Auth::Basic("machine", "not-the-secret"),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-        401,
-        "invalid_client",
-    )
-    .await;
+    assert_oauth_error(app.machine("not-the-secret").await, 401, "invalid_client").await;
     let opaque = assert_token(
         app.password_grant_as(
             Auth::Basic("opaque-app", APP_SECRET),
@@ -767,12 +750,5 @@ async fn slow_clients_time_out_and_oversized_heads_are_refused(backend: Backend)
         "{body}"
     );
     // The server still answers.
-    assert_token(
-        app.token(
-            Auth::Basic("machine", APP_SECRET),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-    )
-    .await;
+    assert_token(app.machine(APP_SECRET).await).await;
 }

@@ -38,36 +38,6 @@ fn the_allowance_refills_completely_after_a_quiet_spell() {
 }
 
 #[test]
-fn failures_are_recorded_apart_from_the_question() {
-    let limiter = RateLimiter::new(Quota::new(2, 30 * SECOND));
-    let t = 0;
-    // Asking costs nothing.
-    for _ in 0..10 {
-        limiter.peek(&"alice", t).unwrap();
-    }
-    assert!(!limiter.record(&"alice", t));
-    limiter.peek(&"alice", t).unwrap();
-    assert!(
-        limiter.record(&"alice", t),
-        "the second failure used the allowance up"
-    );
-    let refused = limiter.peek(&"alice", t).unwrap_err();
-    assert_eq!(refused.retry_after, 30 * SECOND);
-    // Failures recorded while refused do not push the end further than one allowance.
-    for _ in 0..50 {
-        assert!(
-            !limiter.record(&"alice", t),
-            "only the first exhaustion is reported"
-        );
-    }
-    assert_eq!(
-        limiter.peek(&"alice", t).unwrap_err().retry_after,
-        30 * SECOND
-    );
-    limiter.peek(&"alice", t + 30_000).unwrap();
-}
-
-#[test]
 fn retry_after_rounds_up_to_a_whole_second() {
     let limited = Limited {
         retry_after: Duration::from_millis(1_001),
