@@ -135,7 +135,7 @@ pub struct AuthzReport {
 /// A request with a valid access token (any scope).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    claims: Claims,
+    claims: Arc<Claims>,
 }
 
 impl Authenticated {
@@ -146,7 +146,7 @@ impl Authenticated {
 
     /// The claims, owned.
     pub fn into_claims(self) -> Claims {
-        self.claims
+        Arc::unwrap_or_clone(self.claims)
     }
 }
 
@@ -171,7 +171,10 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
             (Err(GuardError::InvalidToken(crate::Rejection::TooLong)), 0),
         ),
         Ok(token) if !is_jwt_shaped(token) => match &guard.opaque {
-            Some(opaque) => (opaque.method(), opaque.claims(token, now).await),
+            Some(opaque) => {
+                let (result, lookups) = opaque.claims(token, now).await;
+                (opaque.method(), (result.map(Arc::new), lookups))
+            }
             None => ("jwt", (Err(OPAQUE_DISABLED), 0)),
         },
         Ok(token) => ("jwt", guard.validator.validate_counted(token, now).await),

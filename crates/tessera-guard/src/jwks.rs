@@ -2,10 +2,11 @@
 //! cooldown, keeping the last good key set when the issuer fails.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -71,8 +72,8 @@ impl JwksConfig {
     }
 }
 
-/// A verification key: one key, one algorithm.
-#[derive(Clone)]
+/// A verification key: one key, one algorithm. Parsed once per fetched key set and shared
+/// by reference: a request never copies key material.
 pub(crate) struct VerifyingKey {
     pub algorithm: Algorithm,
     pub key: DecodingKey,
@@ -80,7 +81,7 @@ pub(crate) struct VerifyingKey {
 
 /// What a key lookup found.
 pub(crate) struct Lookup {
-    pub key: Option<VerifyingKey>,
+    pub key: Option<Arc<VerifyingKey>>,
     /// HTTP requests the lookup made (0 on a warm hit).
     pub round_trips: u32,
     /// Whether any key is known at all; without, the issuer is unreachable.
@@ -90,7 +91,7 @@ pub(crate) struct Lookup {
 /// A fetched key set, when it goes stale (Unix milliseconds on the configured clock) and
 /// its entity tag, for revalidating with `If-None-Match`.
 struct KeySet {
-    keys: HashMap<String, VerifyingKey>,
+    keys: HashMap<String, Arc<VerifyingKey>>,
     expires: i64,
     etag: Option<String>,
 }
@@ -110,12 +111,12 @@ pub struct JwksStats {
     pub unknown_kid: u64,
 }
 
-/// The cache. Cheap to share (`Arc`); lookups take a read lock that no fetch holds while
-/// it waits on the network: a fetch builds the new set first and swaps a pointer.
+/// The cache. Cheap to share (`Arc`); lookups take no lock: a fetch builds the new set
+/// first and swaps a pointer, and readers load whichever set is current.
 pub struct JwksCache {
     config: JwksConfig,
     client: reqwest::Client,
-    current: RwLock<Arc<KeySet>>,
+    current: ArcSwap<KeySet>,
     /// Serialises fetches; holds the time of the last attempt and the resolved JWKS URL.
     refresh: tokio::sync::Mutex<RefreshState>,
     /// Incremented by every fetch attempt, so waiters can tell one happened meanwhile.
@@ -162,11 +163,11 @@ impl JwksCache {
         Ok(JwksCache {
             config,
             client,
-            current: RwLock::new(Arc::new(KeySet {
+            current: ArcSwap::from_pointee(KeySet {
                 keys: HashMap::new(),
                 expires: i64::MIN,
                 etag: None,
-            })),
+            }),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             generation: AtomicU64::new(0),
             background: AtomicBool::new(false),
@@ -206,10 +207,7 @@ impl JwksCache {
     }
 
     fn snapshot(&self) -> Arc<KeySet> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        self.current.load_full()
     }
 
     /// The key for `kid`.
@@ -220,20 +218,22 @@ impl JwksCache {
     /// once per cooldown).
     pub(crate) async fn key(self: &Arc<Self>, kid: &str) -> Lookup {
         let seen = self.generation.load(Ordering::Acquire);
-        let set = self.snapshot();
+        let set = self.current.load();
         if let Some(key) = set.keys.get(kid) {
             if set.expires <= self.config.clock.now_millis() {
                 self.refresh_in_background(seen);
             }
             return Lookup {
-                key: Some(key.clone()),
+                key: Some(Arc::clone(key)),
                 round_trips: 0,
                 have_keys: true,
             };
         }
+        let was_empty = set.keys.is_empty();
+        drop(set);
         let round_trips = self.refresh(seen).await;
         // A cold cache's first fetch is not a miss: nothing was known yet.
-        if round_trips > 0 && !set.keys.is_empty() {
+        if round_trips > 0 && !was_empty {
             self.unknown_kid.fetch_add(1, Ordering::Relaxed);
         }
         let set = self.snapshot();
@@ -242,6 +242,21 @@ impl JwksCache {
             round_trips,
             have_keys: !set.keys.is_empty(),
         }
+    }
+
+    /// Whether `key` is still the key published under `kid`: false once the key set no
+    /// longer holds it (removed, or replaced by a fetch that parsed it anew). Like a
+    /// lookup, it starts a background refresh of a stale set, so that tokens answered
+    /// from a verified-token cache still see a key leave the JWKS.
+    pub(crate) fn still_current(self: &Arc<Self>, kid: &str, key: &Arc<VerifyingKey>) -> bool {
+        let seen = self.generation.load(Ordering::Acquire);
+        let set = self.current.load();
+        if set.expires <= self.config.clock.now_millis() {
+            self.refresh_in_background(seen);
+        }
+        set.keys
+            .get(kid)
+            .is_some_and(|current| Arc::ptr_eq(current, key))
     }
 
     /// Starts one refresh on its own task unless one is running already.
@@ -284,10 +299,7 @@ impl JwksCache {
         match self.fetch(&mut state, &mut round_trips).await {
             Ok(set) => {
                 let count = set.keys.len();
-                match self.current.write() {
-                    Ok(mut guard) => *guard = Arc::new(set),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
-                }
+                self.current.store(Arc::new(set));
                 tracing::debug!(keys = count, "JWKS refreshed");
             }
             Err(err) => {
@@ -511,7 +523,7 @@ fn parse_max_age(value: &str) -> Option<Duration> {
 /// `alg`, symmetric (`oct`) keys, keys with private members and keys not for signatures
 /// are skipped: a JWKS is public material, and a symmetric key in it would let anyone
 /// who reads it forge tokens.
-fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, FetchError> {
+fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, FetchError> {
     let document: Value =
         serde_json::from_slice(body).map_err(|e| FetchError(format!("JWKS is not JSON: {e}")))?;
     let entries = document
@@ -553,7 +565,7 @@ fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, FetchError> 
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
-        keys.insert(kid.to_owned(), VerifyingKey { algorithm, key });
+        keys.insert(kid.to_owned(), Arc::new(VerifyingKey { algorithm, key }));
     }
     Ok(keys)
 }

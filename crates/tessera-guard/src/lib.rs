@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 mod bearer;
+mod cache;
 mod error;
 mod extract;
 mod jwks;
@@ -11,6 +12,7 @@ pub mod testing;
 mod validate;
 
 pub use bearer::bearer_token;
+pub use cache::TokenCacheStats;
 pub use error::{GuardError, Rejection};
 pub use extract::{
     Admin, Authenticated, AuthzReport, Basic, DEFAULT_REALM, Guard, ScopeRequirement, Scoped,
@@ -18,4 +20,6 @@ pub use extract::{
 };
 pub use jwks::{JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
 pub use opaque::{Introspection, IntrospectionResponse, OpaqueTokens};
-pub use validate::{Audience, Claims, MAX_TOKEN_BYTES, ValidationConfig, Validator};
+pub use validate::{
+    Audience, Claims, DEFAULT_TOKEN_CACHE_CAPACITY, MAX_TOKEN_BYTES, ValidationConfig, Validator,
+};

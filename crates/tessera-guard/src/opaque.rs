@@ -1,11 +1,13 @@
 //! Opaque (non-JWT) access tokens: their meaning lives with the issuer, so every request
 //! costs a lookup, through a token store the API shares or RFC 7662 introspection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::cache::{TokenCache, TokenCacheStats, token_digest};
 use crate::jwks::{JwksError, check_url};
 use crate::{Claims, GuardError, Rejection};
 
@@ -53,6 +55,8 @@ pub struct Introspection {
     url: String,
     client_id: String,
     client_secret: String,
+    /// Active answers kept for a short time, when enabled.
+    cache: Option<(Arc<TokenCache<IntrospectionResponse>>, i64)>,
 }
 
 impl std::fmt::Debug for Introspection {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for Introspection {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("cache_ttl", &self.cache.as_ref().map(|(_, ttl)| ttl))
             .finish()
     }
 }
@@ -87,7 +92,54 @@ impl Introspection {
             url,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
+            cache: None,
         })
+    }
+
+    /// The same client keeping each *active* answer for up to `ttl` (never past the
+    /// token's `exp`), at most `capacity` of them. Off by default, because it has a price:
+    /// a token revoked at the issuer keeps working here until its answer ages out, up to
+    /// `ttl` later. Inactive answers are never kept. A zero `ttl` or `capacity` leaves the
+    /// cache off.
+    pub fn with_cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.cache = match TokenCache::new(capacity) {
+            Some(cache) if ttl_secs > 0 => Some((Arc::new(cache), ttl_secs)),
+            _ => None,
+        };
+        self
+    }
+
+    /// The answer cache's counts; `None` when it is off.
+    pub fn cache_stats(&self) -> Option<TokenCacheStats> {
+        self.cache.as_ref().map(|(cache, _)| cache.stats())
+    }
+
+    /// [`introspect`](Self::introspect) through the answer cache at time `now` (seconds
+    /// since the epoch), saying whether the endpoint was asked (`true`) or a kept answer
+    /// served (`false`).
+    pub async fn introspect_at(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> (Result<Option<IntrospectionResponse>, GuardError>, bool) {
+        let Some((cache, ttl)) = &self.cache else {
+            return (self.introspect(token).await, true);
+        };
+        let digest = token_digest(token);
+        if let Some(answer) = cache.get(&digest, now) {
+            cache.count(true);
+            return (Ok(Some(answer)), false);
+        }
+        cache.count(false);
+        let result = self.introspect(token).await;
+        if let Ok(Some(answer)) = &result {
+            let until = now.saturating_add(*ttl).min(answer.exp.unwrap_or(i64::MAX));
+            if until > now {
+                cache.insert(digest, answer.clone(), until, now);
+            }
+        }
+        (result, true)
     }
 
     /// Asks the endpoint about `token`: `Ok(None)` when it is not active,

@@ -8,11 +8,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+use crate::cache::{TokenCache, TokenCacheStats, Verified, token_digest};
 use crate::jwks::JwksCache;
 use crate::{GuardError, Rejection};
 
 /// The longest token accepted, in bytes. Larger ones are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// How many verified tokens a [`Validator`] remembers by default (about 4 MB).
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: usize = 10_000;
 
 /// What a valid token must say.
 #[derive(Clone, Debug)]
@@ -24,6 +28,12 @@ pub struct ValidationConfig {
     /// Clock skew tolerated on `exp` and `nbf`. Default 30 s; larger values keep expired
     /// tokens alive longer.
     pub leeway: Duration,
+    /// How many verified tokens to remember, by SHA-256 digest, so that a token seen again
+    /// costs a hash and a map lookup instead of a signature verification. An entry lasts
+    /// until the token expires and never outlives the key that signed it: once the JWKS no
+    /// longer holds that key, the token is checked in full again (and refused). Default
+    /// [`DEFAULT_TOKEN_CACHE_CAPACITY`]; 0 verifies every request.
+    pub cache_capacity: usize,
 }
 
 impl ValidationConfig {
@@ -33,6 +43,7 @@ impl ValidationConfig {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: Duration::from_secs(30),
+            cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
         }
     }
 }
@@ -144,13 +155,21 @@ fn parse_object<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone)]
 pub struct Validator {
     config: ValidationConfig,
+    /// The leeway in whole seconds, converted once.
+    leeway: i64,
     jwks: Arc<JwksCache>,
+    cache: Option<Arc<TokenCache<Verified>>>,
 }
 
 impl Validator {
     /// A validator for `config`, taking keys from `jwks`.
     pub fn new(config: ValidationConfig, jwks: Arc<JwksCache>) -> Self {
-        Validator { config, jwks }
+        Validator {
+            leeway: i64::try_from(config.leeway.as_secs()).unwrap_or(i64::MAX),
+            cache: TokenCache::new(config.cache_capacity).map(Arc::new),
+            config,
+            jwks,
+        }
     }
 
     /// The key cache.
@@ -158,9 +177,17 @@ impl Validator {
         &self.jwks
     }
 
+    /// The verified-token cache's counts; `None` when it is off.
+    pub fn cache_stats(&self) -> Option<TokenCacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
+    }
+
     /// Validates `token` at time `now` (seconds since the epoch).
     pub async fn validate(&self, token: &str, now: i64) -> Result<Claims, GuardError> {
-        self.validate_counted(token, now).await.0
+        self.validate_counted(token, now)
+            .await
+            .0
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Validates `token` and says how many round trips (JWKS or metadata fetches) that
@@ -169,10 +196,45 @@ impl Validator {
         &self,
         token: &str,
         now: i64,
-    ) -> (Result<Claims, GuardError>, u32) {
+    ) -> (Result<Arc<Claims>, GuardError>, u32) {
+        if token.len() > MAX_TOKEN_BYTES {
+            return (Err(GuardError::InvalidToken(Rejection::TooLong)), 0);
+        }
+        let Some(cache) = &self.cache else {
+            let mut round_trips = 0;
+            let result = self.check(token, now, &mut round_trips).await;
+            return (result.map(|verified| verified.claims), round_trips);
+        };
+        let digest = token_digest(token);
+        if let Some(verified) = cache.get(&digest, now) {
+            if self.still_valid(&verified, now) {
+                cache.count(true);
+                return (Ok(verified.claims), 0);
+            }
+            cache.remove(&digest);
+        }
+        cache.count(false);
         let mut round_trips = 0;
         let result = self.check(token, now, &mut round_trips).await;
+        let result = result.map(|verified| {
+            let claims = Arc::clone(&verified.claims);
+            let until = claims.exp.saturating_add(self.leeway);
+            cache.insert(digest, verified, until, now);
+            claims
+        });
         (result, round_trips)
+    }
+
+    /// Whether a token verified earlier would pass a full check now: within its time
+    /// window, and its key still the one published under its `kid`. Issuer, audience and
+    /// signature cannot have changed: they are this validator's and the token's own.
+    fn still_valid(&self, verified: &Verified, now: i64) -> bool {
+        let claims = &verified.claims;
+        now <= claims.exp.saturating_add(self.leeway)
+            && claims
+                .nbf
+                .is_none_or(|nbf| nbf.saturating_sub(self.leeway) <= now)
+            && self.jwks.still_current(&verified.kid, &verified.key)
     }
 
     async fn check(
@@ -180,12 +242,9 @@ impl Validator {
         token: &str,
         now: i64,
         round_trips: &mut u32,
-    ) -> Result<Claims, GuardError> {
+    ) -> Result<Verified, GuardError> {
         let invalid = GuardError::InvalidToken;
         // Cheap rejections first: nothing here touches a key or the network.
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid(Rejection::TooLong));
-        }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -248,7 +307,7 @@ impl Validator {
             return Err(invalid(Rejection::Signature));
         }
 
-        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = self.leeway;
         if now > claims.exp.saturating_add(leeway) {
             return Err(invalid(Rejection::Expired));
         }
@@ -261,7 +320,11 @@ impl Validator {
         if !claims.aud.contains(&self.config.audience) {
             return Err(invalid(Rejection::Audience));
         }
-        Ok(claims)
+        Ok(Verified {
+            claims: Arc::new(claims),
+            kid: Arc::from(kid),
+            key,
+        })
     }
 }
 

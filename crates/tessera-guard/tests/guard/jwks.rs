@@ -13,10 +13,10 @@ use tessera_guard::{
     Validator,
 };
 
-const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
-const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
+pub(crate) const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
+pub(crate) const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -78,7 +78,7 @@ impl Api {
     }
 }
 
-fn claims(issuer: &str, scope: &str) -> AccessTokenClaims {
+pub(crate) fn claims(issuer: &str, scope: &str) -> AccessTokenClaims {
     AccessTokenClaims {
         iss: issuer.into(),
         sub: "user-1".into(),
@@ -94,7 +94,7 @@ fn claims(issuer: &str, scope: &str) -> AccessTokenClaims {
     }
 }
 
-fn config(source: JwksSource) -> JwksConfig {
+pub(crate) fn config(source: JwksSource) -> JwksConfig {
     JwksConfig::new(source)
 }
 
@@ -174,15 +174,15 @@ async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
 }
 
 /// A JWKS endpoint whose answer the test controls.
-struct FakeJwks {
-    url: String,
+pub(crate) struct FakeJwks {
+    pub(crate) url: String,
     answer: Arc<Mutex<(u16, String, String)>>,
-    hits: Arc<AtomicU64>,
+    pub(crate) hits: Arc<AtomicU64>,
     /// While set, requests are held unanswered: an issuer that hangs.
     hold: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
+pub(crate) fn start_jwks(body: Value, cache_control: &str) -> FakeJwks {
     let answer = Arc::new(Mutex::new((
         200u16,
         body.to_string(),
@@ -243,14 +243,14 @@ async fn until_failures(api: &Api, failures: u64) {
 }
 
 impl FakeJwks {
-    fn answer(&self, status: u16, body: &str) {
+    pub(crate) fn answer(&self, status: u16, body: &str) {
         let mut a = self.answer.lock().unwrap();
         a.0 = status;
         a.1 = body.to_owned();
     }
 }
 
-const ISSUER: &str = "https://issuer.test";
+pub(crate) const ISSUER: &str = "https://issuer.test";
 
 #[tokio::test]
 async fn the_last_good_keys_survive_an_issuer_that_fails_or_answers_garbage() {
