@@ -151,6 +151,39 @@ pub struct Common {
     /// Time a client has to send a request's head before it gets 408, e.g. `5s`.
     #[arg(long, global = true, env = "TESSERA_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
+
+    /// Verified JWTs the resource server remembers (by SHA-256 digest, until they expire,
+    /// never past the removal of their key), so a token seen again skips its signature
+    /// check; 0 verifies every request.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_TOKEN_CACHE_SIZE",
+        default_value_t = tessera_resource::DEFAULT_TOKEN_CACHE_CAPACITY,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000)
+    )]
+    pub token_cache_size: usize,
+
+    /// With `--opaque-validation introspection`: keep each active answer this long, e.g.
+    /// `5s` (never past the token's expiry). Off (`0s`) by default: a token revoked at the
+    /// issuer keeps working on this resource server until its answer ages out.
+    #[arg(long, global = true, env = "TESSERA_INTROSPECTION_CACHE_TTL", default_value = "0s", value_parser = parse_introspection_cache_ttl)]
+    pub introspection_cache_ttl: Duration,
+
+    /// Benchmarks only: also serve `GET /open/companies/{company}/users`, the same listing
+    /// with NO authorization, as the ceiling the authorized route is measured against.
+    /// Never on a server anyone else can reach.
+    #[arg(long, global = true, env = "TESSERA_BENCHMARK_OPEN_LISTING", value_parser = clap::builder::FalseyValueParser::new())]
+    pub benchmark_open_listing: bool,
+}
+
+/// An introspection cache time of at most 5 min (0 switches the cache off).
+fn parse_introspection_cache_ttl(raw: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(raw)?;
+    if ttl > Duration::from_secs(300) {
+        return Err(format!("{raw:?} is longer than 300s"));
+    }
+    Ok(ttl)
 }
 
 /// A request timeout between 1 s and 5 min.

@@ -69,6 +69,10 @@ async fn build_resource(
     settings.cors_origins = common.cors_origins.clone();
     settings.trusted_proxies = common.trusted_proxies();
     settings.request_timeout = common.request_timeout;
+    settings.token_cache = common.token_cache_size;
+    settings.introspection_cache =
+        Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
+    settings.open_listing = common.benchmark_open_listing;
     let app = tessera_resource::Application::build(settings, store).await?;
     println!(
         "resource server listening on http://{} (issuer {issuer})",

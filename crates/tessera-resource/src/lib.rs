@@ -9,4 +9,8 @@ mod opaque;
 mod routes;
 mod startup;
 
-pub use startup::{Application, DEFAULT_ADDR, OpaqueValidation, Settings, StartupError};
+pub use startup::{
+    Application, DEFAULT_ADDR, INTROSPECTION_CACHE_CAPACITY, OpaqueValidation, Settings,
+    StartupError,
+};
+pub use tessera_guard::DEFAULT_TOKEN_CACHE_CAPACITY;

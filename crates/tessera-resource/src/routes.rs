@@ -107,7 +107,26 @@ pub async fn me(auth: Scoped<Basic>) -> HttpResponse {
 }
 
 pub async fn list(admin: CompanyAdmin, store: StoreData) -> Result<HttpResponse, ApiError> {
-    let users = store.list_users(Some(&admin.company)).await?;
+    list_company(&admin.company, &store).await
+}
+
+/// `GET /open/companies/{company}/users`, served only with `open_listing`: the same
+/// listing as [`list`] with no authorization, the ceiling a benchmark measures against.
+pub async fn list_open(
+    company: web::Path<String>,
+    store: StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let company = company
+        .parse::<tessera_core::CompanySlug>()
+        .map_err(|e: tessera_core::ParseError| ApiError::invalid_request(e.to_string()))?;
+    list_company(&company, &store).await
+}
+
+async fn list_company(
+    company: &tessera_core::CompanySlug,
+    store: &StoreData,
+) -> Result<HttpResponse, ApiError> {
+    let users = store.list_users(Some(company)).await?;
     Ok(HttpResponse::Ok().json(users.into_iter().map(UserView::from).collect::<Vec<_>>()))
 }
 

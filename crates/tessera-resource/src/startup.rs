@@ -55,7 +55,21 @@ pub struct Settings {
     /// How long a client has to send a request's head. Default
     /// [`tessera_web::DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
+    /// How many verified JWTs the guard remembers (by digest, until they expire, never past
+    /// their key). Default [`tessera_guard::DEFAULT_TOKEN_CACHE_CAPACITY`]; 0 verifies the
+    /// signature of every request.
+    pub token_cache: usize,
+    /// How long an active introspection answer is kept, in `introspection` mode. Default
+    /// none: every request asks. A revoked token works here until its answer ages out.
+    pub introspection_cache: Option<Duration>,
+    /// Also serve `GET /open/companies/{company}/users`: the same listing with no
+    /// authorization at all, as the ceiling a benchmark compares the authorized route
+    /// with. Never enable it on a server anyone else can reach. Default `false`.
+    pub open_listing: bool,
 }
+
+/// How many introspection answers are kept, at most, when that cache is on.
+pub const INTROSPECTION_CACHE_CAPACITY: usize = 10_000;
 
 /// How the resource server validates opaque (non-JWT) tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +106,9 @@ impl Settings {
             cors_origins: Vec::new(),
             trusted_proxies: TrustedProxies::default(),
             request_timeout: tessera_web::DEFAULT_REQUEST_TIMEOUT,
+            token_cache: tessera_guard::DEFAULT_TOKEN_CACHE_CAPACITY,
+            introspection_cache: None,
+            open_listing: false,
         }
     }
 }
@@ -152,6 +169,7 @@ impl Application {
             Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
         let mut validation = ValidationConfig::new(issuer.clone(), settings.audience.clone());
         validation.leeway = settings.leeway;
+        validation.cache_capacity = settings.token_cache;
         let mut guard = Guard::new(Validator::new(validation, jwks.clone()));
         let audience = settings.audience.clone();
         match &settings.opaque {
@@ -179,6 +197,10 @@ impl Application {
                     settings.jwks_allow_http,
                 )
                 .map_err(|e| StartupError::Config(e.to_string()))?;
+                let introspection = match settings.introspection_cache {
+                    Some(ttl) => introspection.with_cache(ttl, INTROSPECTION_CACHE_CAPACITY),
+                    None => introspection,
+                };
                 let opaque = IntrospectedOpaque {
                     introspection,
                     store: store.clone(),
@@ -216,8 +238,16 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let open_listing = settings.open_listing;
+        if open_listing {
+            tracing::warn!(
+                "GET /open/companies/{{company}}/users lists users with NO authorization (benchmark ceiling); never expose this server"
+            );
+        }
         let mut server = HttpServer::new(move || {
             let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
+            let open = open_listing
+                .then(|| web::resource("/open/companies/{company}/users").get(routes::list_open));
             App::new()
                 .app_data(guard.clone())
                 .app_data(store.clone())
@@ -241,6 +271,11 @@ impl Application {
                         .patch(routes::update)
                         .delete(routes::delete),
                 )
+                .configure(|config| {
+                    if let Some(open) = open {
+                        config.service(open);
+                    }
+                })
         })
         .client_request_timeout(settings.request_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
@@ -343,6 +378,20 @@ fn register_metrics(
         MetricKind::Counter,
         &[],
         move || vec![(Vec::new(), unknown.stats().unknown_kid as f64)],
+    );
+    let cache = guard.clone();
+    registry.collect(
+        "tessera_token_cache_lookups_total",
+        "Verified-token cache lookups, by result: hit (no signature verified) or miss.",
+        MetricKind::Counter,
+        &["result"],
+        move || match cache.validator().cache_stats() {
+            Some(stats) => vec![
+                (vec!["hit".to_owned()], stats.hits as f64),
+                (vec!["miss".to_owned()], stats.misses as f64),
+            ],
+            None => Vec::new(),
+        },
     );
     tessera_store::register_pool_metrics(registry, store);
 }

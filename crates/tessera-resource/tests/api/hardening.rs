@@ -12,6 +12,7 @@ on_each_backend!(
     cors_answers_only_the_configured_origins,
     metrics_count_requests_validation_outcomes_and_jwks_fetches,
     every_write_through_the_user_api_is_audited,
+    the_open_listing_exists_only_when_asked_for,
 );
 
 fn assert_security_headers(response: &reqwest::Response, what: &str) {
@@ -219,6 +220,48 @@ async fn metrics_count_requests_validation_outcomes_and_jwks_fetches(backend: Ba
     );
     assert!(sample(&body, "tessera_db_pool_max_connections") >= 1.0);
     assert!(body.contains("tessera_http_request_duration_seconds_bucket{"));
+    // Alice's token was checked in full once and answered from the cache twice; every
+    // other token was seen once (the expired one is never kept).
+    assert_eq!(
+        sample(&body, r#"tessera_token_cache_lookups_total{result="hit"}"#),
+        2.0
+    );
+    assert_eq!(
+        sample(&body, r#"tessera_token_cache_lookups_total{result="miss"}"#),
+        4.0
+    );
+}
+
+/// The benchmark's ceiling route: the listing without authorization, only on a server
+/// started for it, answering exactly what an admin of that company sees.
+async fn the_open_listing_exists_only_when_asked_for(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let open = app.get("/open/companies/acme/users", None).await;
+    assert_eq!(open.status().as_u16(), 404);
+
+    let app = spawn_app_with(backend, |s| s.open_listing = true).await;
+    let open = app.get("/open/companies/acme/users", None).await;
+    assert_eq!(open.status().as_u16(), 200);
+    let open: serde_json::Value = open.json().await.unwrap();
+    let authorized = app
+        .get("/companies/acme/users", Some(&app.alice_admin()))
+        .await;
+    assert_eq!(authorized.status().as_u16(), 200);
+    assert_eq!(open, authorized.json::<serde_json::Value>().await.unwrap());
+    assert_eq!(open.as_array().unwrap().len(), 2);
+    // Only the listing: no other method, no single user, and no bad slug gets a 500.
+    let post = app
+        .send(
+            Method::POST,
+            "/open/companies/acme/users",
+            None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(post.status().as_u16(), 405);
+    let bad = app.get("/open/companies/NOT%20A%20SLUG/users", None).await;
+    assert_eq!(bad.status().as_u16(), 400);
+    app.assert_valid_token_still_works().await;
 }
 
 async fn every_write_through_the_user_api_is_audited(backend: Backend) {
