@@ -140,7 +140,9 @@ impl Application {
         let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus));
 
         let purge_store = store.clone();
+        let opaque_tokens = tessera_store::TokenBatcher::spawn(store.clone());
         let state = web::Data::new(AppState {
+            opaque_tokens,
             store,
             keys: keys.clone(),
             clock: settings.clock.clone(),

@@ -38,6 +38,8 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// Security events, written to the store in the background.
     pub audit: AuditLog,
+    /// Opaque access tokens, stored by group commit.
+    pub opaque_tokens: tessera_store::TokenBatcher,
     /// `tessera_tokens_issued_total{grant, format}`.
     pub tokens_issued: Counter,
     /// `tessera_introspections_total{active}`.

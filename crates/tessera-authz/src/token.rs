@@ -636,7 +636,7 @@ async fn access_token(
                     .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 family_id,
             };
-            state.store.insert_access_token(&record, now).await?;
+            state.opaque_tokens.insert(record, now).await?;
             token
         }
     };

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+mod batch;
 mod convert;
 mod error;
 mod model;
@@ -20,6 +21,7 @@ use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
 pub use audit::{AuditLog, AuditWriter};
+pub use batch::{TOKEN_BATCH, TokenBatcher};
 pub use error::StoreError;
 pub use model::{
     AuditEvent, AuditFilter, AuditKind, Client, Company, KeyState, LoginSession, NewAccessToken,
@@ -134,6 +136,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The opaque access token with this digest, active or not.
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>>;
+
+    /// Stores several opaque access tokens of no grant family (each with the time it was
+    /// issued) in one transaction: all or none. [`TokenBatcher`] uses it for group commit.
+    async fn insert_access_tokens(&self, tokens: &[(NewAccessToken, DateTime<Utc>)]) -> Result<()>;
 
     /// Revokes the token with this digest if `client_id` owns it; whether one was found.
     /// Revoking twice keeps the first time.

@@ -516,6 +516,17 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn insert_access_tokens(&self, tokens: &[(NewAccessToken, DateTime<Utc>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (token, now) in tokens {
+            insert_access_token_query(token, *now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
         let row = sqlx::query(
             "SELECT token_hash, client_id, user_id, subject, scope, created_at, expires_at, revoked_at, \

@@ -114,6 +114,24 @@ fn company_from_row(row: &SqliteRow) -> Result<Company> {
     })
 }
 
+fn insert_access_token_query(
+    token: &NewAccessToken,
+    now: DateTime<Utc>,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id, revoked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT revoked_at FROM revoked_families WHERE family_id = ?8))",
+    )
+    .bind(&token.token_hash)
+    .bind(token.client_id.as_str())
+    .bind(token.user_id.map(|id| id.to_string()))
+    .bind(&token.subject)
+    .bind(token.scope.to_string())
+    .bind(stored_time(now))
+    .bind(stored_time(token.expires_at))
+    .bind(token.family_id.map(|id| id.to_string()))
+}
+
 const USER_COLUMNS: &str = "u.id, c.slug AS company, u.username, u.password_hash, u.roles, \
      u.disabled, u.created_at, u.updated_at FROM users u JOIN companies c ON c.id = u.company_id";
 
@@ -479,18 +497,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_access_token(&self, token: &NewAccessToken, now: DateTime<Utc>) -> Result<()> {
-        let query = sqlx::query(
-            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, created_at, expires_at, family_id, revoked_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, (SELECT revoked_at FROM revoked_families WHERE family_id = ?8))",
-        )
-        .bind(&token.token_hash)
-        .bind(token.client_id.as_str())
-        .bind(token.user_id.map(|id| id.to_string()))
-        .bind(&token.subject)
-        .bind(token.scope.to_string())
-        .bind(stored_time(now))
-        .bind(stored_time(token.expires_at))
-        .bind(token.family_id.map(|id| id.to_string()));
+        let query = insert_access_token_query(token, now);
         if token.family_id.is_none() {
             // No family, nothing to race: one statement.
             query.execute(&self.pool).await?;
@@ -501,6 +508,19 @@ impl Store for SqliteStore {
         // revokes this token.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_access_tokens(&self, tokens: &[(NewAccessToken, DateTime<Utc>)]) -> Result<()> {
+        // Take the write lock at once: a deferred transaction that reads first could be
+        // refused the upgrade by another writer instead of waiting for it.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (token, now) in tokens {
+            insert_access_token_query(token, *now)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

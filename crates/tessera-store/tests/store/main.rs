@@ -31,6 +31,7 @@ on_each_backend!(
     user_lookups_and_changes_by_id_never_cross_companies,
     opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client,
     migrations_are_idempotent_and_data_survives_a_reopen,
+    concurrent_opaque_tokens_share_commits_and_one_bad_token_fails_alone,
 );
 
 /// A fresh, migrated database on `backend`, removed when this drops.
@@ -1272,4 +1273,90 @@ async fn while_postgres_is_away_calls_fail_as_unavailable_and_recover_without_re
     let companies = store.list_companies().await.unwrap();
     assert_eq!(companies[0].slug.as_str(), "acme");
     store.ping().await.unwrap();
+}
+
+fn opaque(client: &str, n: usize) -> (String, NewAccessToken) {
+    let token = format!("tsr_batch_{client}_{n}");
+    let record = NewAccessToken {
+        token_hash: tessera_core::secret::digest(&token),
+        client_id: client.parse().unwrap(),
+        user_id: None,
+        subject: client.into(),
+        scope: "basic".parse().unwrap(),
+        expires_at: now() + chrono::Duration::hours(1),
+        family_id: None,
+    };
+    (token, record)
+}
+
+/// Group commit: 300 tokens inserted at once through the batcher are all stored, each
+/// caller hears back only after its own token is committed, and a token naming a client
+/// that does not exist fails alone, not the batch it travelled in.
+async fn concurrent_opaque_tokens_share_commits_and_one_bad_token_fails_alone(backend: Backend) {
+    let t = fresh(backend).await;
+    t.store
+        .create_client(&client("batch-client"), now())
+        .await
+        .unwrap();
+    let batcher = tessera_store::TokenBatcher::spawn(t.store.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300 {
+        let batcher = batcher.clone();
+        let store = t.store.clone();
+        // Every 50th names a client that does not exist.
+        let client = if n % 50 == 7 {
+            "no-such-client"
+        } else {
+            "batch-client"
+        };
+        tasks.spawn(async move {
+            let (token, record) = opaque(client, n);
+            let result = batcher.insert(record, now()).await;
+            // Committed by the time the caller is answered.
+            let found = store
+                .find_access_token(&tessera_core::secret::digest(&token))
+                .await
+                .unwrap();
+            (client, result.is_ok(), found.is_some())
+        });
+    }
+    let mut stored = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (client, ok, found) = done.unwrap();
+        if client == "batch-client" {
+            assert!(ok && found, "a good token was lost with a bad one");
+            stored += 1;
+        } else {
+            assert!(!ok && !found, "a token of an unknown client was stored");
+        }
+    }
+    assert_eq!(stored, 294);
+    // The batch path itself: all or nothing.
+    let good = opaque("batch-client", 1000).1;
+    let bad = opaque("no-such-client", 1001).1;
+    assert!(
+        t.store
+            .insert_access_tokens(&[(good.clone(), now()), (bad, now())])
+            .await
+            .is_err()
+    );
+    assert!(
+        t.store
+            .find_access_token(&good.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    t.store
+        .insert_access_tokens(&[(good.clone(), now())])
+        .await
+        .unwrap();
+    let found = t
+        .store
+        .find_access_token(&good.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.client_id.as_str(), "batch-client");
+    drop(t.db);
 }
