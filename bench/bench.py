@@ -1,0 +1,892 @@
+#!/usr/bin/env python3
+"""Tessera's HTTP benchmark: real servers on loopback, a throwaway database, wrk.
+
+    python3 bench/bench.py                    # SQLite, c=16 and 64, writes docs/benchmarks.md
+    python3 bench/bench.py --database-url postgres://postgres@127.0.0.1:5432/postgres
+    python3 bench/bench.py --smoke            # every row for 1 s at c=16, checks, writes nothing
+
+It builds the release binary, seeds a fresh database with the `tessera` admin commands,
+starts one authorization server and three resource servers (JWT cache off, cache on,
+opaque tokens by introspection) as separate processes, and measures each row at each
+concurrency for a fixed time after a warm-up: requests/s, p50/p99 latency, the CPU every
+Tessera process used, the peak resident memory of the server under test, and errors.
+Rate limits are off. Only 127.0.0.1 is ever contacted. Every process it starts is stopped
+by its PID. Python's standard library and wrk (Debian package `wrk`) are all it needs.
+"""
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LUA = os.path.join(ROOT, "bench", "requests.lua")
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+FORM = "application/x-www-form-urlencoded"
+PASSWORD = "bench-password-0123456789"
+JWT_TOKENS = 1000
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---- processes -------------------------------------------------------------------------
+
+class Servers:
+    """The Tessera processes of one run, stopped by PID whatever happens."""
+
+    def __init__(self, binary, database_url, workdir):
+        self.binary = binary
+        self.database_url = database_url
+        self.workdir = workdir
+        self.procs = {}  # name -> Popen
+        self.logs = {}
+        self.env = dict(os.environ, TESSERA_DATABASE_URL=database_url, RUST_LOG="warn",
+                        NO_COLOR="1")
+
+    def run(self, *args, stdin=None):
+        p = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True,
+                           env=self.env, timeout=120, check=False)
+        if p.returncode != 0:
+            raise BenchError(f"tessera {' '.join(args[:3])} failed: {p.stderr.strip()[-500:]}")
+        return p.stdout
+
+    def start(self, name, *args):
+        log = open(os.path.join(self.workdir, name + ".log"), "w")
+        self.logs[name] = log.name
+        self.procs[name] = subprocess.Popen([self.binary, *args], stdout=log, stderr=log,
+                                            env=self.env, start_new_session=True)
+        return self.procs[name].pid
+
+    def pid(self, name):
+        return self.procs[name].pid
+
+    def check_alive(self):
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise BenchError(f"the {name} server exited ({p.returncode}); "
+                                 f"its log: {self.logs[name]}\n" + tail(self.logs[name]))
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def tail(path, lines=20):
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu(pid):
+    """utime + stime of a process, all threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def proc_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak(pid):
+    """Restarts VmHWM (peak RSS) at the current RSS; False where the kernel refuses."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ---- HTTP helpers (setup only; the load is wrk's) ---------------------------------------
+
+def http(method, url, body=None, headers=None, timeout=10):
+    assert urllib.parse.urlparse(url).hostname == "127.0.0.1", url
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def basic(client_id, secret):
+    raw = f"{urllib.parse.quote(client_id)}:{urllib.parse.quote(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+def token_request(authz, auth, form):
+    status, body, _ = http("POST", authz + "/oauth/token", urllib.parse.urlencode(form),
+                           {"Authorization": auth, "Content-Type": FORM})
+    if status != 200:
+        raise BenchError(f"token request {form.get('grant_type')} answered {status}: "
+                         f"{body[:300]!r}")
+    return json.loads(body)
+
+
+def jwt_alg(token):
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"]
+
+
+def wait_ready(url, servers, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        servers.check_alive()
+        try:
+            status, _, _ = http("GET", url, timeout=2)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"{what} did not become ready at {url}")
+
+
+# ---- the load ---------------------------------------------------------------------------
+
+def requests_file(workdir, name, lines):
+    path = os.path.join(workdir, name + ".requests")
+    with open(path, "w") as f:
+        for method, target, body, headers in lines:
+            fields = [method, target, body or ""] + [f"{k}: {v}" for k, v in headers.items()]
+            assert all("\t" not in x and "\n" not in x for x in fields)
+            f.write("\t".join(fields) + "\n")
+    return path
+
+
+def wrk(base_url, reqfile, concurrency, seconds):
+    cmd = ["wrk", "-t2", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
+           "-s", LUA, base_url, "--", reqfile]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("TESSERA_BENCH ")), None)
+    if p.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    return json.loads(line[len("TESSERA_BENCH "):])
+
+
+def oha(base_url, reqfile, concurrency, seconds):
+    """The same measurement with oha, for a file of exactly one request."""
+    with open(reqfile) as f:
+        method, target, body, *headers = f.readline().rstrip("\n").split("\t")
+    cmd = ["oha", "--no-tui", "-z", f"{seconds}s", "-c", str(concurrency), "--output-format",
+           "json", "-m", method]
+    content_type = None
+    for h in headers:
+        if h.lower().startswith("content-type:"):
+            content_type = h.split(":", 1)[1].strip()
+        else:
+            cmd += ["-H", h]
+    if body:
+        cmd += ["-T", content_type or FORM, "-d", body]
+    cmd.append(base_url + target)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if p.returncode != 0:
+        raise BenchError(f"oha failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    j = json.loads(p.stdout)
+    codes = {int(k): v for k, v in j.get("statusCodeDistribution", {}).items()}
+    # Requests still in flight when the time is up are cut off, not failed.
+    failures = sum(v for k, v in j.get("errorDistribution", {}).items()
+                   if "deadline" not in k)
+    lp = j.get("latencyPercentiles", {})
+    total = sum(codes.values())
+    return {
+        "requests": total,
+        "duration_us": int(j["summary"]["total"] * 1e6),
+        "errors": {"status": sum(v for c, v in codes.items() if c >= 400), "connect": failures,
+                   "read": 0, "write": 0, "timeout": 0},
+        "latency_us": {"p50": (lp.get("p50") or 0) * 1e6, "p99": (lp.get("p99") or 0) * 1e6},
+    }
+
+
+def load(row, concurrency, seconds, generator):
+    """oha when asked for and the row has one request; wrk otherwise."""
+    if generator == "oha" and row["requests"] == 1:
+        return oha(row["base"], row["file"], concurrency, seconds), "oha"
+    return wrk(row["base"], row["file"], concurrency, seconds), "wrk"
+
+
+def measure(row, concurrency, args, servers):
+    if args.warmup > 0:
+        load(row, concurrency, args.warmup, args.load_generator)
+    pids = {name: servers.pid(name) for name in servers.procs}
+    target = servers.pid(row["server"])
+    peak_reset = reset_peak(target)
+    cpu0 = {n: proc_cpu(p) for n, p in pids.items()}
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    result, generator = load(row, concurrency, args.duration, args.load_generator)
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = {n: proc_cpu(p) for n, p in pids.items()}
+    servers.check_alive()
+    seconds = result["duration_us"] / 1e6
+    errors = sum(result["errors"].values())
+    return {
+        "key": row["key"],
+        "label": row["label"],
+        "group": row["group"],
+        "c": concurrency,
+        "rps": result["requests"] / seconds if seconds else 0.0,
+        "requests": result["requests"],
+        "p50_ms": result["latency_us"]["p50"] / 1000,
+        "p99_ms": result["latency_us"]["p99"] / 1000,
+        "errors": errors,
+        "error_kinds": {k: v for k, v in result["errors"].items() if v},
+        "server_cores": sum(cpu1[n] - cpu0[n] for n in pids) / wall,
+        "cores_by_server": {n: round((cpu1[n] - cpu0[n]) / wall, 3) for n in pids},
+        "loadgen_cores": ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall,
+        "peak_rss": proc_status(target, "VmHWM"),
+        "peak_since_start": not peak_reset,
+        "server": row["server"],
+        "generator": generator,
+    }
+
+
+# ---- the run ----------------------------------------------------------------------------
+
+def throwaway_database(url, workdir):
+    """A fresh database and a function that drops it."""
+    if url is None:
+        return "sqlite://" + os.path.join(workdir, "bench.db"), lambda: None
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        raise BenchError("--database-url must be a postgres:// URL (SQLite is the default)")
+    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise BenchError("the benchmark only talks to loopback: use a PostgreSQL on 127.0.0.1")
+    if not shutil.which("psql"):
+        raise BenchError("psql is needed to create the throwaway PostgreSQL database")
+    name = f"tessera_bench_{os.getpid()}"
+    admin = urllib.parse.urlunparse(parsed)
+
+    def psql(sql):
+        p = subprocess.run(["psql", "-w", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c", sql],
+                           capture_output=True, text=True, timeout=60, check=False)
+        if p.returncode != 0:
+            raise BenchError(f"PostgreSQL: {p.stderr.strip()[-300:]}")
+
+    psql(f'CREATE DATABASE "{name}"')
+    db = urllib.parse.urlunparse(parsed._replace(path="/" + name))
+    return db, lambda: psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed(servers):
+    servers.run("migrate")
+    servers.run("company", "add", "acme", "--name", "Acme Corporation")
+    servers.run("user", "add", "alice", "--company", "acme", "--role", "admin",
+                stdin=PASSWORD + "\n")
+    for i in range(5):
+        servers.run("user", "add", f"user{i}", "--company", "acme", "--role", "user",
+                    stdin=PASSWORD + "\n")
+    secrets = {}
+    for client, fmt, grants in [
+        ("bench-jwt", "jwt", ["client_credentials", "password", "refresh_token"]),
+        ("bench-opaque", "opaque", ["client_credentials", "password", "refresh_token"]),
+        ("bench-resource", "jwt", ["client_credentials"]),
+    ]:
+        args = ["client", "add", client, "--scope", "basic", "--scope", "admin",
+                "--token-format", fmt]
+        for g in grants:
+            args += ["--grant", g]
+        out = servers.run(*args)
+        m = re.search(r"^client_secret: (\S+)$", out, re.M)
+        if not m:
+            raise BenchError(f"no client_secret printed for {client}")
+        secrets[client] = m.group(1)
+    return secrets
+
+
+def machine(load_generator):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       "")
+    except OSError:
+        pass
+    mem = proc_meminfo("MemTotal")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True,
+                                 check=False).stdout.split("\n")[0].strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1) if mem else None,
+        "kernel": platform.release(),
+        "wrk": wrk_version,
+        "oha": subprocess.run(["oha", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip() if load_generator == "oha" else None,
+        "commit": (commit or "unknown") + (" (with local changes)" if dirty else ""),
+        "load_before": os.getloadavg()[0],
+    }
+
+
+def proc_meminfo(key):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run(args):
+    if not shutil.which("wrk"):
+        raise BenchError("wrk is not installed: apt-get install wrk")
+    if args.load_generator == "oha" and not shutil.which("oha"):
+        raise BenchError("oha is not installed: cargo install --locked oha")
+    binary = args.binary
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    if binary is None and args.no_build:
+        binary = os.path.join(target, "release", "tessera")
+    if binary is None:
+        print("building the release binary (cargo build --release --locked -p tessera-cli)",
+              flush=True)
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tessera-cli"],
+                       cwd=ROOT, check=True)
+        binary = os.path.join(target, "release", "tessera")
+    if not os.access(binary, os.X_OK):
+        raise BenchError(f"no tessera binary at {binary}")
+    started = time.monotonic()
+    info = machine(args.load_generator)
+    workdir = tempfile.mkdtemp(prefix="tessera-bench-")
+    database_url, drop_database = throwaway_database(args.database_url, workdir)
+    servers = Servers(binary, database_url, workdir)
+    try:
+        results, memory = measure_all(args, servers, workdir)
+    finally:
+        servers.stop()
+        drop_database()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    return info, results, memory, elapsed
+
+
+def measure_all(args, servers, workdir):
+    secrets = seed(servers)
+    port = {n: free_port() for n in ["authz", "authz-r", "jwt", "jwt-cached", "introspection"]}
+    authz = f"http://127.0.0.1:{port['authz']}"
+    common = ["--rate-limit", "off", "--access-token-ttl", "3600", "--issuer", authz]
+    servers.start("authz", "authz", "--authz-addr", f"127.0.0.1:{port['authz']}",
+                  "--key-algorithm", "RS256", *common)
+    wait_ready(authz + "/healthz", servers, "the authorization server")
+    resource_flags = [*common, "--benchmark-open-listing"]
+    servers.start("jwt", "resource", "--resource-addr", f"127.0.0.1:{port['jwt']}",
+                  "--token-cache-size", "0", *resource_flags)
+    servers.start("jwt-cached", "resource", "--resource-addr",
+                  f"127.0.0.1:{port['jwt-cached']}", *resource_flags)
+    servers.start("introspection", "resource", "--resource-addr",
+                  f"127.0.0.1:{port['introspection']}", "--opaque-validation", "introspection",
+                  "--introspection-client-id", "bench-resource",
+                  "--introspection-client-secret", secrets["bench-resource"], *resource_flags)
+    rs = {n: f"http://127.0.0.1:{port[n]}" for n in ["jwt", "jwt-cached", "introspection"]}
+    for name, url in rs.items():
+        wait_ready(url + "/healthz", servers, f"the resource server ({name})")
+    time.sleep(1)
+    memory = {name: {"idle_rss": proc_status(servers.pid(name), "VmRSS")}
+              for name in servers.procs}
+
+    jwt_auth = basic("bench-jwt", secrets["bench-jwt"])
+    opaque_auth = basic("bench-opaque", secrets["bench-opaque"])
+    resource_auth = basic("bench-resource", secrets["bench-resource"])
+    password_form = {"grant_type": "password", "username": "alice", "password": PASSWORD,
+                     "scope": "basic admin"}
+    # Admin tokens for alice: one password grant, then refreshes (each a new, distinct
+    # access token) instead of a thousand password hashes.
+    first = token_request(authz, jwt_auth, password_form)
+    jwts, refresh = [first["access_token"]], first["refresh_token"]
+    while len(jwts) < JWT_TOKENS:
+        t = token_request(authz, jwt_auth, {"grant_type": "refresh_token",
+                                            "refresh_token": refresh})
+        jwts.append(t["access_token"])
+        refresh = t["refresh_token"]
+    if len(set(jwts)) != JWT_TOKENS:
+        raise BenchError("the refreshed tokens are not distinct")
+    opaque = token_request(authz, opaque_auth, password_form)["access_token"]
+    users = "/companies/acme/users"
+    for name in rs:
+        for tok in (jwts[0], opaque):
+            status, body, headers = http("GET", rs[name] + users,
+                                         headers={"Authorization": "Bearer " + tok})
+            if status != 200 or len(json.loads(body)) != 6:
+                raise BenchError(f"{name} {users} answered {status}: {body[:200]!r}")
+
+    def get_lines(tokens, path=users):
+        return [("GET", path, None, {"Authorization": "Bearer " + t}) for t in tokens]
+
+    def post_lines(path, auth, form):
+        return [("POST", path, urllib.parse.urlencode(form),
+                 {"Authorization": auth, "Content-Type": FORM})]
+
+    cc = {"grant_type": "client_credentials", "scope": "basic admin"}
+    counts = {}
+
+    def f(name, lines):
+        path = requests_file(workdir, name, lines)
+        counts[path] = len(lines)
+        return path
+
+    rows = [
+        dict(key="ceiling", group="api", label="GET users, no authorization (ceiling)",
+             server="jwt-cached", base=rs["jwt-cached"],
+             file=f("open", [("GET", "/open/companies/acme/users", None, {})])),
+        dict(key="jwt1", group="api", label="GET users, JWT, one token, verified every time",
+             server="jwt", base=rs["jwt"], file=f("jwt1", get_lines(jwts[:1]))),
+        dict(key="jwt1000", group="api",
+             label=f"GET users, JWT, {JWT_TOKENS:,} tokens, verified every time",
+             server="jwt", base=rs["jwt"], file=f("jwt1000", get_lines(jwts))),
+        dict(key="jwt1-cached", group="api", label="GET users, JWT, one token, cache",
+             server="jwt-cached", base=rs["jwt-cached"], file=f("jwt1c", get_lines(jwts[:1]))),
+        dict(key="jwt1000-cached", group="api",
+             label=f"GET users, JWT, {JWT_TOKENS:,} tokens, cache",
+             server="jwt-cached", base=rs["jwt-cached"], file=f("jwt1000c", get_lines(jwts))),
+        dict(key="opaque-store", group="api", label="GET users, opaque token, token store",
+             server="jwt-cached", base=rs["jwt-cached"], file=f("opq", get_lines([opaque]))),
+        dict(key="opaque-introspection", group="api",
+             label="GET users, opaque token, introspection",
+             server="introspection", base=rs["introspection"],
+             file=f("opqi", get_lines([opaque]))),
+        dict(key="me-jwt1", group="me", label="GET /me, JWT, verified every time",
+             server="jwt", base=rs["jwt"], file=f("me1", get_lines(jwts[:1], "/me"))),
+        dict(key="me-jwt1000-cached", group="me",
+             label=f"GET /me, JWT, {JWT_TOKENS:,} tokens, cache", server="jwt-cached",
+             base=rs["jwt-cached"], file=f("me1000c", get_lines(jwts, "/me"))),
+        dict(key="me-opaque-store", group="me", label="GET /me, opaque token, token store",
+             server="jwt-cached", base=rs["jwt-cached"], file=f("meo", get_lines([opaque], "/me"))),
+        dict(key="issue-rs256", group="issue", label="issue: client_credentials, JWT RS256",
+             server="authz", base=authz, file=f("cc", post_lines("/oauth/token", jwt_auth, cc))),
+        dict(key="issue-opaque", group="issue",
+             label="issue: client_credentials, opaque (stored)", server="authz", base=authz,
+             file=f("cco", post_lines("/oauth/token", opaque_auth, cc))),
+        dict(key="issue-password", group="issue",
+             label="issue: password grant, JWT RS256 (argon2id)", server="authz", base=authz,
+             file=f("pw", post_lines("/oauth/token", jwt_auth, password_form))),
+        dict(key="introspect", group="issue", label="introspection endpoint (opaque, active)",
+             server="authz", base=authz,
+             file=f("intro", post_lines("/oauth/introspect", resource_auth,
+                                        {"token": opaque, "token_type_hint": "access_token"}))),
+        dict(key="jwks", group="issue", label="JWKS", server="authz", base=authz,
+             file=f("jwks", [("GET", "/.well-known/jwks.json", None, {})])),
+    ]
+    later = {
+        "ES256": dict(key="issue-es256", group="issue",
+                      label="issue: client_credentials, JWT ES256", server="authz", base=authz,
+                      file=f("cc", post_lines("/oauth/token", jwt_auth, cc))),
+        "EdDSA": dict(key="issue-eddsa", group="issue",
+                      label="issue: client_credentials, JWT EdDSA", server="authz", base=authz,
+                      file=f("cc", post_lines("/oauth/token", jwt_auth, cc))),
+    }
+    if args.only:
+        rows = [r for r in rows if re.search(args.only, r["key"])]
+        later = {a: r for a, r in later.items() if re.search(args.only, r["key"])}
+
+    for row in [*rows, *later.values()]:
+        row["requests"] = counts[row["file"]]
+    results = []
+
+    def go(row):
+        for c in args.concurrency:
+            r = measure(row, c, args, servers)
+            results.append(r)
+            flag = "" if r["errors"] == 0 else f"  ERRORS {r['error_kinds']}"
+            print(f"  {r['label']:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+                  f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}{flag}", flush=True)
+
+    for row in rows:
+        go(row)
+    for algorithm, row in later.items():
+        servers.run("keys", "rotate", "--now", "--key-algorithm", algorithm)
+        deadline = time.monotonic() + 40
+        while jwt_alg(token_request(authz, jwt_auth, cc)["access_token"]) != algorithm:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the authorization server did not switch to {algorithm}")
+            time.sleep(0.5)
+        go(row)
+    for name in servers.procs:
+        memory[name]["peak_rss_run"] = proc_status(servers.pid(name), "VmHWM")
+        memory[name]["rss_end"] = proc_status(servers.pid(name), "VmRSS")
+    return results, memory
+
+
+# ---- the report -------------------------------------------------------------------------
+
+def by_key(results):
+    return {(r["key"], r["c"]): r for r in results}
+
+
+def ratios(results, concurrency):
+    k = by_key(results)
+    out = []
+    for c in concurrency:
+        def rate(key):
+            r = k.get((key, c))
+            return r["rps"] if r else None
+        for num, den, what in [
+            ("jwt1", "ceiling", "JWT (one token, verified every time) / no authorization"),
+            ("jwt1000", "ceiling", f"JWT ({JWT_TOKENS:,} tokens, verified every time) / no authorization"),
+            ("jwt1000-cached", "ceiling", f"JWT ({JWT_TOKENS:,} tokens, cache) / no authorization"),
+            ("jwt1000-cached", "jwt1000", f"JWT cache / no cache ({JWT_TOKENS:,} tokens)"),
+            ("jwt1", "opaque-store", "JWT (verified every time) / opaque, token store"),
+            ("jwt1", "opaque-introspection", "JWT (verified every time) / opaque, introspection"),
+            ("me-jwt1", "me-opaque-store", "GET /me: JWT (verified every time) / opaque, token store"),
+            ("me-jwt1000-cached", "me-jwt1", f"GET /me: JWT cache ({JWT_TOKENS:,} tokens) / no cache"),
+            ("issue-es256", "issue-rs256", "issuance ES256 / RS256"),
+            ("issue-eddsa", "issue-rs256", "issuance EdDSA / RS256"),
+        ]:
+            a, b = rate(num), rate(den)
+            if a and b:
+                out.append((c, what, a / b))
+    return out
+
+
+def fmt_bytes(n):
+    return f"{n / 2**20:.1f} MB"
+
+
+def svg_chart(results, concurrency):
+    """Horizontal bars of requests/s, one group per row, one bar per concurrency."""
+    labels = []
+    for r in results:
+        if r["label"] not in labels:
+            labels.append(r["label"])
+    k = {(r["label"], r["c"]): r["rps"] for r in results}
+    top = max([v for v in k.values()] + [1])
+    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"]
+    left, width, bar, gap = 360, 520, 12, 10
+    group_h = bar * len(concurrency) + gap
+    height = 40 + group_h * len(labels) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" '
+           f'height="{height}" font-family="sans-serif" font-size="11">',
+           f'<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="13" font-weight="bold">requests/s '
+           f'(higher is better)</text>']
+    for i, c in enumerate(concurrency):
+        x = left + 230 + i * 70
+        out.append(f'<rect x="{x}" y="8" width="10" height="10" fill="{colors[i % 4]}"/>'
+                   f'<text x="{x + 14}" y="17">c={c}</text>')
+    # grid
+    step = nice_step(top)
+    v = 0
+    while v <= top:
+        x = left + width * v / top
+        out.append(f'<line x1="{x:.1f}" y1="30" x2="{x:.1f}" y2="{height - 30}" '
+                   f'stroke="#ddd"/><text x="{x:.1f}" y="{height - 16}" '
+                   f'text-anchor="middle" fill="#555">{v:,.0f}</text>')
+        v += step
+    for gi, label in enumerate(labels):
+        y0 = 36 + gi * group_h
+        out.append(f'<text x="{left - 8}" y="{y0 + bar * len(concurrency) / 2 + 4:.1f}" '
+                   f'text-anchor="end">{xml_escape(label)}</text>')
+        for i, c in enumerate(concurrency):
+            val = k.get((label, c))
+            if val is None:
+                continue
+            w = max(1.0, width * val / top)
+            y = y0 + i * bar
+            out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar - 2}" '
+                       f'fill="{colors[i % 4]}"/><text x="{left + w + 4:.1f}" y="{y + bar - 3}" '
+                       f'fill="#333">{val:,.0f}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def nice_step(top):
+    raw = top / 6
+    mag = 10 ** max(0, len(str(int(raw))) - 1)
+    for m in (1, 2, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def xml_escape(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# (our row, peer scenario, what the peer is) for the comparison, all at c=64.
+PEER_PAIRS = [
+    ("issue-rs256", "A.token.rs256.c64", "client_credentials, RS256 JWT", "node-oidc-provider"),
+    ("issue-es256", "A.token.es256.c64", "client_credentials, ES256 JWT", "node-oidc-provider"),
+    ("issue-eddsa", "A.token.eddsa.c64", "client_credentials, EdDSA JWT", "node-oidc-provider"),
+    ("issue-opaque", "A.token.opaque.c64",
+     "client_credentials, opaque (Tessera: stored durably; peer: in memory)", "node-oidc-provider"),
+    ("introspect", "A.introspect.opaque.c64", "introspection endpoint", "node-oidc-provider"),
+    ("jwks", "A.jwks.c64", "JWKS", "node-oidc-provider"),
+    ("me-jwt1", "B.auth.rs256.c64",
+     "RS256 JWT verified per request (Tessera: `GET /me`; peer: static list)", "fastify + jose"),
+    ("me-jwt1", "X.auth.rs256.c64",
+     "RS256 JWT verified per request (Tessera: `GET /me`; peer: static list)",
+     "actix-web + jsonwebtoken"),
+    ("jwt1", "B.auth.rs256.c64",
+     "RS256 JWT verified per request (Tessera: users from the database)", "fastify + jose"),
+    ("jwt1", "X.auth.rs256.c64",
+     "RS256 JWT verified per request (Tessera: users from the database)",
+     "actix-web + jsonwebtoken"),
+    ("me-jwt1000-cached", "X.auth.rs256.c64",
+     "JWT, Tessera with its cache (1,000 tokens, `GET /me`)", "actix-web + jsonwebtoken"),
+    ("ceiling", "B.noauth.c64",
+     "no authorization (Tessera: users from the database; peer: static list)",
+     "fastify"),
+    ("ceiling", "X.noauth.c64",
+     "no authorization (Tessera: users from the database; peer: static list)", "actix-web"),
+]
+
+
+def peer_rows(results, peers):
+    k = by_key(results)
+    rows = []
+    for ours, theirs, what, who in PEER_PAIRS:
+        a, b = k.get((ours, 64)), peers.get(theirs)
+        if not a or not b or not b.get("rps_ok"):
+            continue
+        rows.append([what, who, f"{a['rps']:,.0f}", f"{b['rps_ok']:,.0f}",
+                     f"{a['rps'] / b['rps_ok']:.2f}×", f"{a['p99_ms']:.1f}",
+                     f"{b['p99_ms']:.1f}"])
+    return rows
+
+
+def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
+    k = by_key(results)
+    cs = args.concurrency
+    db = "SQLite (a file in a temporary directory)" if args.database_url is None else \
+        "PostgreSQL (a throwaway database on the server given)"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/bench.py`; do not edit by hand. Rerun it to measure your own "
+        "machine:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"commit {info['commit']}, {elapsed / 60:.1f} minutes in all",
+        f"- machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
+        f"Linux {info['kernel']}; load average {info['load_before']:.2f} before the run",
+        (f"- load generator: {info['oha']} for every row of one request (as the peer "
+         f"harness), {info['wrk']} (2 threads) for the rows rotating {JWT_TOKENS:,} tokens; "
+         "on the **same cores** as the servers" if info.get("oha") else
+         f"- load generator: {info['wrk']} (2 threads), on the **same cores** as the servers"),
+        f"- database: {db}; rate limits off; release build",
+        f"- every row: {args.warmup} s of warm-up, then {args.duration} s measured at each "
+        f"concurrency (connections kept alive)",
+        "- servers: one authorization server and three resource servers, each its own "
+        "process: JWT cache off (`--token-cache-size 0`), JWT cache on (the default), and "
+        "opaque tokens by introspection; the API rows call "
+        "`GET /companies/acme/users` (6 users from the database, as an admin of `acme`)",
+        "- *server CPU* is the CPU time all Tessera processes used during the row, in cores "
+        "(introspection rows include the authorization server answering); *peak RSS* is the "
+        "peak resident memory of the server under test during the row",
+        "",
+        f"![requests per second by row and concurrency]({chart_name})",
+        "",
+        "| row | c | req/s | p50 ms | p99 ms | server CPU | peak RSS | errors | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['label']} | {r['c']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['server_cores']:.2f} | "
+                     f"{fmt_bytes(r['peak_rss'])} | {r['errors']} | {r['generator']} |")
+    lines += ["", "## Ratios (same run)", "", "| c | ratio | value |", "|---:|---|---:|"]
+    for c, what, v in ratios(results, cs):
+        lines.append(f"| {c} | {what} | {v:.2f} |")
+    lines += ["", "## Memory", "",
+              "| server | idle RSS | RSS after the run | peak RSS over the run |",
+              "|---|---:|---:|---:|"]
+    names = {"authz": "authorization server", "jwt": "resource server, JWT cache off",
+             "jwt-cached": "resource server, JWT cache on",
+             "introspection": "resource server, introspection"}
+    for name, m in memory.items():
+        lines.append(f"| {names.get(name, name)} | {fmt_bytes(m['idle_rss'])} | "
+                     f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
+    if peers:
+        lines += ["", "## Against other servers (c=64, same machine)", "",
+                  "The peer harness (panva's node-oidc-provider, fastify + jose, and stock "
+                  "actix-web + jsonwebtoken on aws-lc) ran on this machine just before this "
+                  "run, with the same concurrency and durations, `oha` as its load generator "
+                  "sharing the two cores with the server (see the load column above for "
+                  "this run's). The "
+                  "peers' resource routes return a fixed list; Tessera's list users from the "
+                  "database, so the like-for-like authorization rows are `GET /me`, which "
+                  "reads nothing but the token.", "",
+                  "| what | peer | Tessera req/s | peer req/s | ratio | Tessera p99 ms | "
+                  "peer p99 ms |", "|---|---|---:|---:|---:|---:|---:|"]
+        for row in peer_rows(results, peers):
+            lines.append("| " + " | ".join(row) + " |")
+    lines += ["", explanation(k, cs), ""]
+    return "\n".join(lines)
+
+
+def explanation(k, cs):
+    c = max(cs)
+
+    def rate(key):
+        r = k.get((key, c))
+        return r["rps"] if r else float("nan")
+
+    ceiling, jwt1, jwt1000 = rate("ceiling"), rate("jwt1"), rate("jwt1000")
+    cached, store, intro = rate("jwt1000-cached"), rate("opaque-store"), rate("opaque-introspection")
+    per_req = lambda r: 1e6 / r if r == r and r > 0 else float("nan")  # noqa: E731
+    return f"""## Reading the numbers
+
+Every API row runs the same handler over the same data: it lists the six users of `acme`
+from the database. The rows differ only in how the caller is authorized, so the gaps
+between them are the price of each way (at c={c}, in wall time per request across the
+whole machine, load generator included):
+
+- **No authorization** ({ceiling:,.0f} req/s, {per_req(ceiling):.0f} µs a request) is the
+  ceiling: the listing itself, with its one database query.
+- **A JWT verified on every request** ({jwt1000:,.0f} req/s with {JWT_TOKENS:,} tokens
+  in rotation) adds one signature verification and the claim checks, and nothing else: no
+  database, no network. That is {per_req(jwt1000) - per_req(ceiling):.0f} µs a request.
+- **A JWT with the verified-token cache** ({cached:,.0f} req/s, the same {JWT_TOKENS:,}
+  tokens): a token seen before costs a SHA-256 digest and a map lookup, so the
+  difference with the ceiling all but vanishes ({cached / ceiling:.0%} of it). The cache
+  holds a token until it expires and never past the removal of its key, so it changes no
+  answer; it helps whenever clients reuse their tokens, which is what access tokens are
+  for.
+- **An opaque token in the token store** ({store:,.0f} req/s) means two more
+  database round trips per request: the token by its digest, then the user, for the
+  company and roles that a JWT carries in its claims.
+- **An opaque token by introspection** ({intro:,.0f} req/s) replaces the token lookup
+  with an HTTP call to the authorization server, which authenticates the resource server
+  and looks the token up itself, and then still reads the user: the most work per request,
+  spread over two processes. An optional answer cache (`--introspection-cache-ttl`, off by
+  default) removes the call for tokens seen within its lifetime, at a price: a token
+  revoked at the issuer keeps working on that resource server until its answer ages out.
+
+Issuance rows measure `POST /oauth/token` and friends on the authorization server. An
+RS256 signature is the most expensive step of a JWT (RSA-2048 signing); ES256 and EdDSA
+sign in a fraction of that. Opaque issuance writes the token's digest to the database
+(durably) instead of signing. The password grant is dominated by argon2id, by design:
+it is what makes a stolen password hash slow to crack, and it runs on a bounded blocking
+pool so it never stalls other requests. Every issued token is also written to the audit
+log, in batches.
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--database-url", help="a postgres:// URL on 127.0.0.1 (a throwaway "
+                    "database is created there and dropped); default SQLite")
+    ap.add_argument("--duration", type=int, default=5, help="measured seconds per run")
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per run")
+    ap.add_argument("--concurrency", default="16,64", help="comma-separated connections")
+    ap.add_argument("--out", help="the Markdown report (default docs/benchmarks.md; none "
+                    "with --smoke); the chart is written beside it as .svg")
+    ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--binary", help="a tessera binary to run instead of building one")
+    ap.add_argument("--no-build", action="store_true",
+                    help="run the release binary already built (target/release/tessera)")
+    ap.add_argument("--only", help="only rows whose key matches this regular expression")
+    ap.add_argument("--smoke", action="store_true",
+                    help="every row for 1 s at c=16 without warm-up; fails on any error")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    ap.add_argument("--load-generator", choices=["wrk", "oha"], default="wrk",
+                    help="oha (cargo install --locked oha) for every row of one request, as "
+                    "the peer harness uses; rows rotating many tokens always use wrk")
+    ap.add_argument("--peers", metavar="DIR", help="a results directory of the peer harness "
+                    "(results.json) measured on this machine: adds the comparison table")
+    args = ap.parse_args()
+    if args.smoke:
+        args.duration, args.warmup, args.concurrency = 1, 0, "16"
+    try:
+        args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    except ValueError:
+        ap.error("--concurrency takes numbers separated by commas, e.g. 16,64")
+    if args.duration < 1 or args.warmup < 0 or any(c < 1 or c > 1024 for c in args.concurrency):
+        ap.error("--duration must be at least 1, --warmup at least 0, concurrency 1 to 1024")
+    out = args.out or (None if args.smoke else os.path.join(ROOT, "docs", "benchmarks.md"))
+    shown = []
+    for a in sys.argv[1:]:
+        if shown and shown[-1] == "--peers":
+            a = "PEER_RESULTS_DIR"
+        elif a.startswith("--peers="):
+            a = "--peers=PEER_RESULTS_DIR"
+        shown.append(a)
+    command = " ".join(["python3 bench/bench.py", *shown])
+    peers = None
+    if args.peers:
+        try:
+            with open(os.path.join(args.peers, "results.json")) as f:
+                peers = {row["name"]: row for row in json.load(f)}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            ap.error(f"--peers: cannot read results.json in {args.peers}: {e}")
+    try:
+        info, results, memory, elapsed = run(args)
+    except BenchError as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 1
+    failed = [r for r in results if r["errors"] or r["requests"] == 0]
+    for path in (args.json, out):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "results": results, "memory": memory}, f, indent=1)
+    if out:
+        chart = os.path.splitext(out)[0] + ".svg"
+        with open(chart, "w") as f:
+            f.write(svg_chart(results, args.concurrency))
+        with open(out, "w") as f:
+            f.write(markdown(info, results, memory, args, elapsed, command,
+                             os.path.basename(chart), peers))
+        print(f"wrote {os.path.relpath(out)} and {os.path.relpath(chart)}")
+    print(f"{len(results)} runs in {elapsed:.0f} s")
+    for c, what, v in ratios(results, args.concurrency):
+        print(f"  c={c:<3} {what:<62} {v:6.2f}")
+    for line in peer_rows(results, peers or {}):
+        print("  " + " | ".join(line))
+    if failed:
+        for r in failed:
+            print(f"errors in {r['label']} c={r['c']}: {r['error_kinds'] or 'no requests'}",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
