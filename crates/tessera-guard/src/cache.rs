@@ -13,6 +13,9 @@ use crate::jwks::VerifyingKey;
 /// Shards, so that the request workers rarely wait on one another.
 const SHARDS: usize = 16;
 
+/// How many entries a full shard looks at for an expired one to drop.
+const EVICTION_SCAN: usize = 16;
+
 /// The SHA-256 digest of a token: the cache never holds the token itself.
 pub(crate) type TokenDigest = [u8; 32];
 
@@ -117,20 +120,24 @@ impl<V: Clone> TokenCache<V> {
         shard.remove(digest);
     }
 
-    /// Keeps `value` under `digest` until `until`. A full shard first drops the entries
-    /// whose time passed by `now`, then, if none did, one entry at random.
+    /// Keeps `value` under `digest` until `until`. A full shard first makes room: the
+    /// first expired entry among a few it looks at, or else the first of them (a digest is
+    /// uniformly distributed, so that is as good as a random one). The work is bounded
+    /// whatever the capacity.
     pub fn insert(&self, digest: TokenDigest, value: V, until: i64, now: i64) {
         let mut shard = match self.shard(&digest).lock() {
             Ok(shard) => shard,
             Err(poisoned) => poisoned.into_inner(),
         };
         if shard.len() >= self.per_shard && !shard.contains_key(&digest) {
-            shard.retain(|_, entry| now <= entry.until);
-            if shard.len() >= self.per_shard {
-                // A digest is uniformly distributed: the first key is as good as random.
-                if let Some(victim) = shard.keys().next().copied() {
-                    shard.remove(&victim);
-                }
+            let mut candidates = shard.iter().take(EVICTION_SCAN);
+            let victim = candidates
+                .clone()
+                .find(|(_, entry)| entry.until < now)
+                .or_else(|| candidates.next())
+                .map(|(key, _)| *key);
+            if let Some(victim) = victim {
+                shard.remove(&victim);
             }
         }
         shard.insert(digest, Entry { value, until });
