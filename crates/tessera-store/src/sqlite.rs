@@ -19,6 +19,9 @@ use crate::{PURGES, PoolStatus, Result, Store, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// Connections to a SQLite file.
+const SQLITE_POOL_SIZE: u32 = 32;
+
 /// A store on one SQLite database file, shared safely with other processes on the same
 /// machine (WAL journal, busy timeout).
 #[derive(Debug, Clone)]
@@ -40,11 +43,16 @@ impl SqliteStore {
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5));
-        // An in-memory database exists once per connection: keep exactly one.
+        // An in-memory database exists once per connection: keep exactly one. A file gets
+        // enough connections for the requests a busy server has in flight: a query's
+        // connection goes back to the pool only when its request worker next runs, so a
+        // pool the size of the worker count runs dry under load while the CPU idles
+        // (ES256 client_credentials at 64 connections: 5,800 tokens/s with 8, 7,300-8,100
+        // with 32). Connections open on demand; each is a thread and a SQLite handle.
         let max = if url.contains(":memory:") || url.contains("mode=memory") {
             1
         } else {
-            8
+            SQLITE_POOL_SIZE
         };
         // Switching a new file to WAL takes a lock that the busy timeout does not wait
         // for, so processes opening one new file together may be told "database is
