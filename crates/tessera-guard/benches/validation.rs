@@ -73,7 +73,6 @@ fn validation(c: &mut Criterion) {
                 runtime.block_on(missing.validate(black_box(&tokens[next]), now))
             })
         });
-        assert!(cached.cache_stats().expect("on").hits > 0);
         drop(issuer);
     }
     group.finish();
