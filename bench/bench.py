@@ -6,8 +6,8 @@
     python3 bench/bench.py --smoke            # every row for 1 s at c=16, checks, writes nothing
 
 It builds the release binary, seeds a fresh database with the `tessera` admin commands,
-starts one authorization server and three resource servers (JWT cache off, cache on,
-opaque tokens by introspection) as separate processes, and measures each row at each
+starts one authorization server and four resource servers (JWT cache off, cache on,
+opaque tokens by introspection without and with an answer cache) as separate processes, and measures each row at each
 concurrency for a fixed time after a warm-up: requests/s, p50/p99 latency, the CPU every
 Tessera process used, the peak resident memory of the server under test, and errors.
 Rate limits are off. Only 127.0.0.1 is ever contacted. Every process it starts is stopped
@@ -40,6 +40,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 FORM = "application/x-www-form-urlencoded"
 PASSWORD = "bench-password-0123456789"
 JWT_TOKENS = 1000
+INTROSPECTION_CACHE_TTL = 5
 
 
 class BenchError(Exception):
@@ -405,7 +406,8 @@ def run(args):
 
 def measure_all(args, servers, workdir):
     secrets = seed(servers)
-    port = {n: free_port() for n in ["authz", "authz-r", "jwt", "jwt-cached", "introspection"]}
+    port = {n: free_port() for n in ["authz", "jwt", "jwt-cached", "introspection",
+                                     "introspection-cached"]}
     authz = f"http://127.0.0.1:{port['authz']}"
     common = ["--rate-limit", "off", "--access-token-ttl", "3600", "--issuer", authz]
     servers.start("authz", "authz", "--authz-addr", f"127.0.0.1:{port['authz']}",
@@ -420,7 +422,13 @@ def measure_all(args, servers, workdir):
                   f"127.0.0.1:{port['introspection']}", "--opaque-validation", "introspection",
                   "--introspection-client-id", "bench-resource",
                   "--introspection-client-secret", secrets["bench-resource"], *resource_flags)
-    rs = {n: f"http://127.0.0.1:{port[n]}" for n in ["jwt", "jwt-cached", "introspection"]}
+    servers.start("introspection-cached", "resource", "--resource-addr",
+                  f"127.0.0.1:{port['introspection-cached']}", "--opaque-validation",
+                  "introspection", "--introspection-client-id", "bench-resource",
+                  "--introspection-client-secret", secrets["bench-resource"],
+                  "--introspection-cache-ttl", f"{INTROSPECTION_CACHE_TTL}s", *resource_flags)
+    rs = {n: f"http://127.0.0.1:{port[n]}"
+          for n in ["jwt", "jwt-cached", "introspection", "introspection-cached"]}
     for name, url in rs.items():
         wait_ready(url + "/healthz", servers, f"the resource server ({name})")
     time.sleep(1)
@@ -487,6 +495,10 @@ def measure_all(args, servers, workdir):
              label="GET users, opaque token, introspection",
              server="introspection", base=rs["introspection"],
              file=f("opqi", get_lines([opaque]))),
+        dict(key="opaque-introspection-cached", group="api",
+             label=f"GET users, opaque token, introspection, {INTROSPECTION_CACHE_TTL} s answer cache",
+             server="introspection-cached", base=rs["introspection-cached"],
+             file=f("opqic", get_lines([opaque]))),
         dict(key="me-jwt1", group="me", label="GET /me, JWT, verified every time",
              server="jwt", base=rs["jwt"], file=f("me1", get_lines(jwts[:1], "/me"))),
         dict(key="me-jwt1000-cached", group="me",
@@ -569,6 +581,8 @@ def ratios(results, concurrency):
             ("jwt1000-cached", "jwt1000", f"JWT cache / no cache ({JWT_TOKENS:,} tokens)"),
             ("jwt1", "opaque-store", "JWT (verified every time) / opaque, token store"),
             ("jwt1", "opaque-introspection", "JWT (verified every time) / opaque, introspection"),
+            ("opaque-introspection-cached", "opaque-introspection",
+             "opaque, introspection: answer cache / none"),
             ("me-jwt1", "me-opaque-store", "GET /me: JWT (verified every time) / opaque, token store"),
             ("me-jwt1000-cached", "me-jwt1", f"GET /me: JWT cache ({JWT_TOKENS:,} tokens) / no cache"),
             ("issue-es256", "issue-rs256", "issuance ES256 / RS256"),
@@ -712,13 +726,18 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
         f"- database: {db}; rate limits off; release build",
         f"- every row: {args.warmup} s of warm-up, then {args.duration} s measured at each "
         f"concurrency (connections kept alive)",
-        "- servers: one authorization server and three resource servers, each its own "
-        "process: JWT cache off (`--token-cache-size 0`), JWT cache on (the default), and "
-        "opaque tokens by introspection; the API rows call "
+        "- servers: one authorization server and four resource servers, each its own "
+        "process: JWT cache off (`--token-cache-size 0`), JWT cache on (the default), "
+        "opaque tokens by introspection, and the same with a "
+        f"{INTROSPECTION_CACHE_TTL} s answer cache (`--introspection-cache-ttl`); the API "
+        "rows call "
         "`GET /companies/acme/users` (6 users from the database, as an admin of `acme`)",
         "- *server CPU* is the CPU time all Tessera processes used during the row, in cores "
         "(introspection rows include the authorization server answering); *peak RSS* is the "
         "peak resident memory of the server under test during the row",
+        "- on a shared two-core machine the rows that read the database vary by up to about "
+        "20% from one run to the next; compare rows within one run (the ratios below), and "
+        "rerun for a second sample",
         "",
         f"![requests per second by row and concurrency]({chart_name})",
         "",
@@ -737,7 +756,8 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
               "|---|---:|---:|---:|"]
     names = {"authz": "authorization server", "jwt": "resource server, JWT cache off",
              "jwt-cached": "resource server, JWT cache on",
-             "introspection": "resource server, introspection"}
+             "introspection": "resource server, introspection",
+             "introspection-cached": "resource server, introspection with answer cache"}
     for name, m in memory.items():
         lines.append(f"| {names.get(name, name)} | {fmt_bytes(m['idle_rss'])} | "
                      f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
@@ -768,6 +788,8 @@ def explanation(k, cs):
 
     ceiling, jwt1, jwt1000 = rate("ceiling"), rate("jwt1"), rate("jwt1000")
     cached, store, intro = rate("jwt1000-cached"), rate("opaque-store"), rate("opaque-introspection")
+    me_jwt, me_cached, me_store = rate("me-jwt1"), rate("me-jwt1000-cached"), rate("me-opaque-store")
+    intro_cached = rate("opaque-introspection-cached")
     per_req = lambda r: 1e6 / r if r == r and r > 0 else float("nan")  # noqa: E731
     return f"""## Reading the numbers
 
@@ -793,17 +815,30 @@ whole machine, load generator included):
 - **An opaque token by introspection** ({intro:,.0f} req/s) replaces the token lookup
   with an HTTP call to the authorization server, which authenticates the resource server
   and looks the token up itself, and then still reads the user: the most work per request,
-  spread over two processes. An optional answer cache (`--introspection-cache-ttl`, off by
-  default) removes the call for tokens seen within its lifetime, at a price: a token
-  revoked at the issuer keeps working on that resource server until its answer ages out.
+  spread over two processes. The optional answer cache (`--introspection-cache-ttl`, off by
+  default; {intro_cached:,.0f} req/s with {INTROSPECTION_CACHE_TTL} s) removes the call for
+  tokens seen within its lifetime, at a price: a token revoked at the issuer keeps working
+  on that resource server until its answer ages out.
+
+`GET /me` answers from the token alone, so it shows the price of each way with nothing
+else in the request: a JWT verified on every request ({me_jwt:,.0f} req/s,
+{per_req(me_jwt):.0f} µs), the same with the cache ({me_cached:,.0f} req/s,
+{per_req(me_cached):.0f} µs), and an opaque token looked up in the store ({me_store:,.0f}
+req/s, {per_req(me_store):.0f} µs): the two lookups an opaque token needs cost
+{per_req(me_store) - per_req(me_jwt):.0f} µs a request more than a signature check, and
+{per_req(me_store) - per_req(me_cached):.0f} µs more than a cached JWT. That is the
+seed's argument in one number: a lookup per request is the expensive part, and with a
+cache in front of the signature check, JWT authorization costs next to nothing.
 
 Issuance rows measure `POST /oauth/token` and friends on the authorization server. An
-RS256 signature is the most expensive step of a JWT (RSA-2048 signing); ES256 and EdDSA
-sign in a fraction of that. Opaque issuance writes the token's digest to the database
-(durably) instead of signing. The password grant is dominated by argon2id, by design:
-it is what makes a stolen password hash slow to crack, and it runs on a bounded blocking
-pool so it never stalls other requests. Every issued token is also written to the audit
-log, in batches.
+RS256 signature is the most expensive step of a JWT (RSA-2048 signing, which the
+`signing` criterion benchmark measures on the same machine); ES256 and EdDSA sign in a
+fraction of that. Opaque issuance stores the token's digest durably before answering;
+concurrent issuances share one transaction and one disk sync (group commit), so the
+disk's sync rate does not cap them. The password grant is dominated by argon2id, by
+design: it is what makes a stolen password hash slow to crack, and it runs on a bounded
+blocking pool so it never stalls other requests. Every issued token is also written to
+the audit log, in batches.
 """
 
 
@@ -828,9 +863,14 @@ def main():
     ap.add_argument("--load-generator", choices=["wrk", "oha"], default="wrk",
                     help="oha (cargo install --locked oha) for every row of one request, as "
                     "the peer harness uses; rows rotating many tokens always use wrk")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: write the report from the results a run saved "
+                    "with --json (give it the flags that run had)")
     ap.add_argument("--peers", metavar="DIR", help="a results directory of the peer harness "
                     "(results.json) measured on this machine: adds the comparison table")
     args = ap.parse_args()
+    # Stopped from outside, still stop every server this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.duration, args.warmup, args.concurrency = 1, 0, "16"
     try:
@@ -840,8 +880,18 @@ def main():
     if args.duration < 1 or args.warmup < 0 or any(c < 1 or c > 1024 for c in args.concurrency):
         ap.error("--duration must be at least 1, --warmup at least 0, concurrency 1 to 1024")
     out = args.out or (None if args.smoke else os.path.join(ROOT, "docs", "benchmarks.md"))
-    shown = []
+    # The command as a reader would rerun it: where this run put its raw results or found
+    # its binary is of no use to them.
+    shown, skip = [], False
     for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--json", "--binary", "--from-json"):
+            skip = True
+            continue
+        if a.split("=", 1)[0] in ("--json", "--binary", "--from-json", "--no-build"):
+            continue
         if shown and shown[-1] == "--peers":
             a = "PEER_RESULTS_DIR"
         elif a.startswith("--peers="):
@@ -855,18 +905,28 @@ def main():
                 peers = {row["name"]: row for row in json.load(f)}
         except (OSError, ValueError, KeyError, TypeError) as e:
             ap.error(f"--peers: cannot read results.json in {args.peers}: {e}")
-    try:
-        info, results, memory, elapsed = run(args)
-    except BenchError as e:
-        print(f"benchmark failed: {e}", file=sys.stderr)
-        return 1
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                saved = json.load(f)
+            info, results, memory = saved["machine"], saved["results"], saved["memory"]
+            elapsed = saved.get("elapsed_s", 0.0)
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--from-json: cannot read {args.from_json}: {e}")
+    else:
+        try:
+            info, results, memory, elapsed = run(args)
+        except BenchError as e:
+            print(f"benchmark failed: {e}", file=sys.stderr)
+            return 1
     failed = [r for r in results if r["errors"] or r["requests"] == 0]
     for path in (args.json, out):
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": results, "memory": memory}, f, indent=1)
+            json.dump({"machine": info, "results": results, "memory": memory,
+                       "elapsed_s": elapsed}, f, indent=1)
     if out:
         chart = os.path.splitext(out)[0] + ".svg"
         with open(chart, "w") as f:

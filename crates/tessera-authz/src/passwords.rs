@@ -4,41 +4,79 @@ use std::sync::Arc;
 use tessera_core::password;
 use tessera_store::{AuditKind, NewAuditEvent, StoreError, User};
 
-use crate::state::AppState;
-use tokio::sync::Semaphore;
+use std::sync::Mutex;
 
-/// Verifies passwords on the blocking thread pool, a bounded number at a time.
+use crate::state::AppState;
+use tokio::sync::{mpsc, oneshot};
+
+/// Verifies passwords on a few threads of its own, one verification per thread at a time.
 ///
 /// Each argon2id verification takes tens of milliseconds of CPU and 19 MiB of memory. Run
-/// on the async workers, a burst of logins would stall every other request; unbounded on
-/// the blocking pool, it would exhaust memory. The semaphore keeps the rest of the server
-/// responsive while logins queue.
+/// on the async workers, a burst of logins would stall every other request; on the shared
+/// blocking pool, each of its many threads would come to hold a 19 MiB buffer in its own
+/// allocator arena (a burst of logins left the server at 700 MB). Here a fixed number of
+/// threads each keep one buffer and reuse it, so memory stays at `concurrency` × 19 MiB
+/// whatever the load, while further logins queue.
 #[derive(Debug, Clone)]
 pub struct PasswordVerifier {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
 
+/// One verification: the candidate, the hash (or none), and where the answer goes.
+type Job = (String, Option<String>, oneshot::Sender<bool>);
+
+/// Verifications waiting for a thread before callers wait to queue theirs.
+const QUEUE: usize = 1024;
+
 impl PasswordVerifier {
-    /// A verifier running at most `concurrency` verifications at once.
+    /// A verifier running `concurrency` verification threads (at least one). They end
+    /// when every clone of the verifier is dropped.
     pub fn new(concurrency: usize) -> Self {
-        PasswordVerifier {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        let (jobs, queue) = mpsc::channel::<Job>(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("tessera-argon2-{n}"))
+                .spawn(move || verify_jobs(&queue));
+            if let Err(err) = spawned {
+                // Fewer threads only means fewer verifications at once; with none at all,
+                // every verification answers `false` (see `verify`).
+                tracing::error!(error = %err, "cannot start a password verification thread");
+            }
         }
+        PasswordVerifier { jobs }
     }
 
     /// Whether `candidate` matches `hash`; with no hash (unknown user), verifies against
     /// [`password::DUMMY_HASH`] and answers `false`, so that both take the same time.
     pub async fn verify(&self, candidate: &str, hash: Option<&str>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
+        let (answer, answered) = oneshot::channel();
+        let job = (candidate.to_owned(), hash.map(str::to_owned), answer);
+        if self.jobs.send(job).await.is_err() {
             return false;
+        }
+        answered.await.unwrap_or(false)
+    }
+}
+
+/// A verification thread: takes jobs until the verifier is gone, computing every one in
+/// the same argon2 memory.
+fn verify_jobs(queue: &Mutex<mpsc::Receiver<Job>>) {
+    let mut memory = password::Memory::new();
+    loop {
+        let job = match queue.lock() {
+            Ok(mut queue) => queue.blocking_recv(),
+            Err(poisoned) => poisoned.into_inner().blocking_recv(),
+        };
+        let Some((candidate, hash, answer)) = job else {
+            return;
         };
         let known = hash.is_some();
-        let hash = hash.unwrap_or(password::DUMMY_HASH).to_owned();
-        let candidate = candidate.to_owned();
-        let matched = tokio::task::spawn_blocking(move || password::verify(&candidate, &hash))
-            .await
-            .unwrap_or(false);
-        known && matched
+        let phc = hash.as_deref().unwrap_or(password::DUMMY_HASH);
+        let matched = password::verify_in(&candidate, phc, &mut memory);
+        // The caller may have given up waiting; nothing to tell it then.
+        let _ = answer.send(known && matched);
     }
 }
 

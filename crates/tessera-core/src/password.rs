@@ -87,6 +87,53 @@ pub fn verify(password: &str, phc: &str) -> bool {
     }
 }
 
+/// The memory argon2 works in: one 19 MiB buffer for the current parameters. A thread that
+/// verifies many passwords keeps one and passes it to [`verify_in`], instead of allocating
+/// (and leaving to the allocator) a fresh buffer per verification.
+pub type Memory = Vec<argon2::Block>;
+
+/// [`verify`], computing in `memory` (grown to what the hash's parameters need, then
+/// reused). The result is the same; only the allocation differs.
+pub fn verify_in(password: &str, phc: &str, memory: &mut Memory) -> bool {
+    if password.len() > MAX_BYTES {
+        return false;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), argon2::Block::default());
+    }
+    let expected = expected.as_bytes();
+    let mut computed = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params);
+    if argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut computed, &mut memory[..])
+        .is_err()
+    {
+        return false;
+    }
+    bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected))
+}
+
 #[cfg(test)]
 #[path = "tests/password.rs"]
 mod tests;

@@ -41,3 +41,36 @@ fn over_long_passwords_never_match() {
     let phc = hash("correct horse").unwrap();
     assert!(!verify(&"x".repeat(MAX_BYTES + 1), &phc));
 }
+
+#[test]
+fn verifying_in_reused_memory_answers_exactly_as_verify() {
+    let hash = hash("correct horse battery").unwrap();
+    let mut memory = Memory::new();
+    for (candidate, phc) in [
+        ("correct horse battery", hash.as_str()),
+        ("correct horse batterY", hash.as_str()),
+        ("", hash.as_str()),
+        ("correct horse battery", DUMMY_HASH),
+        ("correct horse battery", "not a hash"),
+        (
+            "correct horse battery",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA",
+        ),
+        // Another variant (argon2i) with other parameters: the same answer as `verify`.
+        (
+            "password",
+            "$argon2i$v=19$m=4096,t=3,p=1$c29tZXNhbHQ$Y1ZnSCVq5p6rJaBWvUPwfA",
+        ),
+    ] {
+        assert_eq!(
+            verify_in(candidate, phc, &mut memory),
+            verify(candidate, phc),
+            "{candidate:?} against {phc}"
+        );
+    }
+    assert!(verify_in("correct horse battery", &hash, &mut memory));
+    assert!(!verify_in("wrong", &hash, &mut memory));
+    // One buffer, sized once for these parameters (19 MiB of 1 KiB blocks).
+    assert_eq!(memory.len(), 19 * 1024);
+    assert!(!verify_in(&"x".repeat(MAX_BYTES + 1), &hash, &mut memory));
+}
