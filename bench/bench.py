@@ -836,8 +836,8 @@ RS256 signature is the most expensive step of a JWT (RSA-2048 signing, which the
 fraction of that. Opaque issuance stores the token's digest durably before answering;
 concurrent issuances share one transaction and one disk sync (group commit), so the
 disk's sync rate does not cap them. The password grant is dominated by argon2id, by
-design: it is what makes a stolen password hash slow to crack, and it runs on a bounded
-blocking pool so it never stalls other requests. Every issued token is also written to
+design: it is what makes a stolen password hash slow to crack; it runs on a few threads of
+its own, each reusing one buffer, so it never stalls other requests nor grows memory. Every issued token is also written to
 the audit log, in batches.
 """
 
