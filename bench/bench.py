@@ -345,7 +345,7 @@ def machine(load_generator):
         pass
     mem = proc_meminfo("MemTotal")
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True,
-                                 check=False).stdout.split("\n")[0].strip()
+                                 check=False).stdout.split("\n")[0].split(" [")[0].strip()
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=False).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
@@ -360,6 +360,7 @@ def machine(load_generator):
                               check=False).stdout.strip() if load_generator == "oha" else None,
         "commit": (commit or "unknown") + (" (with local changes)" if dirty else ""),
         "load_before": os.getloadavg()[0],
+        "measured_at": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
     }
 
 
@@ -703,6 +704,7 @@ def peer_rows(results, peers):
 def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
     k = by_key(results)
     cs = args.concurrency
+    info = dict(info, wrk=info["wrk"].split(" [")[0])
     db = "SQLite (a file in a temporary directory)" if args.database_url is None else \
         "PostgreSQL (a throwaway database on the server given)"
     lines = [
@@ -715,8 +717,8 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
         command,
         "```",
         "",
-        f"- measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"commit {info['commit']}, {elapsed / 60:.1f} minutes in all",
+        f"- measured from {info['measured_at']}, commit {info['commit']}, "
+        f"{elapsed / 60:.1f} minutes in all",
         f"- machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
         f"Linux {info['kernel']}; load average {info['load_before']:.2f} before the run",
         (f"- load generator: {info['oha']} for every row of one request (as the peer "
