@@ -10,6 +10,13 @@
 local requests = {}
 local next_index = 1
 
+-- Each thread gets its number (a global in its own Lua state) before `init` runs.
+local threads = 0
+function setup(thread)
+  thread:set("thread_number", threads)
+  threads = threads + 1
+end
+
 local function split(line)
   local fields = {}
   for field in (line .. "\t"):gmatch("([^\t]*)\t") do
@@ -45,8 +52,9 @@ function init(args)
   if #requests == 0 then
     error("no request in " .. path)
   end
-  -- Threads start at different places in the list.
-  next_index = (math.random(#requests) - 1) % #requests + 1
+  -- Threads start at different places in the list (half-way apart for two threads).
+  local number = thread_number or 0
+  next_index = (number * math.floor(#requests / 2)) % #requests + 1
 end
 
 function request()

@@ -72,6 +72,10 @@ fn verify_jobs(queue: &Mutex<mpsc::Receiver<Job>>) {
         let Some((candidate, hash, answer)) = job else {
             return;
         };
+        if answer.is_closed() {
+            // The request is gone (its client hung up): nobody waits for this answer.
+            continue;
+        }
         let known = hash.is_some();
         let phc = hash.as_deref().unwrap_or(password::DUMMY_HASH);
         let matched = password::verify_in(&candidate, phc, &mut memory);

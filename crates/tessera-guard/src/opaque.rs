@@ -134,8 +134,12 @@ impl Introspection {
         cache.count(false);
         let result = self.introspect(token).await;
         if let Ok(Some(answer)) = &result {
-            let until = now.saturating_add(*ttl).min(answer.exp.unwrap_or(i64::MAX));
-            if until > now {
+            // Served while `now <= until`: through the last second of the TTL, and never
+            // at `exp` itself (the issuer calls a token inactive from `exp` on).
+            let until = now
+                .saturating_add(ttl.saturating_sub(1))
+                .min(answer.exp.unwrap_or(i64::MAX).saturating_sub(1));
+            if until >= now {
                 cache.insert(digest, answer.clone(), until, now);
             }
         }

@@ -57,6 +57,11 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable(sqlx::Error::WorkerCrashed)
 }
 
+/// What each token of a batch hears when the database was unavailable for the batch.
+fn unavailable() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::PoolTimedOut)
+}
+
 async fn run(
     store: Arc<dyn Store>,
     mut receiver: mpsc::Receiver<(NewAccessToken, DateTime<Utc>, Reply)>,
@@ -75,6 +80,11 @@ async fn run(
         }
         match store.insert_access_tokens(&rows).await {
             Ok(()) => answer(replies, rows.iter().map(|_| Ok(())).collect()),
+            // The database is away: every token of the batch fails alike, at once, rather
+            // than each waiting out its own timeout behind the others.
+            Err(StoreError::Unavailable(_)) => {
+                answer(replies, rows.iter().map(|_| Err(unavailable())).collect());
+            }
             Err(_) => {
                 // One bad row (a client deleted meanwhile) must not fail the others: store
                 // each alone, so every caller gets the answer its own token deserves.

@@ -173,13 +173,93 @@ async fn introspection_answers_are_kept_only_when_enabled_only_if_active_and_nev
     fake.answer(200, r#"{"active": false}"#);
     let (answer, called) = cached.introspect_at("tsr_x", now + 19).await;
     assert!(!called && answer.unwrap().is_some());
-    let (answer, called) = cached.introspect_at("tsr_x", now + 21).await;
+    // From `exp` on the issuer calls it inactive, and so does the cache.
+    let (answer, called) = cached.introspect_at("tsr_x", now + 20).await;
     assert!(called);
     assert_eq!(answer.unwrap(), None);
     // Inactive answers are never kept.
-    let (_, called) = cached.introspect_at("tsr_x", now + 21).await;
+    let (_, called) = cached.introspect_at("tsr_x", now + 20).await;
     assert!(called);
     assert_eq!(asked(), 6);
     let stats = cached.cache_stats().unwrap();
     assert_eq!((stats.hits, stats.misses), (2, 3));
+
+    // The TTL is exact too: kept for 2 s means served at +1, asked again at +2.
+    fake.answer(
+        200,
+        &json!({"active": true, "sub": "u-1", "client_id": "app", "exp": now + 600}).to_string(),
+    );
+    let short = Introspection::new(&fake.url, "rs", "secret", Duration::from_secs(2), false)
+        .unwrap()
+        .with_cache(Duration::from_secs(2), 100);
+    assert!(short.introspect_at("tsr_y", now).await.1);
+    assert!(!short.introspect_at("tsr_y", now + 1).await.1);
+    assert!(short.introspect_at("tsr_y", now + 2).await.1);
+}
+
+#[tokio::test]
+async fn a_cache_hit_still_checks_nbf_and_a_key_replaced_under_its_kid() {
+    let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
+    let source = start_jwks(json!({"keys": [a.public_jwk()]}), "max-age=0");
+    let mut cfg = config(JwksSource::Url(source.url.clone()));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    let jwks = Arc::new(JwksCache::new(cfg).unwrap());
+    let v = validator(&jwks, 100);
+
+    // Valid from +100 (leeway 30 s): accepted and kept at +100, refused at +60 although it
+    // is in the cache (a clock that went back).
+    let t = now();
+    let mut early = serde_json::to_value(claims(ISSUER, "basic")).unwrap();
+    early["nbf"] = json!(t + 100);
+    let token = resigned(&a, &early);
+    assert!(v.validate(&token, t + 100).await.is_ok());
+    assert_eq!(v.cache_stats().unwrap().entries, 1);
+    assert_eq!(
+        v.validate(&token, t + 60).await,
+        Err(GuardError::InvalidToken(Rejection::NotYetValid))
+    );
+
+    // Key B published under key A's kid: a token kept from key A no longer verifies.
+    let kept = a.sign_access_token(&claims(ISSUER, "basic")).unwrap();
+    assert!(v.validate(&kept, now()).await.is_ok());
+    let mut impostor = serde_json::to_value(b.public_jwk()).unwrap();
+    impostor["kid"] = json!(a.kid());
+    source.answer(200, &json!({"keys": [impostor]}).to_string());
+    let mut refused = None;
+    for _ in 0..100 {
+        if let Err(err) = v.validate(&kept, now()).await {
+            refused = Some(err);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        refused,
+        Some(GuardError::InvalidToken(Rejection::Signature)),
+        "a token kept from the replaced key kept validating"
+    );
+}
+
+/// An RS256 access token with exactly `claims`, signed by `key` under its kid.
+fn resigned(key: &SigningKey, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"alg": "RS256", "typ": "at+jwt", "kid": key.kid()});
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+    );
+    let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(key.pkcs8_der()).unwrap();
+    let mut signature = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
 }

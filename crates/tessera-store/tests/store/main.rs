@@ -1360,3 +1360,50 @@ async fn concurrent_opaque_tokens_share_commits_and_one_bad_token_fails_alone(ba
     assert_eq!(found.client_id.as_str(), "batch-client");
     drop(t.db);
 }
+
+/// With the database away, a batch of opaque tokens fails at once, as unavailable, and
+/// does not retry each token behind its own timeout; issuance works again once it is back.
+#[tokio::test]
+async fn while_postgres_is_away_a_batch_of_opaque_tokens_fails_together_and_fast() {
+    if !Backend::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres);
+    let proxy = TcpProxy::start(postgres_server_addr());
+    let store = tessera_store::open(&db.url_via(proxy.addr()))
+        .await
+        .unwrap();
+    store
+        .create_client(&client("batch-client"), now())
+        .await
+        .unwrap();
+    let batcher = tessera_store::TokenBatcher::spawn(store.clone());
+    batcher
+        .insert(opaque("batch-client", 0).1, now())
+        .await
+        .unwrap();
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=40 {
+        let batcher = batcher.clone();
+        tasks.spawn(async move { batcher.insert(opaque("batch-client", n).1, now()).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let err = done.unwrap().unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    // One pool timeout per batch (a few seconds), not one per token (40 of them).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    proxy.restore();
+    batcher
+        .insert(opaque("batch-client", 100).1, now())
+        .await
+        .unwrap();
+}
