@@ -875,7 +875,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", help="a postgres:// URL on 127.0.0.1 (a throwaway "
                     "database is created there and dropped); default SQLite")
-    ap.add_argument("--duration", type=int, default=5, help="measured seconds per run")
+    ap.add_argument("--duration", type=int, default=4, help="measured seconds per run")
     ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per run")
     ap.add_argument("--concurrency", default="16,64", help="comma-separated connections")
     ap.add_argument("--out", help="the Markdown report (default docs/benchmarks.md; none "
