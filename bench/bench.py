@@ -429,11 +429,11 @@ def measure_all(args, servers, workdir):
     servers.start("introspection", "resource", "--resource-addr",
                   f"127.0.0.1:{port['introspection']}", "--opaque-validation", "introspection",
                   "--introspection-client-id", "bench-resource",
-                  "--introspection-client-secret", secrets["bench-resource"], *resource_flags)
+                  "--introspection-client-secret=" + secrets["bench-resource"], *resource_flags)
     servers.start("introspection-cached", "resource", "--resource-addr",
                   f"127.0.0.1:{port['introspection-cached']}", "--opaque-validation",
                   "introspection", "--introspection-client-id", "bench-resource",
-                  "--introspection-client-secret", secrets["bench-resource"],
+                  "--introspection-client-secret=" + secrets["bench-resource"],
                   "--introspection-cache-ttl", f"{INTROSPECTION_CACHE_TTL}s", *resource_flags)
     rs = {n: f"http://127.0.0.1:{port[n]}"
           for n in ["jwt", "jwt-cached", "introspection", "introspection-cached"]}
