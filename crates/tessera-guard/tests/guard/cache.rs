@@ -56,11 +56,7 @@ async fn a_cached_token_is_refused_once_its_key_leaves_the_jwks() {
     let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
     let source = start_jwks(json!({"keys": [a.public_jwk()]}), "max-age=0");
-    let mut cfg = config(JwksSource::Url(source.url.clone()));
-    cfg.min_age = Duration::ZERO;
-    cfg.cooldown = Duration::ZERO;
-    let jwks = Arc::new(JwksCache::new(cfg).unwrap());
-    let v = validator(&jwks, 100);
+    let v = validator(&always_refreshed(&source.url), 100);
     let token = a.sign_access_token(&claims(ISSUER, "basic")).unwrap();
     assert!(v.validate(&token, now()).await.is_ok());
     assert!(v.validate(&token, now()).await.is_ok());
@@ -194,11 +190,7 @@ async fn a_cache_hit_still_checks_nbf_and_a_key_replaced_under_its_kid() {
     let a = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
     let b = SigningKey::from_pkcs8_pem(KEY_B).unwrap();
     let source = start_jwks(json!({"keys": [a.public_jwk()]}), "max-age=0");
-    let mut cfg = config(JwksSource::Url(source.url.clone()));
-    cfg.min_age = Duration::ZERO;
-    cfg.cooldown = Duration::ZERO;
-    let jwks = Arc::new(JwksCache::new(cfg).unwrap());
-    let v = validator(&jwks, 100);
+    let v = validator(&always_refreshed(&source.url), 100);
 
     // Valid from +100 (leeway 30 s): accepted and kept at +100, refused at +60 although it
     // is in the cache (a clock that went back).
@@ -224,6 +216,14 @@ async fn a_cache_hit_still_checks_nbf_and_a_key_replaced_under_its_kid() {
         Some(GuardError::InvalidToken(Rejection::Signature)),
         "a token kept from the replaced key kept validating"
     );
+}
+
+/// A key cache that refetches `url` whenever asked: a JWKS change shows at once.
+fn always_refreshed(url: &str) -> Arc<JwksCache> {
+    let mut cfg = config(JwksSource::Url(url.to_owned()));
+    cfg.min_age = Duration::ZERO;
+    cfg.cooldown = Duration::ZERO;
+    Arc::new(JwksCache::new(cfg).unwrap())
 }
 
 /// Validates `token` every 20 ms for up to 2 s; the first refusal, if any.

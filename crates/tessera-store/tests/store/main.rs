@@ -1256,11 +1256,7 @@ async fn while_postgres_is_away_calls_fail_as_unavailable_and_recover_without_re
     if !Backend::postgres_enabled() {
         return;
     }
-    let db = TestDatabase::new(Backend::Postgres);
-    let proxy = TcpProxy::start(postgres_server_addr());
-    let store = tessera_store::open(&db.url_via(proxy.addr()))
-        .await
-        .unwrap();
+    let (_db, proxy, store) = behind_proxy().await;
     store.create_company(&company("acme"), now()).await.unwrap();
 
     proxy.cut();
@@ -1368,11 +1364,7 @@ async fn while_postgres_is_away_a_batch_of_opaque_tokens_fails_together_and_fast
     if !Backend::postgres_enabled() {
         return;
     }
-    let db = TestDatabase::new(Backend::Postgres);
-    let proxy = TcpProxy::start(postgres_server_addr());
-    let store = tessera_store::open(&db.url_via(proxy.addr()))
-        .await
-        .unwrap();
+    let (_db, proxy, store) = behind_proxy().await;
     store
         .create_client(&client("batch-client"), now())
         .await
@@ -1406,4 +1398,14 @@ async fn while_postgres_is_away_a_batch_of_opaque_tokens_fails_together_and_fast
         .insert(opaque("batch-client", 100).1, now())
         .await
         .unwrap();
+}
+
+/// A fresh PostgreSQL database, reached through a proxy a test can cut.
+async fn behind_proxy() -> (TestDatabase, TcpProxy, Arc<dyn Store>) {
+    let db = TestDatabase::new(Backend::Postgres);
+    let proxy = TcpProxy::start(postgres_server_addr());
+    let store = tessera_store::open(&db.url_via(proxy.addr()))
+        .await
+        .unwrap();
+    (db, proxy, store)
 }
