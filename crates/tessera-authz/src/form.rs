@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, web};
+use tessera_web::read_limited;
 
 use crate::error::ApiError;
 
@@ -23,34 +23,14 @@ pub struct Form {
 impl Form {
     /// Reads and parses the body of a form POST.
     pub async fn read(req: &HttpRequest, payload: web::Payload) -> Result<Form, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(ApiError::invalid_request(
-                "the request body must be application/x-www-form-urlencoded",
-            ));
-        }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(ApiError::too_large(MAX_BODY_BYTES));
-        }
-        let body = match payload.to_bytes_limited(MAX_BODY_BYTES).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(_)) => {
-                return Err(ApiError::invalid_request(
-                    "the request body could not be read",
-                ));
-            }
-            Err(_) => return Err(ApiError::too_large(MAX_BODY_BYTES)),
-        };
+        let body = read_limited(
+            req,
+            payload,
+            "application/x-www-form-urlencoded",
+            MAX_BODY_BYTES,
+        )
+        .await
+        .map_err(ApiError::from_body)?;
         Form::parse(&body)
     }
 

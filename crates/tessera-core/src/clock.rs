@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, Utc};
+
 /// A source of the current time, cheap to clone and share.
 ///
 /// [`Clock::system`] (the default) reads the operating system's clock. [`Clock::pinned`]
@@ -50,6 +52,12 @@ impl Clock {
         }
     }
 
+    /// The current time as a UTC date-time, at millisecond precision: the one conversion
+    /// from this clock to the `chrono` time the store and the servers' records use.
+    pub fn now_utc(&self) -> DateTime<Utc> {
+        millis_to_utc(self.now_millis())
+    }
+
     /// Whole seconds since the Unix epoch.
     pub fn now_secs(&self) -> i64 {
         self.now_millis().div_euclid(1000)
@@ -71,6 +79,16 @@ impl Clock {
     }
 }
 
+/// `unix_millis` as a UTC date-time; a value outside chrono's range (about ±262,000 years)
+/// saturates at its end.
+pub fn millis_to_utc(unix_millis: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(unix_millis).unwrap_or(if unix_millis < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +102,14 @@ mod tests {
         assert_eq!(other.now_secs(), 1_090);
         other.set(5_500);
         assert_eq!(clock.now_secs(), 5);
+    }
+
+    #[test]
+    fn the_clock_converts_to_utc_at_millisecond_precision() {
+        let clock = Clock::pinned(1_700_000_000_123);
+        assert_eq!(clock.now_utc().timestamp_millis(), 1_700_000_000_123);
+        assert_eq!(millis_to_utc(i64::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(millis_to_utc(i64::MIN), DateTime::<Utc>::MIN_UTC);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod seal;
 pub mod secret;
 
 pub use claims::AccessTokenClaims;
-pub use clock::Clock;
+pub use clock::{Clock, millis_to_utc};
 pub use error::{Error, ErrorKind, ParseError};
 pub use issuer::parse_issuer;
 pub use keys::{Jwk, JwkSet, SigningAlgorithm, SigningKey};

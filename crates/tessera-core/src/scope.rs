@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ParseError;
+use crate::{ParseError, Role};
 
 /// A scope Tessera can grant.
 ///
@@ -26,6 +26,16 @@ impl Scope {
         match self {
             Scope::Basic => "basic",
             Scope::Admin => "admin",
+        }
+    }
+
+    /// The role a user must hold to be granted this scope, if any: `admin` needs the admin
+    /// role. The one place this rule is written; the authorization server applies it when it
+    /// issues, the resource server when it reads an opaque token's user as they are now.
+    pub fn required_role(self) -> Option<Role> {
+        match self {
+            Scope::Basic => None,
+            Scope::Admin => Some(Role::Admin),
         }
     }
 
@@ -95,6 +105,23 @@ impl ScopeSet {
     /// The scopes of `self` that are not in `other`.
     pub fn difference(self, other: ScopeSet) -> ScopeSet {
         ScopeSet(self.0 & !other.0)
+    }
+
+    /// The scopes of `self` that a holder of `roles` may be granted (see
+    /// [`Scope::required_role`]): `admin` is dropped unless `roles` has the admin role.
+    pub fn permitted_for(self, roles: &[Role]) -> ScopeSet {
+        self.iter()
+            .filter(|scope| {
+                scope
+                    .required_role()
+                    .is_none_or(|role| roles.contains(&role))
+            })
+            .collect()
+    }
+
+    /// Whether a holder of `roles` may be granted every scope of `self`.
+    pub fn is_permitted_for(self, roles: &[Role]) -> bool {
+        self.permitted_for(roles) == self
     }
 
     /// The scopes in canonical order.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod body;
 mod cors;
 mod headers;
 mod metrics;
@@ -12,6 +13,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
 use tessera_core::net::TrustedProxies;
 
+pub use body::{BodyError, read_limited};
 pub use cors::{CorsOrigins, cors};
 pub use headers::security_headers;
 pub use metrics::{HttpMetrics, metrics_handler};

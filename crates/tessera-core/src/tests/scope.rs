@@ -42,6 +42,27 @@ fn subset_and_difference() {
 }
 
 /// Property tests: the `scope` parameter of every request goes through `FromStr`.
+#[test]
+fn the_admin_scope_needs_the_admin_role_and_basic_needs_none() {
+    let both: ScopeSet = "basic admin".parse().unwrap();
+    assert_eq!(both.permitted_for(&[Role::Admin]), both);
+    assert_eq!(
+        both.permitted_for(&[Role::User, Role::Admin, Role::User]),
+        both
+    );
+    assert_eq!(
+        both.permitted_for(&[Role::User]),
+        ScopeSet::only(Scope::Basic)
+    );
+    assert_eq!(both.permitted_for(&[]), ScopeSet::only(Scope::Basic));
+    assert!(both.is_permitted_for(&[Role::Admin]));
+    assert!(!both.is_permitted_for(&[Role::User]));
+    assert!(ScopeSet::only(Scope::Basic).is_permitted_for(&[]));
+    assert!(!ScopeSet::only(Scope::Admin).is_permitted_for(&[]));
+    assert_eq!(Scope::Admin.required_role(), Some(Role::Admin));
+    assert_eq!(Scope::Basic.required_role(), None);
+}
+
 mod props {
     use proptest::prelude::*;
 
