@@ -4,6 +4,7 @@
 // Tests fail loudly: unwrap is the assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod architecture;
 mod audit;
 mod flows;
 mod keys;
