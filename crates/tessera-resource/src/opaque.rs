@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{TimeZone, Utc};
-use tessera_core::{Scope, ScopeSet, secret};
+use tessera_core::{ScopeSet, millis_to_utc, secret};
 use tessera_guard::{Audience, Claims, GuardError, Introspection, OpaqueTokens, Rejection};
 use tessera_store::{Store, User};
 use uuid::Uuid;
@@ -22,54 +21,74 @@ struct Facts {
     exp: i64,
 }
 
-/// Claims for an opaque token, from the token's facts and the user as they are now: a
-/// disabled user's tokens stop working at once, and `admin` is dropped from the scope of a
-/// user who no longer holds the admin role.
-fn claims(
-    issuer: &str,
-    audience: &str,
-    facts: Facts,
-    user: Option<User>,
-) -> Result<Claims, GuardError> {
-    let mut scope = facts.scope;
-    let (company, roles, username) = match user {
-        Some(user) if user.disabled => return Err(INACTIVE),
-        Some(user) => {
-            if !user.is_admin() {
-                scope = scope.iter().filter(|s| *s != Scope::Admin).collect();
+/// What both opaque paths share: the user database, and the issuer and audience the
+/// claims they build name.
+#[derive(Debug)]
+pub struct Users {
+    pub store: Arc<dyn Store>,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Users {
+    /// Claims for the token of a client, which speaks for no user.
+    fn client_claims(&self, facts: Facts) -> Result<Claims, GuardError> {
+        Ok(self.claims(facts, None))
+    }
+
+    /// Claims for the token of user `user_id`, from the user as they are now (one round
+    /// trip): a disabled user's tokens stop working at once, and a scope the user's
+    /// current roles no longer permit (`admin` without the admin role) is dropped. With
+    /// `username`, the stored user must also bear that name.
+    async fn user_claims(
+        &self,
+        facts: Facts,
+        user_id: Uuid,
+        username: Option<&str>,
+    ) -> Result<Claims, GuardError> {
+        match self.store.find_user_by_id(user_id).await {
+            Ok(Some(user))
+                if !user.disabled && username.is_none_or(|name| user.username.as_str() == name) =>
+            {
+                Ok(self.claims(facts, Some(user)))
             }
-            let roles = user.roles.iter().map(|r| r.as_str().to_owned()).collect();
-            (
-                Some(user.company.to_string()),
-                Some(roles),
-                Some(user.username.to_string()),
-            )
+            Ok(_) => Err(INACTIVE),
+            Err(err) => Err(unavailable(&err)),
         }
-        None => (None, None, None),
-    };
-    Ok(Claims {
-        iss: issuer.to_owned(),
-        sub: facts.subject,
-        aud: Audience::One(audience.to_owned()),
-        exp: facts.exp,
-        nbf: None,
-        iat: Some(facts.iat),
-        jti: None,
-        client_id: Some(facts.client_id),
-        scope: Some(scope.to_string()),
-        company,
-        roles,
-        username,
-    })
+    }
+
+    fn claims(&self, facts: Facts, user: Option<User>) -> Claims {
+        let (scope, company, roles, username) = match user {
+            Some(user) => (
+                facts.scope.permitted_for(&user.roles),
+                Some(user.company.to_string()),
+                Some(user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
+                Some(user.username.to_string()),
+            ),
+            None => (facts.scope, None, None, None),
+        };
+        Claims {
+            iss: self.issuer.clone(),
+            sub: facts.subject,
+            aud: Audience::One(self.audience.clone()),
+            exp: facts.exp,
+            nbf: None,
+            iat: Some(facts.iat),
+            jti: None,
+            client_id: Some(facts.client_id),
+            scope: Some(scope.to_string()),
+            company,
+            roles,
+            username,
+        }
+    }
 }
 
 /// Looks opaque tokens up in the token store the authorization server writes to (by
 /// SHA-256 digest), then the user: two round trips per request for a user's token.
 #[derive(Debug)]
 pub struct StoreOpaque {
-    pub store: Arc<dyn Store>,
-    pub issuer: String,
-    pub audience: String,
+    pub users: Users,
 }
 
 #[async_trait]
@@ -79,8 +98,13 @@ impl OpaqueTokens for StoreOpaque {
     }
 
     async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
-        let now = Utc.timestamp_opt(now, 0).single().unwrap_or_else(Utc::now);
-        let stored = match self.store.find_access_token(&secret::digest(token)).await {
+        let now = millis_to_utc(now.saturating_mul(1000));
+        let stored = match self
+            .users
+            .store
+            .find_access_token(&secret::digest(token))
+            .await
+        {
             Ok(Some(stored)) if stored.is_active(now) => stored,
             Ok(_) => return (Err(INACTIVE), 1),
             Err(err) => return (Err(unavailable(&err)), 1),
@@ -92,13 +116,9 @@ impl OpaqueTokens for StoreOpaque {
             iat: stored.created_at.timestamp(),
             exp: stored.expires_at.timestamp(),
         };
-        let Some(user_id) = stored.user_id else {
-            return (claims(&self.issuer, &self.audience, facts, None), 1);
-        };
-        match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user)) => (claims(&self.issuer, &self.audience, facts, Some(user)), 2),
-            Ok(None) => (Err(INACTIVE), 2),
-            Err(err) => (Err(unavailable(&err)), 2),
+        match stored.user_id {
+            Some(user_id) => (self.users.user_claims(facts, user_id, None).await, 2),
+            None => (self.users.client_claims(facts), 1),
         }
     }
 }
@@ -108,9 +128,7 @@ impl OpaqueTokens for StoreOpaque {
 #[derive(Debug)]
 pub struct IntrospectedOpaque {
     pub introspection: Introspection,
-    pub store: Arc<dyn Store>,
-    pub issuer: String,
-    pub audience: String,
+    pub users: Users,
 }
 
 #[async_trait]
@@ -148,19 +166,16 @@ impl OpaqueTokens for IntrospectedOpaque {
         // names no user. A client id that happens to look like a user id must not make a
         // client's token speak for that user, so both must agree.
         let Some(username) = answer.username else {
-            return (claims(&self.issuer, &self.audience, facts, None), asked);
+            return (self.users.client_claims(facts), asked);
         };
         let Ok(user_id) = Uuid::parse_str(&facts.subject) else {
             return (Err(INACTIVE), asked);
         };
-        match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user)) if user.username.as_str() == username => (
-                claims(&self.issuer, &self.audience, facts, Some(user)),
-                asked + 1,
-            ),
-            Ok(_) => (Err(INACTIVE), asked + 1),
-            Err(err) => (Err(unavailable(&err)), asked + 1),
-        }
+        let claims = self
+            .users
+            .user_claims(facts, user_id, Some(&username))
+            .await;
+        (claims, asked + 1)
     }
 }
 
