@@ -29,17 +29,19 @@ pub trait OpaqueTokens: Send + Sync + std::fmt::Debug {
 pub struct IntrospectionResponse {
     /// Whether the token is active; every other member is absent when it is not.
     pub active: bool,
-    /// Granted scopes, space-separated.
+    /// Granted scopes, space-separated as in the `scope` parameter (RFC 6749 §3.3), in
+    /// any order.
     pub scope: Option<String>,
     /// The client the token was issued to.
     pub client_id: Option<String>,
-    /// The user's login name.
+    /// The resource owner's login name: present for a user's token, absent for a
+    /// client's.
     pub username: Option<String>,
-    /// Expiry.
+    /// Expiry, in seconds since the epoch: a kept answer is never served at or after it.
     pub exp: Option<i64>,
-    /// Issued at.
+    /// Issued at, in seconds since the epoch.
     pub iat: Option<i64>,
-    /// Subject.
+    /// Subject: the user id for a user's token, the client id for a client's.
     pub sub: Option<String>,
 }
 
