@@ -8,7 +8,8 @@ use tessera_store::StoreError;
 /// An API error: an RFC 6749 §5.2-shaped body (`{"error": …, "error_description": …}`)
 /// with its status. A 500 says nothing of its cause to the client; the cause goes to the
 /// log.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{body}")]
 pub struct ApiError {
     status: StatusCode,
     body: OAuthError,
@@ -79,17 +80,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.body.fmt(f)
-    }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
+    /// The body, with `Retry-After` on a 503 so that clients wait for the database.
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
