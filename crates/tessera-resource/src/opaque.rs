@@ -21,90 +21,51 @@ struct Facts {
     exp: i64,
 }
 
-/// What both opaque paths share: the user database, and the issuer and audience the
-/// claims they build name.
+/// Where an opaque token's facts come from.
 #[derive(Debug)]
-pub struct Users {
+pub enum Source {
+    /// The token store the authorization server writes to, by SHA-256 digest: with the
+    /// user, two round trips per request for a user's token.
+    Store,
+    /// The issuer's introspection endpoint (RFC 7662): with the user, two round trips per
+    /// request for a user's token, one when the introspection cache keeps its answer.
+    Introspection(Introspection),
+}
+
+/// The resource server's [`OpaqueTokens`]: the token's facts from its [`Source`], then
+/// the user as they are now from the user database (`store`), into claims that name
+/// `issuer` and `audience`.
+#[derive(Debug)]
+pub struct UserOpaque {
+    pub source: Source,
     pub store: Arc<dyn Store>,
     pub issuer: String,
     pub audience: String,
 }
 
-impl Users {
-    /// Claims for the token of a client, which speaks for no user.
-    fn client_claims(&self, facts: Facts) -> Result<Claims, GuardError> {
-        Ok(self.claims(facts, None))
-    }
-
-    /// Claims for the token of user `user_id`, from the user as they are now (one round
-    /// trip): a disabled user's tokens stop working at once, and a scope the user's
-    /// current roles no longer permit (`admin` without the admin role) is dropped. With
-    /// `username`, the stored user must also bear that name.
-    async fn user_claims(
-        &self,
-        facts: Facts,
-        user_id: Uuid,
-        username: Option<&str>,
-    ) -> Result<Claims, GuardError> {
-        match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user))
-                if !user.disabled && username.is_none_or(|name| user.username.as_str() == name) =>
-            {
-                Ok(self.claims(facts, Some(user)))
-            }
-            Ok(_) => Err(INACTIVE),
-            Err(err) => Err(unavailable(&err)),
-        }
-    }
-
-    fn claims(&self, facts: Facts, user: Option<User>) -> Claims {
-        let (scope, company, roles, username) = match user {
-            Some(user) => (
-                facts.scope.permitted_for(&user.roles),
-                Some(user.company.to_string()),
-                Some(user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
-                Some(user.username.to_string()),
-            ),
-            None => (facts.scope, None, None, None),
-        };
-        Claims {
-            iss: self.issuer.clone(),
-            sub: facts.subject,
-            aud: Audience::One(self.audience.clone()),
-            exp: facts.exp,
-            nbf: None,
-            iat: Some(facts.iat),
-            jti: None,
-            client_id: Some(facts.client_id),
-            scope: Some(scope.to_string()),
-            company,
-            roles,
-            username,
-        }
-    }
-}
-
-/// Looks opaque tokens up in the token store the authorization server writes to (by
-/// SHA-256 digest), then the user: two round trips per request for a user's token.
-#[derive(Debug)]
-pub struct StoreOpaque {
-    pub users: Users,
-}
-
 #[async_trait]
-impl OpaqueTokens for StoreOpaque {
+impl OpaqueTokens for UserOpaque {
     fn method(&self) -> &'static str {
-        "opaque-store"
+        match self.source {
+            Source::Store => "opaque-store",
+            Source::Introspection(_) => "opaque-introspection",
+        }
     }
 
     async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
+        match &self.source {
+            Source::Store => self.stored(token, now).await,
+            Source::Introspection(introspection) => {
+                self.introspected(introspection, token, now).await
+            }
+        }
+    }
+}
+
+impl UserOpaque {
+    async fn stored(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
         let now = millis_to_utc(now.saturating_mul(1000));
-        let stored = match self
-            .users
-            .store
-            .find_access_token(&secret::digest(token))
-            .await
-        {
+        let stored = match self.store.find_access_token(&secret::digest(token)).await {
             Ok(Some(stored)) if stored.is_active(now) => stored,
             Ok(_) => return (Err(INACTIVE), 1),
             Err(err) => return (Err(unavailable(&err)), 1),
@@ -117,29 +78,19 @@ impl OpaqueTokens for StoreOpaque {
             exp: stored.expires_at.timestamp(),
         };
         match stored.user_id {
-            Some(user_id) => (self.users.user_claims(facts, user_id, None).await, 2),
-            None => (self.users.client_claims(facts), 1),
+            Some(user_id) => (self.user_claims(facts, user_id, None).await, 2),
+            None => (Ok(self.claims(facts, None)), 1),
         }
     }
-}
 
-/// Asks the issuer's introspection endpoint (RFC 7662) about each opaque token, then the
-/// user database for the company and current roles.
-#[derive(Debug)]
-pub struct IntrospectedOpaque {
-    pub introspection: Introspection,
-    pub users: Users,
-}
-
-#[async_trait]
-impl OpaqueTokens for IntrospectedOpaque {
-    fn method(&self) -> &'static str {
-        "opaque-introspection"
-    }
-
-    async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
+    async fn introspected(
+        &self,
+        introspection: &Introspection,
+        token: &str,
+        now: i64,
+    ) -> (Result<Claims, GuardError>, u32) {
         // A kept answer (the optional introspection cache) costs no round trip.
-        let (answer, asked) = self.introspection.introspect_at(token, now).await;
+        let (answer, asked) = introspection.introspect_at(token, now).await;
         let asked = u32::from(asked);
         let answer = match answer {
             Ok(Some(answer)) => answer,
@@ -166,16 +117,62 @@ impl OpaqueTokens for IntrospectedOpaque {
         // names no user. A client id that happens to look like a user id must not make a
         // client's token speak for that user, so both must agree.
         let Some(username) = answer.username else {
-            return (self.users.client_claims(facts), asked);
+            return (Ok(self.claims(facts, None)), asked);
         };
         let Ok(user_id) = Uuid::parse_str(&facts.subject) else {
             return (Err(INACTIVE), asked);
         };
-        let claims = self
-            .users
-            .user_claims(facts, user_id, Some(&username))
-            .await;
+        let claims = self.user_claims(facts, user_id, Some(&username)).await;
         (claims, asked + 1)
+    }
+
+    /// Claims for the token of user `user_id`, from the user as they are now (one round
+    /// trip): a disabled user's tokens stop working at once, and a scope the user's
+    /// current roles no longer permit (`admin` without the admin role) is dropped. With
+    /// `username`, the stored user must also bear that name.
+    async fn user_claims(
+        &self,
+        facts: Facts,
+        user_id: Uuid,
+        username: Option<&str>,
+    ) -> Result<Claims, GuardError> {
+        match self.store.find_user_by_id(user_id).await {
+            Ok(Some(user))
+                if !user.disabled && username.is_none_or(|name| user.username.as_str() == name) =>
+            {
+                Ok(self.claims(facts, Some(user)))
+            }
+            Ok(_) => Err(INACTIVE),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    /// Claims from the token's facts and, for a user's token, the user; a client's token
+    /// speaks for no user.
+    fn claims(&self, facts: Facts, user: Option<User>) -> Claims {
+        let (scope, company, roles, username) = match user {
+            Some(user) => (
+                facts.scope.permitted_for(&user.roles),
+                Some(user.company.to_string()),
+                Some(user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
+                Some(user.username.to_string()),
+            ),
+            None => (facts.scope, None, None, None),
+        };
+        Claims {
+            iss: self.issuer.clone(),
+            sub: facts.subject,
+            aud: Audience::One(self.audience.clone()),
+            exp: facts.exp,
+            nbf: None,
+            iat: Some(facts.iat),
+            jti: None,
+            client_id: Some(facts.client_id),
+            scope: Some(scope.to_string()),
+            company,
+            roles,
+            username,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use tessera_store::{AuditLog, Store};
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
-use crate::opaque::{IntrospectedOpaque, StoreOpaque, Users};
+use crate::opaque::{Source, UserOpaque};
 
 use crate::{headers, routes};
 
@@ -290,13 +290,8 @@ fn opaque_tokens(
     issuer: String,
     store: &Arc<dyn Store>,
 ) -> Result<Option<Arc<dyn OpaqueTokens>>, StartupError> {
-    let users = Users {
-        store: store.clone(),
-        audience: settings.audience.clone(),
-        issuer,
-    };
-    Ok(match &settings.opaque {
-        OpaqueValidation::Store => Some(Arc::new(StoreOpaque { users })),
+    let source = match &settings.opaque {
+        OpaqueValidation::Store => Source::Store,
         OpaqueValidation::Introspection {
             url,
             client_id,
@@ -304,7 +299,7 @@ fn opaque_tokens(
         } => {
             let url = url
                 .clone()
-                .unwrap_or_else(|| format!("{}/oauth/introspect", users.issuer));
+                .unwrap_or_else(|| format!("{issuer}/oauth/introspect"));
             let introspection = Introspection::new(
                 url,
                 client_id,
@@ -313,17 +308,19 @@ fn opaque_tokens(
                 settings.jwks_allow_http,
             )
             .map_err(|e| StartupError::Config(e.to_string()))?;
-            let introspection = match settings.introspection_cache {
+            Source::Introspection(match settings.introspection_cache {
                 Some(ttl) => introspection.with_cache(ttl, INTROSPECTION_CACHE_CAPACITY),
                 None => introspection,
-            };
-            Some(Arc::new(IntrospectedOpaque {
-                introspection,
-                users,
-            }))
+            })
         }
-        OpaqueValidation::Off => None,
-    })
+        OpaqueValidation::Off => return Ok(None),
+    };
+    Ok(Some(Arc::new(UserOpaque {
+        source,
+        store: store.clone(),
+        issuer,
+        audience: settings.audience.clone(),
+    })))
 }
 
 /// What every worker's `App` shares, as app data: the extractors, middleware and handlers
