@@ -94,3 +94,7 @@ impl ResponseError for ApiError {
         response.json(&self.body)
     }
 }
+
+#[cfg(test)]
+#[path = "tests/error.rs"]
+mod tests;
