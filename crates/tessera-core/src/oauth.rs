@@ -3,7 +3,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The OAuth error vocabulary: each variant's `Display` is its wire code.
+/// The OAuth error vocabulary, and the few codes of Tessera's own that its user API adds:
+/// each variant's `Display` is its wire code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -33,6 +34,12 @@ pub enum ErrorCode {
     InsufficientScope,
     /// RFC 7009 §2.2.1: the server cannot revoke this type of token.
     UnsupportedTokenType,
+    /// Tessera's own code, not an RFC one: the company user API has no such resource (or
+    /// will not say whether it exists).
+    NotFound,
+    /// Tessera's own code, not an RFC one: the company user API's write would break a
+    /// uniqueness rule (e.g. a username already taken).
+    Conflict,
 }
 
 impl ErrorCode {
@@ -52,15 +59,20 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
         }
     }
 
     /// The HTTP status the RFCs name for this error at the token endpoint (RFC 6749 §5.2)
-    /// and at a resource server (RFC 6750 §3.1).
+    /// and at a resource server (RFC 6750 §3.1); for Tessera's own codes, the status of
+    /// their name (404, 409).
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::InsufficientScope | ErrorCode::AccessDenied => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             ErrorCode::InvalidRequest

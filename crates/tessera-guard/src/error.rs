@@ -1,7 +1,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use tessera_core::{ErrorCode, OAuthError};
 
 /// Why a token was refused, for logs and metrics. Never sent to the client: every
 /// `InvalidToken` looks the same from outside.
@@ -85,7 +85,8 @@ impl Rejection {
 impl GuardError {
     /// The outcome this error stands for in [`Guard::outcomes`](crate::Guard::outcomes):
     /// `missing`, `invalid_request`, a [`Rejection`] name, `insufficient_scope`,
-    /// `forbidden` or `unavailable`.
+    /// `forbidden` or `unavailable`. These are metric labels, spelled by the metrics
+    /// contract rather than taken from the error codes, though two of them read alike.
     pub fn outcome(&self) -> &'static str {
         match self {
             GuardError::MissingCredentials => "missing",
@@ -97,38 +98,43 @@ impl GuardError {
         }
     }
 
-    fn challenge(&self, realm: &str) -> String {
-        let realm = format!("Bearer realm=\"{realm}\"");
+    /// The error code this refusal answers with (RFC 6750 §3.1); none for a request that
+    /// carried no credentials, which gets a bare challenge and no body.
+    fn code(&self) -> Option<ErrorCode> {
         match self {
-            GuardError::MissingCredentials | GuardError::Unavailable => realm,
-            GuardError::InvalidRequest(_) => format!("{realm}, error=\"invalid_request\""),
-            GuardError::InvalidToken(_) => format!("{realm}, error=\"invalid_token\""),
-            GuardError::InsufficientScope(scope) => {
-                format!("{realm}, error=\"insufficient_scope\", scope=\"{scope}\"")
+            GuardError::MissingCredentials => None,
+            GuardError::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
+            GuardError::InvalidToken(_) => Some(ErrorCode::InvalidToken),
+            GuardError::InsufficientScope(_) | GuardError::Forbidden => {
+                Some(ErrorCode::InsufficientScope)
             }
-            GuardError::Forbidden => format!("{realm}, error=\"insufficient_scope\""),
+            GuardError::Unavailable => Some(ErrorCode::TemporarilyUnavailable),
         }
     }
 
-    fn body(&self) -> Option<serde_json::Value> {
-        let (error, description) = match self {
+    fn challenge(&self, realm: &str) -> String {
+        let realm = format!("Bearer realm=\"{realm}\"");
+        match (self, self.code()) {
+            // RFC 6750 §3.1 defines no challenge code for a server that cannot check the
+            // token now; the body and `Retry-After` say it.
+            (GuardError::Unavailable, _) | (_, None) => realm,
+            (GuardError::InsufficientScope(scope), Some(code)) => {
+                format!("{realm}, error=\"{code}\", scope=\"{scope}\"")
+            }
+            (_, Some(code)) => format!("{realm}, error=\"{code}\""),
+        }
+    }
+
+    fn body(&self) -> Option<OAuthError> {
+        let description = match self {
             GuardError::MissingCredentials => return None,
-            GuardError::InvalidRequest(why) => ("invalid_request", *why),
-            GuardError::InvalidToken(_) => ("invalid_token", "the access token is invalid"),
-            GuardError::InsufficientScope(_) => (
-                "insufficient_scope",
-                "the access token lacks a required scope",
-            ),
-            GuardError::Forbidden => (
-                "insufficient_scope",
-                "the access token does not grant access to this resource",
-            ),
-            GuardError::Unavailable => (
-                "temporarily_unavailable",
-                "the token cannot be checked now; retry later",
-            ),
+            GuardError::InvalidRequest(why) => *why,
+            GuardError::InvalidToken(_) => "the access token is invalid",
+            GuardError::InsufficientScope(_) => "the access token lacks a required scope",
+            GuardError::Forbidden => "the access token does not grant access to this resource",
+            GuardError::Unavailable => "the token cannot be checked now; retry later",
         };
-        Some(json!({"error": error, "error_description": description}))
+        Some(OAuthError::new(self.code()?, description))
     }
 
     /// The response for this error, with the challenge for `realm`.
@@ -179,3 +185,7 @@ impl ResponseError for GuardError {
         self.response(crate::extract::DEFAULT_REALM)
     }
 }
+
+#[cfg(test)]
+#[path = "tests/error.rs"]
+mod tests;

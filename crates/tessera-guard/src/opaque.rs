@@ -23,29 +23,26 @@ pub trait OpaqueTokens: Send + Sync + std::fmt::Debug {
     async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32);
 }
 
-/// An RFC 7662 introspection response (the members Tessera uses).
+/// An RFC 7662 introspection response: the members Tessera uses, in the order of RFC 7662
+/// §2.2. A member that is absent (or `null`) is `None`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct IntrospectionResponse {
     /// Whether the token is active; every other member is absent when it is not.
     pub active: bool,
-    /// Subject.
-    #[serde(default)]
-    pub sub: Option<String>,
-    /// Granted scopes, space-separated.
-    #[serde(default)]
+    /// Granted scopes, space-separated as in the `scope` parameter (RFC 6749 §3.3), in
+    /// any order.
     pub scope: Option<String>,
     /// The client the token was issued to.
-    #[serde(default)]
     pub client_id: Option<String>,
-    /// The user's login name.
-    #[serde(default)]
+    /// The resource owner's login name: present for a user's token, absent for a
+    /// client's.
     pub username: Option<String>,
-    /// Expiry.
-    #[serde(default)]
+    /// Expiry, in seconds since the epoch: a kept answer is never served at or after it.
     pub exp: Option<i64>,
-    /// Issued at.
-    #[serde(default)]
+    /// Issued at, in seconds since the epoch.
     pub iat: Option<i64>,
+    /// Subject: the user id for a user's token, the client id for a client's.
+    pub sub: Option<String>,
 }
 
 /// A client of an RFC 7662 introspection endpoint, authenticating with

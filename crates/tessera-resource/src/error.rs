@@ -2,49 +2,51 @@ use std::borrow::Cow;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use tessera_core::{ErrorCode, OAuthError};
 use tessera_store::StoreError;
 
-/// An API error: `{"error": …, "error_description": …}` with its status. A 500 says nothing
-/// of its cause to the client; the cause goes to the log.
-#[derive(Debug)]
+/// An API error: an RFC 6749 §5.2-shaped body (`{"error": …, "error_description": …}`)
+/// with its status. A 500 says nothing of its cause to the client; the cause goes to the
+/// log.
+#[derive(Debug, thiserror::Error)]
+#[error("{body}")]
 pub struct ApiError {
     status: StatusCode,
-    error: &'static str,
-    description: Cow<'static, str>,
+    body: OAuthError,
 }
 
 impl ApiError {
-    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+    /// `code` with the status it names.
+    fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
-            description: description.into(),
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: OAuthError::new(code, description),
         }
     }
 
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+
     pub fn not_found() -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            error: "not_found",
-            description: "no such user".into(),
-        }
+        Self::new(ErrorCode::NotFound, "no such user")
     }
 
     /// The answer to a body that could not be read: 413 when too large, `invalid_request`
     /// otherwise.
     pub fn from_body(error: tessera_web::BodyError) -> Self {
-        match error {
+        let description: Cow<'static, str> = match error {
+            tessera_web::BodyError::TooLarge(limit) => return Self::too_large(limit),
             tessera_web::BodyError::WrongMediaType(media_type) => {
-                Self::invalid_request(format!("the request body must be {media_type}"))
+                format!("the request body must be {media_type}").into()
             }
-            tessera_web::BodyError::TooLarge(limit) => Self::too_large(limit),
-            tessera_web::BodyError::Unreadable => {
-                Self::invalid_request("the request body could not be read")
-            }
-        }
+            tessera_web::BodyError::Unreadable => "the request body could not be read".into(),
+        };
+        Self::invalid_request(description)
     }
 
+    /// `invalid_request` with 413: the body is larger than the API accepts.
     pub fn too_large(limit: usize) -> Self {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -54,39 +56,27 @@ impl ApiError {
 
     pub fn internal(context: &str, cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %cause, "{context}");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error: "server_error",
-            description: "the server could not complete the request".into(),
-        }
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(message) => ApiError {
-                status: StatusCode::CONFLICT,
-                error: "conflict",
-                description: message.into(),
-            },
+            StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::NotFound(_) => ApiError::not_found(),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %err, "database unavailable");
-                ApiError {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    error: "temporarily_unavailable",
-                    description: "the database is unavailable; retry later".into(),
-                }
+                Self::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the database is unavailable; retry later",
+                )
             }
             other => ApiError::internal("store operation failed", &other),
         }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.error, self.description)
     }
 }
 
@@ -95,11 +85,16 @@ impl ResponseError for ApiError {
         self.status
     }
 
+    /// The body, with `Retry-After` on a 503 so that clients wait for the database.
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
         }
-        response.json(json!({"error": self.error, "error_description": self.description}))
+        response.json(&self.body)
     }
 }
+
+#[cfg(test)]
+#[path = "tests/error.rs"]
+mod tests;

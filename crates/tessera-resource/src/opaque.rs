@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{TimeZone, Utc};
-use tessera_core::{Scope, ScopeSet, secret};
+use tessera_core::{ScopeSet, millis_to_utc, secret};
 use tessera_guard::{Audience, Claims, GuardError, Introspection, OpaqueTokens, Rejection};
 use tessera_store::{Store, User};
 use uuid::Uuid;
@@ -22,64 +21,50 @@ struct Facts {
     exp: i64,
 }
 
-/// Claims for an opaque token, from the token's facts and the user as they are now: a
-/// disabled user's tokens stop working at once, and `admin` is dropped from the scope of a
-/// user who no longer holds the admin role.
-fn claims(
-    issuer: &str,
-    audience: &str,
-    facts: Facts,
-    user: Option<User>,
-) -> Result<Claims, GuardError> {
-    let mut scope = facts.scope;
-    let (company, roles, username) = match user {
-        Some(user) if user.disabled => return Err(INACTIVE),
-        Some(user) => {
-            if !user.is_admin() {
-                scope = scope.iter().filter(|s| *s != Scope::Admin).collect();
-            }
-            let roles = user.roles.iter().map(|r| r.as_str().to_owned()).collect();
-            (
-                Some(user.company.to_string()),
-                Some(roles),
-                Some(user.username.to_string()),
-            )
-        }
-        None => (None, None, None),
-    };
-    Ok(Claims {
-        iss: issuer.to_owned(),
-        sub: facts.subject,
-        aud: Audience::One(audience.to_owned()),
-        exp: facts.exp,
-        nbf: None,
-        iat: Some(facts.iat),
-        jti: None,
-        client_id: Some(facts.client_id),
-        scope: Some(scope.to_string()),
-        company,
-        roles,
-        username,
-    })
+/// Where an opaque token's facts come from.
+#[derive(Debug)]
+pub enum Source {
+    /// The token store the authorization server writes to, by SHA-256 digest: with the
+    /// user, two round trips per request for a user's token.
+    Store,
+    /// The issuer's introspection endpoint (RFC 7662): with the user, two round trips per
+    /// request for a user's token, one when the introspection cache keeps its answer.
+    Introspection(Introspection),
 }
 
-/// Looks opaque tokens up in the token store the authorization server writes to (by
-/// SHA-256 digest), then the user: two round trips per request for a user's token.
+/// The resource server's [`OpaqueTokens`]: the token's facts from its [`Source`], then
+/// the user as they are now from the user database (`store`), into claims that name
+/// `issuer` and `audience`.
 #[derive(Debug)]
-pub struct StoreOpaque {
+pub struct UserOpaque {
+    pub source: Source,
     pub store: Arc<dyn Store>,
     pub issuer: String,
     pub audience: String,
 }
 
 #[async_trait]
-impl OpaqueTokens for StoreOpaque {
+impl OpaqueTokens for UserOpaque {
     fn method(&self) -> &'static str {
-        "opaque-store"
+        match self.source {
+            Source::Store => "opaque-store",
+            Source::Introspection(_) => "opaque-introspection",
+        }
     }
 
     async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
-        let now = Utc.timestamp_opt(now, 0).single().unwrap_or_else(Utc::now);
+        match &self.source {
+            Source::Store => self.stored(token, now).await,
+            Source::Introspection(introspection) => {
+                self.introspected(introspection, token, now).await
+            }
+        }
+    }
+}
+
+impl UserOpaque {
+    async fn stored(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
+        let now = millis_to_utc(now.saturating_mul(1000));
         let stored = match self.store.find_access_token(&secret::digest(token)).await {
             Ok(Some(stored)) if stored.is_active(now) => stored,
             Ok(_) => return (Err(INACTIVE), 1),
@@ -92,36 +77,20 @@ impl OpaqueTokens for StoreOpaque {
             iat: stored.created_at.timestamp(),
             exp: stored.expires_at.timestamp(),
         };
-        let Some(user_id) = stored.user_id else {
-            return (claims(&self.issuer, &self.audience, facts, None), 1);
-        };
-        match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user)) => (claims(&self.issuer, &self.audience, facts, Some(user)), 2),
-            Ok(None) => (Err(INACTIVE), 2),
-            Err(err) => (Err(unavailable(&err)), 2),
+        match stored.user_id {
+            Some(user_id) => (self.user_claims(facts, user_id, None).await, 2),
+            None => (Ok(self.claims(facts, None)), 1),
         }
     }
-}
 
-/// Asks the issuer's introspection endpoint (RFC 7662) about each opaque token, then the
-/// user database for the company and current roles.
-#[derive(Debug)]
-pub struct IntrospectedOpaque {
-    pub introspection: Introspection,
-    pub store: Arc<dyn Store>,
-    pub issuer: String,
-    pub audience: String,
-}
-
-#[async_trait]
-impl OpaqueTokens for IntrospectedOpaque {
-    fn method(&self) -> &'static str {
-        "opaque-introspection"
-    }
-
-    async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
+    async fn introspected(
+        &self,
+        introspection: &Introspection,
+        token: &str,
+        now: i64,
+    ) -> (Result<Claims, GuardError>, u32) {
         // A kept answer (the optional introspection cache) costs no round trip.
-        let (answer, asked) = self.introspection.introspect_at(token, now).await;
+        let (answer, asked) = introspection.introspect_at(token, now).await;
         let asked = u32::from(asked);
         let answer = match answer {
             Ok(Some(answer)) => answer,
@@ -148,18 +117,61 @@ impl OpaqueTokens for IntrospectedOpaque {
         // names no user. A client id that happens to look like a user id must not make a
         // client's token speak for that user, so both must agree.
         let Some(username) = answer.username else {
-            return (claims(&self.issuer, &self.audience, facts, None), asked);
+            return (Ok(self.claims(facts, None)), asked);
         };
         let Ok(user_id) = Uuid::parse_str(&facts.subject) else {
             return (Err(INACTIVE), asked);
         };
+        let claims = self.user_claims(facts, user_id, Some(&username)).await;
+        (claims, asked + 1)
+    }
+
+    /// Claims for the token of user `user_id`, from the user as they are now (one round
+    /// trip): a disabled user's tokens stop working at once, and a scope the user's
+    /// current roles no longer permit (`admin` without the admin role) is dropped. With
+    /// `username`, the stored user must also bear that name.
+    async fn user_claims(
+        &self,
+        facts: Facts,
+        user_id: Uuid,
+        username: Option<&str>,
+    ) -> Result<Claims, GuardError> {
         match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user)) if user.username.as_str() == username => (
-                claims(&self.issuer, &self.audience, facts, Some(user)),
-                asked + 1,
+            Ok(Some(user))
+                if !user.disabled && username.is_none_or(|name| user.username.as_str() == name) =>
+            {
+                Ok(self.claims(facts, Some(user)))
+            }
+            Ok(_) => Err(INACTIVE),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    /// Claims from the token's facts and, for a user's token, the user; a client's token
+    /// speaks for no user.
+    fn claims(&self, facts: Facts, user: Option<User>) -> Claims {
+        let (scope, company, roles, username) = match user {
+            Some(user) => (
+                facts.scope.permitted_for(&user.roles),
+                Some(user.company.to_string()),
+                Some(user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
+                Some(user.username.to_string()),
             ),
-            Ok(_) => (Err(INACTIVE), asked + 1),
-            Err(err) => (Err(unavailable(&err)), asked + 1),
+            None => (facts.scope, None, None, None),
+        };
+        Claims {
+            iss: self.issuer.clone(),
+            sub: facts.subject,
+            aud: Audience::One(self.audience.clone()),
+            exp: facts.exp,
+            nbf: None,
+            iat: Some(facts.iat),
+            jti: None,
+            client_id: Some(facts.client_id),
+            scope: Some(scope.to_string()),
+            company,
+            roles,
+            username,
         }
     }
 }

@@ -21,22 +21,22 @@ pub type StoreData = web::Data<dyn Store>;
 pub struct Audit {
     pub log: AuditLog,
     pub proxies: tessera_core::net::TrustedProxies,
-    /// The time events are stamped with.
+    /// The server's clock, read once per write: the store's record and its audit event
+    /// carry the same time.
     pub clock: tessera_core::Clock,
 }
 
 impl Audit {
-    /// Records a write by `admin` from where `req` came.
+    /// Records a write by `admin`, made at `now`, from where `req` came.
     async fn write(
         &self,
         req: &HttpRequest,
         admin: &CompanyAdmin,
         kind: AuditKind,
+        now: DateTime<Utc>,
         target: &User,
         detail: String,
     ) {
-        let now = chrono::DateTime::from_timestamp_millis(self.clock.now_millis())
-            .unwrap_or_else(Utc::now);
         let mut event = NewAuditEvent::new(kind, now)
             .actor(admin.actor.as_str())
             .company(admin.company.as_str())
@@ -154,6 +154,7 @@ pub async fn create(
     password::check_policy(&body.password, username.as_str())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let password_hash = hash(body.password).await?;
+    let now = audit.clock.now_utc();
     let user = store
         .create_user(
             &NewUser {
@@ -162,7 +163,7 @@ pub async fn create(
                 password_hash,
                 roles,
             },
-            Utc::now(),
+            now,
         )
         .await?;
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
@@ -171,6 +172,7 @@ pub async fn create(
             &req,
             &admin,
             AuditKind::UserCreated,
+            now,
             &user,
             format!("roles={}", roles.join(",")),
         )
@@ -186,16 +188,21 @@ fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
 }
 
+/// User `id` of the admin's company: 404 when there is none, whether or not another
+/// company has it.
+async fn find_user(store: &StoreData, admin: &CompanyAdmin, id: Uuid) -> Result<User, ApiError> {
+    store
+        .find_user(&admin.company, id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
 pub async fn get(
     admin: CompanyAdmin,
     path: web::Path<(String, String)>,
     store: StoreData,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path.1)?;
-    let user = store
-        .find_user(&admin.company, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let user = find_user(&store, &admin, user_id(&path.1)?).await?;
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
@@ -225,10 +232,7 @@ pub async fn update(
             "nothing to change: give roles, disabled or password",
         ));
     }
-    let existing = store
-        .find_user(&admin.company, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let existing = find_user(&store, &admin, id).await?;
     let roles = body.roles.map(checked_roles).transpose()?;
     let password_hash = match body.password {
         Some(new) => {
@@ -255,8 +259,9 @@ pub async fn update(
         disabled: body.disabled,
         password_hash,
     };
+    let now = audit.clock.now_utc();
     let user = store
-        .update_user(&admin.company, id, &patch, Utc::now())
+        .update_user(&admin.company, id, &patch, now)
         .await?
         .ok_or_else(ApiError::not_found)?;
     audit
@@ -264,6 +269,7 @@ pub async fn update(
             &req,
             &admin,
             AuditKind::UserUpdated,
+            now,
             &user,
             changed.join(" "),
         )
@@ -280,13 +286,18 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
     // Read first so the audit log can name who was deleted.
-    let user = store
-        .find_user(&admin.company, id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let user = find_user(&store, &admin, id).await?;
     if store.delete_user_in(&admin.company, id).await? {
+        let now = audit.clock.now_utc();
         audit
-            .write(&req, &admin, AuditKind::UserDeleted, &user, String::new())
+            .write(
+                &req,
+                &admin,
+                AuditKind::UserDeleted,
+                now,
+                &user,
+                String::new(),
+            )
             .await;
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +7,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tessera_guard::{
-    Guard, Introspection, JwksCache, JwksConfig, JwksSource, ValidationConfig, Validator,
+    Guard, Introspection, JwksCache, JwksConfig, JwksSource, OpaqueTokens, ValidationConfig,
+    Validator,
 };
 
 use tessera_core::metrics::{MetricKind, Registry};
@@ -15,7 +17,7 @@ use tessera_store::{AuditLog, Store};
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
-use crate::opaque::{IntrospectedOpaque, StoreOpaque};
+use crate::opaque::{Source, UserOpaque};
 
 use crate::{headers, routes};
 
@@ -150,87 +152,9 @@ impl Application {
     /// Binds and builds the server. Keys are fetched on first use (and by
     /// [`prefetch_keys`](Self::prefetch_keys)), so the authorization server need not be up yet.
     pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
-        let issuer = tessera_core::parse_issuer(&settings.issuer).map_err(|e| {
-            StartupError::Config(format!(
-                "invalid issuer {:?}: {}",
-                settings.issuer,
-                e.message()
-            ))
-        })?;
-        let source = match &settings.jwks_url {
-            Some(url) => JwksSource::Url(url.clone()),
-            None => JwksSource::Issuer(issuer.clone()),
-        };
-        let mut jwks_config = JwksConfig::new(source);
-        jwks_config.cooldown = settings.jwks_cooldown;
-        jwks_config.allow_http = settings.jwks_allow_http;
-        jwks_config.clock = settings.clock.clone();
-        let jwks =
-            Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
-        let mut validation = ValidationConfig::new(issuer.clone(), settings.audience.clone());
-        validation.leeway = settings.leeway;
-        validation.cache_capacity = settings.token_cache;
-        let mut guard = Guard::new(Validator::new(validation, jwks.clone()));
-        let audience = settings.audience.clone();
-        match &settings.opaque {
-            OpaqueValidation::Store => {
-                let opaque = StoreOpaque {
-                    store: store.clone(),
-                    issuer: issuer.clone(),
-                    audience,
-                };
-                guard = guard.with_opaque(Arc::new(opaque));
-            }
-            OpaqueValidation::Introspection {
-                url,
-                client_id,
-                client_secret,
-            } => {
-                let url = url
-                    .clone()
-                    .unwrap_or_else(|| format!("{issuer}/oauth/introspect"));
-                let introspection = Introspection::new(
-                    url,
-                    client_id,
-                    client_secret,
-                    Duration::from_secs(5),
-                    settings.jwks_allow_http,
-                )
-                .map_err(|e| StartupError::Config(e.to_string()))?;
-                let introspection = match settings.introspection_cache {
-                    Some(ttl) => introspection.with_cache(ttl, INTROSPECTION_CACHE_CAPACITY),
-                    None => introspection,
-                };
-                let opaque = IntrospectedOpaque {
-                    introspection,
-                    store: store.clone(),
-                    issuer: issuer.clone(),
-                    audience,
-                };
-                guard = guard.with_opaque(Arc::new(opaque));
-            }
-            OpaqueValidation::Off => {}
-        }
-        let cors = CorsOrigins::parse(
-            &settings.cors_origins,
-            "GET, POST, PATCH, DELETE",
-            "WWW-Authenticate, Server-Timing, Tessera-Authz-Lookups, Location",
-        )
-        .map_err(StartupError::Config)?;
-        let registry = Arc::new(Registry::new());
-        let http_metrics = HttpMetrics::new(registry.clone());
-        register_metrics(&registry, &guard, &jwks, &store);
-        let audit = AuditLog::spawn(store.clone());
-        let audit_data = web::Data::new(routes::Audit {
-            log: audit.clone(),
-            proxies: settings.trusted_proxies.clone(),
-            clock: settings.clock.clone(),
-        });
-
-        let guard = web::Data::new(guard);
-        let store: web::Data<dyn Store> = web::Data::from(store);
-        let cors = web::Data::new(cors);
-        let http_metrics = web::Data::new(http_metrics);
+        let checked = Checked::from(&settings, &store)?;
+        let jwks = checked.jwks.clone();
+        let (shared, audit) = wire(&settings, checked, store);
 
         let bind_error = |reason| StartupError::Bind {
             addr: settings.addr.clone(),
@@ -239,43 +163,17 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let open_listing = settings.open_listing;
-        if open_listing {
-            tracing::warn!(
-                "GET /open/companies/{{company}}/users lists users with NO authorization (benchmark ceiling); never expose this server"
-            );
-        }
         let mut server = HttpServer::new(move || {
-            let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
-            let open = open_listing
-                .then(|| web::resource("/open/companies/{company}/users").get(routes::list_open));
             App::new()
-                .app_data(guard.clone())
-                .app_data(store.clone())
-                .app_data(cors.clone())
-                .app_data(http_metrics.clone())
-                .app_data(audit_data.clone())
+                .app_data(shared.guard.clone())
+                .app_data(shared.store.clone())
+                .app_data(shared.cors.clone())
+                .app_data(shared.http_metrics.clone())
+                .app_data(shared.audit.clone())
                 .wrap(from_fn(headers::report))
                 .wrap(tessera_web::security_headers(false))
                 .wrap(from_fn(HttpMetrics::middleware))
-                .service(web::resource("/healthz").get(routes::healthz))
-                .service(web::resource("/metrics").get(tessera_web::metrics_handler))
-                .service(api("/me").get(routes::me))
-                .service(
-                    api("/companies/{company}/users")
-                        .get(routes::list)
-                        .post(routes::create),
-                )
-                .service(
-                    api("/companies/{company}/users/{id}")
-                        .get(routes::get)
-                        .patch(routes::update)
-                        .delete(routes::delete),
-                )
-                .configure(|config| {
-                    if let Some(open) = open {
-                        config.service(open);
-                    }
-                })
+                .configure(|config| configure(config, open_listing))
         })
         .client_request_timeout(settings.request_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
@@ -317,16 +215,170 @@ impl Application {
     /// Serves until stopped, then waits for the audit events already recorded to be
     /// written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.audit
-            .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
-            .await;
-        served
+        serve_then_flush(self.server, &self.audit).await
     }
 
     /// The audit log: tests [`flush`](AuditLog::flush) it before reading the store.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+}
+
+/// Drives `serving` to its end, then waits (at most [`tessera_web::SHUTDOWN_FLUSH_LIMIT`])
+/// for the audit events already recorded to be written, so that stopping a server loses
+/// none of them.
+pub async fn serve_then_flush<F: Future>(serving: F, audit: &AuditLog) -> F::Output {
+    let served = serving.await;
+    audit
+        .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
+        .await;
+    served
+}
+
+/// The settings, checked and turned into the parts they configure: everything that can
+/// refuse a setting happens here, before anything is bound or spawned.
+struct Checked {
+    jwks: Arc<JwksCache>,
+    guard: Guard,
+    cors: CorsOrigins,
+}
+
+impl Checked {
+    fn from(settings: &Settings, store: &Arc<dyn Store>) -> Result<Self, StartupError> {
+        let issuer = tessera_core::parse_issuer(&settings.issuer).map_err(|e| {
+            StartupError::Config(format!(
+                "invalid issuer {:?}: {}",
+                settings.issuer,
+                e.message()
+            ))
+        })?;
+        let source = match &settings.jwks_url {
+            Some(url) => JwksSource::Url(url.clone()),
+            None => JwksSource::Issuer(issuer.clone()),
+        };
+        let mut jwks_config = JwksConfig::new(source);
+        jwks_config.cooldown = settings.jwks_cooldown;
+        jwks_config.allow_http = settings.jwks_allow_http;
+        jwks_config.clock = settings.clock.clone();
+        let jwks =
+            Arc::new(JwksCache::new(jwks_config).map_err(|e| StartupError::Config(e.to_string()))?);
+        let mut validation = ValidationConfig::new(issuer.clone(), settings.audience.clone());
+        validation.leeway = settings.leeway;
+        validation.cache_capacity = settings.token_cache;
+        let mut guard = Guard::new(Validator::new(validation, jwks.clone()));
+        if let Some(opaque) = opaque_tokens(settings, issuer, store)? {
+            guard = guard.with_opaque(opaque);
+        }
+        let cors = CorsOrigins::parse(
+            &settings.cors_origins,
+            "GET, POST, PATCH, DELETE",
+            "WWW-Authenticate, Server-Timing, Tessera-Authz-Lookups, Location",
+        )
+        .map_err(StartupError::Config)?;
+        if settings.open_listing {
+            tracing::warn!(
+                "GET /open/companies/{{company}}/users lists users with NO authorization (benchmark ceiling); never expose this server"
+            );
+        }
+        Ok(Checked { jwks, guard, cors })
+    }
+}
+
+/// How the guard validates opaque tokens, as `settings.opaque` says: `None` refuses them.
+fn opaque_tokens(
+    settings: &Settings,
+    issuer: String,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Arc<dyn OpaqueTokens>>, StartupError> {
+    let source = match &settings.opaque {
+        OpaqueValidation::Store => Source::Store,
+        OpaqueValidation::Introspection {
+            url,
+            client_id,
+            client_secret,
+        } => {
+            let url = url
+                .clone()
+                .unwrap_or_else(|| format!("{issuer}/oauth/introspect"));
+            let introspection = Introspection::new(
+                url,
+                client_id,
+                client_secret,
+                Duration::from_secs(5),
+                settings.jwks_allow_http,
+            )
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+            Source::Introspection(match settings.introspection_cache {
+                Some(ttl) => introspection.with_cache(ttl, INTROSPECTION_CACHE_CAPACITY),
+                None => introspection,
+            })
+        }
+        OpaqueValidation::Off => return Ok(None),
+    };
+    Ok(Some(Arc::new(UserOpaque {
+        source,
+        store: store.clone(),
+        issuer,
+        audience: settings.audience.clone(),
+    })))
+}
+
+/// What every worker's `App` shares, as app data: the extractors, middleware and handlers
+/// find each part there by its type.
+#[derive(Clone)]
+struct Shared {
+    guard: web::Data<Guard>,
+    store: web::Data<dyn Store>,
+    cors: web::Data<CorsOrigins>,
+    http_metrics: web::Data<HttpMetrics>,
+    audit: web::Data<routes::Audit>,
+}
+
+/// Wires the checked parts together: the metrics registry and what it reads at scrape
+/// time, and the audit log's writer task. Returns the app data and the audit log, which
+/// the server flushes when it stops.
+fn wire(settings: &Settings, checked: Checked, store: Arc<dyn Store>) -> (Shared, AuditLog) {
+    let Checked { jwks, guard, cors } = checked;
+    let registry = Arc::new(Registry::new());
+    let http_metrics = HttpMetrics::new(registry.clone());
+    register_metrics(&registry, &guard, &jwks, &store);
+    let audit = AuditLog::spawn(store.clone());
+    let audit_data = web::Data::new(routes::Audit {
+        log: audit.clone(),
+        proxies: settings.trusted_proxies.clone(),
+        clock: settings.clock.clone(),
+    });
+    let shared = Shared {
+        guard: web::Data::new(guard),
+        store: web::Data::from(store),
+        cors: web::Data::new(cors),
+        http_metrics: web::Data::new(http_metrics),
+        audit: audit_data,
+    };
+    (shared, audit)
+}
+
+/// The routes. The API's resources answer CORS (the `/healthz` and `/metrics` ones do
+/// not); `open_listing` adds the unauthorized benchmark listing.
+fn configure(config: &mut web::ServiceConfig, open_listing: bool) {
+    let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
+    config
+        .service(web::resource("/healthz").get(routes::healthz))
+        .service(web::resource("/metrics").get(tessera_web::metrics_handler))
+        .service(api("/me").get(routes::me))
+        .service(
+            api("/companies/{company}/users")
+                .get(routes::list)
+                .post(routes::create),
+        )
+        .service(
+            api("/companies/{company}/users/{id}")
+                .get(routes::get)
+                .patch(routes::update)
+                .delete(routes::delete),
+        );
+    if open_listing {
+        config.service(web::resource("/open/companies/{company}/users").get(routes::list_open));
     }
 }
 
