@@ -1,17 +1,70 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3).
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use tessera_core::secret;
 use tessera_store::{AuditKind, Client, NewAuditEvent};
 
 use crate::error::ApiError;
 use crate::form::Form;
 use crate::state::AppState;
+
+/// The opening every endpoint that authenticates clients shares (token, introspection,
+/// revocation): the time, read once; where the request comes from; its form body; and
+/// the client, authenticated by [`authenticate`]. Extracting it answers every failure
+/// with an RFC 6749 §5.2 error.
+pub struct ClientRequest {
+    /// What every handler shares.
+    pub state: web::Data<AppState>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+    /// The client's address.
+    pub address: IpAddr,
+    /// The form body.
+    pub form: Form,
+    /// The authenticated client.
+    pub client: Client,
+}
+
+impl FromRequest for ClientRequest {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload);
+        Box::pin(async move {
+            // Taking the body cannot fail; the error type is actix's general one.
+            let payload = payload
+                .await
+                .map_err(|e| ApiError::internal("reading a client request", &e))?;
+            let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+                return Err(ApiError::internal(
+                    "reading a client request",
+                    &std::io::Error::other("the server state is not registered"),
+                ));
+            };
+            let now = state.now();
+            let address = state.address(&req);
+            let form = Form::read(&req, payload).await?;
+            let client = authenticate(&req, &form, &state, address).await?;
+            Ok(ClientRequest {
+                state,
+                now,
+                address,
+                form,
+                client,
+            })
+        })
+    }
+}
 
 /// What the client presented.
 enum Presented {
@@ -94,7 +147,9 @@ pub async fn authenticate(
             for limit in attempt.exhausted() {
                 state
                     .audit(
-                        crate::limits::exhausted_event(state, *limit, address)
+                        state
+                            .limits
+                            .exhausted_event(*limit, address, state.now())
                             .client_id(shown.as_str()),
                     )
                     .await;

@@ -1,15 +1,14 @@
 //! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
 use tessera_core::{AccessTokenClaims, ErrorCode, secret};
 use tessera_store::{AuditKind, NewAuditEvent};
 
-use crate::client_auth;
+use crate::client_auth::ClientRequest;
 use crate::error::{ApiError, no_store};
-use crate::form::Form;
 use crate::state::AppState;
 
 /// Tokens longer than this are not ours: inactive at once, no lookup.
@@ -17,15 +16,14 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// RFC 7662 §2: for resource servers. Any authenticated confidential client may ask;
 /// public clients cannot authenticate and get `invalid_client`.
-pub async fn introspect(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let now = state.now();
-    let address = state.address(&req);
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, &state, address).await?;
+pub async fn introspect(request: ClientRequest) -> Result<HttpResponse, ApiError> {
+    let ClientRequest {
+        state,
+        now,
+        form,
+        client,
+        ..
+    } = request;
     if client.is_public() {
         return Err(ApiError::invalid_client(false));
     }
@@ -80,16 +78,14 @@ async fn inspect(
                 "jti": claims.jti,
         }))));
     }
-    let Some(stored) = state
+    let stored = state
         .store
         .find_access_token(&secret::digest(token))
         .await?
-    else {
+        .filter(|stored| stored.is_active(now));
+    let Some(stored) = stored else {
         return Ok(None);
     };
-    if !stored.is_active(now) {
-        return Ok(None);
-    }
     let username = match stored.user_id {
         Some(id) => match state.store.find_user_by_id(id).await? {
             // A disabled or deleted user's tokens are inactive at once.
@@ -144,15 +140,14 @@ fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
 /// never tells a client whether someone else's token exists. JWT access tokens cannot be
 /// recalled (every resource server decides from the token alone), so they get
 /// `unsupported_token_type` (RFC 7009 §2.2.1) and stay valid until they expire.
-pub async fn revoke(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let now = state.now();
-    let address = state.address(&req);
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, &state, address).await?;
+pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
+    let ClientRequest {
+        state,
+        now,
+        address,
+        form,
+        client,
+    } = request;
     let token = form.require("token")?;
     // Only a JWT this server issued and would still accept is "unsupported"; anything else
     // with dots is an invalid token, which RFC 7009 §2.2 answers with 200.

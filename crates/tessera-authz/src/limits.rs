@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tessera_core::metrics::{Counter, Registry};
 use tessera_core::ratelimit::{Limited, Quota, RateLimiter};
+use tessera_store::{AuditKind, NewAuditEvent};
 
 /// Wrong passwords per account: 10, then one more every 30 s.
 pub const PASSWORD_PER_ACCOUNT: Quota = Quota::new(10, Duration::from_secs(30));
@@ -213,6 +214,25 @@ impl RateLimits {
             Limit::AddressRequests => self.address_requests.quota(),
         }
     }
+
+    /// The audit event for a brute-force limit that was just used up at `now`: from now
+    /// on attempts from `address` are refused until the allowance grows back.
+    pub fn exhausted_event(
+        &self,
+        limit: Limit,
+        address: IpAddr,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> NewAuditEvent {
+        let quota = self.quota(limit);
+        NewAuditEvent::new(AuditKind::RateLimited, now)
+            .address(address.to_string())
+            .detail(format!(
+                "{}: {} failures; one more allowed every {} s",
+                limit.as_str(),
+                quota.burst,
+                quota.period.as_secs()
+            ))
+    }
 }
 
 /// The slots one password or client-secret attempt holds, and the limits it used up.
@@ -265,24 +285,6 @@ pub fn address_key(address: IpAddr) -> IpAddr {
         )),
         v4 => v4,
     }
-}
-
-/// The audit event for a brute-force limit that was just used up: from now on attempts are
-/// refused until the allowance grows back.
-pub fn exhausted_event(
-    state: &crate::state::AppState,
-    limit: Limit,
-    address: IpAddr,
-) -> tessera_store::NewAuditEvent {
-    let quota = state.limits.quota(limit);
-    tessera_store::NewAuditEvent::new(tessera_store::AuditKind::RateLimited, state.now())
-        .address(address.to_string())
-        .detail(format!(
-            "{}: {} failures; one more allowed every {} s",
-            limit.as_str(),
-            quota.burst,
-            quota.period.as_secs()
-        ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
+//! What every handler shares.
+
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::web::Bytes;
@@ -9,9 +10,9 @@ use tessera_core::metrics::Counter;
 use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditLog, NewAuditEvent, Store};
 
+use crate::grant::GrantEngine;
 use crate::keys::KeyManager;
 use crate::limits::RateLimits;
-use crate::passwords::PasswordVerifier;
 
 /// What every handler shares. Built once by [`crate::Application::build`].
 #[derive(Debug)]
@@ -23,23 +24,20 @@ pub struct AppState {
     pub clock: Clock,
     pub issuer: String,
     pub audience: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
+    /// The grant decisions of the token and authorization endpoints.
+    pub grants: GrantEngine,
     /// Whether cookies carry `Secure`: whenever the issuer is https.
     pub secure_cookies: bool,
     /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
     pub origin: String,
-    pub passwords: PasswordVerifier,
     /// The RFC 8414 metadata document, serialised once from configuration.
     pub metadata: Bytes,
     /// Rate limits and brute-force protection.
-    pub limits: RateLimits,
+    pub limits: Arc<RateLimits>,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
     /// Security events, written to the store in the background.
     pub audit: AuditLog,
-    /// Opaque access tokens, stored by group commit.
-    pub opaque_tokens: tessera_store::TokenBatcher,
     /// `tessera_tokens_issued_total{grant, format}`.
     pub tokens_issued: Counter,
     /// `tessera_introspections_total{active}`.
@@ -49,7 +47,7 @@ pub struct AppState {
 impl AppState {
     /// The current time.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        crate::keys::to_utc(self.clock.now_millis())
+        self.clock.now_utc()
     }
 
     /// The current time in Unix milliseconds, for rate limits.

@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use tessera_core::Scope;
 
+use crate::grant::SUPPORTED_GRANTS;
 use crate::state::AppState;
-use crate::token::SUPPORTED_GRANTS;
 
 /// The RFC 8414 metadata for `issuer`: every URL derives from configuration, never from
 /// the request's `Host` header.
