@@ -10,9 +10,10 @@
 //! Every form carries the authorization request in hidden fields, and every POST checks
 //! the request again from scratch: nothing a page sent is trusted.
 
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev, web};
 use askama::Template;
 use chrono::{DateTime, Duration, Utc};
 use subtle::ConstantTimeEq;
@@ -24,7 +25,7 @@ use crate::form::Form;
 use crate::grant::{self, AuthorizationRequest, ENDPOINT, GrantError, Refusal};
 use crate::pages::render;
 use crate::passwords::SignIn;
-use crate::state::AppState;
+use crate::state::{AppState, Extracting, extract};
 
 /// How long a browser stays signed in at the authorization endpoint: 30 minutes.
 const SESSION_TTL_SECS: i64 = 30 * 60;
@@ -101,7 +102,7 @@ fn redirect(
     if let Some(s) = &request.state {
         all.push(("state", s));
     }
-    all.push(("iss", &state.issuer));
+    all.push(("iss", &state.grants.issuer));
     redirect_to_client(&request.redirect_uri, status, &all)
 }
 
@@ -302,6 +303,7 @@ async fn signed_in(
         return Ok(None);
     };
     let session = state
+        .grants
         .store
         .find_login_session(&secret::digest(secret))
         .await?
@@ -309,7 +311,7 @@ async fn signed_in(
     let Some(session) = session else {
         return Ok(None);
     };
-    let user = state.store.find_user_by_id(session.user_id).await?;
+    let user = state.grants.store.find_user_by_id(session.user_id).await?;
     Ok(user.filter(|user| !user.disabled).map(|user| SignedIn {
         user,
         secret: secret.to_owned(),
@@ -358,7 +360,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(form) => form,
         Err(err) => return error_page(StatusCode::BAD_REQUEST, &err.to_string()),
     };
-    let request = match grant::check(&form, state.store.as_ref()).await {
+    let request = match grant::check(&form, state.grants.store.as_ref()).await {
         Ok(request) => request,
         Err(refusal) => return respond(refusal, &state, StatusCode::FOUND),
     };
@@ -411,34 +413,44 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     }
 }
 
-/// Reads a page's form POST: the body, then where it comes from, then the authorization
-/// request it carries. The form's token is the caller's to check.
-async fn read_post(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-) -> Result<(Form, AuthorizationRequest), HttpResponse> {
-    let form = Form::read(req, payload)
-        .await
-        .map_err(|err| error_page(StatusCode::BAD_REQUEST, &err.to_string()))?;
-    check_origin(req, state).map_err(|why| error_page(StatusCode::FORBIDDEN, why))?;
-    let request = grant::check(&form, state.store.as_ref())
-        .await
-        .map_err(|refusal| respond(refusal, state, StatusCode::SEE_OTHER))?;
-    Ok((form, request))
+/// A page's form POST, read: the time, the body, where it comes from, then the
+/// authorization request it carries, checked again from scratch. The form's token is the
+/// handler's to check. A refusal is the page or redirect it answers with.
+pub struct PagePost {
+    now: DateTime<Utc>,
+    form: Form,
+    request: AuthorizationRequest,
+}
+
+impl FromRequest for PagePost {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let missing = || refused(server_error_page());
+        extract(req, payload, missing, |req, payload, state| async move {
+            let now = state.now();
+            let form = Form::read(&req, payload)
+                .await
+                .map_err(|err| refused(error_page(StatusCode::BAD_REQUEST, &err.to_string())))?;
+            check_origin(&req, &state)
+                .map_err(|why| refused(error_page(StatusCode::FORBIDDEN, why)))?;
+            let request = grant::check(&form, state.grants.store.as_ref())
+                .await
+                .map_err(|refusal| refused(respond(refusal, &state, StatusCode::SEE_OTHER)))?;
+            Ok(PagePost { now, form, request })
+        })
+    }
+}
+
+/// A form post answered with `response` instead of reaching its handler.
+fn refused(response: HttpResponse) -> actix_web::Error {
+    InternalError::from_response("form post refused", response).into()
 }
 
 /// `POST /oauth/authorize/login`: checks the password and starts a login session.
-pub async fn login(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let now = state.now();
-    let (form, request) = match read_post(&req, payload, &state).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
+pub async fn login(req: HttpRequest, post: PagePost, state: web::Data<AppState>) -> HttpResponse {
+    let PagePost { now, form, request } = post;
     if let Err(why) = check_login_token(&req, &state, &form) {
         return error_page(StatusCode::FORBIDDEN, why);
     }
@@ -505,7 +517,7 @@ async fn signed_in_as(
         user_id: user.id,
         expires_at: now + Duration::seconds(SESSION_TTL_SECS),
     };
-    if let Err(err) = state.store.insert_login_session(&record, now).await {
+    if let Err(err) = state.grants.store.insert_login_session(&record, now).await {
         return store_failure_page(err);
     }
     tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
@@ -519,16 +531,8 @@ async fn signed_in_as(
 
 /// `POST /oauth/authorize/consent`: Allow issues a code and sends it to the client; Deny
 /// sends `access_denied`.
-pub async fn consent(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let now = state.now();
-    let (form, request) = match read_post(&req, payload, &state).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
+pub async fn consent(req: HttpRequest, post: PagePost, state: web::Data<AppState>) -> HttpResponse {
+    let PagePost { now, form, request } = post;
     let session = match signed_in(&req, &state, now).await {
         Ok(Some(session)) => session,
         // The session ended while the page was open: sign in again.

@@ -1,8 +1,6 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3).
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev, web};
@@ -14,7 +12,7 @@ use tessera_store::{AuditKind, Client, NewAuditEvent};
 
 use crate::error::ApiError;
 use crate::form::Form;
-use crate::state::AppState;
+use crate::state::{AppState, Extracting, extract};
 
 /// The opening every endpoint that authenticates clients shares (token, introspection,
 /// revocation): the time, read once; where the request comes from; its form body; and
@@ -35,22 +33,16 @@ pub struct ClientRequest {
 
 impl FromRequest for ClientRequest {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracting<Self, ApiError>;
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = web::Payload::from_request(&req, payload);
-        Box::pin(async move {
-            // Taking the body cannot fail; the error type is actix's general one.
-            let payload = payload
-                .await
-                .map_err(|e| ApiError::internal("reading a client request", &e))?;
-            let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-                return Err(ApiError::internal(
-                    "reading a client request",
-                    &std::io::Error::other("the server state is not registered"),
-                ));
-            };
+        let missing = || {
+            ApiError::internal(
+                "reading a client request",
+                &std::io::Error::other("the request body or the server state is missing"),
+            )
+        };
+        extract(req, payload, missing, |req, payload, state| async move {
             let now = state.now();
             let address = state.address(&req);
             let form = Form::read(&req, payload).await?;
@@ -113,7 +105,7 @@ pub async fn authenticate(
         .limits
         .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
-    let client = match state.store.find_client(id).await {
+    let client = match state.grants.store.find_client(id).await {
         Ok(client) => client,
         Err(err) => {
             // Nothing was checked: not a failed guess.

@@ -57,7 +57,7 @@ async fn inspect(
         // or disabled, as it does for opaque tokens.
         if claims.username.is_some() {
             let user = match uuid::Uuid::parse_str(&claims.sub) {
-                Ok(id) => state.store.find_user_by_id(id).await?,
+                Ok(id) => state.grants.store.find_user_by_id(id).await?,
                 Err(_) => None,
             };
             if user.is_none_or(|u| u.disabled) {
@@ -79,6 +79,7 @@ async fn inspect(
         }))));
     }
     let stored = state
+        .grants
         .store
         .find_access_token(&secret::digest(token))
         .await?
@@ -87,7 +88,7 @@ async fn inspect(
         return Ok(None);
     };
     let username = match stored.user_id {
-        Some(id) => match state.store.find_user_by_id(id).await? {
+        Some(id) => match state.grants.store.find_user_by_id(id).await? {
             // A disabled or deleted user's tokens are inactive at once.
             Some(user) if !user.disabled => Some(user.username.to_string()),
             _ => return Ok(None),
@@ -103,8 +104,8 @@ async fn inspect(
         "sub": stored.subject,
         "exp": stored.expires_at.timestamp(),
         "iat": stored.created_at.timestamp(),
-        "iss": state.issuer,
-        "aud": state.audience,
+        "iss": state.grants.issuer,
+        "aud": state.grants.audience,
     }))))
 }
 
@@ -120,10 +121,10 @@ fn without_nulls(mut value: Value) -> Value {
 /// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
 fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
     let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
-    let (algorithm, key) = state.keys.verifying_key(&kid)?;
+    let (algorithm, key) = state.grants.keys.verifying_key(&kid)?;
     let mut validation = Validation::new(algorithm);
-    validation.set_issuer(&[&state.issuer]);
-    validation.set_audience(&[&state.audience]);
+    validation.set_issuer(&[&state.grants.issuer]);
+    validation.set_audience(&[&state.grants.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     // Expiry is checked against the server's clock below, with no leeway.
     validation.validate_exp = false;
@@ -161,6 +162,7 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     if !token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
         let digest = secret::digest(token);
         let revoked = state
+            .grants
             .store
             .revoke_access_token(&digest, client.client_id.as_str(), now)
             .await?;
@@ -174,12 +176,16 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
         if revoked {
             tracing::info!(client_id = %client.client_id, "access token revoked");
             state.audit(event("opaque access token".to_owned())).await;
-        } else if let Some(refresh) = state.store.find_refresh_token(&digest).await?
+        } else if let Some(refresh) = state.grants.store.find_refresh_token(&digest).await?
             && refresh.client_id == client.client_id
         {
             // RFC 7009 §2.1: revoking a refresh token ends its grant, with the opaque
             // access tokens issued from it.
-            let revoked = state.store.revoke_family(refresh.family_id, now).await?;
+            let revoked = state
+                .grants
+                .store
+                .revoke_family(refresh.family_id, now)
+                .await?;
             tracing::info!(
                 client_id = %client.client_id,
                 family_id = %refresh.family_id,

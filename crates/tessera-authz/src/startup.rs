@@ -68,8 +68,8 @@ impl Application {
         let issuer = issuer(&settings, addr)?;
         let cors = check_settings(&settings)?;
         let (state, http_metrics) = wire(&settings, store.clone(), issuer.clone()).await?;
-        let keys = state.keys.clone();
-        let audit = state.audit.clone();
+        let keys = state.grants.keys.clone();
+        let audit = state.grants.audit.clone();
 
         let hsts = issuer.starts_with("https://");
         let state = web::Data::new(state);
@@ -266,33 +266,26 @@ async fn wire(
         audit: audit.clone(),
         clock: settings.clock.clone(),
     };
-    let grants = GrantEngine {
-        store: store.clone(),
-        keys: keys.clone(),
-        clock: settings.clock.clone(),
-        issuer: issuer.clone(),
-        audience: settings.audience.clone(),
-        access_token_ttl: settings.access_token_ttl,
-        refresh_token_ttl: settings.refresh_token_ttl,
-        opaque_tokens: tessera_store::TokenBatcher::spawn(store.clone()),
-        passwords,
-        audit: audit.clone(),
-    };
     let state = AppState {
-        store,
-        keys,
-        clock: settings.clock.clone(),
-        audience: settings.audience.clone(),
-        grants,
         secure_cookies: issuer.starts_with("https://"),
         origin: url::Url::parse(&issuer)
             .map(|u| u.origin().ascii_serialization())
             .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
-        issuer,
+        grants: GrantEngine {
+            store: store.clone(),
+            keys,
+            clock: settings.clock.clone(),
+            issuer,
+            audience: settings.audience.clone(),
+            access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
+            opaque_tokens: tessera_store::TokenBatcher::spawn(store),
+            passwords,
+            audit,
+        },
         metadata: Bytes::from(metadata),
         limits,
         proxies: settings.trusted_proxies.clone(),
-        audit,
         tokens_issued,
         introspections,
     };

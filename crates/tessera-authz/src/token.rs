@@ -26,17 +26,14 @@ struct TokenResponse {
 
 /// The token endpoint.
 pub async fn token(request: ClientRequest) -> Result<HttpResponse, ApiError> {
-    let ClientRequest {
-        state,
-        now,
-        address,
-        form,
-        client,
-    } = request;
-    let parsed = TokenRequest::parse(&form, &client)?;
+    let (state, client, address) = (&request.state, &request.client, request.address);
+    let parsed = TokenRequest::parse(&request.form, client)?;
     let grant = parsed.grant_type();
-    let issued = state.grants.grant(&client, parsed, now, address).await?;
-    self::issued(&state, &client, grant, issued.user.as_ref(), address).await;
+    let issued = state
+        .grants
+        .grant(client, parsed, request.now, address)
+        .await?;
+    self::issued(state, client, grant, issued.user.as_ref(), address).await;
     Ok(render(issued))
 }
 

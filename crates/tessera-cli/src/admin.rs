@@ -48,20 +48,18 @@ pub async fn company(common: &Common, cmd: CompanyCommand) -> anyhow::Result<()>
             println!("created company {} ({})", company.slug, company.id);
         }
         CompanyCommand::List => {
-            let rows = store
-                .list_companies()
-                .await?
-                .into_iter()
-                .map(|c| {
+            print_list(
+                &["SLUG", "NAME", "ID", "CREATED"],
+                store.list_companies().await?,
+                |c| {
                     vec![
                         c.slug.to_string(),
                         c.name,
                         c.id.to_string(),
                         rfc3339(c.created_at),
                     ]
-                })
-                .collect();
-            print_table(&["SLUG", "NAME", "ID", "CREATED"], rows);
+                },
+            );
         }
     }
     Ok(())
@@ -99,11 +97,10 @@ pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
             );
         }
         UserCommand::List { company } => {
-            let rows = store
-                .list_users(company.as_ref())
-                .await?
-                .into_iter()
-                .map(|u| {
+            print_list(
+                &["USERNAME", "COMPANY", "ROLES", "STATE", "ID"],
+                store.list_users(company.as_ref()).await?,
+                |u| {
                     vec![
                         u.username.to_string(),
                         u.company.to_string(),
@@ -115,9 +112,8 @@ pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
                         if u.disabled { "disabled" } else { "enabled" }.to_owned(),
                         u.id.to_string(),
                     ]
-                })
-                .collect();
-            print_table(&["USERNAME", "COMPANY", "ROLES", "STATE", "ID"], rows);
+                },
+            );
         }
         UserCommand::Disable { username } => set_disabled(store.as_ref(), &username, true).await?,
         UserCommand::Enable { username } => set_disabled(store.as_ref(), &username, false).await?,
@@ -263,6 +259,11 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 pub fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Prints one row for each of `items` under a header, columns padded to their widest cell.
+pub fn print_list<T>(header: &[&str], items: Vec<T>, row: impl FnMut(T) -> Vec<String>) {
+    print_table(header, items.into_iter().map(row).collect());
 }
 
 /// Prints rows under a header, columns padded to their widest cell.

@@ -5,7 +5,7 @@ use chrono::Utc;
 use tessera_core::{GrantType, ScopeSet, secret};
 use tessera_store::{NewClient, Store};
 
-use crate::admin::{open, print_table, user_error};
+use crate::admin::{open, print_list, user_error};
 use crate::args::{ClientAdd, ClientCommand, Common};
 
 pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
@@ -81,11 +81,10 @@ fn check_grants(new: &ClientAdd) -> anyhow::Result<()> {
 
 /// Prints every client, one row each.
 async fn list(store: &dyn Store) -> anyhow::Result<()> {
-    let rows = store
-        .list_clients()
-        .await?
-        .into_iter()
-        .map(|c| {
+    print_list(
+        &["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "FORMAT", "NAME"],
+        store.list_clients().await?,
+        |c| {
             vec![
                 c.client_id.to_string(),
                 if c.is_public() {
@@ -103,11 +102,7 @@ async fn list(store: &dyn Store) -> anyhow::Result<()> {
                 c.access_token_format.to_string(),
                 c.name,
             ]
-        })
-        .collect();
-    print_table(
-        &["CLIENT_ID", "TYPE", "GRANTS", "SCOPES", "FORMAT", "NAME"],
-        rows,
+        },
     );
     Ok(())
 }

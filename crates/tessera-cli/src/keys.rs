@@ -9,7 +9,7 @@ use tessera_authz::keys::{self, KeySchedule, NextKey, Publication};
 use tessera_core::{Clock, MasterKey};
 use tessera_store::{AuditKind, KeyState, NewAuditEvent, Store};
 
-use crate::admin::{open, print_table, rfc3339};
+use crate::admin::{open, print_list, rfc3339};
 use crate::args::{Common, KeysCommand};
 
 /// The master key from `TESSERA_MASTER_KEY`, if set (an empty value counts as unset). It
@@ -58,11 +58,19 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
 
 /// Prints every published key with its state, times and how its private half is kept.
 async fn list(store: &dyn Store) -> anyhow::Result<()> {
-    let rows = store
-        .published_keys()
-        .await?
-        .into_iter()
-        .map(|k| {
+    print_list(
+        &[
+            "KID",
+            "ALG",
+            "STATE",
+            "PUBLISHED",
+            "SIGNS FROM",
+            "RETIRED",
+            "REMOVED AT",
+            "PRIVATE KEY",
+        ],
+        store.published_keys().await?,
+        |k| {
             let at_rest = if k.private_key.is_empty() {
                 "erased"
             } else if tessera_core::seal::is_sealed(&k.private_key) {
@@ -83,20 +91,7 @@ async fn list(store: &dyn Store) -> anyhow::Result<()> {
                 k.remove_at.map(rfc3339).unwrap_or_else(|| "-".into()),
                 at_rest.to_owned(),
             ]
-        })
-        .collect();
-    print_table(
-        &[
-            "KID",
-            "ALG",
-            "STATE",
-            "PUBLISHED",
-            "SIGNS FROM",
-            "RETIRED",
-            "REMOVED AT",
-            "PRIVATE KEY",
-        ],
-        rows,
+        },
     );
     Ok(())
 }
