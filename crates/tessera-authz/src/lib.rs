@@ -24,3 +24,7 @@ pub use settings::{
     DEFAULT_REQUEST_TIMEOUT, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};
+
+#[cfg(test)]
+#[path = "tests/architecture.rs"]
+mod architecture;
