@@ -672,6 +672,47 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_next_key_is_published_once_and_signs_after_the_publish_ahead_time() {
+        use tessera_store::testing::{Backend, TestDatabase};
+
+        let db = TestDatabase::new(Backend::Sqlite);
+        let store = db.open().await;
+        let clock = Clock::pinned_now();
+        let next = NextKey {
+            algorithm: SigningAlgorithm::EdDSA,
+            publish_ahead: DEFAULT_PUBLISH_AHEAD,
+            not_before: None,
+        };
+        let Publication::Published {
+            key,
+            activate_at,
+            at,
+        } = publish_next(store.as_ref(), &clock, next, None)
+            .await
+            .unwrap()
+        else {
+            panic!("the first next key is published");
+        };
+        assert_eq!(at, clock.now_utc());
+        assert_eq!(activate_at, at + chrono_duration(DEFAULT_PUBLISH_AHEAD));
+        assert_eq!(key.state, KeyState::Next);
+        assert_eq!(key.algorithm, SigningAlgorithm::EdDSA);
+
+        // A second publication, even one due later, finds the first and leaves it.
+        let later = NextKey {
+            not_before: Some(at + chrono::Duration::days(30)),
+            ..next
+        };
+        match publish_next(store.as_ref(), &clock, later, None)
+            .await
+            .unwrap()
+        {
+            Publication::Lost(existing) => assert_eq!(existing.kid, key.kid),
+            Publication::Published { key, .. } => panic!("a second next key {}", key.kid),
+        }
+    }
+
     #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(human(Duration::from_secs(90_061)), "1d1h1m1s");
