@@ -10,30 +10,25 @@
 //! Every form carries the authorization request in hidden fields, and every POST checks
 //! the request again from scratch: nothing a page sent is trusted.
 
-use std::borrow::Cow;
-
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev, web};
 use askama::Template;
 use chrono::{DateTime, Duration, Utc};
 use subtle::ConstantTimeEq;
-use tessera_core::{ErrorCode, GrantType, Scope, ScopeSet, pkce, secret};
-use tessera_store::{Client, NewAuthorizationCode, NewLoginSession, StoreError, User};
+use tessera_core::{ErrorCode, Scope, secret};
+use tessera_store::{NewLoginSession, StoreError, User};
 
 use crate::error::ErrorChain;
 use crate::form::Form;
+use crate::grant::{self, AuthorizationRequest, ENDPOINT, GrantError, Refusal};
 use crate::pages::render;
 use crate::passwords::SignIn;
-use crate::state::AppState;
-use crate::{passwords, token};
+use crate::state::{AppState, Extracting, extract};
 
-/// How long an authorization code can be redeemed: 60 seconds.
-pub const CODE_TTL_SECS: i64 = 60;
 /// How long a browser stays signed in at the authorization endpoint: 30 minutes.
 const SESSION_TTL_SECS: i64 = 30 * 60;
-/// The authorization endpoint; its forms post below it.
-const ENDPOINT: &str = "/oauth/authorize";
 
 /// The two cookies of the authorization endpoint.
 ///
@@ -95,135 +90,77 @@ fn describe(scope: Scope) -> &'static str {
     }
 }
 
-/// An authorization request that passed every check.
-struct AuthorizationRequest {
-    client: Client,
-    redirect_uri: String,
-    state: Option<String>,
-    scope: ScopeSet,
-    code_challenge: String,
+/// Sends the browser back to the client of `request` with `params`, the `state` byte for
+/// byte and the issuer (RFC 9207).
+fn redirect(
+    request: &AuthorizationRequest,
+    state: &AppState,
+    status: StatusCode,
+    params: &[(&str, &str)],
+) -> HttpResponse {
+    let mut all: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = &request.state {
+        all.push(("state", s));
+    }
+    all.push(("iss", &state.grants.issuer));
+    redirect_to_client(&request.redirect_uri, status, &all)
 }
 
-impl AuthorizationRequest {
-    /// The request as hidden form fields, so that the next POST can check it again.
-    fn hidden_fields(&self) -> Vec<(&'static str, String)> {
-        let mut fields = vec![
-            ("response_type", "code".to_owned()),
-            ("client_id", self.client.client_id.to_string()),
-            ("redirect_uri", self.redirect_uri.clone()),
-            ("scope", self.scope.to_string()),
-            ("code_challenge", self.code_challenge.clone()),
-            ("code_challenge_method", pkce::METHOD_S256.to_owned()),
-        ];
-        if let Some(state) = &self.state {
-            fields.push(("state", state.clone()));
+/// The consent page may post only here and redirect only to the client: CSP
+/// `form-action` also governs where a form's redirect may go.
+fn consent_form_action(request: &AuthorizationRequest) -> String {
+    match url::Url::parse(&request.redirect_uri) {
+        // CSP host sources cannot name an IPv6 literal: allow the scheme instead.
+        Ok(url) if matches!(url.host(), Some(url::Host::Ipv6(_))) => {
+            format!("'self' {}:", url.scheme())
         }
-        fields
-    }
-
-    /// `/oauth/authorize?…` for this request: where a POST sends the browser next.
-    fn location(&self) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in self.hidden_fields() {
-            query.append_pair(name, &value);
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {
+            format!("'self' {}", url.origin().ascii_serialization())
         }
-        format!("{ENDPOINT}?{}", query.finish())
-    }
-
-    /// Sends the browser back to the client with `params`, the `state` byte for byte and
-    /// the issuer (RFC 9207).
-    fn redirect(
-        &self,
-        state: &AppState,
-        status: StatusCode,
-        params: &[(&str, &str)],
-    ) -> HttpResponse {
-        let mut all: Vec<(&str, &str)> = params.to_vec();
-        if let Some(s) = &self.state {
-            all.push(("state", s));
-        }
-        all.push(("iss", &state.issuer));
-        redirect_to_client(&self.redirect_uri, status, &all)
-    }
-
-    /// The consent page may post only here and redirect only to the client: CSP
-    /// `form-action` also governs where a form's redirect may go.
-    fn consent_form_action(&self) -> String {
-        match url::Url::parse(&self.redirect_uri) {
-            // CSP host sources cannot name an IPv6 literal: allow the scheme instead.
-            Ok(url) if matches!(url.host(), Some(url::Host::Ipv6(_))) => {
-                format!("'self' {}:", url.scheme())
-            }
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {
-                format!("'self' {}", url.origin().ascii_serialization())
-            }
-            Ok(url) => format!("'self' {}:", url.scheme()),
-            Err(_) => "'self'".to_owned(),
-        }
+        Ok(url) => format!("'self' {}:", url.scheme()),
+        Err(_) => "'self'".to_owned(),
     }
 }
 
-/// Why an authorization request was refused, and so where the answer goes.
-enum Refusal {
-    /// Shown at the server: the client or the redirect URI cannot be trusted, so the
-    /// browser must not be sent anywhere (RFC 6749 §4.1.2.1).
-    Page {
-        status: StatusCode,
-        message: Cow<'static, str>,
-    },
-    /// Sent back to the registered redirect URI with `error` and `state`.
-    Redirect {
-        request: Box<AuthorizationRequest>,
-        error: ErrorCode,
-        description: Cow<'static, str>,
-    },
-}
-
-impl Refusal {
-    fn page(message: impl Into<Cow<'static, str>>) -> Self {
-        Refusal::Page {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-
-    fn respond(self, state: &AppState, redirect_status: StatusCode) -> HttpResponse {
-        match self {
-            Refusal::Page { status, message } => error_page(status, &message),
-            Refusal::Redirect {
-                request,
-                error,
-                description,
-            } => request.redirect(
-                state,
-                redirect_status,
-                &[
-                    ("error", error.as_str()),
-                    ("error_description", &description),
-                ],
-            ),
-        }
+/// The answer to a refused authorization request: an error page at the server, or the
+/// error sent back to the client with `redirect_status`.
+fn respond(refusal: Refusal, state: &AppState, redirect_status: StatusCode) -> HttpResponse {
+    match refusal {
+        Refusal::Page(message) => error_page(StatusCode::BAD_REQUEST, &message),
+        Refusal::Store(err) => store_failure_page(err),
+        Refusal::Redirect {
+            request,
+            error,
+            description,
+        } => redirect(
+            &request,
+            state,
+            redirect_status,
+            &[
+                ("error", error.as_str()),
+                ("error_description", &description),
+            ],
+        ),
     }
 }
 
-impl From<StoreError> for Refusal {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(_) => {
-                tracing::warn!(error = %ErrorChain(&err), "database unavailable");
-                Refusal::Page {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "The service is temporarily unavailable. Try again in a moment."
-                        .into(),
-                }
-            }
-            other => {
-                tracing::error!(error = %ErrorChain(&other), "store operation failed");
-                Refusal::Page {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: "Something went wrong on our side. Try again later.".into(),
-                }
-            }
+/// The page for a store failure: 503 when the database is away, 500 otherwise; the cause
+/// goes to the log only.
+fn store_failure_page(err: StoreError) -> HttpResponse {
+    match err {
+        StoreError::Unavailable(_) => {
+            tracing::warn!(error = %ErrorChain(&err), "database unavailable");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable. Try again in a moment.",
+            )
+        }
+        other => {
+            tracing::error!(error = %ErrorChain(&other), "store operation failed");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Try again later.",
+            )
         }
     }
 }
@@ -268,129 +205,6 @@ fn see_other(status: StatusCode, location: &str) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish()
-}
-
-/// Checks an authorization request (query or form) in the order RFC 6749 §4.1.2.1
-/// demands: the client and redirect URI first, shown at the server when wrong; then the
-/// rest, sent back to the client.
-async fn check(form: &Form, state: &AppState) -> Result<AuthorizationRequest, Refusal> {
-    let Some(client_id) = form.get("client_id") else {
-        return Err(Refusal::page(
-            "The request does not name the application (client_id is missing).",
-        ));
-    };
-    let Some(client) = state.store.find_client(client_id).await? else {
-        return Err(Refusal::page(
-            "The application is not registered here (unknown client_id).",
-        ));
-    };
-    let Some(redirect_uri) = form.get("redirect_uri") else {
-        return Err(Refusal::page("The request has no redirect_uri."));
-    };
-    // Exact string comparison: no normalisation, no prefix match, no port leeway.
-    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
-        return Err(Refusal::page(
-            "The redirect_uri is not registered for this application.",
-        ));
-    }
-    // `state` goes back through an HTML form and a URL; control characters would not
-    // survive the form unchanged (RFC 6749 Appendix A.5 allows only printable ones).
-    if form
-        .get("state")
-        .is_some_and(|s| s.chars().any(char::is_control))
-    {
-        return Err(Refusal::page(
-            "The state parameter may not contain control characters.",
-        ));
-    }
-    let request = AuthorizationRequest {
-        redirect_uri: redirect_uri.to_owned(),
-        state: form.get("state").map(str::to_owned),
-        scope: ScopeSet::only(Scope::Basic),
-        code_challenge: String::new(),
-        client,
-    };
-    let refuse = |request, error, description: &'static str| {
-        Err(Refusal::Redirect {
-            request: Box::new(request),
-            error,
-            description: description.into(),
-        })
-    };
-    match form.get("response_type") {
-        Some("code") => {}
-        None => {
-            return refuse(
-                request,
-                ErrorCode::InvalidRequest,
-                "response_type is missing",
-            );
-        }
-        Some(_) => {
-            return refuse(
-                request,
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported",
-            );
-        }
-    }
-    if !request.client.allows_grant(GrantType::AuthorizationCode) {
-        return refuse(
-            request,
-            ErrorCode::UnauthorizedClient,
-            "this client may not use the authorization code grant",
-        );
-    }
-    let Some(challenge) = form.get("code_challenge") else {
-        return refuse(
-            request,
-            ErrorCode::InvalidRequest,
-            "PKCE is required: code_challenge is missing",
-        );
-    };
-    match form.get("code_challenge_method") {
-        Some(pkce::METHOD_S256) => {}
-        None | Some("plain") => {
-            return refuse(
-                request,
-                ErrorCode::InvalidRequest,
-                "code_challenge_method must be S256; plain is not accepted",
-            );
-        }
-        Some(_) => {
-            return refuse(
-                request,
-                ErrorCode::InvalidRequest,
-                "code_challenge_method must be S256",
-            );
-        }
-    }
-    if !pkce::is_valid_challenge(challenge) {
-        return refuse(
-            request,
-            ErrorCode::InvalidRequest,
-            "code_challenge must be 43 base64url characters (an S256 digest)",
-        );
-    }
-    let scope = match form.get("scope").map(str::parse::<ScopeSet>) {
-        None => ScopeSet::only(Scope::Basic),
-        Some(Ok(scope)) => scope,
-        Some(Err(_)) => {
-            return refuse(request, ErrorCode::InvalidScope, "the scope is not valid");
-        }
-    };
-    if !scope.is_subset(request.client.scopes) {
-        return refuse(
-            request,
-            ErrorCode::InvalidScope,
-            "this client may not request that scope",
-        );
-    }
-    Ok(AuthorizationRequest {
-        scope,
-        code_challenge: challenge.to_owned(),
-        ..request
-    })
 }
 
 /// The value of one of our cookies in the request's `Cookie` headers.
@@ -488,17 +302,16 @@ async fn signed_in(
     let Some(secret) = cookie(req, state, Cookie::Session) else {
         return Ok(None);
     };
-    let Some(session) = state
+    let session = state
+        .grants
         .store
         .find_login_session(&secret::digest(secret))
         .await?
-    else {
+        .filter(|session| now < session.expires_at);
+    let Some(session) = session else {
         return Ok(None);
     };
-    if now >= session.expires_at {
-        return Ok(None);
-    }
-    let user = state.store.find_user_by_id(session.user_id).await?;
+    let user = state.grants.store.find_user_by_id(session.user_id).await?;
     Ok(user.filter(|user| !user.disabled).map(|user| SignedIn {
         user,
         secret: secret.to_owned(),
@@ -526,13 +339,14 @@ fn refuse_admin(
     state: &AppState,
     status: StatusCode,
 ) -> Option<HttpResponse> {
-    (!token::admits(request.scope, user)).then(|| {
-        request.redirect(
+    request.refused_to(user).map(|(error, description)| {
+        redirect(
+            request,
             state,
             status,
             &[
-                ("error", ErrorCode::InvalidScope.as_str()),
-                ("error_description", token::ADMIN_NEEDS_ROLE),
+                ("error", error.as_str()),
+                ("error_description", description),
             ],
         )
     })
@@ -546,13 +360,13 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(form) => form,
         Err(err) => return error_page(StatusCode::BAD_REQUEST, &err.to_string()),
     };
-    let request = match check(&form, &state).await {
+    let request = match grant::check(&form, state.grants.store.as_ref()).await {
         Ok(request) => request,
-        Err(refusal) => return refusal.respond(&state, StatusCode::FOUND),
+        Err(refusal) => return respond(refusal, &state, StatusCode::FOUND),
     };
     let hidden = request.hidden_fields();
     match signed_in(&req, &state, now).await {
-        Err(err) => Refusal::from(err).respond(&state, StatusCode::FOUND),
+        Err(err) => store_failure_page(err),
         Ok(Some(session)) => {
             if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::FOUND)
             {
@@ -569,7 +383,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
                 hidden: &hidden,
                 csrf: &session.consent_token(),
             };
-            render(StatusCode::OK, &page, &request.consent_form_action())
+            render(StatusCode::OK, &page, &consent_form_action(&request))
         }
         Ok(None) => {
             // One login CSRF secret per browser, kept while it lasts.
@@ -599,34 +413,44 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     }
 }
 
-/// Reads a page's form POST: the body, then where it comes from, then the authorization
-/// request it carries. The form's token is the caller's to check.
-async fn read_post(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-) -> Result<(Form, AuthorizationRequest), HttpResponse> {
-    let form = Form::read(req, payload)
-        .await
-        .map_err(|err| error_page(StatusCode::BAD_REQUEST, &err.to_string()))?;
-    check_origin(req, state).map_err(|why| error_page(StatusCode::FORBIDDEN, why))?;
-    let request = check(&form, state)
-        .await
-        .map_err(|refusal| refusal.respond(state, StatusCode::SEE_OTHER))?;
-    Ok((form, request))
+/// A page's form POST, read: the time, the body, where it comes from, then the
+/// authorization request it carries, checked again from scratch. The form's token is the
+/// handler's to check. A refusal is the page or redirect it answers with.
+pub struct PagePost {
+    now: DateTime<Utc>,
+    form: Form,
+    request: AuthorizationRequest,
+}
+
+impl FromRequest for PagePost {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self, actix_web::Error>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let missing = || refused(server_error_page());
+        extract(req, payload, missing, |req, payload, state| async move {
+            let now = state.now();
+            let form = Form::read(&req, payload)
+                .await
+                .map_err(|err| refused(error_page(StatusCode::BAD_REQUEST, &err.to_string())))?;
+            check_origin(&req, &state)
+                .map_err(|why| refused(error_page(StatusCode::FORBIDDEN, why)))?;
+            let request = grant::check(&form, state.grants.store.as_ref())
+                .await
+                .map_err(|refusal| refused(respond(refusal, &state, StatusCode::SEE_OTHER)))?;
+            Ok(PagePost { now, form, request })
+        })
+    }
+}
+
+/// A form post answered with `response` instead of reaching its handler.
+fn refused(response: HttpResponse) -> actix_web::Error {
+    InternalError::from_response("form post refused", response).into()
 }
 
 /// `POST /oauth/authorize/login`: checks the password and starts a login session.
-pub async fn login(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let now = state.now();
-    let (form, request) = match read_post(&req, payload, &state).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
+pub async fn login(req: HttpRequest, post: PagePost, state: web::Data<AppState>) -> HttpResponse {
+    let PagePost { now, form, request } = post;
     if let Err(why) = check_login_token(&req, &state, &form) {
         return error_page(StatusCode::FORBIDDEN, why);
     }
@@ -634,11 +458,15 @@ pub async fn login(
     let candidate = form.get("password").unwrap_or("");
     let address = state.address(&req);
     let client_id = request.client.client_id.as_str();
-    let signed_in =
-        match passwords::authenticate(&state, username, candidate, address, client_id).await {
-            Ok(signed_in) => signed_in,
-            Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
-        };
+    let signed_in = match state
+        .grants
+        .passwords
+        .authenticate(username, candidate, address, client_id)
+        .await
+    {
+        Ok(signed_in) => signed_in,
+        Err(err) => return store_failure_page(err),
+    };
     let (status, message, retry_after) = match signed_in {
         SignIn::Succeeded(user) => {
             return signed_in_as(&state, &request, user, now).await;
@@ -689,8 +517,8 @@ async fn signed_in_as(
         user_id: user.id,
         expires_at: now + Duration::seconds(SESSION_TTL_SECS),
     };
-    if let Err(err) = state.store.insert_login_session(&record, now).await {
-        return Refusal::from(err).respond(state, StatusCode::SEE_OTHER);
+    if let Err(err) = state.grants.store.insert_login_session(&record, now).await {
+        return store_failure_page(err);
     }
     tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
     let mut response = see_other(StatusCode::SEE_OTHER, &request.location());
@@ -703,21 +531,13 @@ async fn signed_in_as(
 
 /// `POST /oauth/authorize/consent`: Allow issues a code and sends it to the client; Deny
 /// sends `access_denied`.
-pub async fn consent(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let now = state.now();
-    let (form, request) = match read_post(&req, payload, &state).await {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
+pub async fn consent(req: HttpRequest, post: PagePost, state: web::Data<AppState>) -> HttpResponse {
+    let PagePost { now, form, request } = post;
     let session = match signed_in(&req, &state, now).await {
         Ok(Some(session)) => session,
         // The session ended while the page was open: sign in again.
         Ok(None) => return see_other(StatusCode::SEE_OTHER, &request.location()),
-        Err(err) => return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER),
+        Err(err) => return store_failure_page(err),
     };
     if !same_token(&session.consent_token(), form.get("csrf")) {
         return error_page(StatusCode::FORBIDDEN, EXPIRED_FORM);
@@ -725,7 +545,8 @@ pub async fn consent(
     match form.get("decision") {
         Some("allow") => {}
         Some("deny") => {
-            return request.redirect(
+            return redirect(
+                &request,
                 &state,
                 StatusCode::SEE_OTHER,
                 &[
@@ -744,22 +565,14 @@ pub async fn consent(
     if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::SEE_OTHER) {
         return refused;
     }
-    let Some(code) = fresh_secret("an authorization code") else {
-        return server_error_page();
-    };
-    let record = NewAuthorizationCode {
-        code_hash: secret::digest(&code),
-        client_id: request.client.client_id.clone(),
-        user_id: session.user.id,
-        redirect_uri: request.redirect_uri.clone(),
-        scope: request.scope,
-        code_challenge: request.code_challenge.clone(),
-        expires_at: now + Duration::seconds(CODE_TTL_SECS),
-    };
-    if let Err(err) = state.store.insert_authorization_code(&record, now).await {
-        return Refusal::from(err).respond(&state, StatusCode::SEE_OTHER);
+    match state.grants.issue_code(&request, &session.user, now).await {
+        Ok(code) => redirect(&request, &state, StatusCode::SEE_OTHER, &[("code", &code)]),
+        Err(GrantError::Store(err)) => store_failure_page(err),
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "issuing an authorization code failed");
+            server_error_page()
+        }
     }
-    request.redirect(&state, StatusCode::SEE_OTHER, &[("code", &code)])
 }
 
 #[cfg(test)]

@@ -2,16 +2,61 @@
 
 use std::net::IpAddr;
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use tessera_core::secret;
 use tessera_store::{AuditKind, Client, NewAuditEvent};
 
 use crate::error::ApiError;
 use crate::form::Form;
-use crate::state::AppState;
+use crate::state::{AppState, Extracting, extract};
+
+/// The opening every endpoint that authenticates clients shares (token, introspection,
+/// revocation): the time, read once; where the request comes from; its form body; and
+/// the client, authenticated by [`authenticate`]. Extracting it answers every failure
+/// with an RFC 6749 §5.2 error.
+pub struct ClientRequest {
+    /// What every handler shares.
+    pub state: web::Data<AppState>,
+    /// The time of the request.
+    pub now: DateTime<Utc>,
+    /// The client's address.
+    pub address: IpAddr,
+    /// The form body.
+    pub form: Form,
+    /// The authenticated client.
+    pub client: Client,
+}
+
+impl FromRequest for ClientRequest {
+    type Error = ApiError;
+    type Future = Extracting<Self, ApiError>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let missing = || {
+            ApiError::internal(
+                "reading a client request",
+                &std::io::Error::other("the request body or the server state is missing"),
+            )
+        };
+        extract(req, payload, missing, |req, payload, state| async move {
+            let now = state.now();
+            let address = state.address(&req);
+            let form = Form::read(&req, payload).await?;
+            let client = authenticate(&req, &form, &state, address).await?;
+            Ok(ClientRequest {
+                state,
+                now,
+                address,
+                form,
+                client,
+            })
+        })
+    }
+}
 
 /// What the client presented.
 enum Presented {
@@ -60,7 +105,7 @@ pub async fn authenticate(
         .limits
         .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
-    let client = match state.store.find_client(id).await {
+    let client = match state.grants.store.find_client(id).await {
         Ok(client) => client,
         Err(err) => {
             // Nothing was checked: not a failed guess.
@@ -94,7 +139,9 @@ pub async fn authenticate(
             for limit in attempt.exhausted() {
                 state
                     .audit(
-                        crate::limits::exhausted_event(state, *limit, address)
+                        state
+                            .limits
+                            .exhausted_event(*limit, address, state.now())
                             .client_id(shown.as_str()),
                     )
                     .await;

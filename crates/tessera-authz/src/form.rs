@@ -72,6 +72,12 @@ impl Form {
     }
 }
 
+impl crate::grant::Parameters for Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        Form::get(self, name)
+    }
+}
+
 /// Decodes one name or value: `+` is a space, `%XX` a byte, and the result must be UTF-8.
 fn decode(raw: &[u8]) -> Result<String, ApiError> {
     let plus_as_space: Vec<u8> = raw

@@ -1,15 +1,14 @@
 //! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
 use tessera_core::{AccessTokenClaims, ErrorCode, secret};
 use tessera_store::{AuditKind, NewAuditEvent};
 
-use crate::client_auth;
+use crate::client_auth::ClientRequest;
 use crate::error::{ApiError, no_store};
-use crate::form::Form;
 use crate::state::AppState;
 
 /// Tokens longer than this are not ours: inactive at once, no lookup.
@@ -17,15 +16,14 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// RFC 7662 §2: for resource servers. Any authenticated confidential client may ask;
 /// public clients cannot authenticate and get `invalid_client`.
-pub async fn introspect(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let now = state.now();
-    let address = state.address(&req);
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, &state, address).await?;
+pub async fn introspect(request: ClientRequest) -> Result<HttpResponse, ApiError> {
+    let ClientRequest {
+        state,
+        now,
+        form,
+        client,
+        ..
+    } = request;
     if client.is_public() {
         return Err(ApiError::invalid_client(false));
     }
@@ -59,7 +57,7 @@ async fn inspect(
         // or disabled, as it does for opaque tokens.
         if claims.username.is_some() {
             let user = match uuid::Uuid::parse_str(&claims.sub) {
-                Ok(id) => state.store.find_user_by_id(id).await?,
+                Ok(id) => state.grants.store.find_user_by_id(id).await?,
                 Err(_) => None,
             };
             if user.is_none_or(|u| u.disabled) {
@@ -80,18 +78,17 @@ async fn inspect(
                 "jti": claims.jti,
         }))));
     }
-    let Some(stored) = state
+    let stored = state
+        .grants
         .store
         .find_access_token(&secret::digest(token))
         .await?
-    else {
+        .filter(|stored| stored.is_active(now));
+    let Some(stored) = stored else {
         return Ok(None);
     };
-    if !stored.is_active(now) {
-        return Ok(None);
-    }
     let username = match stored.user_id {
-        Some(id) => match state.store.find_user_by_id(id).await? {
+        Some(id) => match state.grants.store.find_user_by_id(id).await? {
             // A disabled or deleted user's tokens are inactive at once.
             Some(user) if !user.disabled => Some(user.username.to_string()),
             _ => return Ok(None),
@@ -107,8 +104,8 @@ async fn inspect(
         "sub": stored.subject,
         "exp": stored.expires_at.timestamp(),
         "iat": stored.created_at.timestamp(),
-        "iss": state.issuer,
-        "aud": state.audience,
+        "iss": state.grants.issuer,
+        "aud": state.grants.audience,
     }))))
 }
 
@@ -124,10 +121,10 @@ fn without_nulls(mut value: Value) -> Value {
 /// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
 fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
     let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
-    let (algorithm, key) = state.keys.verifying_key(&kid)?;
+    let (algorithm, key) = state.grants.keys.verifying_key(&kid)?;
     let mut validation = Validation::new(algorithm);
-    validation.set_issuer(&[&state.issuer]);
-    validation.set_audience(&[&state.audience]);
+    validation.set_issuer(&[&state.grants.issuer]);
+    validation.set_audience(&[&state.grants.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     // Expiry is checked against the server's clock below, with no leeway.
     validation.validate_exp = false;
@@ -144,15 +141,14 @@ fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
 /// never tells a client whether someone else's token exists. JWT access tokens cannot be
 /// recalled (every resource server decides from the token alone), so they get
 /// `unsupported_token_type` (RFC 7009 §2.2.1) and stay valid until they expire.
-pub async fn revoke(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let now = state.now();
-    let address = state.address(&req);
-    let form = Form::read(&req, payload).await?;
-    let client = client_auth::authenticate(&req, &form, &state, address).await?;
+pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
+    let ClientRequest {
+        state,
+        now,
+        address,
+        form,
+        client,
+    } = request;
     let token = form.require("token")?;
     // Only a JWT this server issued and would still accept is "unsupported"; anything else
     // with dots is an invalid token, which RFC 7009 §2.2 answers with 200.
@@ -166,6 +162,7 @@ pub async fn revoke(
     if !token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
         let digest = secret::digest(token);
         let revoked = state
+            .grants
             .store
             .revoke_access_token(&digest, client.client_id.as_str(), now)
             .await?;
@@ -179,12 +176,16 @@ pub async fn revoke(
         if revoked {
             tracing::info!(client_id = %client.client_id, "access token revoked");
             state.audit(event("opaque access token".to_owned())).await;
-        } else if let Some(refresh) = state.store.find_refresh_token(&digest).await?
+        } else if let Some(refresh) = state.grants.store.find_refresh_token(&digest).await?
             && refresh.client_id == client.client_id
         {
             // RFC 7009 §2.1: revoking a refresh token ends its grant, with the opaque
             // access tokens issued from it.
-            let revoked = state.store.revoke_family(refresh.family_id, now).await?;
+            let revoked = state
+                .grants
+                .store
+                .revoke_family(refresh.family_id, now)
+                .await?;
             tracing::info!(
                 client_id = %client.client_id,
                 family_id = %refresh.family_id,

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use tessera_core::seal::{self, MasterKey};
 use tessera_core::{Clock, JwkSet, SigningAlgorithm, SigningKey};
 use tessera_store::{
@@ -229,6 +229,62 @@ pub fn from_stored(stored: &StoredKey, master: Option<&MasterKey>) -> Result<Sig
     Ok(key)
 }
 
+/// What [`publish_next`] publishes: a key of `algorithm` that signs `publish_ahead` after
+/// it is stored, and not before `not_before`.
+#[derive(Clone, Copy, Debug)]
+pub struct NextKey {
+    /// The new key's algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// How long the key is published before it signs.
+    pub publish_ahead: Duration,
+    /// The earliest activation: the end of the active key's period, on schedule.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// How [`publish_next`] ended.
+#[derive(Debug)]
+pub enum Publication {
+    /// The key was published here at `at`; it signs from `activate_at`.
+    Published {
+        /// The stored key.
+        key: StoredKey,
+        /// When it starts signing.
+        activate_at: DateTime<Utc>,
+        /// When it was published.
+        at: DateTime<Utc>,
+    },
+    /// Another instance or command published a next key first: this one.
+    Lost(StoredKey),
+}
+
+/// Generates a key and publishes it as the next signing key, unless a next key exists
+/// already: the one way the server's key loop and `tessera keys rotate` publish a key.
+/// The publish-ahead time counts from after the key is generated (RSA takes a while), by
+/// `clock`. The caller records the audit event its way.
+pub async fn publish_next(
+    store: &dyn Store,
+    clock: &Clock,
+    next: NextKey,
+    master: Option<&MasterKey>,
+) -> Result<Publication, KeyError> {
+    let generated = generate(next.algorithm).await?;
+    let now = clock.now_utc();
+    let earliest = now + chrono_duration(next.publish_ahead);
+    let activate_at = next.not_before.map_or(earliest, |due| due.max(earliest));
+    let stored = store
+        .insert_next_key_if_none(&to_stored(&generated, master)?, activate_at, now)
+        .await?;
+    Ok(if stored.kid == generated.kid() {
+        Publication::Published {
+            key: stored,
+            activate_at,
+            at: now,
+        }
+    } else {
+        Publication::Lost(stored)
+    })
+}
+
 /// The keys one instance works with, rebuilt whenever the stored keys change.
 struct Ring {
     /// What the ring was built from: kid, state and activation time of each key.
@@ -291,7 +347,7 @@ impl KeyManager {
         master: Option<Arc<MasterKey>>,
         audit: Option<AuditLog>,
     ) -> Result<Self, KeyError> {
-        let now = to_utc(clock.now_millis());
+        let now = clock.now_utc();
         if store.active_key().await?.is_none() {
             let generated = generate(schedule.algorithm).await?;
             let stored = store
@@ -418,7 +474,7 @@ impl KeyManager {
     }
 
     async fn transitions(&self) -> Result<(), KeyError> {
-        let now = to_utc(self.clock.now_millis());
+        let now = self.clock.now_utc();
         let retire_after = chrono_duration(self.schedule.retire_after);
         // Only an instance that holds the due key (and so signs with it already) records
         // its activation.
@@ -472,26 +528,30 @@ impl KeyManager {
             let activated = active.activated_at.unwrap_or(active.created_at);
             let due = activated + chrono_duration(self.schedule.rotation_period);
             if now >= due - chrono_duration(self.schedule.publish_ahead) {
-                let generated = generate(self.schedule.algorithm).await?;
-                // Generating takes a while: count the publish-ahead time from after it.
-                let now = to_utc(self.clock.now_millis());
-                let activate_at = due.max(now + chrono_duration(self.schedule.publish_ahead));
-                let stored = self
-                    .store
-                    .insert_next_key_if_none(
-                        &to_stored(&generated, self.master.as_deref())?,
-                        activate_at,
-                        now,
-                    )
-                    .await?;
-                if stored.kid == generated.kid() {
-                    tracing::info!(kid = %stored.kid, algorithm = %generated.algorithm(), %activate_at, "published the next signing key");
+                let published = publish_next(
+                    self.store.as_ref(),
+                    &self.clock,
+                    NextKey {
+                        algorithm: self.schedule.algorithm,
+                        publish_ahead: self.schedule.publish_ahead,
+                        not_before: Some(due),
+                    },
+                    self.master.as_deref(),
+                )
+                .await?;
+                if let Publication::Published {
+                    key,
+                    activate_at,
+                    at,
+                } = published
+                {
+                    tracing::info!(kid = %key.kid, algorithm = %key.algorithm, %activate_at, "published the next signing key");
                     self.audit(
-                        NewAuditEvent::new(AuditKind::KeyPublished, now)
-                            .target(stored.kid.as_str())
+                        NewAuditEvent::new(AuditKind::KeyPublished, at)
+                            .target(key.kid.as_str())
                             .detail(format!(
                                 "{}, signs from {}",
-                                generated.algorithm(),
+                                key.algorithm,
                                 activate_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                             )),
                     )
@@ -608,25 +668,49 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
-/// A clock reading as a UTC time.
-pub fn to_utc(unix_millis: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(unix_millis)
-        .single()
-        .unwrap_or_else(Utc::now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_defaults_are_accepted_with_every_lifetime_a_client_may_have() {
-        let schedule = KeySchedule::default();
-        assert_eq!(schedule.check(Duration::from_secs(900)), Ok(()));
-        assert!(
-            schedule.longest_token_lifetime()
-                >= Duration::from_secs(crate::settings::MAX_ACCESS_TOKEN_TTL_SECS)
-        );
+    #[tokio::test]
+    async fn a_next_key_is_published_once_and_signs_after_the_publish_ahead_time() {
+        use tessera_store::testing::{Backend, TestDatabase};
+
+        let db = TestDatabase::new(Backend::Sqlite);
+        let store = db.open().await;
+        let clock = Clock::pinned_now();
+        let next = NextKey {
+            algorithm: SigningAlgorithm::EdDSA,
+            publish_ahead: DEFAULT_PUBLISH_AHEAD,
+            not_before: None,
+        };
+        let Publication::Published {
+            key,
+            activate_at,
+            at,
+        } = publish_next(store.as_ref(), &clock, next, None)
+            .await
+            .unwrap()
+        else {
+            panic!("the first next key is published");
+        };
+        assert_eq!(at, clock.now_utc());
+        assert_eq!(activate_at, at + chrono_duration(DEFAULT_PUBLISH_AHEAD));
+        assert_eq!(key.state, KeyState::Next);
+        assert_eq!(key.algorithm, SigningAlgorithm::EdDSA);
+
+        // A second publication, even one due later, finds the first and leaves it.
+        let later = NextKey {
+            not_before: Some(at + chrono::Duration::days(30)),
+            ..next
+        };
+        match publish_next(store.as_ref(), &clock, later, None)
+            .await
+            .unwrap()
+        {
+            Publication::Lost(existing) => assert_eq!(existing.kid, key.kid),
+            Publication::Published { key, .. } => panic!("a second next key {}", key.kid),
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod authorize;
 mod client_auth;
 mod error;
 mod form;
+mod grant;
 mod introspect;
 pub mod keys;
 pub mod limits;
@@ -16,10 +17,14 @@ mod state;
 mod token;
 mod wellknown;
 
-pub use authorize::CODE_TTL_SECS;
+pub use grant::CODE_TTL_SECS;
+pub use grant::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};
 pub use settings::{
     DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, DEFAULT_REFRESH_TOKEN_TTL_SECS,
     DEFAULT_REQUEST_TIMEOUT, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};
-pub use token::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};
+
+#[cfg(test)]
+#[path = "tests/architecture.rs"]
+mod architecture;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tessera_core::metrics::{Counter, Registry};
 use tessera_core::ratelimit::{Limited, Quota, RateLimiter};
+use tessera_store::{AuditKind, NewAuditEvent};
 
 /// Wrong passwords per account: 10, then one more every 30 s.
 pub const PASSWORD_PER_ACCOUNT: Quota = Quota::new(10, Duration::from_secs(30));
@@ -101,6 +102,41 @@ impl RateLimits {
         (limit, limited)
     }
 
+    /// Takes a slot from the first limiter, then from the second, and returns the limits
+    /// this used up; when the second refuses, the first slot is given back, so a refused
+    /// attempt holds none. With the limits disabled nothing is taken (`None`).
+    fn acquire_both<A, B>(
+        &self,
+        first: (&RateLimiter<A>, &A, Limit),
+        second: (&RateLimiter<B>, &B, Limit),
+        now_ms: i64,
+    ) -> Result<Option<Vec<Limit>>, (Limit, Limited)>
+    where
+        A: std::hash::Hash + Eq + Clone,
+        B: std::hash::Hash + Eq + Clone,
+    {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let (first_limiter, first_key, first_limit) = first;
+        let (second_limiter, second_key, second_limit) = second;
+        let mut exhausted = Vec::new();
+        match first_limiter.acquire(first_key, now_ms) {
+            Ok(true) => exhausted.push(first_limit),
+            Ok(false) => {}
+            Err(limited) => return Err(self.refused(first_limit, limited)),
+        }
+        match second_limiter.acquire(second_key, now_ms) {
+            Ok(true) => exhausted.push(second_limit),
+            Ok(false) => {}
+            Err(limited) => {
+                first_limiter.refund(first_key, now_ms);
+                return Err(self.refused(second_limit, limited));
+            }
+        }
+        Ok(Some(exhausted))
+    }
+
     /// Takes a slot for one password attempt for `account` from `address`, before any
     /// lookup or hashing; the account's limit is asked first. Taking the slot up front
     /// means concurrent attempts cannot all pass before any of them is counted. Give it
@@ -112,26 +148,19 @@ impl RateLimits {
         address: IpAddr,
         now_ms: i64,
     ) -> Result<Attempt, (Limit, Limited)> {
-        if !self.enabled {
-            return Ok(Attempt::default());
-        }
         let account = account_key(account);
         let address = address_key(address);
-        let mut attempt = Attempt::default();
-        match self.password_account.acquire(&account, now_ms) {
-            Ok(exhausted) => attempt.took(Limit::PasswordAccount, exhausted),
-            Err(limited) => return Err(self.refused(Limit::PasswordAccount, limited)),
-        }
-        match self.password_address.acquire(&address, now_ms) {
-            Ok(exhausted) => attempt.took(Limit::PasswordAddress, exhausted),
-            Err(limited) => {
-                self.password_account.refund(&account, now_ms);
-                return Err(self.refused(Limit::PasswordAddress, limited));
-            }
-        }
-        attempt.account = Some(account);
-        attempt.address = Some(address);
-        Ok(attempt)
+        let taken = self.acquire_both(
+            (&self.password_account, &account, Limit::PasswordAccount),
+            (&self.password_address, &address, Limit::PasswordAddress),
+            now_ms,
+        )?;
+        Ok(taken.map_or_else(Attempt::default, |exhausted| Attempt {
+            account: Some(account),
+            client: None,
+            address: Some(address),
+            exhausted,
+        }))
     }
 
     /// A request from `address` at an endpoint that authenticates clients.
@@ -152,26 +181,23 @@ impl RateLimits {
         address: IpAddr,
         now_ms: i64,
     ) -> Result<Attempt, (Limit, Limited)> {
-        if !self.enabled {
-            return Ok(Attempt::default());
-        }
         let address = address_key(address);
         let client = (bounded(client_id, MAX_CLIENT_KEY_CHARS), address);
-        let mut attempt = Attempt::default();
-        match self.client_failures.acquire(&client, now_ms) {
-            Ok(exhausted) => attempt.took(Limit::ClientFailures, exhausted),
-            Err(limited) => return Err(self.refused(Limit::ClientFailures, limited)),
-        }
-        match self.client_address_failures.acquire(&address, now_ms) {
-            Ok(exhausted) => attempt.took(Limit::ClientAddressFailures, exhausted),
-            Err(limited) => {
-                self.client_failures.refund(&client, now_ms);
-                return Err(self.refused(Limit::ClientAddressFailures, limited));
-            }
-        }
-        attempt.client = Some(client);
-        attempt.address = Some(address);
-        Ok(attempt)
+        let first = (&self.client_failures, &client, Limit::ClientFailures);
+        let second = (
+            &self.client_address_failures,
+            &address,
+            Limit::ClientAddressFailures,
+        );
+        Ok(match self.acquire_both(first, second, now_ms)? {
+            None => Attempt::default(),
+            Some(exhausted) => Attempt {
+                account: None,
+                client: Some(client),
+                address: Some(address),
+                exhausted,
+            },
+        })
     }
 
     /// Gives back the slots of an attempt that was not a failure.
@@ -213,6 +239,25 @@ impl RateLimits {
             Limit::AddressRequests => self.address_requests.quota(),
         }
     }
+
+    /// The audit event for a brute-force limit that was just used up at `now`: from now
+    /// on attempts from `address` are refused until the allowance grows back.
+    pub fn exhausted_event(
+        &self,
+        limit: Limit,
+        address: IpAddr,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> NewAuditEvent {
+        let quota = self.quota(limit);
+        NewAuditEvent::new(AuditKind::RateLimited, now)
+            .address(address.to_string())
+            .detail(format!(
+                "{}: {} failures; one more allowed every {} s",
+                limit.as_str(),
+                quota.burst,
+                quota.period.as_secs()
+            ))
+    }
 }
 
 /// The slots one password or client-secret attempt holds, and the limits it used up.
@@ -225,12 +270,6 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn took(&mut self, limit: Limit, exhausted: bool) {
-        if exhausted {
-            self.exhausted.push(limit);
-        }
-    }
-
     /// The limits this attempt used up: if it fails, the next ones are refused. Each
     /// exhaustion is reported once, for the audit log.
     pub fn exhausted(&self) -> &[Limit] {
@@ -265,24 +304,6 @@ pub fn address_key(address: IpAddr) -> IpAddr {
         )),
         v4 => v4,
     }
-}
-
-/// The audit event for a brute-force limit that was just used up: from now on attempts are
-/// refused until the allowance grows back.
-pub fn exhausted_event(
-    state: &crate::state::AppState,
-    limit: Limit,
-    address: IpAddr,
-) -> tessera_store::NewAuditEvent {
-    let quota = state.limits.quota(limit);
-    tessera_store::NewAuditEvent::new(tessera_store::AuditKind::RateLimited, state.now())
-        .address(address.to_string())
-        .detail(format!(
-            "{}: {} failures; one more allowed every {} s",
-            limit.as_str(),
-            quota.burst,
-            quota.period.as_secs()
-        ))
 }
 
 #[cfg(test)]

@@ -51,8 +51,8 @@ pub fn render(status: StatusCode, page: &impl Template, form_action: &str) -> Ht
 /// `GET /`: what this server is and where its endpoints are.
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
     let page = Index {
-        issuer: &state.issuer,
-        audience: &state.audience,
+        issuer: &state.grants.issuer,
+        audience: &state.grants.audience,
     };
     render(StatusCode::OK, &page, "'none'")
 }

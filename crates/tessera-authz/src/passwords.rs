@@ -1,13 +1,13 @@
+//! Password checks: argon2id on threads of their own, rate limited and audited.
+
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tessera_core::password;
-use tessera_store::{AuditKind, NewAuditEvent, StoreError, User};
-
-use std::sync::Mutex;
-
-use crate::state::AppState;
+use tessera_core::{Clock, password};
+use tessera_store::{AuditKind, AuditLog, NewAuditEvent, Store, StoreError, User};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::limits::RateLimits;
 
 /// Verifies passwords on a few threads of its own, one verification per thread at a time.
 ///
@@ -95,83 +95,105 @@ pub enum SignIn {
     Limited(tessera_core::ratelimit::Limited),
 }
 
-/// Checks a password for `username` from `address` on behalf of `client_id`: rate
-/// limited per account and per address, audited either way. Unknown users cost one
-/// argon2 verification too, so timing does not tell them apart.
-pub async fn authenticate(
-    state: &AppState,
-    username: &str,
-    candidate: &str,
-    address: IpAddr,
-    client_id: &str,
-) -> Result<SignIn, StoreError> {
-    if username.is_empty() || candidate.is_empty() || candidate.len() > password::MAX_BYTES {
-        return Ok(SignIn::Failed);
-    }
-    let attempt = match state
-        .limits
-        .begin_password(username, address, state.now_ms())
-    {
-        Ok(attempt) => attempt,
-        Err((limit, limited)) => {
-            tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
-            return Ok(SignIn::Limited(limited));
+/// What a sign-in needs: the verifier, the rate limits, the users, the audit log and the
+/// clock. The password grant and the login form share one.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    /// Runs the argon2id verifications.
+    pub verifier: PasswordVerifier,
+    /// The brute-force limits, asked before any lookup or hashing.
+    pub limits: Arc<RateLimits>,
+    /// Where the users are.
+    pub store: Arc<dyn Store>,
+    /// Where sign-ins are recorded.
+    pub audit: AuditLog,
+    /// The time.
+    pub clock: Clock,
+}
+
+impl Passwords {
+    /// Checks a password for `username` from `address` on behalf of `client_id`: rate
+    /// limited per account and per address, audited either way. Unknown users cost one
+    /// argon2 verification too, so timing does not tell them apart.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        candidate: &str,
+        address: IpAddr,
+        client_id: &str,
+    ) -> Result<SignIn, StoreError> {
+        if username.is_empty() || candidate.is_empty() || candidate.len() > password::MAX_BYTES {
+            return Ok(SignIn::Failed);
         }
-    };
-    let credentials = match state.store.find_user_credentials(username).await {
-        Ok(credentials) => credentials,
-        Err(err) => {
-            // Nothing was checked: not a failed guess.
-            state.limits.refund(&attempt, state.now_ms());
-            return Err(err);
-        }
-    };
-    let matched = state
-        .passwords
-        .verify(
-            candidate,
-            credentials.as_ref().map(|c| c.password_hash.as_str()),
-        )
-        .await;
-    // Only the name of an existing account is recorded: an unknown "username" is often a
-    // password typed into the wrong field.
-    let actor = credentials
-        .as_ref()
-        .map(|c| c.user.username.as_str().to_owned());
-    let event = |kind| {
-        let event = NewAuditEvent::new(kind, state.now())
-            .client_id(client_id)
-            .address(address.to_string());
-        match &actor {
-            Some(name) => event.actor(name.as_str()),
-            None => event,
-        }
-    };
-    match credentials {
-        Some(c) if matched && !c.user.disabled => {
-            state.limits.refund(&attempt, state.now_ms());
-            state
-                .audit(event(AuditKind::LoginSucceeded).company(c.user.company.to_string()))
-                .await;
-            Ok(SignIn::Succeeded(c.user))
-        }
-        other => {
-            let why = match other {
-                Some(c) if c.user.disabled => "user disabled",
-                Some(_) => "wrong password",
-                None => "unknown user",
-            };
-            state.audit(event(AuditKind::LoginFailed).detail(why)).await;
-            for limit in attempt.exhausted() {
-                let exhausted = crate::limits::exhausted_event(state, *limit, address);
-                state
-                    .audit(match &actor {
-                        Some(name) => exhausted.actor(name.as_str()),
-                        None => exhausted,
-                    })
-                    .await;
+        let attempt = match self
+            .limits
+            .begin_password(username, address, self.clock.now_millis())
+        {
+            Ok(attempt) => attempt,
+            Err((limit, limited)) => {
+                tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
+                return Ok(SignIn::Limited(limited));
             }
-            Ok(SignIn::Failed)
+        };
+        let credentials = match self.store.find_user_credentials(username).await {
+            Ok(credentials) => credentials,
+            Err(err) => {
+                // Nothing was checked: not a failed guess.
+                self.limits.refund(&attempt, self.clock.now_millis());
+                return Err(err);
+            }
+        };
+        let matched = self
+            .verifier
+            .verify(
+                candidate,
+                credentials.as_ref().map(|c| c.password_hash.as_str()),
+            )
+            .await;
+        // Only the name of an existing account is recorded: an unknown "username" is often a
+        // password typed into the wrong field.
+        let actor = credentials
+            .as_ref()
+            .map(|c| c.user.username.as_str().to_owned());
+        let event = |kind| {
+            let event = NewAuditEvent::new(kind, self.clock.now_utc())
+                .client_id(client_id)
+                .address(address.to_string());
+            match &actor {
+                Some(name) => event.actor(name.as_str()),
+                None => event,
+            }
+        };
+        match credentials {
+            Some(c) if matched && !c.user.disabled => {
+                self.limits.refund(&attempt, self.clock.now_millis());
+                self.audit
+                    .record(event(AuditKind::LoginSucceeded).company(c.user.company.to_string()))
+                    .await;
+                Ok(SignIn::Succeeded(c.user))
+            }
+            other => {
+                let why = match other {
+                    Some(c) if c.user.disabled => "user disabled",
+                    Some(_) => "wrong password",
+                    None => "unknown user",
+                };
+                self.audit
+                    .record(event(AuditKind::LoginFailed).detail(why))
+                    .await;
+                for limit in attempt.exhausted() {
+                    let exhausted =
+                        self.limits
+                            .exhausted_event(*limit, address, self.clock.now_utc());
+                    self.audit
+                        .record(match &actor {
+                            Some(name) => exhausted.actor(name.as_str()),
+                            None => exhausted,
+                        })
+                        .await;
+                }
+                Ok(SignIn::Failed)
+            }
         }
     }
 }

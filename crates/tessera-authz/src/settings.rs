@@ -92,3 +92,17 @@ impl Default for Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_key_schedule_is_accepted_with_every_lifetime_a_client_may_have() {
+        let schedule = KeySchedule::default();
+        assert_eq!(schedule.check(Duration::from_secs(900)), Ok(()));
+        assert!(
+            schedule.longest_token_lifetime() >= Duration::from_secs(MAX_ACCESS_TOKEN_TTL_SECS)
+        );
+    }
+}

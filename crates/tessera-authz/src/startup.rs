@@ -1,3 +1,5 @@
+//! Start-up: settings checks, wiring, routes, and the loops that run beside the server.
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -9,9 +11,10 @@ use tessera_store::{AuditLog, Store, StoreError};
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
+use crate::grant::GrantEngine;
 use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
 use crate::limits::RateLimits;
-use crate::passwords::PasswordVerifier;
+use crate::passwords::{PasswordVerifier, Passwords};
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
 use crate::{authorize, introspect, pages, token, wellknown};
@@ -55,157 +58,42 @@ impl Application {
     /// first start), and builds the server. Nothing is served until
     /// [`run_until_stopped`](Self::run_until_stopped).
     pub async fn build(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartupError> {
-        // A default issuer of http://0.0.0.0:8080 would be a URL no client can match.
-        let unspecified = settings
-            .addr
-            .parse::<SocketAddr>()
-            .is_ok_and(|a| a.ip().is_unspecified());
-        if unspecified && settings.issuer.is_none() {
-            return Err(StartupError::Config(format!(
-                "listening on {} needs an explicit issuer (--issuer or TESSERA_ISSUER): \
-                 the public URL clients use to reach this server",
-                settings.addr
-            )));
-        }
-        let listener = TcpListener::bind(&settings.addr).map_err(|reason| StartupError::Bind {
+        check_listen(&settings)?;
+        let bind_error = |reason| StartupError::Bind {
             addr: settings.addr.clone(),
             reason,
-        })?;
-        let addr = listener.local_addr().map_err(|reason| StartupError::Bind {
-            addr: settings.addr.clone(),
-            reason,
-        })?;
-        let issuer = match &settings.issuer {
-            Some(issuer) => tessera_core::parse_issuer(issuer).map_err(|e| {
-                StartupError::Config(format!("invalid issuer {issuer:?}: {}", e.message()))
-            })?,
-            None => format!("http://{addr}"),
         };
-        if settings.audience.is_empty() {
-            return Err(StartupError::Config("the audience may not be empty".into()));
-        }
-        // The same bounds as the command line's: expiry times stay well inside what both
-        // databases store and compare.
-        if !(1..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&settings.access_token_ttl.as_secs()) {
-            return Err(StartupError::Config(format!(
-                "the access-token lifetime must be 1 to {MAX_ACCESS_TOKEN_TTL_SECS} seconds"
-            )));
-        }
-        if !(1..=MAX_REFRESH_TOKEN_TTL_SECS).contains(&settings.refresh_token_ttl.as_secs()) {
-            return Err(StartupError::Config(format!(
-                "the refresh-token lifetime must be 1 to {MAX_REFRESH_TOKEN_TTL_SECS} seconds"
-            )));
-        }
+        let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let issuer = issuer(&settings, addr)?;
+        let cors = check_settings(&settings)?;
+        let (state, http_metrics) = wire(&settings, store.clone(), issuer.clone()).await?;
+        let keys = state.grants.keys.clone();
+        let audit = state.grants.audit.clone();
 
-        settings
-            .keys
-            .check(settings.access_token_ttl)
-            .map_err(StartupError::Config)?;
-
-        let cors = CorsOrigins::parse(
-            &settings.cors_origins,
-            "GET, POST",
-            "WWW-Authenticate, Retry-After, ETag",
-        )
-        .map_err(StartupError::Config)?;
-
-        let audit = AuditLog::spawn(store.clone());
-        let keys = Arc::new(
-            KeyManager::start(
-                store.clone(),
-                settings.clock.clone(),
-                settings.keys,
-                settings.master_key.clone(),
-                Some(audit.clone()),
-            )
-            .await?,
-        );
-        let registry = Arc::new(Registry::new());
-        let http_metrics = HttpMetrics::new(registry.clone());
-        let tokens_issued = registry.counter(
-            "tessera_tokens_issued_total",
-            "Access tokens issued, by grant and format.",
-            &["grant", "format"],
-        );
-        let introspections = registry.counter(
-            "tessera_introspections_total",
-            "Introspection answers, by whether the token was active.",
-            &["active"],
-        );
-        tessera_store::register_pool_metrics(&registry, &store);
-        let limits = RateLimits::new(settings.rate_limits, &registry);
-        let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
-            .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let passwords = PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus));
-
-        let purge_store = store.clone();
-        let opaque_tokens = tessera_store::TokenBatcher::spawn(store.clone());
-        let state = web::Data::new(AppState {
-            opaque_tokens,
-            store,
-            keys: keys.clone(),
-            clock: settings.clock.clone(),
-            issuer: issuer.clone(),
-            audience: settings.audience.clone(),
-            access_token_ttl: settings.access_token_ttl,
-            refresh_token_ttl: settings.refresh_token_ttl,
-            secure_cookies: issuer.starts_with("https://"),
-            origin: url::Url::parse(&issuer)
-                .map(|u| u.origin().ascii_serialization())
-                .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
-            passwords,
-            metadata: Bytes::from(metadata),
-            limits,
-            proxies: settings.trusted_proxies.clone(),
-            audit: audit.clone(),
-            tokens_issued,
-            introspections,
-        });
         let hsts = issuer.starts_with("https://");
+        let state = web::Data::new(state);
         let cors = web::Data::new(cors);
         let http_metrics = web::Data::new(http_metrics);
-
         let mut server = HttpServer::new(move || {
-            // The endpoints a page on a configured origin may call; never the HTML pages.
-            let cross_origin = |path: &str| {
-                web::resource(path.to_owned()).wrap(middleware::from_fn(tessera_web::cors))
-            };
             App::new()
                 .app_data(state.clone())
                 .app_data(cors.clone())
                 .app_data(http_metrics.clone())
                 .wrap(tessera_web::security_headers(hsts))
                 .wrap(middleware::from_fn(HttpMetrics::middleware))
-                // Resources (not bare routes) so that a wrong method is 405, not 404.
-                .service(cross_origin("/oauth/token").post(token::token))
-                .service(web::resource("/oauth/authorize").get(authorize::start))
-                .service(web::resource("/oauth/authorize/login").post(authorize::login))
-                .service(web::resource("/oauth/authorize/consent").post(authorize::consent))
-                .service(cross_origin("/oauth/introspect").post(introspect::introspect))
-                .service(cross_origin("/oauth/revoke").post(introspect::revoke))
-                .service(cross_origin("/.well-known/jwks.json").get(wellknown::get_jwks))
-                .service(
-                    cross_origin("/.well-known/oauth-authorization-server")
-                        .get(wellknown::get_metadata),
-                )
-                .service(web::resource("/healthz").get(wellknown::healthz))
-                .service(web::resource("/metrics").get(tessera_web::metrics_handler))
-                .service(web::resource("/").get(pages::index))
+                .configure(configure)
         })
         .client_request_timeout(settings.request_timeout)
         .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .listen(listener)
-        .map_err(|reason| StartupError::Bind {
-            addr: settings.addr.clone(),
-            reason,
-        })?
+        .map_err(bind_error)?
         .disable_signals();
         if let Some(workers) = settings.workers {
             server = server.workers(workers.max(1));
         }
         Ok(Application {
-            store: purge_store,
+            store,
             addr,
             issuer,
             keys,
@@ -278,6 +166,153 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// A default issuer of http://0.0.0.0:8080 would be a URL no client can match: listening
+/// on an unspecified address needs an explicit issuer.
+fn check_listen(settings: &Settings) -> Result<(), StartupError> {
+    let unspecified = settings
+        .addr
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_unspecified());
+    if unspecified && settings.issuer.is_none() {
+        return Err(StartupError::Config(format!(
+            "listening on {} needs an explicit issuer (--issuer or TESSERA_ISSUER): \
+             the public URL clients use to reach this server",
+            settings.addr
+        )));
+    }
+    Ok(())
+}
+
+/// The issuer: the configured one, checked, or this server's own address.
+fn issuer(settings: &Settings, addr: SocketAddr) -> Result<String, StartupError> {
+    match &settings.issuer {
+        Some(issuer) => tessera_core::parse_issuer(issuer).map_err(|e| {
+            StartupError::Config(format!("invalid issuer {issuer:?}: {}", e.message()))
+        }),
+        None => Ok(format!("http://{addr}")),
+    }
+}
+
+/// Refuses unusable settings: an empty audience, lifetimes out of bounds, an unsafe key
+/// schedule, malformed CORS origins (which it returns parsed).
+fn check_settings(settings: &Settings) -> Result<CorsOrigins, StartupError> {
+    if settings.audience.is_empty() {
+        return Err(StartupError::Config("the audience may not be empty".into()));
+    }
+    // The same bounds as the command line's: expiry times stay well inside what both
+    // databases store and compare.
+    if !(1..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&settings.access_token_ttl.as_secs()) {
+        return Err(StartupError::Config(format!(
+            "the access-token lifetime must be 1 to {MAX_ACCESS_TOKEN_TTL_SECS} seconds"
+        )));
+    }
+    if !(1..=MAX_REFRESH_TOKEN_TTL_SECS).contains(&settings.refresh_token_ttl.as_secs()) {
+        return Err(StartupError::Config(format!(
+            "the refresh-token lifetime must be 1 to {MAX_REFRESH_TOKEN_TTL_SECS} seconds"
+        )));
+    }
+    settings
+        .keys
+        .check(settings.access_token_ttl)
+        .map_err(StartupError::Config)?;
+    CorsOrigins::parse(
+        &settings.cors_origins,
+        "GET, POST",
+        "WWW-Authenticate, Retry-After, ETag",
+    )
+    .map_err(StartupError::Config)
+}
+
+/// Builds what the handlers share from checked settings: the audit log, the signing keys
+/// (started), the metrics, the limits, the password checks and the grant engine; and the
+/// HTTP metrics, on the same registry.
+async fn wire(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    issuer: String,
+) -> Result<(AppState, HttpMetrics), StartupError> {
+    let audit = AuditLog::spawn(store.clone());
+    let keys = Arc::new(
+        KeyManager::start(
+            store.clone(),
+            settings.clock.clone(),
+            settings.keys,
+            settings.master_key.clone(),
+            Some(audit.clone()),
+        )
+        .await?,
+    );
+    let registry = Arc::new(Registry::new());
+    let http_metrics = HttpMetrics::new(registry.clone());
+    let tokens_issued = registry.counter(
+        "tessera_tokens_issued_total",
+        "Access tokens issued, by grant and format.",
+        &["grant", "format"],
+    );
+    let introspections = registry.counter(
+        "tessera_introspections_total",
+        "Introspection answers, by whether the token was active.",
+        &["active"],
+    );
+    tessera_store::register_pool_metrics(&registry, &store);
+    let limits = Arc::new(RateLimits::new(settings.rate_limits, &registry));
+    let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
+        .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let passwords = Passwords {
+        verifier: PasswordVerifier::new(settings.password_concurrency.unwrap_or(cpus)),
+        limits: limits.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        clock: settings.clock.clone(),
+    };
+    let state = AppState {
+        secure_cookies: issuer.starts_with("https://"),
+        origin: url::Url::parse(&issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,
+        grants: GrantEngine {
+            store: store.clone(),
+            keys,
+            clock: settings.clock.clone(),
+            issuer,
+            audience: settings.audience.clone(),
+            access_token_ttl: settings.access_token_ttl,
+            refresh_token_ttl: settings.refresh_token_ttl,
+            opaque_tokens: tessera_store::TokenBatcher::spawn(store),
+            passwords,
+            audit,
+        },
+        metadata: Bytes::from(metadata),
+        limits,
+        proxies: settings.trusted_proxies.clone(),
+        tokens_issued,
+        introspections,
+    };
+    Ok((state, http_metrics))
+}
+
+/// The routes of the authorization server. Resources (not bare routes), so that a wrong
+/// method is 405, not 404; the endpoints a page on a configured origin may call get CORS,
+/// the HTML pages never do.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let cross_origin =
+        |path: &str| web::resource(path.to_owned()).wrap(middleware::from_fn(tessera_web::cors));
+    cfg.service(cross_origin("/oauth/token").post(token::token))
+        .service(web::resource("/oauth/authorize").get(authorize::start))
+        .service(web::resource("/oauth/authorize/login").post(authorize::login))
+        .service(web::resource("/oauth/authorize/consent").post(authorize::consent))
+        .service(cross_origin("/oauth/introspect").post(introspect::introspect))
+        .service(cross_origin("/oauth/revoke").post(introspect::revoke))
+        .service(cross_origin("/.well-known/jwks.json").get(wellknown::get_jwks))
+        .service(
+            cross_origin("/.well-known/oauth-authorization-server").get(wellknown::get_metadata),
+        )
+        .service(web::resource("/healthz").get(wellknown::healthz))
+        .service(web::resource("/metrics").get(tessera_web::metrics_handler))
+        .service(web::resource("/").get(pages::index));
+}
+
 /// How often a running server deletes expired rows. Every instance does it; the deletes
 /// are idempotent.
 pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -291,10 +326,7 @@ async fn purge_periodically(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store
-            .purge_expired(crate::keys::to_utc(clock.now_millis()))
-            .await
-        {
+        match store.purge_expired(clock.now_utc()).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "deleted expired codes, sessions and tokens"),
             Err(err) => {

@@ -1,45 +1,36 @@
+//! What every handler shares.
+
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::HttpRequest;
-use actix_web::web::Bytes;
-use tessera_core::Clock;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest, dev};
 use tessera_core::metrics::Counter;
 use tessera_core::net::TrustedProxies;
-use tessera_store::{AuditLog, NewAuditEvent, Store};
+use tessera_store::NewAuditEvent;
 
-use crate::keys::KeyManager;
+use crate::grant::GrantEngine;
 use crate::limits::RateLimits;
-use crate::passwords::PasswordVerifier;
 
 /// What every handler shares. Built once by [`crate::Application::build`].
 #[derive(Debug)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    /// The signing keys, kept in step with the store.
-    pub keys: Arc<KeyManager>,
-    /// The time.
-    pub clock: Clock,
-    pub issuer: String,
-    pub audience: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
+    /// The grant decisions of the token and authorization endpoints, with the store, the
+    /// signing keys, the clock, the issuer, the audience and the audit log they use.
+    pub grants: GrantEngine,
     /// Whether cookies carry `Secure`: whenever the issuer is https.
     pub secure_cookies: bool,
     /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
     pub origin: String,
-    pub passwords: PasswordVerifier,
     /// The RFC 8414 metadata document, serialised once from configuration.
     pub metadata: Bytes,
     /// Rate limits and brute-force protection.
-    pub limits: RateLimits,
+    pub limits: Arc<RateLimits>,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
-    /// Security events, written to the store in the background.
-    pub audit: AuditLog,
-    /// Opaque access tokens, stored by group commit.
-    pub opaque_tokens: tessera_store::TokenBatcher,
     /// `tessera_tokens_issued_total{grant, format}`.
     pub tokens_issued: Counter,
     /// `tessera_introspections_total{active}`.
@@ -49,12 +40,12 @@ pub struct AppState {
 impl AppState {
     /// The current time.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        crate::keys::to_utc(self.clock.now_millis())
+        self.grants.clock.now_utc()
     }
 
     /// The current time in Unix milliseconds, for rate limits.
     pub fn now_ms(&self) -> i64 {
-        self.clock.now_millis()
+        self.grants.clock.now_millis()
     }
 
     /// Where `req` comes from.
@@ -65,6 +56,37 @@ impl AppState {
     /// Records a security event (in the background: the request does not wait for the
     /// write, only for room in the queue).
     pub async fn audit(&self, event: NewAuditEvent) {
-        self.audit.record(event).await;
+        self.grants.audit.record(event).await;
     }
+}
+
+/// The future of an extractor that reads a request's body.
+pub type Extracting<T, E> = Pin<Box<dyn Future<Output = Result<T, E>>>>;
+
+/// The start every extractor of a form POST shares: takes the body and finds the shared
+/// state, then runs `read` with the request, the body and the state. Without the state
+/// (never, once the server is built) the answer is `missing`.
+pub fn extract<T, E, Read, Reading>(
+    req: &HttpRequest,
+    payload: &mut dev::Payload,
+    missing: fn() -> E,
+    read: Read,
+) -> Extracting<T, E>
+where
+    Read: FnOnce(HttpRequest, web::Payload, web::Data<AppState>) -> Reading + 'static,
+    Reading: Future<Output = Result<T, E>> + 'static,
+    T: 'static,
+    E: 'static,
+{
+    let req = req.clone();
+    let payload = web::Payload::from_request(&req, payload);
+    Box::pin(async move {
+        // Taking the body cannot fail; its error type is only actix's general one.
+        let (Ok(payload), Some(state)) = (payload.await, req.app_data::<web::Data<AppState>>())
+        else {
+            return Err(missing());
+        };
+        let state = state.clone();
+        read(req, payload, state).await
+    })
 }

@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use tessera_core::Scope;
 
+use crate::grant::SUPPORTED_GRANTS;
 use crate::state::AppState;
-use crate::token::SUPPORTED_GRANTS;
 
 /// The RFC 8414 metadata for `issuer`: every URL derives from configuration, never from
 /// the request's `Host` header.
@@ -42,7 +42,7 @@ pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
 /// The JWKS, with `Cache-Control: public, max-age=N` (N never reaching past the next key
 /// activation) and a strong `ETag`; `If-None-Match` with that tag gets `304`.
 pub async fn get_jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let jwks = state.keys.jwks();
+    let jwks = state.grants.keys.jwks();
     let cache_control = format!("public, max-age={}", jwks.max_age);
     let fresh = req
         .headers()
@@ -73,7 +73,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 
 /// Liveness and readiness: 200 when the database answers, 503 when it does not.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    if state.keys.is_stale() {
+    if state.grants.keys.is_stale() {
         // The database may answer, but this instance could not load the current keys
         // (e.g. a key sealed under another master key): take it out of rotation.
         return HttpResponse::ServiceUnavailable()
@@ -81,7 +81,7 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             .insert_header((header::RETRY_AFTER, "10"))
             .json(json!({"status": "unavailable", "database": "ok", "keys": "stale"}));
     }
-    match state.store.ping().await {
+    match state.grants.store.ping().await {
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({"status": "ok", "database": "ok"})),

@@ -50,24 +50,12 @@ pub struct Common {
     pub audience: String,
 
     /// Access-token lifetime in seconds (1 to 86400).
-    #[arg(
-        long,
-        global = true,
-        env = "TESSERA_ACCESS_TOKEN_TTL",
-        default_value_t = tessera_authz::DEFAULT_ACCESS_TOKEN_TTL_SECS,
-        value_parser = clap::value_parser!(u64).range(1..=tessera_authz::MAX_ACCESS_TOKEN_TTL_SECS)
-    )]
+    #[arg(long, global = true, env = "TESSERA_ACCESS_TOKEN_TTL", default_value_t = tessera_authz::DEFAULT_ACCESS_TOKEN_TTL_SECS, value_parser = seconds(1, tessera_authz::MAX_ACCESS_TOKEN_TTL_SECS))]
     pub access_token_ttl: u64,
 
     /// Absolute lifetime of a refresh-token family in seconds (60 to 31536000): rotation
     /// never extends it.
-    #[arg(
-        long,
-        global = true,
-        env = "TESSERA_REFRESH_TOKEN_TTL",
-        default_value_t = tessera_authz::DEFAULT_REFRESH_TOKEN_TTL_SECS,
-        value_parser = clap::value_parser!(u64).range(60..=tessera_authz::MAX_REFRESH_TOKEN_TTL_SECS)
-    )]
+    #[arg(long, global = true, env = "TESSERA_REFRESH_TOKEN_TTL", default_value_t = tessera_authz::DEFAULT_REFRESH_TOKEN_TTL_SECS, value_parser = seconds(60, tessera_authz::MAX_REFRESH_TOKEN_TTL_SECS))]
     pub refresh_token_ttl: u64,
 
     /// How the resource server validates opaque tokens: `store` (look them up in the
@@ -336,31 +324,35 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Register a client and print its secret (shown only this once).
-    Add {
-        /// Client id (letters, digits, '.', '_', '-').
-        client_id: ClientId,
-        /// Grant type the client may use; repeat for several. A client with none can only
-        /// introspect and revoke (e.g. a resource server).
-        #[arg(long = "grant", value_name = "GRANT")]
-        grants: Vec<GrantType>,
-        /// Scope the client may be granted; repeat for several.
-        #[arg(long = "scope", required = true, value_name = "basic|admin")]
-        scopes: Vec<Scope>,
-        /// Access token format.
-        #[arg(long, default_value = "jwt", value_name = "jwt|opaque")]
-        token_format: TokenFormat,
-        /// Redirect URI for the authorization code flow; repeat for several.
-        #[arg(long = "redirect-uri", value_name = "URI")]
-        redirect_uris: Vec<String>,
-        /// A public client (no secret), e.g. a single-page or mobile app.
-        #[arg(long)]
-        public: bool,
-        /// Display name [default: the client id].
-        #[arg(long)]
-        name: Option<String>,
-    },
+    Add(ClientAdd),
     /// List clients.
     List,
+}
+
+// What `tessera client add` is given (the help text is the variant's).
+#[derive(Debug, Args)]
+pub struct ClientAdd {
+    /// Client id (letters, digits, '.', '_', '-').
+    pub client_id: ClientId,
+    /// Grant type the client may use; repeat for several. A client with none can only
+    /// introspect and revoke (e.g. a resource server).
+    #[arg(long = "grant", value_name = "GRANT")]
+    pub grants: Vec<GrantType>,
+    /// Scope the client may be granted; repeat for several.
+    #[arg(long = "scope", required = true, value_name = "basic|admin")]
+    pub scopes: Vec<Scope>,
+    /// Access token format.
+    #[arg(long, default_value = "jwt", value_name = "jwt|opaque")]
+    pub token_format: TokenFormat,
+    /// Redirect URI for the authorization code flow; repeat for several.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret), e.g. a single-page or mobile app.
+    #[arg(long)]
+    pub public: bool,
+    /// Display name [default: the client id].
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,4 +407,9 @@ fn audit_kind_help() -> String {
         .map(|k| k.as_str())
         .collect();
     format!("Only events of this kind: {}", kinds.join(", "))
+}
+
+/// A lifetime flag's parser: whole seconds from `min` to `max`.
+fn seconds(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(min..=max)
 }

@@ -2,7 +2,9 @@
 
 mod admin;
 mod args;
+mod clients;
 mod demo;
+mod keys;
 mod serve;
 mod showcase;
 
@@ -71,8 +73,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Company(cmd) => admin::company(common, cmd).await,
         Command::User(cmd) => admin::user(common, cmd).await,
-        Command::Client(cmd) => admin::client(common, cmd).await,
-        Command::Keys(cmd) => admin::keys(common, cmd).await,
+        Command::Client(cmd) => clients::client(common, cmd).await,
+        Command::Keys(cmd) => keys::keys(common, cmd).await,
         Command::Audit(cmd) => admin::audit(common, cmd).await,
     }
 }

@@ -8,10 +8,10 @@ use tessera_store::Store;
 use tokio::task::JoinHandle;
 
 use crate::args::Common;
-use crate::{admin, demo};
+use crate::{admin, demo, keys};
 
 fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
-    let master_key = admin::master_key()?;
+    let master_key = keys::master_key()?;
     Ok(tessera_authz::Settings {
         addr: common.authz_addr.clone(),
         issuer: common.issuer.clone(),

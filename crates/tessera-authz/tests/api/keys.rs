@@ -435,7 +435,7 @@ async fn an_instance_that_cannot_load_the_keys_reports_unready_and_recovers(back
     let foreign = tessera_authz::keys::generate(SigningAlgorithm::ES256)
         .await
         .unwrap();
-    let now = tessera_authz::keys::to_utc(clock.now_millis());
+    let now = clock.now_utc();
     store
         .insert_next_key_if_none(
             &tessera_authz::keys::to_stored(&foreign, Some(&other)).unwrap(),

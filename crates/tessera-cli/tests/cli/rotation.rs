@@ -290,14 +290,14 @@ async fn continuous_traffic_across_two_scheduled_rotations_never_sees_a_valid_to
     s.store
         .activate_key_now(
             &tessera_authz::keys::to_stored(&urgent, None).unwrap(),
-            tessera_authz::keys::to_utc(s.clock.now_millis()),
-            tessera_authz::keys::to_utc(s.clock.now_millis()) + chrono::Duration::hours(1),
+            s.clock.now_utc(),
+            s.clock.now_utc() + chrono::Duration::hours(1),
         )
         .await
         .unwrap();
     assert!(
         s.store
-            .remove_key(&old_kid, tessera_authz::keys::to_utc(s.clock.now_millis()))
+            .remove_key(&old_kid, s.clock.now_utc())
             .await
             .unwrap()
     );

@@ -1,4 +1,4 @@
-//! Unit tests of `admin`.
+//! Unit tests of `clients`.
 
 use super::check_redirect_uri;
 

@@ -1,0 +1,225 @@
+//! The authorization endpoint's decisions (RFC 6749 §4.1.1, §4.1.2 with RFC 7636): which
+//! requests are sound, where a refusal goes, and the code a consent issues.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Duration, Utc};
+use tessera_core::{ErrorCode, GrantType, Scope, ScopeSet, pkce, secret};
+use tessera_store::{Client, NewAuthorizationCode, Store, StoreError, User};
+
+use super::{GrantEngine, GrantError, Parameters};
+
+/// How long an authorization code can be redeemed: 60 seconds.
+pub const CODE_TTL_SECS: i64 = 60;
+
+/// The authorization endpoint; its forms post below it.
+pub const ENDPOINT: &str = "/oauth/authorize";
+
+/// An authorization request that passed every check.
+#[derive(Debug)]
+pub struct AuthorizationRequest {
+    /// The client, as registered.
+    pub client: Client,
+    /// One of the client's registered redirect URIs, byte for byte.
+    pub redirect_uri: String,
+    /// The client's `state`, sent back unchanged.
+    pub state: Option<String>,
+    /// The scope asked for, within the client's.
+    pub scope: ScopeSet,
+    /// The S256 PKCE challenge.
+    pub code_challenge: String,
+}
+
+impl AuthorizationRequest {
+    /// The request as hidden form fields, so that the next POST can check it again.
+    pub fn hidden_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", self.client.client_id.to_string()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("scope", self.scope.to_string()),
+            ("code_challenge", self.code_challenge.clone()),
+            ("code_challenge_method", pkce::METHOD_S256.to_owned()),
+        ];
+        if let Some(state) = &self.state {
+            fields.push(("state", state.clone()));
+        }
+        fields
+    }
+
+    /// `/oauth/authorize?…` for this request: where a POST sends the browser next.
+    pub fn location(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.hidden_fields() {
+            query.append_pair(name, &value);
+        }
+        format!("{ENDPOINT}?{}", query.finish())
+    }
+
+    /// `invalid_scope` with its description when `user` may not have what the request
+    /// asks (the admin scope without the admin role).
+    pub fn refused_to(&self, user: &User) -> Option<(ErrorCode, &'static str)> {
+        (!super::scope::admits(self.scope, user))
+            .then_some((ErrorCode::InvalidScope, super::ADMIN_NEEDS_ROLE))
+    }
+}
+
+/// Why an authorization request was refused, and so where the answer goes.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Shown at the server (400): the client or the redirect URI cannot be trusted, so the
+    /// browser must not be sent anywhere (RFC 6749 §4.1.2.1).
+    Page(Cow<'static, str>),
+    /// The store failed before the client could be trusted: shown at the server too.
+    Store(StoreError),
+    /// Sent back to the registered redirect URI with `error` and `state`.
+    Redirect {
+        /// The request, as far as it was checked.
+        request: Box<AuthorizationRequest>,
+        /// The error code.
+        error: ErrorCode,
+        /// Its description.
+        description: Cow<'static, str>,
+    },
+}
+
+impl From<StoreError> for Refusal {
+    fn from(err: StoreError) -> Self {
+        Refusal::Store(err)
+    }
+}
+
+/// Checks an authorization request (query or form) in the order RFC 6749 §4.1.2.1
+/// demands: the client and redirect URI first, shown at the server when wrong; then the
+/// rest, sent back to the client.
+pub async fn check(
+    params: &impl Parameters,
+    store: &dyn Store,
+) -> Result<AuthorizationRequest, Refusal> {
+    let page = |message: &'static str| Err(Refusal::Page(message.into()));
+    let Some(client_id) = params.get("client_id") else {
+        return page("The request does not name the application (client_id is missing).");
+    };
+    let Some(client) = store.find_client(client_id).await? else {
+        return page("The application is not registered here (unknown client_id).");
+    };
+    let Some(redirect_uri) = params.get("redirect_uri") else {
+        return page("The request has no redirect_uri.");
+    };
+    // Exact string comparison: no normalisation, no prefix match, no port leeway.
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
+        return page("The redirect_uri is not registered for this application.");
+    }
+    // `state` goes back through an HTML form and a URL; control characters would not
+    // survive the form unchanged (RFC 6749 Appendix A.5 allows only printable ones).
+    if params
+        .get("state")
+        .is_some_and(|s| s.chars().any(char::is_control))
+    {
+        return page("The state parameter may not contain control characters.");
+    }
+    let request = AuthorizationRequest {
+        redirect_uri: redirect_uri.to_owned(),
+        state: params.get("state").map(str::to_owned),
+        scope: ScopeSet::only(Scope::Basic),
+        code_challenge: String::new(),
+        client,
+    };
+    let refuse = |request, error, description: &'static str| {
+        Err(Refusal::Redirect {
+            request: Box::new(request),
+            error,
+            description: description.into(),
+        })
+    };
+    match params.get("response_type") {
+        Some("code") => {}
+        None => {
+            return refuse(
+                request,
+                ErrorCode::InvalidRequest,
+                "response_type is missing",
+            );
+        }
+        Some(_) => {
+            return refuse(
+                request,
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            );
+        }
+    }
+    if !request.client.allows_grant(GrantType::AuthorizationCode) {
+        return refuse(
+            request,
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code grant",
+        );
+    }
+    let Some(challenge) = params.get("code_challenge") else {
+        return refuse(
+            request,
+            ErrorCode::InvalidRequest,
+            "PKCE is required: code_challenge is missing",
+        );
+    };
+    let method_refused = match params.get("code_challenge_method") {
+        Some(pkce::METHOD_S256) => None,
+        None | Some("plain") => Some("code_challenge_method must be S256; plain is not accepted"),
+        Some(_) => Some("code_challenge_method must be S256"),
+    };
+    if let Some(description) = method_refused {
+        return refuse(request, ErrorCode::InvalidRequest, description);
+    }
+    if !pkce::is_valid_challenge(challenge) {
+        return refuse(
+            request,
+            ErrorCode::InvalidRequest,
+            "code_challenge must be 43 base64url characters (an S256 digest)",
+        );
+    }
+    let scope = match params.get("scope").map(str::parse::<ScopeSet>) {
+        None => ScopeSet::only(Scope::Basic),
+        Some(Ok(scope)) => scope,
+        Some(Err(_)) => {
+            return refuse(request, ErrorCode::InvalidScope, "the scope is not valid");
+        }
+    };
+    if !scope.is_subset(request.client.scopes) {
+        return refuse(
+            request,
+            ErrorCode::InvalidScope,
+            "this client may not request that scope",
+        );
+    }
+    Ok(AuthorizationRequest {
+        scope,
+        code_challenge: challenge.to_owned(),
+        ..request
+    })
+}
+
+impl GrantEngine {
+    /// Issues a one-time code for `request`, consented to by `user` at `now`: stored as a
+    /// digest, redeemable for [`CODE_TTL_SECS`].
+    pub async fn issue_code(
+        &self,
+        request: &AuthorizationRequest,
+        user: &User,
+        now: DateTime<Utc>,
+    ) -> Result<String, GrantError> {
+        let code = secret::generate()
+            .map_err(|e| GrantError::internal("generating an authorization code failed", e))?;
+        let record = NewAuthorizationCode {
+            code_hash: secret::digest(&code),
+            client_id: request.client.client_id.clone(),
+            user_id: user.id,
+            redirect_uri: request.redirect_uri.clone(),
+            scope: request.scope,
+            code_challenge: request.code_challenge.clone(),
+            expires_at: now + Duration::seconds(CODE_TTL_SECS),
+        };
+        self.store.insert_authorization_code(&record, now).await?;
+        Ok(code)
+    }
+}

@@ -1,0 +1,197 @@
+//! Issuance: access tokens (a signed JWT or a stored opaque token) and the refresh tokens
+//! of a grant family.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tessera_core::{
+    AccessTokenClaims, GrantType, ScopeSet, SigningAlgorithm, SigningKey, TokenFormat, secret,
+};
+use tessera_store::{Client, NewAccessToken, NewRefreshToken, User};
+use uuid::Uuid;
+
+use super::{GrantEngine, GrantError, Issued};
+
+/// The prefix of every opaque access token: `tsr_` and 43 base64url characters, no `.`.
+pub const OPAQUE_PREFIX: &str = "tsr_";
+
+/// The prefix of every refresh token, so that secret scanners recognise one.
+pub const REFRESH_PREFIX: &str = "tsrr_";
+
+/// Who a token speaks for.
+pub(super) enum Subject<'a> {
+    User(&'a User),
+    Client,
+}
+
+/// The grant family of a user's tokens.
+pub(super) enum Family {
+    /// A password grant: a family starts here if the client may refresh.
+    New,
+    /// A redeemed code's family, and the scope the user consented to.
+    Existing { id: Uuid, granted: ScopeSet },
+}
+
+/// A new random secret: `prefix` and 256 bits from the OS CSPRNG, base64url.
+pub(super) fn new_secret(prefix: &str) -> Result<String, GrantError> {
+    let random =
+        secret::generate().map_err(|e| GrantError::internal("generating a token failed", e))?;
+    Ok(format!("{prefix}{random}"))
+}
+
+impl GrantEngine {
+    /// Issues an access token for `user` and, when the client may use the refresh grant,
+    /// the first refresh token of the family.
+    pub(super) async fn issue_for_user(
+        &self,
+        client: &Client,
+        user: User,
+        scope: ScopeSet,
+        family: Family,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, GrantError> {
+        let refreshable = client.allows_grant(GrantType::RefreshToken);
+        let (family_id, granted) = match family {
+            Family::Existing { id, granted } => (Some(id), granted),
+            Family::New if refreshable => (Some(Uuid::new_v4()), scope),
+            Family::New => (None, scope),
+        };
+        let (access_token, expires_in) = self
+            .access_token(client, Subject::User(&user), scope, family_id, now)
+            .await?;
+        let refresh_token = match family_id {
+            Some(family_id) if refreshable => {
+                let token = new_secret(REFRESH_PREFIX)?;
+                let lifetime = client
+                    .refresh_token_ttl_secs
+                    .and_then(chrono::Duration::try_seconds)
+                    .or_else(|| chrono::Duration::from_std(self.refresh_token_ttl).ok())
+                    .unwrap_or(chrono::Duration::MAX);
+                self.store
+                    .insert_refresh_token(
+                        &NewRefreshToken {
+                            token_hash: secret::digest(&token),
+                            family_id,
+                            client_id: client.client_id.clone(),
+                            user_id: user.id,
+                            scope: granted,
+                            expires_at: now
+                                .checked_add_signed(lifetime)
+                                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                        },
+                        now,
+                    )
+                    .await?;
+                Some(token)
+            }
+            _ => None,
+        };
+        Ok(Issued {
+            access_token,
+            expires_in,
+            scope,
+            refresh_token,
+            user: Some(user),
+        })
+    }
+
+    /// Issues one access token in the client's format; the opaque kind is stored, tagged
+    /// with its grant family. Returns the token and its lifetime in seconds.
+    pub(super) async fn access_token(
+        &self,
+        client: &Client,
+        subject: Subject<'_>,
+        scope: ScopeSet,
+        family_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(String, i64), GrantError> {
+        // A client's own lifetime is bounded by what the key schedule keeps verifiable.
+        let longest =
+            i64::try_from(self.keys.schedule().longest_token_lifetime().as_secs()).unwrap_or(0);
+        let ttl = client.access_token_ttl_secs.map_or(
+            i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            |own| own.min(longest),
+        );
+        let iat = now.timestamp();
+        let token = match client.access_token_format {
+            TokenFormat::Jwt => {
+                let (sub, company, roles, username) = match subject {
+                    Subject::User(user) => (
+                        user.id.to_string(),
+                        Some(user.company.to_string()),
+                        Some(user.roles.clone()),
+                        Some(user.username.to_string()),
+                    ),
+                    Subject::Client => (client.client_id.to_string(), None, None, None),
+                };
+                let claims = AccessTokenClaims {
+                    iss: self.issuer.clone(),
+                    sub,
+                    aud: self.audience.clone(),
+                    exp: iat.saturating_add(ttl),
+                    iat,
+                    jti: Uuid::new_v4().to_string(),
+                    client_id: client.client_id.to_string(),
+                    scope,
+                    company,
+                    roles,
+                    username,
+                };
+                sign(self.keys.signer(), claims).await?
+            }
+            TokenFormat::Opaque => {
+                // Only the digest is stored. The prefix lets secret scanners recognise a
+                // leaked token; it carries no meaning.
+                let token = new_secret(OPAQUE_PREFIX)?;
+                let (user_id, subject) = match subject {
+                    Subject::User(user) => (Some(user.id), user.id.to_string()),
+                    Subject::Client => (None, client.client_id.to_string()),
+                };
+                let record = NewAccessToken {
+                    token_hash: secret::digest(&token),
+                    client_id: client.client_id.clone(),
+                    user_id,
+                    subject,
+                    scope,
+                    expires_at: chrono::Duration::try_seconds(ttl)
+                        .and_then(|d| now.checked_add_signed(d))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    family_id,
+                };
+                self.opaque_tokens.insert(record, now).await?;
+                token
+            }
+        };
+        Ok((token, ttl))
+    }
+
+    /// The user `id`, unless deleted or disabled (`invalid_grant`).
+    pub(super) async fn active_user(&self, id: Uuid) -> Result<User, GrantError> {
+        match self.store.find_user_by_id(id).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(GrantError::invalid_grant(
+                "the user may no longer obtain tokens",
+            )),
+        }
+    }
+}
+
+/// Signs `claims`. An RSA signature takes the better part of a millisecond: it runs on the
+/// blocking pool, so the request worker meanwhile serves other requests and hands back the
+/// database connections they hold instead of keeping them until it is done signing.
+/// ES256 and EdDSA sign in microseconds, in place.
+async fn sign(key: Arc<SigningKey>, claims: AccessTokenClaims) -> Result<String, GrantError> {
+    const SIGNING_FAILED: &str = "signing an access token failed";
+    if !matches!(
+        key.algorithm(),
+        SigningAlgorithm::RS256 | SigningAlgorithm::PS256
+    ) {
+        return key
+            .sign_access_token(&claims)
+            .map_err(|e| GrantError::internal(SIGNING_FAILED, e));
+    }
+    match tokio::task::spawn_blocking(move || key.sign_access_token(&claims)).await {
+        Ok(signed) => signed.map_err(|e| GrantError::internal(SIGNING_FAILED, e)),
+        Err(e) => Err(GrantError::internal(SIGNING_FAILED, e)),
+    }
+}
