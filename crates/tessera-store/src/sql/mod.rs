@@ -1,0 +1,104 @@
+//! The store's operations, written once for both dialects, one file per area: `users`
+//! (with companies), `clients`, `tokens` (authorization codes, refresh tokens and their
+//! families, opaque access tokens, login sessions, the purge), `keys` and `audit`.
+//!
+//! This directory is compiled once per dialect: `sqlite.rs` and `postgres.rs` each mount
+//! it as their child module `sql`, with their `D` (a [`crate::dialect::Dialect`]),
+//! their `Adapter` (the store type) and their SQL fragment macros in scope. Every
+//! statement is a `concat!` of literals with `$N` placeholders: one static text per
+//! dialect, prepared once per connection.
+
+mod audit;
+mod clients;
+mod keys;
+pub(crate) mod tokens;
+mod users;
+
+use crate::dialect::Dialect;
+use crate::{PoolStatus, Result, StoreError};
+
+use super::{Adapter, D};
+
+/// The dialect's pool.
+type Pool = sqlx::Pool<<D as Dialect>::Db>;
+/// A row of the dialect.
+type Row = <<D as Dialect>::Db as sqlx::Database>::Row;
+
+/// Implements [`crate::Store`] for the dialect's adapter: apart from the first three
+/// methods, each hands the pool to the function of the same name in its area's module.
+macro_rules! store {
+    ($( $area:ident :: $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty; )*) => {
+        #[async_trait::async_trait]
+        impl crate::Store for Adapter {
+            async fn migrate(&self) -> Result<()> {
+                D::migrate(&self.pool).await
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                Ok(())
+            }
+
+            fn pool_status(&self) -> PoolStatus {
+                PoolStatus {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
+
+            $(
+                async fn $name(&self, $( $arg: $ty ),*) -> Result<$ret> {
+                    $area::$name(&self.pool, $( $arg ),*).await
+                }
+            )*
+        }
+    };
+}
+
+store! {
+    users::seed_if_empty(seed: &crate::Seed, now: Now) -> bool;
+    users::create_company(new: &crate::NewCompany, now: Now) -> crate::Company;
+    users::list_companies() -> Vec<crate::Company>;
+    users::create_user(new: &crate::NewUser, now: Now) -> crate::User;
+    users::find_user_credentials(username: &str) -> Option<crate::UserCredentials>;
+    users::list_users(company: Option<&tessera_core::CompanySlug>) -> Vec<crate::User>;
+    users::set_user_disabled(username: &tessera_core::Username, disabled: bool, now: Now) -> crate::User;
+    users::delete_user(username: &tessera_core::Username) -> ();
+    users::find_user(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> Option<crate::User>;
+    users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Now) -> Option<crate::User>;
+    users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> bool;
+    users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
+    tokens::insert_access_token(token: &crate::NewAccessToken, now: Now) -> ();
+    tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;
+    tokens::insert_access_tokens(tokens: &[(crate::NewAccessToken, Now)]) -> ();
+    tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Now) -> bool;
+    tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Now) -> ();
+    tokens::redeem_authorization_code(code_hash: &str, family_id: uuid::Uuid, now: Now) -> crate::Redemption;
+    tokens::revoke_family(family_id: uuid::Uuid, now: Now) -> u64;
+    tokens::insert_refresh_token(token: &crate::NewRefreshToken, now: Now) -> ();
+    tokens::find_refresh_token(token_hash: &str) -> Option<crate::StoredRefreshToken>;
+    tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Now) -> crate::Rotation;
+    tokens::insert_login_session(session: &crate::NewLoginSession, now: Now) -> ();
+    tokens::find_login_session(session_hash: &str) -> Option<crate::LoginSession>;
+    tokens::purge_expired(now: Now) -> u64;
+    clients::create_client(new: &crate::NewClient, now: Now) -> crate::Client;
+    clients::find_client(client_id: &str) -> Option<crate::Client>;
+    clients::list_clients() -> Vec<crate::Client>;
+    keys::published_keys() -> Vec<crate::StoredKey>;
+    keys::active_key() -> Option<crate::StoredKey>;
+    keys::insert_active_key_if_none(key: &crate::NewKey, now: Now) -> crate::StoredKey;
+    keys::insert_next_key_if_none(key: &crate::NewKey, activate_at: Now, now: Now) -> crate::StoredKey;
+    keys::activate_due_key(now: Now, retire_after: chrono::Duration) -> Option<String>;
+    keys::activate_key_now(key: &crate::NewKey, now: Now, remove_at: Now) -> crate::StoredKey;
+    keys::remove_expired_keys(now: Now) -> u64;
+    keys::remove_key(kid: &str, activates_after: Now) -> bool;
+    audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
+    audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
+}
+
+/// A point in time, as every operation takes it.
+type Now = chrono::DateTime<chrono::Utc>;
