@@ -58,15 +58,8 @@ pub(crate) trait Dialect {
 
     /// `items` as a stored word list.
     fn words<T: std::fmt::Display>(items: &[T]) -> Self::Words;
-    /// The word list in column `col`, each word parsed; `what` names it in errors.
-    fn get_words<T>(
-        row: &<Self::Db as sqlx::Database>::Row,
-        col: &str,
-        what: &str,
-    ) -> Result<Vec<T>>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display;
+    /// The words of the list in column `col`.
+    fn get_words(row: &<Self::Db as sqlx::Database>::Row, col: &str) -> Result<Vec<String>>;
 
     /// `scopes` as stored.
     fn scopes(scopes: ScopeSet) -> Self::Words;

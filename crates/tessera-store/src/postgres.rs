@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use tessera_core::ScopeSet;
 use uuid::Uuid;
 
-use crate::convert::{parse_scopes, parse_words, scope_words, stored_time, words};
+use crate::convert::{parse_scopes, scope_words, stored_time, words};
 use crate::dialect::{Dialect, Lock};
 use crate::model::{NewAuditEvent, audit_text};
 use crate::{Result, StoreError};
@@ -106,12 +106,8 @@ impl Dialect for Postgres {
         words(items)
     }
 
-    fn get_words<T>(row: &PgRow, col: &str, what: &str) -> Result<Vec<T>>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        parse_words(row.try_get::<Vec<String>, _>(col)?, what)
+    fn get_words(row: &PgRow, col: &str) -> Result<Vec<String>> {
+        Ok(row.try_get(col)?)
     }
 
     fn scopes(scopes: ScopeSet) -> Vec<String> {

@@ -10,7 +10,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tessera_core::ScopeSet;
 use uuid::Uuid;
 
-use crate::convert::{parse_scopes, parse_uuid, parse_words, stored_time, words};
+use crate::convert::{parse_scopes, parse_uuid, stored_time, words};
 use crate::dialect::{Dialect, Lock};
 use crate::model::{NewAuditEvent, audit_text};
 use crate::{Result, StoreError};
@@ -31,9 +31,10 @@ impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or
     /// `sqlite::memory:`). Does not migrate: see [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid SQLite URL {url}: {e}")))?;
-        if !url.contains(":memory:") && !url.contains("mode=memory") {
+        if !in_memory {
             create_private(options.get_filename())?;
         }
         let options = options
@@ -47,11 +48,7 @@ impl SqliteStore {
         // pool the size of the worker count runs dry under load while the CPU idles
         // (ES256 client_credentials at 64 connections: 5,800 tokens/s with 8, 7,300-8,100
         // with 32). Connections open on demand; each is a thread and a SQLite handle.
-        let max = if url.contains(":memory:") || url.contains("mode=memory") {
-            1
-        } else {
-            SQLITE_POOL_SIZE
-        };
+        let max = if in_memory { 1 } else { SQLITE_POOL_SIZE };
         // Switching a new file to WAL takes a lock that the busy timeout does not wait
         // for, so processes opening one new file together may be told "database is
         // locked" here: retry for as long as the busy timeout would have waited.
@@ -139,12 +136,9 @@ impl Dialect for Sqlite {
         words(items).join(" ")
     }
 
-    fn get_words<T>(row: &SqliteRow, col: &str, what: &str) -> Result<Vec<T>>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        parse_words(row.try_get::<&str, _>(col)?.split_whitespace(), what)
+    fn get_words(row: &SqliteRow, col: &str) -> Result<Vec<String>> {
+        let words: &str = row.try_get(col)?;
+        Ok(words.split_whitespace().map(str::to_owned).collect())
     }
 
     fn scopes(scopes: ScopeSet) -> String {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Executor, Row as _};
 
-use super::{D, Pool, Row};
-use crate::convert::{from_json, parse_name, stored_time, to_json};
+use super::{D, Pool, Row, find, find_all};
+use crate::convert::{from_json, parse_name, parse_words, stored_time, to_json};
 use crate::dialect::{Dialect, storable};
 use crate::model::{Client, NewClient};
 use crate::{Result, StoreError};
@@ -35,7 +35,7 @@ fn client_from_row(row: &Row) -> Result<Client> {
         client_id: parse_name(row.try_get("client_id")?, "client_id")?,
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
-        grant_types: D::get_words(row, "grant_types", "grant types")?,
+        grant_types: parse_words(D::get_words(row, "grant_types")?, "grant types")?,
         scopes: D::get_scopes(row, "scopes")?,
         redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
         access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
@@ -46,7 +46,7 @@ fn client_from_row(row: &Row) -> Result<Client> {
 }
 
 /// Registers `new` through `ex`, a pool or the seeding transaction.
-pub(super) async fn insert_client<'e>(
+pub(super) async fn create_client<'e>(
     ex: impl Executor<'e, Database = <D as Dialect>::Db>,
     new: &NewClient,
     now: DateTime<Utc>,
@@ -71,26 +71,13 @@ pub(super) async fn insert_client<'e>(
     Ok(new.stored(now))
 }
 
-pub(super) async fn create_client(
-    pool: &Pool,
-    new: &NewClient,
-    now: DateTime<Utc>,
-) -> Result<Client> {
-    insert_client(pool, new, now).await
-}
-
 pub(super) async fn find_client(pool: &Pool, client_id: &str) -> Result<Option<Client>> {
     if !storable(client_id) {
         return Ok(None);
     }
-    let row = sqlx::query(BY_ID)
-        .bind(client_id)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(client_from_row).transpose()
+    find(pool, sqlx::query(BY_ID).bind(client_id), client_from_row).await
 }
 
 pub(super) async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {
-    let rows = sqlx::query(ALL).fetch_all(pool).await?;
-    rows.iter().map(client_from_row).collect()
+    find_all(pool, sqlx::query(ALL), client_from_row).await
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
-use super::{D, Pool, Row};
+use super::{D, Pool, Query, Row, find, find_all};
 use crate::convert::{corrupt, from_json, parse_name, stored_time, to_json};
 use crate::dialect::{Dialect, Lock, storable};
 use crate::model::{KeyState, NewKey, StoredKey};
@@ -92,16 +92,7 @@ fn key_from_row(row: &Row) -> Result<StoredKey> {
 }
 
 /// `sql` (one of the `INSERT_*` statements) with `key`'s four columns bound.
-fn insert<'q>(
-    sql: &'static str,
-    key: &'q NewKey,
-) -> Result<
-    sqlx::query::Query<
-        'q,
-        <D as Dialect>::Db,
-        <<D as Dialect>::Db as sqlx::Database>::Arguments<'q>,
-    >,
-> {
+fn insert<'q>(sql: &'static str, key: &'q NewKey) -> Result<Query<'q>> {
     Ok(sqlx::query(sql)
         .bind(&key.kid)
         .bind(key.algorithm.as_str())
@@ -110,13 +101,11 @@ fn insert<'q>(
 }
 
 pub(super) async fn published_keys(pool: &Pool) -> Result<Vec<StoredKey>> {
-    let rows = sqlx::query(PUBLISHED).fetch_all(pool).await?;
-    rows.iter().map(key_from_row).collect()
+    find_all(pool, sqlx::query(PUBLISHED), key_from_row).await
 }
 
 pub(super) async fn active_key(pool: &Pool) -> Result<Option<StoredKey>> {
-    let row = sqlx::query(ACTIVE).fetch_optional(pool).await?;
-    row.as_ref().map(key_from_row).transpose()
+    find(pool, sqlx::query(ACTIVE), key_from_row).await
 }
 
 pub(super) async fn insert_active_key_if_none(
@@ -144,10 +133,8 @@ pub(super) async fn insert_next_key_if_none(
         .bind(stored_time(activate_at))
         .execute(pool)
         .await?;
-    let row = sqlx::query(NEXT).fetch_optional(pool).await?;
-    row.as_ref()
-        .map(key_from_row)
-        .transpose()?
+    find(pool, sqlx::query(NEXT), key_from_row)
+        .await?
         .ok_or_else(|| StoreError::Corrupt("no next signing key after inserting one".into()))
 }
 

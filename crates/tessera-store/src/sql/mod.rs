@@ -19,10 +19,34 @@ use crate::{PoolStatus, Result, StoreError};
 
 use super::{Adapter, D};
 
+/// The dialect's driver.
+type Db = <D as Dialect>::Db;
 /// The dialect's pool.
-type Pool = sqlx::Pool<<D as Dialect>::Db>;
+type Pool = sqlx::Pool<Db>;
 /// A row of the dialect.
-type Row = <<D as Dialect>::Db as sqlx::Database>::Row;
+type Row = <Db as sqlx::Database>::Row;
+/// A statement with its arguments bound.
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// A point in time, as every operation takes it.
+type Now = chrono::DateTime<chrono::Utc>;
+/// How a row becomes a value.
+type FromRow<T> = fn(&Row) -> Result<T>;
+
+/// The row that `query` finds, if any, converted by `from_row`.
+async fn find<T>(pool: &Pool, query: Query<'_>, from_row: FromRow<T>) -> Result<Option<T>> {
+    query
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Every row that `query` finds, in its order, converted by `from_row`.
+async fn find_all<T>(pool: &Pool, query: Query<'_>, from_row: FromRow<T>) -> Result<Vec<T>> {
+    query.fetch_all(pool).await?.iter().map(from_row).collect()
+}
 
 /// Implements [`crate::Store`] for the dialect's adapter: apart from the first three
 /// methods, each hands the pool to the function of the same name in its area's module.
@@ -99,6 +123,3 @@ store! {
     audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
     audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
 }
-
-/// A point in time, as every operation takes it.
-type Now = chrono::DateTime<chrono::Utc>;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Executor, Row as _};
 use uuid::Uuid;
 
-use super::{D, Pool, Row};
+use super::{D, Pool, Row, find};
 use crate::Result;
 use crate::convert::{corrupt, parse_name, stored_time};
 use crate::dialect::{Dialect, Lock};
@@ -175,11 +175,8 @@ pub(super) async fn find_access_token(
     pool: &Pool,
     token_hash: &str,
 ) -> Result<Option<StoredAccessToken>> {
-    let row = sqlx::query(FIND_ACCESS)
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(access_token_from_row).transpose()
+    let query = sqlx::query(FIND_ACCESS).bind(token_hash);
+    find(pool, query, access_token_from_row).await
 }
 
 pub(super) async fn revoke_access_token(
@@ -301,11 +298,8 @@ pub(super) async fn find_refresh_token(
     pool: &Pool,
     token_hash: &str,
 ) -> Result<Option<StoredRefreshToken>> {
-    let row = sqlx::query(FIND_REFRESH)
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(refresh_token_from_row).transpose()
+    let query = sqlx::query(FIND_REFRESH).bind(token_hash);
+    find(pool, query, refresh_token_from_row).await
 }
 
 pub(super) async fn rotate_refresh_token(

@@ -5,8 +5,8 @@ use sqlx::{Executor, Row as _};
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
-use super::{D, Pool, Row, clients};
-use crate::convert::{parse_name, stored_time};
+use super::{D, Pool, Row, clients, find, find_all};
+use crate::convert::{parse_name, parse_words, stored_time};
 use crate::dialect::{Dialect, Lock, storable};
 use crate::model::{Company, NewCompany, NewUser, Seed, User, UserCredentials, UserPatch};
 use crate::{Result, StoreError};
@@ -66,7 +66,7 @@ fn user_from_row(row: &Row) -> Result<User> {
         id: D::get_id(row, "id")?,
         company: parse_name(row.try_get("company")?, "company")?,
         username: parse_name(row.try_get("username")?, "username")?,
-        roles: D::get_words(row, "roles", "roles")?,
+        roles: parse_words(D::get_words(row, "roles")?, "roles")?,
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -91,19 +91,19 @@ pub(super) async fn seed_if_empty(pool: &Pool, seed: &Seed, now: DateTime<Utc>) 
         return Ok(false);
     }
     for company in &seed.companies {
-        insert_company(&mut *tx, company, now).await?;
+        create_company(&mut *tx, company, now).await?;
     }
     for user in &seed.users {
-        insert_user(&mut *tx, user, now).await?;
+        create_user(&mut *tx, user, now).await?;
     }
     for client in &seed.clients {
-        clients::insert_client(&mut *tx, client, now).await?;
+        clients::create_client(&mut *tx, client, now).await?;
     }
     tx.commit().await?;
     Ok(true)
 }
 
-async fn insert_company<'e>(
+pub(super) async fn create_company<'e>(
     ex: impl Executor<'e, Database = <D as Dialect>::Db>,
     new: &NewCompany,
     now: DateTime<Utc>,
@@ -121,7 +121,7 @@ async fn insert_company<'e>(
     Ok(new.stored(id, now))
 }
 
-async fn insert_user<'e>(
+pub(super) async fn create_user<'e>(
     ex: impl Executor<'e, Database = <D as Dialect>::Db>,
     new: &NewUser,
     now: DateTime<Utc>,
@@ -150,21 +150,8 @@ async fn insert_user<'e>(
     Ok(new.stored(id, now))
 }
 
-pub(super) async fn create_company(
-    pool: &Pool,
-    new: &NewCompany,
-    now: DateTime<Utc>,
-) -> Result<Company> {
-    insert_company(pool, new, now).await
-}
-
 pub(super) async fn list_companies(pool: &Pool) -> Result<Vec<Company>> {
-    let rows = sqlx::query(LIST_COMPANIES).fetch_all(pool).await?;
-    rows.iter().map(company_from_row).collect()
-}
-
-pub(super) async fn create_user(pool: &Pool, new: &NewUser, now: DateTime<Utc>) -> Result<User> {
-    insert_user(pool, new, now).await
+    find_all(pool, sqlx::query(LIST_COMPANIES), company_from_row).await
 }
 
 pub(super) async fn find_user_credentials(
@@ -188,16 +175,11 @@ pub(super) async fn find_user_credentials(
 }
 
 pub(super) async fn list_users(pool: &Pool, company: Option<&CompanySlug>) -> Result<Vec<User>> {
-    let rows = match company {
-        Some(slug) => {
-            sqlx::query(USERS_IN)
-                .bind(slug.as_str())
-                .fetch_all(pool)
-                .await?
-        }
-        None => sqlx::query(USERS).fetch_all(pool).await?,
+    let query = match company {
+        Some(slug) => sqlx::query(USERS_IN).bind(slug.as_str()),
+        None => sqlx::query(USERS),
     };
-    rows.iter().map(user_from_row).collect()
+    find_all(pool, query, user_from_row).await
 }
 
 pub(super) async fn set_user_disabled(
@@ -231,12 +213,8 @@ pub(super) async fn find_user(
     company: &CompanySlug,
     id: Uuid,
 ) -> Result<Option<User>> {
-    let row = sqlx::query(USER_IN)
-        .bind(company.as_str())
-        .bind(D::id(id))
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(user_from_row).transpose()
+    let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
+    find(pool, query, user_from_row).await
 }
 
 pub(super) async fn update_user(
@@ -246,16 +224,14 @@ pub(super) async fn update_user(
     patch: &UserPatch,
     now: DateTime<Utc>,
 ) -> Result<Option<User>> {
-    let row = sqlx::query(UPDATE)
+    let query = sqlx::query(UPDATE)
         .bind(patch.roles.as_deref().map(D::words))
         .bind(patch.disabled)
         .bind(&patch.password_hash)
         .bind(stored_time(now))
         .bind(D::id(id))
-        .bind(company.as_str())
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(user_from_row).transpose()
+        .bind(company.as_str());
+    find(pool, query, user_from_row).await
 }
 
 pub(super) async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<bool> {
@@ -270,9 +246,5 @@ pub(super) async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid)
 }
 
 pub(super) async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
-    let row = sqlx::query(USER_BY_ID)
-        .bind(D::id(id))
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(user_from_row).transpose()
+    find(pool, sqlx::query(USER_BY_ID).bind(D::id(id)), user_from_row).await
 }
