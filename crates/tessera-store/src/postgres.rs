@@ -40,7 +40,7 @@ impl PgStore {
     /// with `?sslmode=require` or `verify-full` for TLS). One connection is made at once so
     /// that an unreachable server, a missing database or refused credentials are reported
     /// now, in the server's words; later connections are opened on demand and reopened
-    /// after an outage. Does not migrate: see [`Store::migrate`].
+    /// after an outage. Does not migrate: see [`crate::Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;

@@ -29,7 +29,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating when missing) the database at `url` (`sqlite://PATH` or
-    /// `sqlite::memory:`). Does not migrate: see [`Store::migrate`].
+    /// `sqlite::memory:`). Does not migrate: see [`crate::Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
