@@ -25,7 +25,7 @@ fn audit_event_from_row(row: &Row) -> Result<AuditEvent> {
     })
 }
 
-pub(super) async fn record_audit_events(pool: &Pool, events: &[NewAuditEvent]) -> Result<()> {
+pub async fn record_audit_events(pool: &Pool, events: &[NewAuditEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -34,10 +34,7 @@ pub(super) async fn record_audit_events(pool: &Pool, events: &[NewAuditEvent]) -
     D::insert_audit_events(pool, events).await
 }
 
-pub(super) async fn list_audit_events(
-    pool: &Pool,
-    filter: &AuditFilter,
-) -> Result<Vec<AuditEvent>> {
+pub async fn list_audit_events(pool: &Pool, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
     let mut query = sqlx::QueryBuilder::new(
         "SELECT id, at, kind, actor, client_id, company, target, address, detail \
          FROM audit_events WHERE true",

@@ -1,9 +1,8 @@
 //! OAuth clients.
 
-use chrono::{DateTime, Utc};
-use sqlx::{Executor, Row as _};
+use sqlx::Row as _;
 
-use super::{D, Pool, Row, find, find_all};
+use super::{D, Exec, Pool, Row, Time, find, find_all};
 use crate::convert::{from_json, parse_name, parse_words, stored_time, to_json};
 use crate::dialect::{Dialect, storable};
 use crate::model::{Client, NewClient};
@@ -46,11 +45,7 @@ fn client_from_row(row: &Row) -> Result<Client> {
 }
 
 /// Registers `new` through `ex`, a pool or the seeding transaction.
-pub(super) async fn create_client<'e>(
-    ex: impl Executor<'e, Database = <D as Dialect>::Db>,
-    new: &NewClient,
-    now: DateTime<Utc>,
-) -> Result<Client> {
+pub async fn create_client(ex: impl Exec<'_>, new: &NewClient, now: Time) -> Result<Client> {
     let now = stored_time(now);
     sqlx::query(INSERT)
         .bind(new.client_id.as_str())
@@ -71,13 +66,13 @@ pub(super) async fn create_client<'e>(
     Ok(new.stored(now))
 }
 
-pub(super) async fn find_client(pool: &Pool, client_id: &str) -> Result<Option<Client>> {
+pub async fn find_client(pool: &Pool, client_id: &str) -> Result<Option<Client>> {
     if !storable(client_id) {
         return Ok(None);
     }
     find(pool, sqlx::query(BY_ID).bind(client_id), client_from_row).await
 }
 
-pub(super) async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {
+pub async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {
     find_all(pool, sqlx::query(ALL), client_from_row).await
 }

@@ -1,10 +1,9 @@
 //! Signing keys and their schedule: `next`, then `active`, then `retired`, then gone.
 //! Partial unique indexes keep one key in each of the first two states.
 
-use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
-use super::{D, Pool, Query, Row, find, find_all};
+use super::{D, Pool, Query, Row, Time, find, find_all};
 use crate::convert::{corrupt, from_json, parse_name, stored_time, to_json};
 use crate::dialect::{Dialect, Lock, storable};
 use crate::model::{KeyState, NewKey, StoredKey};
@@ -100,19 +99,15 @@ fn insert<'q>(sql: &'static str, key: &'q NewKey) -> Result<Query<'q>> {
         .bind(to_json(&key.public_jwk, "JWK")?))
 }
 
-pub(super) async fn published_keys(pool: &Pool) -> Result<Vec<StoredKey>> {
+pub async fn published_keys(pool: &Pool) -> Result<Vec<StoredKey>> {
     find_all(pool, sqlx::query(PUBLISHED), key_from_row).await
 }
 
-pub(super) async fn active_key(pool: &Pool) -> Result<Option<StoredKey>> {
+pub async fn active_key(pool: &Pool) -> Result<Option<StoredKey>> {
     find(pool, sqlx::query(ACTIVE), key_from_row).await
 }
 
-pub(super) async fn insert_active_key_if_none(
-    pool: &Pool,
-    key: &NewKey,
-    now: DateTime<Utc>,
-) -> Result<StoredKey> {
+pub async fn insert_active_key_if_none(pool: &Pool, key: &NewKey, now: Time) -> Result<StoredKey> {
     insert(INSERT_ACTIVE_IF_NONE, key)?
         .bind(stored_time(now))
         .execute(pool)
@@ -122,11 +117,11 @@ pub(super) async fn insert_active_key_if_none(
         .ok_or_else(|| StoreError::Corrupt("no active signing key after inserting one".into()))
 }
 
-pub(super) async fn insert_next_key_if_none(
+pub async fn insert_next_key_if_none(
     pool: &Pool,
     key: &NewKey,
-    activate_at: DateTime<Utc>,
-    now: DateTime<Utc>,
+    activate_at: Time,
+    now: Time,
 ) -> Result<StoredKey> {
     insert(INSERT_NEXT_IF_NONE, key)?
         .bind(stored_time(now))
@@ -138,14 +133,14 @@ pub(super) async fn insert_next_key_if_none(
         .ok_or_else(|| StoreError::Corrupt("no next signing key after inserting one".into()))
 }
 
-pub(super) async fn activate_due_key(
+pub async fn activate_due_key(
     pool: &Pool,
-    now: DateTime<Utc>,
+    now: Time,
     retire_after: chrono::Duration,
 ) -> Result<Option<String>> {
     // The key lock first: two instances cannot both see the key as due.
     let mut tx = D::begin(pool, Lock::Keys).await?;
-    let due: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+    let due: Option<(String, Time)> = sqlx::query_as(
         "SELECT kid, activate_at FROM signing_keys WHERE state = 'next' AND activate_at <= $1",
     )
     .bind(stored_time(now))
@@ -177,11 +172,11 @@ pub(super) async fn activate_due_key(
     Ok(Some(kid))
 }
 
-pub(super) async fn activate_key_now(
+pub async fn activate_key_now(
     pool: &Pool,
     key: &NewKey,
-    now: DateTime<Utc>,
-    remove_at: DateTime<Utc>,
+    now: Time,
+    remove_at: Time,
 ) -> Result<StoredKey> {
     let now = stored_time(now);
     let mut tx = D::begin(pool, Lock::Keys).await?;
@@ -202,7 +197,7 @@ pub(super) async fn activate_key_now(
     Ok(stored)
 }
 
-pub(super) async fn remove_expired_keys(pool: &Pool, now: DateTime<Utc>) -> Result<u64> {
+pub async fn remove_expired_keys(pool: &Pool, now: Time) -> Result<u64> {
     let mut tx = D::begin(pool, Lock::Keys).await?;
     let done = sqlx::query("DELETE FROM signing_keys WHERE state = 'retired' AND remove_at <= $1")
         .bind(stored_time(now))
@@ -212,11 +207,7 @@ pub(super) async fn remove_expired_keys(pool: &Pool, now: DateTime<Utc>) -> Resu
     Ok(done.rows_affected())
 }
 
-pub(super) async fn remove_key(
-    pool: &Pool,
-    kid: &str,
-    activates_after: DateTime<Utc>,
-) -> Result<bool> {
+pub async fn remove_key(pool: &Pool, kid: &str, activates_after: Time) -> Result<bool> {
     if !storable(kid) {
         return Ok(false);
     }

@@ -25,11 +25,14 @@ type Db = <D as Dialect>::Db;
 type Pool = sqlx::Pool<Db>;
 /// A row of the dialect.
 type Row = <Db as sqlx::Database>::Row;
+/// A pool, or a transaction's connection, of the dialect.
+trait Exec<'e>: sqlx::Executor<'e, Database = Db> {}
+impl<'e, E: sqlx::Executor<'e, Database = Db>> Exec<'e> for E {}
 /// A statement with its arguments bound.
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
 /// A point in time, as every operation takes it.
-type Now = chrono::DateTime<chrono::Utc>;
+type Time = chrono::DateTime<chrono::Utc>;
 /// How a row becomes a value.
 type FromRow<T> = fn(&Row) -> Result<T>;
 
@@ -84,42 +87,42 @@ macro_rules! store {
 }
 
 store! {
-    users::seed_if_empty(seed: &crate::Seed, now: Now) -> bool;
-    users::create_company(new: &crate::NewCompany, now: Now) -> crate::Company;
+    users::seed_if_empty(seed: &crate::Seed, now: Time) -> bool;
+    users::create_company(new: &crate::NewCompany, now: Time) -> crate::Company;
     users::list_companies() -> Vec<crate::Company>;
-    users::create_user(new: &crate::NewUser, now: Now) -> crate::User;
+    users::create_user(new: &crate::NewUser, now: Time) -> crate::User;
     users::find_user_credentials(username: &str) -> Option<crate::UserCredentials>;
     users::list_users(company: Option<&tessera_core::CompanySlug>) -> Vec<crate::User>;
-    users::set_user_disabled(username: &tessera_core::Username, disabled: bool, now: Now) -> crate::User;
+    users::set_user_disabled(username: &tessera_core::Username, disabled: bool, now: Time) -> crate::User;
     users::delete_user(username: &tessera_core::Username) -> ();
     users::find_user(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> Option<crate::User>;
-    users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Now) -> Option<crate::User>;
+    users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Time) -> Option<crate::User>;
     users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> bool;
     users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
-    tokens::insert_access_token(token: &crate::NewAccessToken, now: Now) -> ();
+    tokens::insert_access_token(token: &crate::NewAccessToken, now: Time) -> ();
     tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;
-    tokens::insert_access_tokens(tokens: &[(crate::NewAccessToken, Now)]) -> ();
-    tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Now) -> bool;
-    tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Now) -> ();
-    tokens::redeem_authorization_code(code_hash: &str, family_id: uuid::Uuid, now: Now) -> crate::Redemption;
-    tokens::revoke_family(family_id: uuid::Uuid, now: Now) -> u64;
-    tokens::insert_refresh_token(token: &crate::NewRefreshToken, now: Now) -> ();
+    tokens::insert_access_tokens(tokens: &[(crate::NewAccessToken, Time)]) -> ();
+    tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Time) -> bool;
+    tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Time) -> ();
+    tokens::redeem_authorization_code(code_hash: &str, family_id: uuid::Uuid, now: Time) -> crate::Redemption;
+    tokens::revoke_family(family_id: uuid::Uuid, now: Time) -> u64;
+    tokens::insert_refresh_token(token: &crate::NewRefreshToken, now: Time) -> ();
     tokens::find_refresh_token(token_hash: &str) -> Option<crate::StoredRefreshToken>;
-    tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Now) -> crate::Rotation;
-    tokens::insert_login_session(session: &crate::NewLoginSession, now: Now) -> ();
+    tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Time) -> crate::Rotation;
+    tokens::insert_login_session(session: &crate::NewLoginSession, now: Time) -> ();
     tokens::find_login_session(session_hash: &str) -> Option<crate::LoginSession>;
-    tokens::purge_expired(now: Now) -> u64;
-    clients::create_client(new: &crate::NewClient, now: Now) -> crate::Client;
+    tokens::purge_expired(now: Time) -> u64;
+    clients::create_client(new: &crate::NewClient, now: Time) -> crate::Client;
     clients::find_client(client_id: &str) -> Option<crate::Client>;
     clients::list_clients() -> Vec<crate::Client>;
     keys::published_keys() -> Vec<crate::StoredKey>;
     keys::active_key() -> Option<crate::StoredKey>;
-    keys::insert_active_key_if_none(key: &crate::NewKey, now: Now) -> crate::StoredKey;
-    keys::insert_next_key_if_none(key: &crate::NewKey, activate_at: Now, now: Now) -> crate::StoredKey;
-    keys::activate_due_key(now: Now, retire_after: chrono::Duration) -> Option<String>;
-    keys::activate_key_now(key: &crate::NewKey, now: Now, remove_at: Now) -> crate::StoredKey;
-    keys::remove_expired_keys(now: Now) -> u64;
-    keys::remove_key(kid: &str, activates_after: Now) -> bool;
+    keys::insert_active_key_if_none(key: &crate::NewKey, now: Time) -> crate::StoredKey;
+    keys::insert_next_key_if_none(key: &crate::NewKey, activate_at: Time, now: Time) -> crate::StoredKey;
+    keys::activate_due_key(now: Time, retire_after: chrono::Duration) -> Option<String>;
+    keys::activate_key_now(key: &crate::NewKey, now: Time, remove_at: Time) -> crate::StoredKey;
+    keys::remove_expired_keys(now: Time) -> u64;
+    keys::remove_key(kid: &str, activates_after: Time) -> bool;
     audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
     audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
 }

@@ -6,11 +6,10 @@
 //! family take [`Lock::Family`], so a family's revocation and any token issued from it
 //! take turns: the token is either seen by the revocation or stored already revoked.
 
-use chrono::{DateTime, Utc};
-use sqlx::{Executor, Row as _};
+use sqlx::Row as _;
 use uuid::Uuid;
 
-use super::{D, Pool, Row, find};
+use super::{D, Exec, Pool, Row, Time, find};
 use crate::Result;
 use crate::convert::{corrupt, parse_name, stored_time};
 use crate::dialect::{Dialect, Lock};
@@ -123,11 +122,7 @@ fn refresh_token_from_row(row: &Row) -> Result<StoredRefreshToken> {
 }
 
 /// Stores `token` through `ex`, a pool or a transaction, issued at `now`.
-async fn store_access_token<'e>(
-    ex: impl Executor<'e, Database = <D as Dialect>::Db>,
-    token: &NewAccessToken,
-    now: DateTime<Utc>,
-) -> Result<()> {
+async fn store_access_token(ex: impl Exec<'_>, token: &NewAccessToken, now: Time) -> Result<()> {
     sqlx::query(INSERT_ACCESS)
         .bind(&token.token_hash)
         .bind(token.client_id.as_str())
@@ -142,11 +137,7 @@ async fn store_access_token<'e>(
     Ok(())
 }
 
-pub(super) async fn insert_access_token(
-    pool: &Pool,
-    token: &NewAccessToken,
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn insert_access_token(pool: &Pool, token: &NewAccessToken, now: Time) -> Result<()> {
     let Some(family) = token.family_id else {
         // No family, nothing to race: one statement.
         return store_access_token(pool, token, now).await;
@@ -159,10 +150,7 @@ pub(super) async fn insert_access_token(
     Ok(())
 }
 
-pub(super) async fn insert_access_tokens(
-    pool: &Pool,
-    tokens: &[(NewAccessToken, DateTime<Utc>)],
-) -> Result<()> {
+pub async fn insert_access_tokens(pool: &Pool, tokens: &[(NewAccessToken, Time)]) -> Result<()> {
     let mut tx = D::begin(pool, Lock::Rows).await?;
     for (token, now) in tokens {
         store_access_token(&mut *tx, token, *now).await?;
@@ -171,19 +159,16 @@ pub(super) async fn insert_access_tokens(
     Ok(())
 }
 
-pub(super) async fn find_access_token(
-    pool: &Pool,
-    token_hash: &str,
-) -> Result<Option<StoredAccessToken>> {
+pub async fn find_access_token(pool: &Pool, token_hash: &str) -> Result<Option<StoredAccessToken>> {
     let query = sqlx::query(FIND_ACCESS).bind(token_hash);
     find(pool, query, access_token_from_row).await
 }
 
-pub(super) async fn revoke_access_token(
+pub async fn revoke_access_token(
     pool: &Pool,
     token_hash: &str,
     client_id: &str,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<bool> {
     let done = sqlx::query(REVOKE_ACCESS)
         .bind(stored_time(now))
@@ -194,10 +179,10 @@ pub(super) async fn revoke_access_token(
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn insert_authorization_code(
+pub async fn insert_authorization_code(
     pool: &Pool,
     code: &NewAuthorizationCode,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<()> {
     sqlx::query(INSERT_CODE)
         .bind(&code.code_hash)
@@ -213,11 +198,11 @@ pub(super) async fn insert_authorization_code(
     Ok(())
 }
 
-pub(super) async fn redeem_authorization_code(
+pub async fn redeem_authorization_code(
     pool: &Pool,
     code_hash: &str,
     family_id: Uuid,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<Redemption> {
     // One conditional UPDATE: of concurrent redemptions only the first sees
     // `redeemed_at IS NULL` (SQLite runs writers one at a time; on PostgreSQL the others
@@ -253,7 +238,7 @@ pub(super) async fn redeem_authorization_code(
     }
 }
 
-pub(super) async fn revoke_family(pool: &Pool, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
+pub async fn revoke_family(pool: &Pool, family_id: Uuid, now: Time) -> Result<u64> {
     let now = stored_time(now);
     let mut tx = D::begin(pool, Lock::Family(family_id)).await?;
     sqlx::query(RECORD_REVOKED_FAMILY)
@@ -274,11 +259,7 @@ pub(super) async fn revoke_family(pool: &Pool, family_id: Uuid, now: DateTime<Ut
     Ok(revoked)
 }
 
-pub(super) async fn insert_refresh_token(
-    pool: &Pool,
-    token: &NewRefreshToken,
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn insert_refresh_token(pool: &Pool, token: &NewRefreshToken, now: Time) -> Result<()> {
     let mut tx = D::begin(pool, Lock::Family(token.family_id)).await?;
     sqlx::query(INSERT_REFRESH)
         .bind(&token.token_hash)
@@ -294,19 +275,16 @@ pub(super) async fn insert_refresh_token(
     Ok(())
 }
 
-pub(super) async fn find_refresh_token(
-    pool: &Pool,
-    token_hash: &str,
-) -> Result<Option<StoredRefreshToken>> {
-    let query = sqlx::query(FIND_REFRESH).bind(token_hash);
+pub async fn find_refresh_token(pool: &Pool, hash: &str) -> Result<Option<StoredRefreshToken>> {
+    let query = sqlx::query(FIND_REFRESH).bind(hash);
     find(pool, query, refresh_token_from_row).await
 }
 
-pub(super) async fn rotate_refresh_token(
+pub async fn rotate_refresh_token(
     pool: &Pool,
     token_hash: &str,
     successor_hash: &str,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<Rotation> {
     let now = stored_time(now);
     // Rotations and revocations of one family take turns, so only the first rotation
@@ -344,11 +322,7 @@ pub(super) async fn rotate_refresh_token(
     Ok(Rotation::Rotated(spent))
 }
 
-pub(super) async fn insert_login_session(
-    pool: &Pool,
-    session: &NewLoginSession,
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub async fn insert_login_session(pool: &Pool, session: &NewLoginSession, now: Time) -> Result<()> {
     sqlx::query(INSERT_SESSION)
         .bind(&session.session_hash)
         .bind(D::id(session.user_id))
@@ -359,10 +333,7 @@ pub(super) async fn insert_login_session(
     Ok(())
 }
 
-pub(super) async fn find_login_session(
-    pool: &Pool,
-    session_hash: &str,
-) -> Result<Option<LoginSession>> {
+pub async fn find_login_session(pool: &Pool, session_hash: &str) -> Result<Option<LoginSession>> {
     let row = sqlx::query(FIND_SESSION)
         .bind(session_hash)
         .fetch_optional(pool)
@@ -377,7 +348,7 @@ pub(super) async fn find_login_session(
     .transpose()
 }
 
-pub(super) async fn purge_expired(pool: &Pool, now: DateTime<Utc>) -> Result<u64> {
+pub async fn purge_expired(pool: &Pool, now: Time) -> Result<u64> {
     let grace = now - crate::PURGE_GRACE;
     let mut purged = 0;
     for (sql, after_grace) in PURGES {

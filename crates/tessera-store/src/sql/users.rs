@@ -1,11 +1,10 @@
 //! Companies and their users, and seeding an empty database.
 
-use chrono::{DateTime, Utc};
-use sqlx::{Executor, Row as _};
+use sqlx::Row as _;
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
-use super::{D, Pool, Row, clients, find, find_all};
+use super::{D, Exec, Pool, Row, Time, clients, find, find_all};
 use crate::convert::{parse_name, parse_words, stored_time};
 use crate::dialect::{Dialect, Lock, storable};
 use crate::model::{Company, NewCompany, NewUser, Seed, User, UserCredentials, UserPatch};
@@ -77,7 +76,7 @@ fn not_found(username: &Username) -> StoreError {
     StoreError::NotFound(format!("user {username} does not exist"))
 }
 
-pub(super) async fn seed_if_empty(pool: &Pool, seed: &Seed, now: DateTime<Utc>) -> Result<bool> {
+pub async fn seed_if_empty(pool: &Pool, seed: &Seed, now: Time) -> Result<bool> {
     // The lock comes before the count: two processes seeding at once take turns
     // instead of both reading "empty".
     let mut tx = D::begin(pool, Lock::Seed).await?;
@@ -103,11 +102,7 @@ pub(super) async fn seed_if_empty(pool: &Pool, seed: &Seed, now: DateTime<Utc>) 
     Ok(true)
 }
 
-pub(super) async fn create_company<'e>(
-    ex: impl Executor<'e, Database = <D as Dialect>::Db>,
-    new: &NewCompany,
-    now: DateTime<Utc>,
-) -> Result<Company> {
+pub async fn create_company(ex: impl Exec<'_>, new: &NewCompany, now: Time) -> Result<Company> {
     let now = stored_time(now);
     let id = Uuid::new_v4();
     sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
@@ -121,11 +116,7 @@ pub(super) async fn create_company<'e>(
     Ok(new.stored(id, now))
 }
 
-pub(super) async fn create_user<'e>(
-    ex: impl Executor<'e, Database = <D as Dialect>::Db>,
-    new: &NewUser,
-    now: DateTime<Utc>,
-) -> Result<User> {
+pub async fn create_user(ex: impl Exec<'_>, new: &NewUser, now: Time) -> Result<User> {
     let now = stored_time(now);
     let id = Uuid::new_v4();
     let done = sqlx::query(
@@ -150,14 +141,11 @@ pub(super) async fn create_user<'e>(
     Ok(new.stored(id, now))
 }
 
-pub(super) async fn list_companies(pool: &Pool) -> Result<Vec<Company>> {
+pub async fn list_companies(pool: &Pool) -> Result<Vec<Company>> {
     find_all(pool, sqlx::query(LIST_COMPANIES), company_from_row).await
 }
 
-pub(super) async fn find_user_credentials(
-    pool: &Pool,
-    username: &str,
-) -> Result<Option<UserCredentials>> {
+pub async fn find_user_credentials(pool: &Pool, username: &str) -> Result<Option<UserCredentials>> {
     if !storable(username) {
         return Ok(None);
     }
@@ -174,7 +162,7 @@ pub(super) async fn find_user_credentials(
     .transpose()
 }
 
-pub(super) async fn list_users(pool: &Pool, company: Option<&CompanySlug>) -> Result<Vec<User>> {
+pub async fn list_users(pool: &Pool, company: Option<&CompanySlug>) -> Result<Vec<User>> {
     let query = match company {
         Some(slug) => sqlx::query(USERS_IN).bind(slug.as_str()),
         None => sqlx::query(USERS),
@@ -182,11 +170,11 @@ pub(super) async fn list_users(pool: &Pool, company: Option<&CompanySlug>) -> Re
     find_all(pool, query, user_from_row).await
 }
 
-pub(super) async fn set_user_disabled(
+pub async fn set_user_disabled(
     pool: &Pool,
     username: &Username,
     disabled: bool,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<User> {
     let row = sqlx::query(SET_DISABLED)
         .bind(disabled)
@@ -197,7 +185,7 @@ pub(super) async fn set_user_disabled(
     user_from_row(&row.ok_or_else(|| not_found(username))?)
 }
 
-pub(super) async fn delete_user(pool: &Pool, username: &Username) -> Result<()> {
+pub async fn delete_user(pool: &Pool, username: &Username) -> Result<()> {
     let done = sqlx::query("DELETE FROM users WHERE username = $1")
         .bind(username.as_str())
         .execute(pool)
@@ -208,21 +196,17 @@ pub(super) async fn delete_user(pool: &Pool, username: &Username) -> Result<()> 
     Ok(())
 }
 
-pub(super) async fn find_user(
-    pool: &Pool,
-    company: &CompanySlug,
-    id: Uuid,
-) -> Result<Option<User>> {
+pub async fn find_user(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
     let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
     find(pool, query, user_from_row).await
 }
 
-pub(super) async fn update_user(
+pub async fn update_user(
     pool: &Pool,
     company: &CompanySlug,
     id: Uuid,
     patch: &UserPatch,
-    now: DateTime<Utc>,
+    now: Time,
 ) -> Result<Option<User>> {
     let query = sqlx::query(UPDATE)
         .bind(patch.roles.as_deref().map(D::words))
@@ -234,7 +218,7 @@ pub(super) async fn update_user(
     find(pool, query, user_from_row).await
 }
 
-pub(super) async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<bool> {
+pub async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<bool> {
     let done = sqlx::query(
         "DELETE FROM users WHERE id = $1 AND company_id = (SELECT id FROM companies WHERE slug = $2)",
     )
@@ -245,6 +229,6 @@ pub(super) async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid)
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
+pub async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
     find(pool, sqlx::query(USER_BY_ID).bind(D::id(id)), user_from_row).await
 }
