@@ -4,6 +4,7 @@
 pub mod audit;
 mod batch;
 mod convert;
+mod dialect;
 mod error;
 mod model;
 mod pool;
@@ -36,27 +37,6 @@ pub use sqlite::SqliteStore;
 /// How long a spent or expired authorization code is kept to recognise a replay, and a
 /// revoked family's record after its last token is gone.
 pub const PURGE_GRACE: chrono::Duration = chrono::Duration::days(1);
-
-/// The statements of [`Store::purge_expired`], in order, each committed on its own (a
-/// backlog never holds the write lock long) and each with exactly one cutoff parameter
-/// (`?`): `false` for now, `true` for now minus [`PURGE_GRACE`]. PostgreSQL compares
-/// `timestamptz` values; SQLite compares the RFC 3339 text sqlx writes, always in UTC,
-/// whose byte order is time order (`+` sorts below `.` and the digits, so a shorter
-/// fraction is a smaller one). Families go last, once nothing of theirs is left.
-const PURGES: &[(&str, bool)] = &[
-    ("DELETE FROM login_sessions WHERE expires_at < ?", false),
-    // Refresh tokens before access tokens: the order revoke_family writes them in.
-    ("DELETE FROM refresh_tokens WHERE expires_at < ?", false),
-    ("DELETE FROM access_tokens WHERE expires_at < ?", false),
-    ("DELETE FROM authorization_codes WHERE expires_at < ?", true),
-    (
-        "DELETE FROM revoked_families WHERE revoked_at < ? \
-         AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = revoked_families.family_id) \
-         AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = revoked_families.family_id) \
-         AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.family_id = revoked_families.family_id)",
-        true,
-    ),
-];
 
 /// What a store operation returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -676,6 +676,19 @@ pub struct NewAuditEvent {
     pub detail: Option<String>,
 }
 
+/// Builder methods that set optional text fields, one per field.
+macro_rules! text_setters {
+    ($( $(#[$doc:meta])* $field:ident, )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: impl Into<String>) -> Self {
+                self.$field = Some(value.into());
+                self
+            }
+        )*
+    };
+}
+
 impl NewAuditEvent {
     /// The longest text the store keeps in one field, in characters; the rest is cut.
     pub const MAX_FIELD_CHARS: usize = 512;
@@ -695,40 +708,19 @@ impl NewAuditEvent {
         }
     }
 
-    /// Sets who acted.
-    pub fn actor(mut self, value: impl Into<String>) -> Self {
-        self.actor = Some(value.into());
-        self
-    }
-
-    /// Sets the OAuth client involved.
-    pub fn client_id(mut self, value: impl Into<String>) -> Self {
-        self.client_id = Some(value.into());
-        self
-    }
-
-    /// Sets the company concerned.
-    pub fn company(mut self, value: impl Into<String>) -> Self {
-        self.company = Some(value.into());
-        self
-    }
-
-    /// Sets what was acted on.
-    pub fn target(mut self, value: impl Into<String>) -> Self {
-        self.target = Some(value.into());
-        self
-    }
-
-    /// Sets the address the request came from.
-    pub fn address(mut self, value: impl Into<String>) -> Self {
-        self.address = Some(value.into());
-        self
-    }
-
-    /// Sets the short description.
-    pub fn detail(mut self, value: impl Into<String>) -> Self {
-        self.detail = Some(value.into());
-        self
+    text_setters! {
+        /// Sets who acted.
+        actor,
+        /// Sets the OAuth client involved.
+        client_id,
+        /// Sets the company concerned.
+        company,
+        /// Sets what was acted on.
+        target,
+        /// Sets the address the request came from.
+        address,
+        /// Sets the short description.
+        detail,
     }
 }
 

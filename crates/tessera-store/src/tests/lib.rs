@@ -56,9 +56,10 @@ fn passwords_with_url_delimiters_or_in_the_query_are_hidden_too() {
 
 #[test]
 fn every_purge_statement_has_exactly_one_parameter() {
-    // The PostgreSQL adapter turns the one `?` into `$1`.
-    for (sql, _) in crate::PURGES {
-        assert_eq!(sql.matches('?').count(), 1, "{sql}");
-        assert!(!sql.contains('$'), "{sql}");
+    // Each statement is bound one cutoff, `$1` in both dialects.
+    for (sql, _) in crate::sqlite::sql::tokens::PURGES {
+        assert_eq!(sql.matches('$').count(), 1, "{sql}");
+        assert_eq!(sql.matches("$1").count(), 1, "{sql}");
+        assert!(!sql.contains('?'), "{sql}");
     }
 }

@@ -1409,3 +1409,85 @@ async fn behind_proxy() -> (TestDatabase, TcpProxy, Arc<dyn Store>) {
         .unwrap();
     (db, proxy, store)
 }
+
+/// Existing SQLite files hold ids as hyphenated text, times as RFC 3339 text in UTC at
+/// microseconds (whose byte order the purge cutoffs rely on), lists as space-separated
+/// words, booleans as integers and an erased private key as an empty blob: what the store
+/// writes now must be byte for byte what it always wrote.
+#[tokio::test]
+async fn sqlite_writes_values_in_the_formats_existing_databases_hold() {
+    use sqlx::{Connection, Row};
+
+    let t = fresh(Backend::Sqlite).await;
+    let at = now() + chrono::Duration::nanoseconds(123_456_789);
+    let acme = t.store.create_company(&company("acme"), at).await.unwrap();
+    let alice = t
+        .store
+        .create_user(&user("acme", "alice", &[Role::Admin, Role::User]), at)
+        .await
+        .unwrap();
+    t.store.create_client(&client("web"), at).await.unwrap();
+    let a = NewKey::from(&SigningKey::from_pkcs8_pem(KEY_A).unwrap());
+    let b = NewKey::from(&SigningKey::from_pkcs8_pem(KEY_B).unwrap());
+    t.store.insert_active_key_if_none(&a, at).await.unwrap();
+    t.store
+        .activate_key_now(&b, at, at + chrono::Duration::days(1))
+        .await
+        .unwrap();
+
+    let mut conn = sqlx::SqliteConnection::connect(t.db.url()).await.unwrap();
+    let row = sqlx::query("SELECT id, created_at FROM companies")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("id"), acme.id.to_string());
+    assert_eq!(
+        row.get::<String, _>("created_at"),
+        "2026-11-27T12:00:00.123456+00:00"
+    );
+    let row = sqlx::query(
+        "SELECT id, company_id, roles, typeof(disabled) AS kind, disabled, updated_at FROM users",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>("id"), alice.id.to_string());
+    assert_eq!(row.get::<String, _>("company_id"), acme.id.to_string());
+    assert_eq!(row.get::<String, _>("roles"), "admin user");
+    assert_eq!(row.get::<String, _>("kind"), "integer");
+    assert_eq!(row.get::<i64, _>("disabled"), 0);
+    assert_eq!(
+        row.get::<String, _>("updated_at"),
+        "2026-11-27T12:00:00.123456+00:00"
+    );
+    let row = sqlx::query("SELECT grant_types, scopes, redirect_uris FROM clients")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<String, _>("grant_types"),
+        "password client_credentials"
+    );
+    assert_eq!(
+        row.get::<String, _>("scopes"),
+        "basic admin".parse::<ScopeSet>().unwrap().to_string()
+    );
+    assert_eq!(
+        row.get::<String, _>("redirect_uris"),
+        r#"["https://app.example/cb"]"#
+    );
+    let row = sqlx::query(
+        "SELECT typeof(private_key) AS kind, length(private_key) AS len, retired_at \
+         FROM signing_keys WHERE state = 'retired'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>("kind"), "blob");
+    assert_eq!(row.get::<i64, _>("len"), 0);
+    assert_eq!(
+        row.get::<String, _>("retired_at"),
+        "2026-11-27T12:00:00.123456+00:00"
+    );
+    conn.close().await.unwrap();
+}

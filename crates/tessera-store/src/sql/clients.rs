@@ -1,0 +1,78 @@
+//! OAuth clients.
+
+use sqlx::Row as _;
+
+use super::{D, Exec, Pool, Row, Time, find, find_all};
+use crate::convert::{from_json, parse_name, parse_words, stored_time, to_json};
+use crate::dialect::{Dialect, storable};
+use crate::model::{Client, NewClient};
+use crate::{Result, StoreError};
+
+macro_rules! select_client {
+    () => {
+        concat!(
+            "SELECT client_id, name, secret_hash, grant_types, scopes, ",
+            json_text!("redirect_uris"),
+            ", access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at \
+             FROM clients"
+        )
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
+     access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6",
+    jsonb!(),
+    ", $7, $8, $9, $10)"
+);
+const BY_ID: &str = concat!(select_client!(), " WHERE client_id = $1");
+const ALL: &str = concat!(select_client!(), " ORDER BY client_id", by_bytes!());
+
+fn client_from_row(row: &Row) -> Result<Client> {
+    Ok(Client {
+        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        grant_types: parse_words(D::get_words(row, "grant_types")?, "grant types")?,
+        scopes: D::get_scopes(row, "scopes")?,
+        redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
+        access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
+        access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
+        refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Registers `new` through `ex`, a pool or the seeding transaction.
+pub async fn create_client(ex: impl Exec<'_>, new: &NewClient, now: Time) -> Result<Client> {
+    let now = stored_time(now);
+    sqlx::query(INSERT)
+        .bind(new.client_id.as_str())
+        .bind(&new.name)
+        .bind(&new.secret_hash)
+        .bind(D::words(&new.grant_types))
+        .bind(D::scopes(new.scopes))
+        .bind(to_json(&new.redirect_uris, "redirect URIs")?)
+        .bind(new.access_token_format.as_str())
+        .bind(new.access_token_ttl_secs)
+        .bind(new.refresh_token_ttl_secs)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(e, || format!("client {} already exists", new.client_id))
+        })?;
+    Ok(new.stored(now))
+}
+
+pub async fn find_client(pool: &Pool, client_id: &str) -> Result<Option<Client>> {
+    if !storable(client_id) {
+        return Ok(None);
+    }
+    find(pool, sqlx::query(BY_ID).bind(client_id), client_from_row).await
+}
+
+pub async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {
+    find_all(pool, sqlx::query(ALL), client_from_row).await
+}

@@ -1,0 +1,128 @@
+//! The store's operations, written once for both dialects, one file per area: `users`
+//! (with companies), `clients`, `tokens` (authorization codes, refresh tokens and their
+//! families, opaque access tokens, login sessions, the purge), `keys` and `audit`.
+//!
+//! This directory is compiled once per dialect: `sqlite.rs` and `postgres.rs` each mount
+//! it as their child module `sql`, with their `D` (a [`crate::dialect::Dialect`]),
+//! their `Adapter` (the store type) and their SQL fragment macros in scope. Every
+//! statement is a `concat!` of literals with `$N` placeholders: one static text per
+//! dialect, prepared once per connection.
+
+mod audit;
+mod clients;
+mod keys;
+pub(crate) mod tokens;
+mod users;
+
+use crate::dialect::Dialect;
+use crate::{PoolStatus, Result, StoreError};
+
+use super::{Adapter, D};
+
+/// The dialect's driver.
+type Db = <D as Dialect>::Db;
+/// The dialect's pool.
+type Pool = sqlx::Pool<Db>;
+/// A row of the dialect.
+type Row = <Db as sqlx::Database>::Row;
+/// A pool, or a transaction's connection, of the dialect.
+trait Exec<'e>: sqlx::Executor<'e, Database = Db> {}
+impl<'e, E: sqlx::Executor<'e, Database = Db>> Exec<'e> for E {}
+/// A statement with its arguments bound.
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// A point in time, as every operation takes it.
+type Time = chrono::DateTime<chrono::Utc>;
+/// How a row becomes a value.
+type FromRow<T> = fn(&Row) -> Result<T>;
+
+/// The row that `query` finds, if any, converted by `from_row`.
+async fn find<T>(pool: &Pool, query: Query<'_>, from_row: FromRow<T>) -> Result<Option<T>> {
+    query
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Every row that `query` finds, in its order, converted by `from_row`.
+async fn find_all<T>(pool: &Pool, query: Query<'_>, from_row: FromRow<T>) -> Result<Vec<T>> {
+    query.fetch_all(pool).await?.iter().map(from_row).collect()
+}
+
+/// Implements [`crate::Store`] for the dialect's adapter: apart from the first three
+/// methods, each hands the pool to the function of the same name in its area's module.
+macro_rules! store {
+    ($( $area:ident :: $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty; )*) => {
+        #[async_trait::async_trait]
+        impl crate::Store for Adapter {
+            async fn migrate(&self) -> Result<()> {
+                D::migrate(&self.pool).await
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                Ok(())
+            }
+
+            fn pool_status(&self) -> PoolStatus {
+                PoolStatus {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
+
+            $(
+                async fn $name(&self, $( $arg: $ty ),*) -> Result<$ret> {
+                    $area::$name(&self.pool, $( $arg ),*).await
+                }
+            )*
+        }
+    };
+}
+
+store! {
+    users::seed_if_empty(seed: &crate::Seed, now: Time) -> bool;
+    users::create_company(new: &crate::NewCompany, now: Time) -> crate::Company;
+    users::list_companies() -> Vec<crate::Company>;
+    users::create_user(new: &crate::NewUser, now: Time) -> crate::User;
+    users::find_user_credentials(username: &str) -> Option<crate::UserCredentials>;
+    users::list_users(company: Option<&tessera_core::CompanySlug>) -> Vec<crate::User>;
+    users::set_user_disabled(username: &tessera_core::Username, disabled: bool, now: Time) -> crate::User;
+    users::delete_user(username: &tessera_core::Username) -> ();
+    users::find_user(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> Option<crate::User>;
+    users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Time) -> Option<crate::User>;
+    users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> bool;
+    users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
+    tokens::insert_access_token(token: &crate::NewAccessToken, now: Time) -> ();
+    tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;
+    tokens::insert_access_tokens(tokens: &[(crate::NewAccessToken, Time)]) -> ();
+    tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Time) -> bool;
+    tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Time) -> ();
+    tokens::redeem_authorization_code(code_hash: &str, family_id: uuid::Uuid, now: Time) -> crate::Redemption;
+    tokens::revoke_family(family_id: uuid::Uuid, now: Time) -> u64;
+    tokens::insert_refresh_token(token: &crate::NewRefreshToken, now: Time) -> ();
+    tokens::find_refresh_token(token_hash: &str) -> Option<crate::StoredRefreshToken>;
+    tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Time) -> crate::Rotation;
+    tokens::insert_login_session(session: &crate::NewLoginSession, now: Time) -> ();
+    tokens::find_login_session(session_hash: &str) -> Option<crate::LoginSession>;
+    tokens::purge_expired(now: Time) -> u64;
+    clients::create_client(new: &crate::NewClient, now: Time) -> crate::Client;
+    clients::find_client(client_id: &str) -> Option<crate::Client>;
+    clients::list_clients() -> Vec<crate::Client>;
+    keys::published_keys() -> Vec<crate::StoredKey>;
+    keys::active_key() -> Option<crate::StoredKey>;
+    keys::insert_active_key_if_none(key: &crate::NewKey, now: Time) -> crate::StoredKey;
+    keys::insert_next_key_if_none(key: &crate::NewKey, activate_at: Time, now: Time) -> crate::StoredKey;
+    keys::activate_due_key(now: Time, retire_after: chrono::Duration) -> Option<String>;
+    keys::activate_key_now(key: &crate::NewKey, now: Time, remove_at: Time) -> crate::StoredKey;
+    keys::remove_expired_keys(now: Time) -> u64;
+    keys::remove_key(kid: &str, activates_after: Time) -> bool;
+    audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
+    audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
+}

@@ -1,0 +1,234 @@
+//! Companies and their users, and seeding an empty database.
+
+use sqlx::Row as _;
+use tessera_core::{CompanySlug, Username};
+use uuid::Uuid;
+
+use super::{D, Exec, Pool, Row, Time, clients, find, find_all};
+use crate::convert::{parse_name, parse_words, stored_time};
+use crate::dialect::{Dialect, Lock, storable};
+use crate::model::{Company, NewCompany, NewUser, Seed, User, UserCredentials, UserPatch};
+use crate::{Result, StoreError};
+
+/// What every user query returns, the company's slug joined in.
+macro_rules! select_user {
+    () => {
+        "SELECT u.id, c.slug AS company, u.username, u.password_hash, u.roles, u.disabled, \
+         u.created_at, u.updated_at FROM users u JOIN companies c ON c.id = u.company_id"
+    };
+}
+
+/// The columns of `select_user!()`, returned by a change to `users`: one statement, with
+/// no second read that a concurrent change could slip before.
+macro_rules! returning_user {
+    () => {
+        " RETURNING id, (SELECT slug FROM companies WHERE companies.id = users.company_id) \
+         AS company, username, password_hash, roles, disabled, created_at, updated_at"
+    };
+}
+
+const LIST_COMPANIES: &str = concat!(
+    "SELECT id, slug, name, created_at FROM companies ORDER BY slug",
+    by_bytes!()
+);
+const USER_BY_NAME: &str = concat!(select_user!(), " WHERE u.username = $1");
+const USER_BY_ID: &str = concat!(select_user!(), " WHERE u.id = $1");
+const USER_IN: &str = concat!(select_user!(), " WHERE c.slug = $1 AND u.id = $2");
+const USERS: &str = concat!(select_user!(), " ORDER BY u.username", by_bytes!());
+const USERS_IN: &str = concat!(
+    select_user!(),
+    " WHERE c.slug = $1 ORDER BY u.username",
+    by_bytes!()
+);
+const SET_DISABLED: &str = concat!(
+    "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3",
+    returning_user!()
+);
+const UPDATE: &str = concat!(
+    "UPDATE users SET roles = COALESCE($1, roles), disabled = COALESCE($2, disabled), \
+     password_hash = COALESCE($3, password_hash), updated_at = $4 \
+     WHERE id = $5 AND company_id = (SELECT id FROM companies WHERE slug = $6)",
+    returning_user!()
+);
+
+fn company_from_row(row: &Row) -> Result<Company> {
+    Ok(Company {
+        id: D::get_id(row, "id")?,
+        slug: parse_name(row.try_get("slug")?, "company slug")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn user_from_row(row: &Row) -> Result<User> {
+    Ok(User {
+        id: D::get_id(row, "id")?,
+        company: parse_name(row.try_get("company")?, "company")?,
+        username: parse_name(row.try_get("username")?, "username")?,
+        roles: parse_words(D::get_words(row, "roles")?, "roles")?,
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn not_found(username: &Username) -> StoreError {
+    StoreError::NotFound(format!("user {username} does not exist"))
+}
+
+pub async fn seed_if_empty(pool: &Pool, seed: &Seed, now: Time) -> Result<bool> {
+    // The lock comes before the count: two processes seeding at once take turns
+    // instead of both reading "empty".
+    let mut tx = D::begin(pool, Lock::Seed).await?;
+    let existing: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM companies) + (SELECT COUNT(*) FROM users) \
+         + (SELECT COUNT(*) FROM clients)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if existing > 0 {
+        return Ok(false);
+    }
+    for company in &seed.companies {
+        create_company(&mut *tx, company, now).await?;
+    }
+    for user in &seed.users {
+        create_user(&mut *tx, user, now).await?;
+    }
+    for client in &seed.clients {
+        clients::create_client(&mut *tx, client, now).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn create_company(ex: impl Exec<'_>, new: &NewCompany, now: Time) -> Result<Company> {
+    let now = stored_time(now);
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO companies (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(D::id(id))
+        .bind(new.slug.as_str())
+        .bind(&new.name)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, || format!("company {} already exists", new.slug)))?;
+    Ok(new.stored(id, now))
+}
+
+pub async fn create_user(ex: impl Exec<'_>, new: &NewUser, now: Time) -> Result<User> {
+    let now = stored_time(now);
+    let id = Uuid::new_v4();
+    let done = sqlx::query(
+        "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
+         SELECT $1, c.id, $2, $3, $4, false, $5, $5 FROM companies c WHERE c.slug = $6",
+    )
+    .bind(D::id(id))
+    .bind(new.username.as_str())
+    .bind(&new.password_hash)
+    .bind(D::words(&new.roles))
+    .bind(now)
+    .bind(new.company.as_str())
+    .execute(ex)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, || format!("username {} is already taken", new.username)))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!(
+            "company {} does not exist",
+            new.company
+        )));
+    }
+    Ok(new.stored(id, now))
+}
+
+pub async fn list_companies(pool: &Pool) -> Result<Vec<Company>> {
+    find_all(pool, sqlx::query(LIST_COMPANIES), company_from_row).await
+}
+
+pub async fn find_user_credentials(pool: &Pool, username: &str) -> Result<Option<UserCredentials>> {
+    if !storable(username) {
+        return Ok(None);
+    }
+    let row = sqlx::query(USER_BY_NAME)
+        .bind(username)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| {
+        Ok(UserCredentials {
+            user: user_from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn list_users(pool: &Pool, company: Option<&CompanySlug>) -> Result<Vec<User>> {
+    let query = match company {
+        Some(slug) => sqlx::query(USERS_IN).bind(slug.as_str()),
+        None => sqlx::query(USERS),
+    };
+    find_all(pool, query, user_from_row).await
+}
+
+pub async fn set_user_disabled(
+    pool: &Pool,
+    username: &Username,
+    disabled: bool,
+    now: Time,
+) -> Result<User> {
+    let row = sqlx::query(SET_DISABLED)
+        .bind(disabled)
+        .bind(stored_time(now))
+        .bind(username.as_str())
+        .fetch_optional(pool)
+        .await?;
+    user_from_row(&row.ok_or_else(|| not_found(username))?)
+}
+
+pub async fn delete_user(pool: &Pool, username: &Username) -> Result<()> {
+    let done = sqlx::query("DELETE FROM users WHERE username = $1")
+        .bind(username.as_str())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(not_found(username));
+    }
+    Ok(())
+}
+
+pub async fn find_user(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
+    let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
+    find(pool, query, user_from_row).await
+}
+
+pub async fn update_user(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    patch: &UserPatch,
+    now: Time,
+) -> Result<Option<User>> {
+    let query = sqlx::query(UPDATE)
+        .bind(patch.roles.as_deref().map(D::words))
+        .bind(patch.disabled)
+        .bind(&patch.password_hash)
+        .bind(stored_time(now))
+        .bind(D::id(id))
+        .bind(company.as_str());
+    find(pool, query, user_from_row).await
+}
+
+pub async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM users WHERE id = $1 AND company_id = (SELECT id FROM companies WHERE slug = $2)",
+    )
+    .bind(D::id(id))
+    .bind(company.as_str())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
+    find(pool, sqlx::query(USER_BY_ID).bind(D::id(id)), user_from_row).await
+}
