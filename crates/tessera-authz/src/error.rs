@@ -39,22 +39,11 @@ impl ApiError {
     /// The answer to a body that could not be read: 413 when too large, `invalid_request`
     /// otherwise.
     pub fn from_body(error: tessera_web::BodyError) -> Self {
-        match error {
-            tessera_web::BodyError::WrongMediaType(media_type) => {
-                Self::invalid_request(format!("the request body must be {media_type}"))
-            }
-            tessera_web::BodyError::TooLarge(limit) => Self::too_large(limit),
-            tessera_web::BodyError::Unreadable => {
-                Self::invalid_request("the request body could not be read")
-            }
-        }
-    }
-
-    /// `invalid_request` with 413: the body is larger than the endpoint accepts.
-    pub fn too_large(limit: usize) -> Self {
         ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            ..Self::invalid_request(format!("the request body exceeds {limit} bytes"))
+            status: StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            body: error.to_oauth(),
+            basic_challenge: false,
+            retry_after: None,
         }
     }
 

@@ -139,15 +139,16 @@ impl Application {
     /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`]. Once stopped,
     /// it waits (at most 10 s) for the audit events already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = tokio::select! {
-            served = self.server => served,
-            never = purge_periodically(self.store, self.clock) => match never {},
-            never = rotate_periodically(self.keys) => match never {},
+        let serving = async {
+            tokio::select! {
+                served = self.server => served,
+                never = purge_periodically(self.store, self.clock) => match never {},
+                never = rotate_periodically(self.keys) => match never {},
+            }
         };
         self.audit
-            .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
-            .await;
-        served
+            .outlive(serving, tessera_web::SHUTDOWN_FLUSH_LIMIT)
+            .await
     }
 
     /// The audit log: tests [`flush`](AuditLog::flush) it before reading the store.

@@ -36,21 +36,9 @@ impl ApiError {
     /// The answer to a body that could not be read: 413 when too large, `invalid_request`
     /// otherwise.
     pub fn from_body(error: tessera_web::BodyError) -> Self {
-        let description: Cow<'static, str> = match error {
-            tessera_web::BodyError::TooLarge(limit) => return Self::too_large(limit),
-            tessera_web::BodyError::WrongMediaType(media_type) => {
-                format!("the request body must be {media_type}").into()
-            }
-            tessera_web::BodyError::Unreadable => "the request body could not be read".into(),
-        };
-        Self::invalid_request(description)
-    }
-
-    /// `invalid_request` with 413: the body is larger than the API accepts.
-    pub fn too_large(limit: usize) -> Self {
         ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            ..Self::invalid_request(format!("the request body exceeds {limit} bytes"))
+            status: StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+            body: error.to_oauth(),
         }
     }
 

@@ -1,4 +1,3 @@
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,24 +214,15 @@ impl Application {
     /// Serves until stopped, then waits for the audit events already recorded to be
     /// written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        serve_then_flush(self.server, &self.audit).await
+        self.audit
+            .outlive(self.server, tessera_web::SHUTDOWN_FLUSH_LIMIT)
+            .await
     }
 
     /// The audit log: tests [`flush`](AuditLog::flush) it before reading the store.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }
-}
-
-/// Drives `serving` to its end, then waits (at most [`tessera_web::SHUTDOWN_FLUSH_LIMIT`])
-/// for the audit events already recorded to be written, so that stopping a server loses
-/// none of them.
-pub async fn serve_then_flush<F: Future>(serving: F, audit: &AuditLog) -> F::Output {
-    let served = serving.await;
-    audit
-        .flush_before_exit(tessera_web::SHUTDOWN_FLUSH_LIMIT)
-        .await;
-    served
 }
 
 /// The settings, checked and turned into the parts they configure: everything that can

@@ -99,6 +99,14 @@ impl AuditLog {
         }
     }
 
+    /// Drives `serving` (a server) to its end, then waits at most `limit` for the events
+    /// already recorded to be written, so that stopping a server loses none of them.
+    pub async fn outlive<F: Future>(&self, serving: F, limit: Duration) -> F::Output {
+        let served = serving.await;
+        self.flush_before_exit(limit).await;
+        served
+    }
+
     /// [`flush`](Self::flush) for a server that is stopping: waits at most `limit`, and
     /// logs when the events could not all be written by then.
     pub async fn flush_before_exit(&self, limit: Duration) {

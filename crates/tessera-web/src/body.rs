@@ -8,6 +8,7 @@
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{Bytes, Payload};
+use tessera_core::{ErrorCode, OAuthError};
 
 /// Why a body was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,29 @@ pub enum BodyError {
     TooLarge(usize),
     /// The connection failed or the body ended early.
     Unreadable,
+}
+
+impl BodyError {
+    /// The HTTP status to answer with: 413 when too large, 400 otherwise.
+    pub fn http_status(self) -> u16 {
+        match self {
+            BodyError::TooLarge(_) => 413,
+            BodyError::WrongMediaType(_) | BodyError::Unreadable => 400,
+        }
+    }
+
+    /// The `invalid_request` body that says what was wrong (RFC 6749 §5.2's shape, which
+    /// the user API shares).
+    pub fn to_oauth(self) -> OAuthError {
+        let description = match self {
+            BodyError::WrongMediaType(media_type) => {
+                format!("the request body must be {media_type}")
+            }
+            BodyError::TooLarge(limit) => format!("the request body exceeds {limit} bytes"),
+            BodyError::Unreadable => "the request body could not be read".to_owned(),
+        };
+        OAuthError::new(ErrorCode::InvalidRequest, description)
+    }
 }
 
 /// Reads the whole body of `req`, which must be of `media_type` and at most `max_bytes`
