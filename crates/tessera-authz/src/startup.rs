@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpServer, middleware};
+use actix_web::{App, middleware};
 use tessera_core::metrics::Registry;
 use tessera_store::{AuditLog, Store, StoreError};
 use tessera_web::{CorsOrigins, HttpMetrics};
@@ -75,23 +75,21 @@ impl Application {
         let state = web::Data::new(state);
         let cors = web::Data::new(cors);
         let http_metrics = web::Data::new(http_metrics);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(cors.clone())
-                .app_data(http_metrics.clone())
-                .wrap(tessera_web::security_headers(hsts))
-                .wrap(middleware::from_fn(HttpMetrics::middleware))
-                .configure(configure)
-        })
-        .client_request_timeout(settings.request_timeout)
-        .client_disconnect_timeout(std::time::Duration::from_secs(1))
-        .listen(listener)
-        .map_err(bind_error)?
-        .disable_signals();
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers.max(1));
-        }
+        let server = tessera_web::serve(
+            move || {
+                App::new()
+                    .app_data(state.clone())
+                    .app_data(cors.clone())
+                    .app_data(http_metrics.clone())
+                    .wrap(tessera_web::security_headers(hsts))
+                    .wrap(middleware::from_fn(HttpMetrics::middleware))
+                    .configure(configure)
+            },
+            listener,
+            settings.request_timeout,
+            settings.workers,
+        )
+        .map_err(bind_error)?;
         Ok(Application {
             store,
             addr,
@@ -99,7 +97,7 @@ impl Application {
             keys,
             clock: settings.clock,
             audit,
-            server: server.run(),
+            server,
         })
     }
 

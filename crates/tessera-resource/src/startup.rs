@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use tessera_guard::{
     Guard, Introspection, JwksCache, JwksConfig, JwksSource, OpaqueTokens, ValidationConfig,
     Validator,
@@ -162,31 +162,29 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let open_listing = settings.open_listing;
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.guard.clone())
-                .app_data(shared.store.clone())
-                .app_data(shared.cors.clone())
-                .app_data(shared.http_metrics.clone())
-                .app_data(shared.audit.clone())
-                .wrap(from_fn(headers::report))
-                .wrap(tessera_web::security_headers(false))
-                .wrap(from_fn(HttpMetrics::middleware))
-                .configure(|config| configure(config, open_listing))
-        })
-        .client_request_timeout(settings.request_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .listen(listener)
-        .map_err(bind_error)?
-        .disable_signals();
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers.max(1));
-        }
+        let server = tessera_web::serve(
+            move || {
+                App::new()
+                    .app_data(shared.guard.clone())
+                    .app_data(shared.store.clone())
+                    .app_data(shared.cors.clone())
+                    .app_data(shared.http_metrics.clone())
+                    .app_data(shared.audit.clone())
+                    .wrap(from_fn(headers::report))
+                    .wrap(tessera_web::security_headers(false))
+                    .wrap(from_fn(HttpMetrics::middleware))
+                    .configure(|config| configure(config, open_listing))
+            },
+            listener,
+            settings.request_timeout,
+            settings.workers,
+        )
+        .map_err(bind_error)?;
         Ok(Application {
             addr,
             jwks,
             audit,
-            server: server.run(),
+            server,
         })
     }
 

@@ -5,6 +5,7 @@ mod body;
 mod cors;
 mod headers;
 mod metrics;
+mod server;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub use body::{BodyError, read_limited};
 pub use cors::{CorsOrigins, cors};
 pub use headers::security_headers;
 pub use metrics::{HttpMetrics, metrics_handler};
+pub use server::serve;
 
 /// The largest request head (request line and headers) either server reads, as actix-http
 /// bounds it: a larger one is answered 431 before any handler runs. A head may also hold
