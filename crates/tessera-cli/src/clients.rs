@@ -100,7 +100,7 @@ async fn list(store: &dyn Store) -> anyhow::Result<()> {
                     .join(","),
                 c.scopes.to_string().replace(' ', ","),
                 c.access_token_format.to_string(),
-                c.name,
+                c.registration.name,
             ]
         },
     );

@@ -115,29 +115,22 @@ impl std::fmt::Debug for UserPatch {
     }
 }
 
-/// A registered OAuth client.
+/// A registered OAuth client: what was registered ([`NewClient`], whose fields it reads
+/// through `Deref`, so `client.scopes` is the registered scopes) and when.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Client {
-    /// Unique client id.
-    pub client_id: ClientId,
-    /// Display name, shown on consent pages.
-    pub name: String,
-    /// SHA-256 hex digest of the client secret; `None` for a public client.
-    pub secret_hash: Option<String>,
-    /// Grant types the client may use.
-    pub grant_types: Vec<GrantType>,
-    /// Scopes the client may be granted.
-    pub scopes: ScopeSet,
-    /// Registered redirect URIs, compared by exact string match.
-    pub redirect_uris: Vec<String>,
-    /// The format of the access tokens it receives.
-    pub access_token_format: TokenFormat,
-    /// Access-token lifetime in seconds; `None` uses the server's default.
-    pub access_token_ttl_secs: Option<i64>,
-    /// Refresh-token lifetime in seconds; `None` uses the server's default.
-    pub refresh_token_ttl_secs: Option<i64>,
+    /// What was registered.
+    pub registration: NewClient,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+}
+
+impl std::ops::Deref for Client {
+    type Target = NewClient;
+
+    fn deref(&self) -> &NewClient {
+        &self.registration
+    }
 }
 
 impl Client {
@@ -165,25 +158,25 @@ impl std::fmt::Debug for Client {
 }
 
 /// A client to register. The secret is already hashed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewClient {
     /// Unique client id.
     pub client_id: ClientId,
-    /// Display name.
+    /// Display name, shown on consent pages.
     pub name: String,
-    /// SHA-256 hex digest of the secret; `None` for a public client.
+    /// SHA-256 hex digest of the client secret; `None` for a public client.
     pub secret_hash: Option<String>,
     /// Grant types the client may use.
     pub grant_types: Vec<GrantType>,
     /// Scopes the client may be granted.
     pub scopes: ScopeSet,
-    /// Redirect URIs.
+    /// Registered redirect URIs, compared by exact string match.
     pub redirect_uris: Vec<String>,
-    /// Access token format.
+    /// The format of the access tokens it receives.
     pub access_token_format: TokenFormat,
-    /// Access-token lifetime override, in seconds.
+    /// Access-token lifetime in seconds; `None` uses the server's default.
     pub access_token_ttl_secs: Option<i64>,
-    /// Refresh-token lifetime override, in seconds.
+    /// Refresh-token lifetime in seconds; `None` uses the server's default.
     pub refresh_token_ttl_secs: Option<i64>,
 }
 
@@ -379,15 +372,7 @@ impl NewClient {
     /// The client this becomes when inserted at `now`.
     pub(crate) fn stored(&self, now: DateTime<Utc>) -> Client {
         Client {
-            client_id: self.client_id.clone(),
-            name: self.name.clone(),
-            secret_hash: self.secret_hash.clone(),
-            grant_types: self.grant_types.clone(),
-            scopes: self.scopes,
-            redirect_uris: self.redirect_uris.clone(),
-            access_token_format: self.access_token_format,
-            access_token_ttl_secs: self.access_token_ttl_secs,
-            refresh_token_ttl_secs: self.refresh_token_ttl_secs,
+            registration: self.clone(),
             created_at: now,
         }
     }

@@ -31,15 +31,17 @@ const ALL: &str = concat!(select_client!(), " ORDER BY client_id", by_bytes!());
 
 fn client_from_row(row: &Row) -> Result<Client> {
     Ok(Client {
-        client_id: parse_name(row.try_get("client_id")?, "client_id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        grant_types: parse_words(D::get_words(row, "grant_types")?, "grant types")?,
-        scopes: D::get_scopes(row, "scopes")?,
-        redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
-        access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
-        access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
-        refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
+        registration: NewClient {
+            client_id: parse_name(row.try_get("client_id")?, "client_id")?,
+            name: row.try_get("name")?,
+            secret_hash: row.try_get("secret_hash")?,
+            grant_types: parse_words(D::get_words(row, "grant_types")?, "grant types")?,
+            scopes: D::get_scopes(row, "scopes")?,
+            redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
+            access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
+            access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
+            refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
+        },
         created_at: row.try_get("created_at")?,
     })
 }

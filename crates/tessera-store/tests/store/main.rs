@@ -644,8 +644,16 @@ async fn what_an_insert_returns_is_what_a_read_finds_to_the_microsecond(backend:
     let created = t.store.create_client(&client("demo"), at).await.unwrap();
     let found = t.store.find_client("demo").await.unwrap().unwrap();
     assert_eq!(
-        (found.created_at, found.scopes, found.redirect_uris),
-        (created.created_at, created.scopes, created.redirect_uris)
+        (
+            found.created_at,
+            found.scopes,
+            found.registration.redirect_uris
+        ),
+        (
+            created.created_at,
+            created.scopes,
+            created.registration.redirect_uris
+        )
     );
     let token = NewAccessToken {
         token_hash: tessera_core::secret::digest("tsr_x"),

@@ -7,6 +7,13 @@ fn parse(form: &str, client: &Client) -> Result<TokenRequest, GrantError> {
 /// A client that may use every grant, without touching a store.
 fn any_grant_client() -> Client {
     Client {
+        registration: any_grant_registration(),
+        created_at: Utc::now(),
+    }
+}
+
+fn any_grant_registration() -> NewClient {
+    NewClient {
         client_id: "any".parse().unwrap(),
         name: "any".into(),
         secret_hash: Some(secret::digest(SECRET)),
@@ -16,7 +23,6 @@ fn any_grant_client() -> Client {
         access_token_format: TokenFormat::Jwt,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,
-        created_at: Utc::now(),
     }
 }
 
@@ -75,7 +81,10 @@ fn every_supported_grant_parses_into_its_own_variant() {
 #[test]
 fn a_grant_the_client_may_not_use_is_unauthorized_client_before_its_parameters_are_read() {
     let client = Client {
-        grant_types: vec![GrantType::ClientCredentials],
+        registration: NewClient {
+            grant_types: vec![GrantType::ClientCredentials],
+            ..any_grant_registration()
+        },
         ..any_grant_client()
     };
     let error = parse("grant_type=password", &client).unwrap_err();
@@ -88,7 +97,10 @@ fn a_grant_the_client_may_not_use_is_unauthorized_client_before_its_parameters_a
 #[test]
 fn the_password_grant_checks_the_scope_before_the_credentials() {
     let client = Client {
-        scopes: scope("basic"),
+        registration: NewClient {
+            scopes: scope("basic"),
+            ..any_grant_registration()
+        },
         ..any_grant_client()
     };
     let error = parse("grant_type=password&scope=admin", &client).unwrap_err();
