@@ -25,6 +25,3 @@ pub use settings::{
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};
 
-#[cfg(test)]
-#[path = "tests/architecture.rs"]
-mod architecture;
