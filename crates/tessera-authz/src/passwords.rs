@@ -92,7 +92,7 @@ pub enum SignIn {
     /// Unknown user, wrong password or disabled user: the caller says no more than that.
     Failed,
     /// Too many recent failures for this account or address: refused before checking.
-    Limited(tessera_core::ratelimit::Limited),
+    Limited(tessera_web::ratelimit::Limited),
 }
 
 /// Checks a password for `username` from `address` on behalf of `client_id`: rate

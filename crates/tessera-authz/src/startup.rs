@@ -4,8 +4,8 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpServer, middleware};
-use tessera_core::metrics::Registry;
 use tessera_store::{AuditLog, Store, StoreError};
+use tessera_web::metrics::Registry;
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
@@ -132,7 +132,7 @@ impl Application {
             "Introspection answers, by whether the token was active.",
             &["active"],
         );
-        tessera_store::register_pool_metrics(&registry, &store);
+        tessera_web::metrics::register_pool_metrics(&registry, &store);
         let limits = RateLimits::new(settings.rate_limits, &registry);
         let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
             .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;

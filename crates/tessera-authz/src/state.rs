@@ -5,9 +5,9 @@ use std::time::Duration;
 use actix_web::HttpRequest;
 use actix_web::web::Bytes;
 use tessera_core::Clock;
-use tessera_core::metrics::Counter;
-use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditLog, NewAuditEvent, Store};
+use tessera_web::metrics::Counter;
+use tessera_web::net::TrustedProxies;
 
 use crate::keys::KeyManager;
 use crate::limits::RateLimits;

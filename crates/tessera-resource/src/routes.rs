@@ -20,7 +20,7 @@ pub type StoreData = web::Data<dyn Store>;
 #[derive(Debug)]
 pub struct Audit {
     pub log: AuditLog,
-    pub proxies: tessera_core::net::TrustedProxies,
+    pub proxies: tessera_web::net::TrustedProxies,
     /// The time events are stamped with.
     pub clock: tessera_core::Clock,
 }
