@@ -58,7 +58,7 @@ impl ApiError {
     /// 429: a rate limit refused the request (RFC 6585 §4). RFC 6749 names no code for
     /// it; `temporarily_unavailable` says what the client should do, and `Retry-After`
     /// when.
-    pub fn rate_limited(limited: tessera_core::ratelimit::Limited) -> Self {
+    pub fn rate_limited(limited: tessera_web::ratelimit::Limited) -> Self {
         let secs = limited.retry_after_secs();
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,

@@ -24,4 +24,3 @@ pub use settings::{
     DEFAULT_REQUEST_TIMEOUT, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};
-

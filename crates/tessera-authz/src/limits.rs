@@ -15,9 +15,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tessera_core::metrics::{Counter, Registry};
-use tessera_core::ratelimit::{Limited, Quota, RateLimiter};
 use tessera_store::{AuditKind, NewAuditEvent};
+use tessera_web::metrics::{Counter, Registry};
+use tessera_web::ratelimit::{Limited, Quota, RateLimiter};
 
 /// Wrong passwords per account: 10, then one more every 30 s.
 pub const PASSWORD_PER_ACCOUNT: Quota = Quota::new(10, Duration::from_secs(30));
@@ -298,7 +298,7 @@ fn bounded(text: &str, chars: usize) -> String {
 /// IPv6 clients are limited by their /64: one subscriber usually holds all of it, and
 /// would otherwise get a fresh allowance from every one of its 2^64 addresses.
 pub fn address_key(address: IpAddr) -> IpAddr {
-    match tessera_core::net::canonical(address) {
+    match tessera_web::net::canonical(address) {
         IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
             u128::from(v6) & !u128::from(u64::MAX),
         )),

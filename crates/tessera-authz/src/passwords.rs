@@ -92,7 +92,7 @@ pub enum SignIn {
     /// Unknown user, wrong password or disabled user: the caller says no more than that.
     Failed,
     /// Too many recent failures for this account or address: refused before checking.
-    Limited(tessera_core::ratelimit::Limited),
+    Limited(tessera_web::ratelimit::Limited),
 }
 
 /// What a sign-in needs: the verifier, the rate limits, the users, the audit log and the

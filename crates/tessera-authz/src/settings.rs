@@ -1,8 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::net::TrustedProxies;
 use tessera_core::{Clock, MasterKey};
+use tessera_web::net::TrustedProxies;
 
 use crate::keys::KeySchedule;
 

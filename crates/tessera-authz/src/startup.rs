@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, middleware};
-use tessera_core::metrics::Registry;
 use tessera_store::{AuditLog, Store, StoreError};
+use tessera_web::metrics::Registry;
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
@@ -253,7 +253,7 @@ async fn wire(
         "Introspection answers, by whether the token was active.",
         &["active"],
     );
-    tessera_store::register_pool_metrics(&registry, &store);
+    tessera_web::metrics::register_pool_metrics(&registry, &store);
     let limits = Arc::new(RateLimits::new(settings.rate_limits, &registry));
     let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
         .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;

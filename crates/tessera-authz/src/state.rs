@@ -8,9 +8,9 @@ use std::pin::Pin;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest, HttpRequest, dev};
-use tessera_core::metrics::Counter;
-use tessera_core::net::TrustedProxies;
 use tessera_store::NewAuditEvent;
+use tessera_web::metrics::Counter;
+use tessera_web::net::TrustedProxies;
 
 use crate::grant::GrantEngine;
 use crate::limits::RateLimits;

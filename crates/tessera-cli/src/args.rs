@@ -134,7 +134,7 @@ pub struct Common {
         value_delimiter = ',',
         value_name = "ADDR[/PREFIX]"
     )]
-    pub trusted_proxies: Vec<tessera_core::net::ProxyNetwork>,
+    pub trusted_proxies: Vec<tessera_web::net::ProxyNetwork>,
 
     /// Time a client has to send a request's head before it gets 408, e.g. `5s`.
     #[arg(long, global = true, env = "TESSERA_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_request_timeout)]
@@ -185,8 +185,8 @@ fn parse_request_timeout(raw: &str) -> Result<Duration, String> {
 
 impl Common {
     /// The trusted proxies these flags name.
-    pub fn trusted_proxies(&self) -> tessera_core::net::TrustedProxies {
-        tessera_core::net::TrustedProxies::new(self.trusted_proxies.clone())
+    pub fn trusted_proxies(&self) -> tessera_web::net::TrustedProxies {
+        tessera_web::net::TrustedProxies::new(self.trusted_proxies.clone())
     }
 
     /// The key schedule these flags describe.

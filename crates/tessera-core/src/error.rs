@@ -71,7 +71,10 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub(crate) fn new(what: &'static str, message: impl Into<String>) -> Self {
+    /// A refusal of a `what` (e.g. `"trusted proxy"`), with a message that says what was
+    /// expected. Crates that parse values of their own use it so that every parse error
+    /// reads the same.
+    pub fn new(what: &'static str, message: impl Into<String>) -> Self {
         ParseError {
             what,
             message: message.into(),

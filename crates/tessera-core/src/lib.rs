@@ -6,13 +6,11 @@ mod clock;
 mod error;
 mod issuer;
 mod keys;
-pub mod metrics;
 mod names;
-pub mod net;
 mod oauth;
+#[cfg(feature = "password")]
 pub mod password;
 pub mod pkce;
-pub mod ratelimit;
 mod scope;
 pub mod seal;
 pub mod secret;

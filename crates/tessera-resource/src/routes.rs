@@ -20,7 +20,7 @@ pub type StoreData = web::Data<dyn Store>;
 #[derive(Debug)]
 pub struct Audit {
     pub log: AuditLog,
-    pub proxies: tessera_core::net::TrustedProxies,
+    pub proxies: tessera_web::net::TrustedProxies,
     /// The server's clock, read once per write: the store's record and its audit event
     /// carry the same time.
     pub clock: tessera_core::Clock,

@@ -10,9 +10,9 @@ use tessera_guard::{
     Validator,
 };
 
-use tessera_core::metrics::{MetricKind, Registry};
-use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditLog, Store};
+use tessera_web::metrics::{MetricKind, Registry};
+use tessera_web::net::TrustedProxies;
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
@@ -433,5 +433,5 @@ fn register_metrics(
             None => Vec::new(),
         },
     );
-    tessera_store::register_pool_metrics(registry, store);
+    tessera_web::metrics::register_pool_metrics(registry, store);
 }

@@ -30,7 +30,7 @@ pub use model::{
     NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, StoredAccessToken,
     StoredKey, StoredRefreshToken, UnknownAuditKind, User, UserCredentials, UserPatch,
 };
-pub use pool::{PoolStatus, register_pool_metrics};
+pub use pool::PoolStatus;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

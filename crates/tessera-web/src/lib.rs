@@ -4,7 +4,10 @@
 mod body;
 mod cors;
 mod headers;
-mod metrics;
+mod http_metrics;
+pub mod metrics;
+pub mod net;
+pub mod ratelimit;
 mod server;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,12 +15,11 @@ use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
-use tessera_core::net::TrustedProxies;
 
 pub use body::{BodyError, read_limited};
 pub use cors::{CorsOrigins, cors};
 pub use headers::security_headers;
-pub use metrics::{HttpMetrics, metrics_handler};
+pub use http_metrics::{HttpMetrics, metrics_handler};
 pub use server::serve;
 
 /// The largest request head (request line and headers) either server reads, as actix-http
@@ -35,12 +37,12 @@ pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Where `req` comes from: its TCP peer, or the client a trusted proxy names.
-pub fn client_address(req: &HttpRequest, proxies: &TrustedProxies) -> IpAddr {
+pub fn client_address(req: &HttpRequest, proxies: &net::TrustedProxies) -> IpAddr {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     if proxies.is_empty() {
-        return tessera_core::net::canonical(peer);
+        return net::canonical(peer);
     }
     // A line that is not visible ASCII becomes an entry that stops the walk, rather than
     // vanishing and letting what precedes it stand for the client.

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tessera_core::ratelimit::Limited;
 use tessera_core::{Clock, ErrorCode, GrantType, OAuthError, ScopeSet};
 use tessera_store::{AuditLog, Client, NewAuditEvent, Store, StoreError, TokenBatcher, User};
+use tessera_web::ratelimit::Limited;
 
 use crate::keys::KeyManager;
 use crate::passwords::Passwords;

@@ -1,6 +1,6 @@
 use std::net::IpAddr;
 
-use tessera_core::metrics::Registry;
+use tessera_web::metrics::Registry;
 
 use super::*;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use tessera_core::Clock;
-use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditFilter, AuditKind, NewAuditEvent};
+use tessera_web::net::TrustedProxies;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::browser::{Browser, Pkce, borrowed, query, request};

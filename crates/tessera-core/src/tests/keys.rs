@@ -551,3 +551,26 @@ fn signing_keys_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SigningKey>();
 }
+
+#[test]
+fn a_pem_key_holds_the_same_der_as_a_second_parser_reads() {
+    for pem in [KEY_A, KEY_B] {
+        let key = SigningKey::from_pkcs8_pem(pem).unwrap();
+        assert_eq!(key.pkcs8_der(), rsa_der(pem).as_slice());
+    }
+}
+
+#[test]
+fn a_pem_document_that_is_not_pkcs8_is_refused() {
+    let pkcs1 = KEY_A.replace("PRIVATE KEY", "RSA PRIVATE KEY");
+    let err = SigningKey::from_pkcs8_pem(&pkcs1).unwrap_err();
+    assert!(
+        err.to_string().contains("not a PKCS#8 PEM RSA key"),
+        "{err}"
+    );
+    let err = SigningKey::from_pkcs8_pem("not a PEM document").unwrap_err();
+    assert!(
+        err.to_string().contains("not a PKCS#8 PEM RSA key"),
+        "{err}"
+    );
+}

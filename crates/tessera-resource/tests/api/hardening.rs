@@ -2,8 +2,8 @@
 
 use reqwest::Method;
 use serde_json::json;
-use tessera_core::net::TrustedProxies;
 use tessera_store::{AuditFilter, AuditKind, Store};
+use tessera_web::net::TrustedProxies;
 
 use crate::helpers::*;
 

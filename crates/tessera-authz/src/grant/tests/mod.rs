@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use tessera_core::metrics::Registry;
 use tessera_core::{
     AccessTokenClaims, Clock, ErrorCode, GrantType, Role, ScopeSet, SigningKey, TokenFormat, pkce,
     secret,
@@ -15,6 +14,7 @@ use tessera_store::testing::{Backend, TestDatabase};
 use tessera_store::{
     AuditLog, Client, NewClient, NewCompany, NewKey, NewUser, Seed, Store, TokenBatcher,
 };
+use tessera_web::metrics::Registry;
 
 use super::*;
 use crate::form::Form;

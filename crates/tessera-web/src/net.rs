@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::ParseError;
+use tessera_core::ParseError;
 
 /// One trusted proxy: an address, or a network in CIDR notation (`10.0.0.0/8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
