@@ -67,12 +67,7 @@ impl Registry {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Counter {
-        let series = Arc::new(SeriesMap::new(name, labels));
-        if labels.is_empty() {
-            series.with(&[], AtomicU64::default, |_| ());
-        }
-        self.register(name, help, labels, Body::Counter(Arc::clone(&series)));
-        Counter(series)
+        Counter(self.scalar(name, help, labels, Body::Counter))
     }
 
     /// Registers a gauge family and returns its handle.
@@ -85,12 +80,24 @@ impl Registry {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Gauge {
+        Gauge(self.scalar(name, help, labels, Body::Gauge))
+    }
+
+    /// Registers a family of one value per series (a counter or a gauge); a family without
+    /// labels gets its one series at once, so it renders `name 0` before any update.
+    fn scalar<S: Default>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        body: fn(Arc<SeriesMap<S>>) -> Body,
+    ) -> Arc<SeriesMap<S>> {
         let series = Arc::new(SeriesMap::new(name, labels));
         if labels.is_empty() {
-            series.with(&[], AtomicF64::default, |_| ());
+            series.with(&[], S::default, |_| ());
         }
-        self.register(name, help, labels, Body::Gauge(Arc::clone(&series)));
-        Gauge(series)
+        self.register(name, help, labels, body(Arc::clone(&series)));
+        series
     }
 
     /// Registers a histogram family with the given bucket upper bounds and returns its
