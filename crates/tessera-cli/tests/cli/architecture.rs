@@ -32,14 +32,8 @@ fn cargo(args: &[&str]) -> String {
 
 /// Each workspace crate with the crates it declares, by kind (`normal`, `dev`, `build`).
 fn declared_dependencies() -> BTreeMap<String, Vec<(String, String)>> {
-    let metadata: Value = serde_json::from_str(&cargo(&[
-        "metadata",
-        "--format-version",
-        "1",
-        "--no-deps",
-        "--offline",
-    ]))
-    .unwrap();
+    let metadata: Value =
+        serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--no-deps"])).unwrap();
     let mut crates = BTreeMap::new();
     for package in metadata["packages"].as_array().unwrap() {
         let deps = package["dependencies"]
@@ -137,7 +131,6 @@ fn the_store_depends_on_no_web_crate() {
 fn resolved_tree(package: &str, features: &[&str]) -> BTreeSet<String> {
     let mut args = vec![
         "tree",
-        "--offline",
         "-p",
         package,
         "-e",
