@@ -684,15 +684,14 @@ mod tests {
             publish_ahead: DEFAULT_PUBLISH_AHEAD,
             not_before: None,
         };
-        let Publication::Published {
+        let published = publish_next(store.as_ref(), &clock, next, None).await;
+        let Ok(Publication::Published {
             key,
             activate_at,
             at,
-        } = publish_next(store.as_ref(), &clock, next, None)
-            .await
-            .unwrap()
+        }) = published
         else {
-            panic!("the first next key is published");
+            panic!("the first next key is published: {published:?}");
         };
         assert_eq!(at, clock.now_utc());
         assert_eq!(activate_at, at + chrono_duration(DEFAULT_PUBLISH_AHEAD));
@@ -706,7 +705,7 @@ mod tests {
         };
         match publish_next(store.as_ref(), &clock, later, None)
             .await
-            .unwrap()
+            .unwrap() // ok: a test; the unwrap is its assertion
         {
             Publication::Lost(existing) => assert_eq!(existing.kid, key.kid),
             Publication::Published { key, .. } => panic!("a second next key {}", key.kid),
