@@ -38,6 +38,9 @@ pub enum Rejection {
     Opaque,
     /// An opaque token that is unknown, expired, revoked, or whose user is gone.
     Inactive,
+    /// A JWT named by the revocation list (its `jti`, `sid`, or its `sub` or `client_id`
+    /// issued at or before a cutoff).
+    Revoked,
 }
 
 /// A refused request, answered per RFC 6750 §3.
@@ -55,7 +58,9 @@ pub enum GuardError {
     /// The token is valid and scoped but not for this resource (e.g. another company):
     /// 403 `insufficient_scope`, saying nothing about the resource.
     Forbidden,
-    /// Keys could not be obtained and none are cached: 503.
+    /// The token cannot be checked now: keys could not be obtained and none are cached,
+    /// or the revocation list is stale under [`StalePolicy::FailClosed`](crate::StalePolicy):
+    /// 503 with `Retry-After`.
     Unavailable,
 }
 
@@ -78,6 +83,7 @@ impl Rejection {
             Rejection::NotYetValid => "not_yet_valid",
             Rejection::Opaque => "opaque_refused",
             Rejection::Inactive => "inactive",
+            Rejection::Revoked => "revoked",
         }
     }
 }
@@ -162,7 +168,9 @@ impl std::fmt::Display for GuardError {
             GuardError::InvalidToken(why) => write!(f, "invalid token: {why:?}"),
             GuardError::InsufficientScope(scope) => write!(f, "missing scope {scope}"),
             GuardError::Forbidden => f.write_str("token not valid for this resource"),
-            GuardError::Unavailable => f.write_str("signing keys unavailable"),
+            GuardError::Unavailable => f.write_str(
+                "the token cannot be checked now (no signing keys, or a stale revocation list)",
+            ),
         }
     }
 }

@@ -79,7 +79,8 @@ impl Guard {
 
     /// How many requests each outcome had so far, by name: `valid`, `missing` (no bearer
     /// token), `invalid_request`, each [`Rejection`](crate::Rejection) by its name
-    /// (`expired`, `signature`, `unknown_key`, …), `insufficient_scope`, `unavailable`.
+    /// (`expired`, `signature`, `unknown_key`, `revoked`, …), `insufficient_scope`,
+    /// `unavailable` (which includes a stale revocation list failing closed).
     /// Outcomes that never happened are absent. Shared by clones of this guard.
     pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
         self.outcomes.snapshot()

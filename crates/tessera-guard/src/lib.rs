@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod jwks;
 mod opaque;
+mod revocation;
 #[cfg(feature = "test-issuer")]
 pub mod testing;
 mod validate;
@@ -20,6 +21,10 @@ pub use extract::{
 };
 pub use jwks::{JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
 pub use opaque::{Introspection, IntrospectionResponse, OpaqueTokens};
+pub use revocation::{
+    RevocationConfig, RevocationEntry, RevocationError, RevocationList, RevocationStats,
+    StalePolicy,
+};
 pub use validate::{
     Audience, Claims, DEFAULT_TOKEN_CACHE_CAPACITY, MAX_TOKEN_BYTES, ValidationConfig, Validator,
 };

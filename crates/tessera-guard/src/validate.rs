@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::cache::{TokenCache, TokenCacheStats, Verified, token_digest};
 use crate::jwks::JwksCache;
-use crate::{GuardError, Rejection};
+use crate::{GuardError, Rejection, RevocationList};
 
 /// The longest token accepted, in bytes. Larger ones are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -88,6 +88,10 @@ pub struct Claims {
     /// Token id.
     #[serde(default)]
     pub jti: Option<String>,
+    /// The grant session id: the same for every token of one grant (the access tokens
+    /// and refresh tokens of one login), so that revoking the session revokes them all.
+    #[serde(default)]
+    pub sid: Option<String>,
     /// The client the token was issued to.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -159,6 +163,7 @@ pub struct Validator {
     leeway: i64,
     jwks: Arc<JwksCache>,
     cache: Option<Arc<TokenCache<Verified>>>,
+    revocations: Option<Arc<RevocationList>>,
 }
 
 impl Validator {
@@ -169,7 +174,23 @@ impl Validator {
             cache: TokenCache::new(config.cache_capacity).map(Arc::new),
             config,
             jwks,
+            revocations: None,
         }
+    }
+
+    /// The same validator refusing tokens that `revocations` names
+    /// ([`Rejection::Revoked`]), and every token while that list is stale under
+    /// [`StalePolicy::FailClosed`](crate::StalePolicy). Every JWT is checked against the
+    /// list once it is otherwise valid, those answered from the verified-token cache
+    /// too.
+    pub fn with_revocations(mut self, revocations: Arc<RevocationList>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// The revocation list, when one is checked.
+    pub fn revocations(&self) -> Option<&Arc<RevocationList>> {
+        self.revocations.as_ref()
     }
 
     /// The key cache.
@@ -203,26 +224,37 @@ impl Validator {
         let Some(cache) = &self.cache else {
             let mut round_trips = 0;
             let result = self.check(token, now, &mut round_trips).await;
-            return (result.map(|verified| verified.claims), round_trips);
+            let result = result.and_then(|verified| self.not_revoked(verified.claims, now));
+            return (result, round_trips);
         };
         let digest = token_digest(token);
         if let Some(verified) = cache.get(&digest, now) {
             if self.still_valid(&verified, now) {
                 cache.count(true);
-                return (Ok(verified.claims), 0);
+                return (self.not_revoked(verified.claims, now), 0);
             }
             cache.remove(&digest);
         }
         cache.count(false);
         let mut round_trips = 0;
         let result = self.check(token, now, &mut round_trips).await;
-        let result = result.map(|verified| {
+        // A verified token is kept even when it is revoked: the list is checked on every
+        // hit, and a revoked token presented again costs a lookup, not a signature.
+        let result = result.and_then(|verified| {
             let claims = Arc::clone(&verified.claims);
             let until = claims.exp.saturating_add(self.leeway);
             cache.insert(digest, verified, until, now);
-            claims
+            self.not_revoked(claims, now)
         });
         (result, round_trips)
+    }
+
+    /// `claims` unless the revocation list refuses them at `now`.
+    fn not_revoked(&self, claims: Arc<Claims>, now: i64) -> Result<Arc<Claims>, GuardError> {
+        match &self.revocations {
+            Some(list) => list.check(&claims, now).map(|()| claims),
+            None => Ok(claims),
+        }
     }
 
     /// Whether a token verified earlier would pass a full check now: within its time

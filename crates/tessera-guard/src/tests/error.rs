@@ -56,6 +56,7 @@ fn a_refused_token_is_invalid_token_whatever_the_reason() {
         Rejection::Expired,
         Rejection::Signature,
         Rejection::Inactive,
+        Rejection::Revoked,
     ] {
         assert_eq!(
             answer(GuardError::InvalidToken(why)),
