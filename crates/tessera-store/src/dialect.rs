@@ -80,6 +80,12 @@ pub(crate) trait Dialect {
         token_hash: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Before a revocation entry is inserted in `tx`, as the transaction's last lock:
+    /// writers of the feed take turns, so entries become visible in `seq` order.
+    fn lock_feed(
+        tx: &mut <Self::Db as sqlx::Database>::Connection,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Applies the embedded migrations, once however many processes start together.
     fn migrate(pool: &sqlx::Pool<Self::Db>) -> impl Future<Output = Result<()>> + Send;
 

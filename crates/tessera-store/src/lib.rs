@@ -27,8 +27,9 @@ pub use error::StoreError;
 pub use model::{
     AuditEvent, AuditFilter, AuditKind, Client, Company, KeyState, LoginSession, NewAccessToken,
     NewAuditEvent, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewLoginSession,
-    NewRefreshToken, NewUser, RedeemedCode, Redemption, Rotation, Seed, StoredAccessToken,
-    StoredKey, StoredRefreshToken, UnknownAuditKind, User, UserCredentials, UserPatch,
+    NewRefreshToken, NewUser, RedeemedCode, Redemption, Revocation, RevocationPage, Revoked,
+    Rotation, Seed, StoredAccessToken, StoredKey, StoredRefreshToken, TokenIdentity,
+    UnknownAuditKind, User, UserCredentials, UserPatch,
 };
 pub use pool::PoolStatus;
 pub use postgres::PgStore;
@@ -37,6 +38,15 @@ pub use sqlite::SqliteStore;
 /// How long a spent or expired authorization code is kept to recognise a replay, and a
 /// revoked family's record after its last token is gone.
 pub const PURGE_GRACE: chrono::Duration = chrono::Duration::days(1);
+
+/// The longest access-token lifetime Tessera issues (a day). An entry of the revocation
+/// feed that covers every token issued up to a moment is kept this long after it, plus
+/// [`REVOCATION_LEEWAY`].
+pub const LONGEST_ACCESS_TOKEN: chrono::Duration = chrono::Duration::days(1);
+
+/// How long past a token's expiry a revocation entry is kept: verifiers accept a token a
+/// little after its `exp` (the guard's default leeway is 30 s).
+pub const REVOCATION_LEEWAY: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What a store operation returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -77,7 +87,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Users, by username; only those of `company` when given.
     async fn list_users(&self, company: Option<&CompanySlug>) -> Result<Vec<User>>;
 
-    /// Disables or enables a user. An unknown user is a [`StoreError::NotFound`].
+    /// Disables or enables a user. Disabling revokes everything issued to them, as
+    /// [`Store::revoke_user`] does, in the same transaction. An unknown user is a
+    /// [`StoreError::NotFound`].
     async fn set_user_disabled(
         &self,
         username: &Username,
@@ -85,15 +97,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<User>;
 
-    /// Deletes a user and everything issued to them. An unknown user is a
+    /// Deletes a user and everything issued to them, and adds a `sub` entry to the
+    /// revocation feed for their JWTs, in one transaction. An unknown user is a
     /// [`StoreError::NotFound`].
-    async fn delete_user(&self, username: &Username) -> Result<()>;
+    async fn delete_user(&self, username: &Username, now: DateTime<Utc>) -> Result<()>;
 
     /// The user with this id in `company`; `None` when there is none there (whether or
     /// not the id exists in another company).
     async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>>;
 
     /// Applies `patch` to the user with this id in `company`; `None` when there is none.
+    /// A new password, changed roles or disabling revokes everything issued to the user
+    /// (as [`Store::revoke_user`]) in the same transaction.
     async fn update_user(
         &self,
         company: &CompanySlug,
@@ -102,8 +117,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Option<User>>;
 
-    /// Deletes the user with this id in `company`; whether there was one.
-    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool>;
+    /// Deletes the user with this id in `company`, with a `sub` entry in the revocation
+    /// feed as [`Store::delete_user`]; whether there was one.
+    async fn delete_user_in(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// The user with this id, in whichever company.
     async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>>;
@@ -150,8 +171,15 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Revokes the grant family `family_id`: its refresh tokens and the opaque access
     /// tokens issued from it, in one transaction, and records the family so that nothing
-    /// more can be issued from it. Returns how many tokens were still unrevoked.
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64>;
+    /// more can be issued from it. With `jwt_until`, the same transaction adds a `sid`
+    /// entry to the revocation feed for its JWTs, kept until then. Returns how many tokens
+    /// were still unrevoked.
+    async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+        jwt_until: Option<DateTime<Utc>>,
+    ) -> Result<u64>;
 
     /// Stores the first refresh token of a family; stored revoked when the family is.
     async fn insert_refresh_token(&self, token: &NewRefreshToken, now: DateTime<Utc>)
@@ -197,6 +225,41 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// All clients, by id.
     async fn list_clients(&self) -> Result<Vec<Client>>;
+
+    /// Adds a `jti` entry to the revocation feed: that one JWT is refused until `until`.
+    async fn revoke_jwt(&self, jti: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()>;
+
+    /// "Sign out everywhere": revokes, in one transaction, every refresh family, opaque
+    /// token, unredeemed authorization code and login session of the user `id`, marks the
+    /// user's `tokens_revoked_at`, and adds a `sub` entry to the feed for every JWT issued
+    /// to them up to `now`. Returns the user, or `None` when there is none.
+    async fn revoke_user(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>>;
+
+    /// Deletes a client, with every token and code issued to it, and adds a `client_id`
+    /// entry to the feed for its JWTs, in one transaction; whether there was one.
+    async fn delete_client(&self, client_id: &str, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Replaces a confidential client's secret digest: the old secret stops working at
+    /// once. With `revoke_tokens`, the same transaction revokes everything issued to the
+    /// client, as [`Store::revoke_user`] does for a user. An unknown client is a
+    /// [`StoreError::NotFound`], a public one (no secret) a [`StoreError::Conflict`].
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        revoke_tokens: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Client>;
+
+    /// The revocation entries in force (`until` after `now`) written after the cursor
+    /// `after` (0 for all), with the feed's head.
+    async fn revocations(&self, after: i64, now: DateTime<Utc>) -> Result<RevocationPage>;
+
+    /// The feed's head: the highest `seq` written (0 when none).
+    async fn revocation_head(&self) -> Result<i64>;
+
+    /// Whether an entry in force covers a JWT with these claims.
+    async fn jwt_revoked(&self, token: TokenIdentity<'_>, now: DateTime<Utc>) -> Result<bool>;
 
     /// The keys to publish in the JWKS (every state), oldest first.
     async fn published_keys(&self) -> Result<Vec<StoredKey>>;

@@ -44,6 +44,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.
     pub updated_at: DateTime<Utc>,
+    /// When everything issued to the user was last revoked (a password, role or status
+    /// change, or "sign out everywhere"); tokens issued at or before it are refused.
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -123,6 +126,9 @@ pub struct Client {
     pub registration: NewClient,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+    /// When everything issued to it was last revoked (a secret rotation that asked for
+    /// it); tokens issued at or before it are refused.
+    pub tokens_revoked_at: Option<DateTime<Utc>>,
 }
 
 impl std::ops::Deref for Client {
@@ -364,6 +370,7 @@ impl NewUser {
             disabled: false,
             created_at: now,
             updated_at: now,
+            tokens_revoked_at: None,
         }
     }
 }
@@ -374,8 +381,69 @@ impl NewClient {
         Client {
             registration: self.clone(),
             created_at: now,
+            tokens_revoked_at: None,
         }
     }
+}
+
+/// What one entry of the revocation feed covers. Values are the claims' text: a user's id
+/// as in `sub`, a grant family's id as in `sid`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// One JWT, by its `jti`.
+    Jti(String),
+    /// Every token of one grant family, by its `sid`.
+    Sid(String),
+    /// Every token of a user (`sub`) issued at or before `issued_before` (whole seconds).
+    Sub {
+        /// The user's id.
+        sub: String,
+        /// The cutoff: tokens whose `iat` is at or before it are revoked.
+        issued_before: DateTime<Utc>,
+    },
+    /// Every token issued to a client at or before `issued_before` (whole seconds).
+    ClientId {
+        /// The client's id.
+        client_id: String,
+        /// The cutoff: tokens whose `iat` is at or before it are revoked.
+        issued_before: DateTime<Utc>,
+    },
+}
+
+/// One entry of the revocation feed, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// Its place in the feed: entries are numbered in the order they became visible.
+    pub seq: i64,
+    /// What it covers.
+    pub revoked: Revoked,
+    /// When it can be forgotten: no token it covers is valid by then.
+    pub until: DateTime<Utc>,
+}
+
+/// What [`crate::Store::revocations`] read: the entries in force after a cursor, and the
+/// feed's head, the cursor to ask from next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationPage {
+    /// The highest `seq` written so far (0 when none): every entry up to it is visible.
+    pub head: i64,
+    /// The entries after the cursor, up to `head`, not past their `until`, in order.
+    pub entries: Vec<Revocation>,
+}
+
+/// The claims of a JWT that decide whether a revocation covers it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenIdentity<'a> {
+    /// `jti`.
+    pub jti: &'a str,
+    /// `sid`, when the token has one.
+    pub sid: Option<&'a str>,
+    /// `sub`.
+    pub sub: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// `iat`, in seconds.
+    pub iat: i64,
 }
 
 /// An authorization code to store (RFC 6749 §4.1, with the RFC 7636 challenge).
@@ -558,6 +626,12 @@ pub enum AuditKind {
     UserUpdated,
     /// A user was deleted.
     UserDeleted,
+    /// Everything issued to a user was revoked ("sign out everywhere").
+    UserSignedOut,
+    /// A client was deleted, with everything issued to it.
+    ClientDeleted,
+    /// A client's secret was replaced.
+    ClientSecretRotated,
 }
 
 impl AuditKind {
@@ -577,6 +651,9 @@ impl AuditKind {
         AuditKind::UserCreated,
         AuditKind::UserUpdated,
         AuditKind::UserDeleted,
+        AuditKind::UserSignedOut,
+        AuditKind::ClientDeleted,
+        AuditKind::ClientSecretRotated,
     ];
 
     /// The stored and printed name, e.g. `login.failed`. Stored rows keep it, so it never
@@ -597,6 +674,9 @@ impl AuditKind {
             AuditKind::UserCreated => "user.created",
             AuditKind::UserUpdated => "user.updated",
             AuditKind::UserDeleted => "user.deleted",
+            AuditKind::UserSignedOut => "user.signed_out",
+            AuditKind::ClientDeleted => "client.deleted",
+            AuditKind::ClientSecretRotated => "client.secret_rotated",
         }
     }
 }

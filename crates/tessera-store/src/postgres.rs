@@ -155,6 +155,15 @@ impl Dialect for Postgres {
         Ok(true)
     }
 
+    async fn lock_feed(tx: &mut PgConnection) -> Result<()> {
+        // A sequence hands out numbers at insert, not at commit: without turns, a reader
+        // could see entry N+1 committed before N and move its cursor past N.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('tessera.revocations', 0))")
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     async fn migrate(pool: &PgPool) -> Result<()> {
         // sqlx holds a PostgreSQL advisory lock while it migrates, so processes starting
         // together on one database apply each migration once.

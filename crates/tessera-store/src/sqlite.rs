@@ -168,6 +168,12 @@ impl Dialect for Sqlite {
         Ok(true)
     }
 
+    async fn lock_feed(_tx: &mut SqliteConnection) -> Result<()> {
+        // The write lock, taken when the transaction began, already makes writers of the
+        // feed take turns.
+        Ok(())
+    }
+
     async fn migrate(pool: &SqlitePool) -> Result<()> {
         // SQLite has no advisory lock: hold the write lock for the whole run, so that
         // processes starting together on one file apply each migration once (sqlx nests

@@ -2,7 +2,7 @@
 
 use sqlx::Row as _;
 
-use super::{D, Exec, Pool, Row, Time, find, find_all};
+use super::{D, Exec, Pool, Row, Time, find_all};
 use crate::convert::{from_json, parse_name, parse_words, stored_time, to_json};
 use crate::dialect::{Dialect, storable};
 use crate::model::{Client, NewClient};
@@ -13,8 +13,8 @@ macro_rules! select_client {
         concat!(
             "SELECT client_id, name, secret_hash, grant_types, scopes, ",
             json_text!("redirect_uris"),
-            ", access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at \
-             FROM clients"
+            ", access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at, \
+             tokens_revoked_at FROM clients"
         )
     };
 }
@@ -43,6 +43,7 @@ fn client_from_row(row: &Row) -> Result<Client> {
             refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
         },
         created_at: row.try_get("created_at")?,
+        tokens_revoked_at: row.try_get("tokens_revoked_at")?,
     })
 }
 
@@ -72,7 +73,16 @@ pub async fn find_client(pool: &Pool, client_id: &str) -> Result<Option<Client>>
     if !storable(client_id) {
         return Ok(None);
     }
-    find(pool, sqlx::query(BY_ID).bind(client_id), client_from_row).await
+    client_by_id(pool, client_id).await
+}
+
+/// The client `client_id`, through a pool or a transaction.
+pub(crate) async fn client_by_id(ex: impl Exec<'_>, client_id: &str) -> Result<Option<Client>> {
+    let row = sqlx::query(BY_ID)
+        .bind(client_id)
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(client_from_row).transpose()
 }
 
 pub async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {

@@ -1,6 +1,7 @@
 //! The store's operations, written once for both dialects, one file per area: `users`
 //! (with companies), `clients`, `tokens` (authorization codes, refresh tokens and their
-//! families, opaque access tokens, login sessions, the purge), `keys` and `audit`.
+//! families, opaque access tokens, login sessions, the purge), `revocations` (the feed,
+//! and revoking everything of a user or a client), `keys` and `audit`.
 //!
 //! This directory is compiled once per dialect: `sqlite.rs` and `postgres.rs` each mount
 //! it as their child module `sql`, with their `D` (a [`crate::dialect::Dialect`]),
@@ -11,6 +12,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod revocations;
 pub(crate) mod tokens;
 mod users;
 
@@ -94,10 +96,10 @@ store! {
     users::find_user_credentials(username: &str) -> Option<crate::UserCredentials>;
     users::list_users(company: Option<&tessera_core::CompanySlug>) -> Vec<crate::User>;
     users::set_user_disabled(username: &tessera_core::Username, disabled: bool, now: Time) -> crate::User;
-    users::delete_user(username: &tessera_core::Username) -> ();
+    users::delete_user(username: &tessera_core::Username, now: Time) -> ();
     users::find_user(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> Option<crate::User>;
     users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Time) -> Option<crate::User>;
-    users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> bool;
+    users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid, now: Time) -> bool;
     users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
     tokens::insert_access_token(token: &crate::NewAccessToken, now: Time) -> ();
     tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;
@@ -105,7 +107,7 @@ store! {
     tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Time) -> bool;
     tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Time) -> ();
     tokens::redeem_authorization_code(code_hash: &str, family_id: uuid::Uuid, now: Time) -> crate::Redemption;
-    tokens::revoke_family(family_id: uuid::Uuid, now: Time) -> u64;
+    tokens::revoke_family(family_id: uuid::Uuid, now: Time, jwt_until: Option<Time>) -> u64;
     tokens::insert_refresh_token(token: &crate::NewRefreshToken, now: Time) -> ();
     tokens::find_refresh_token(token_hash: &str) -> Option<crate::StoredRefreshToken>;
     tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Time) -> crate::Rotation;
@@ -123,6 +125,13 @@ store! {
     keys::activate_key_now(key: &crate::NewKey, now: Time, remove_at: Time) -> crate::StoredKey;
     keys::remove_expired_keys(now: Time) -> u64;
     keys::remove_key(kid: &str, activates_after: Time) -> bool;
+    revocations::revoke_jwt(jti: &str, until: Time, now: Time) -> ();
+    revocations::revoke_user(id: uuid::Uuid, now: Time) -> Option<crate::User>;
+    revocations::delete_client(client_id: &str, now: Time) -> bool;
+    revocations::rotate_client_secret(client_id: &str, secret_hash: &str, revoke_tokens: bool, now: Time) -> crate::Client;
+    revocations::revocations(after: i64, now: Time) -> crate::RevocationPage;
+    revocations::revocation_head() -> i64;
+    revocations::jwt_revoked(token: crate::TokenIdentity<'_>, now: Time) -> bool;
     audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
     audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
 }

@@ -15,7 +15,7 @@ use crate::convert::{corrupt, parse_name, stored_time};
 use crate::dialect::{Dialect, Lock};
 use crate::model::{
     LoginSession, NewAccessToken, NewAuthorizationCode, NewLoginSession, NewRefreshToken,
-    RedeemedCode, Redemption, Rotation, StoredAccessToken, StoredRefreshToken,
+    RedeemedCode, Redemption, Revoked, Rotation, StoredAccessToken, StoredRefreshToken,
 };
 
 /// The statements of [`purge_expired`], in order, each committed on its own (a backlog
@@ -39,6 +39,12 @@ pub(crate) const PURGES: &[(&str, bool)] = &[
          AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = revoked_families.family_id) \
          AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.family_id = revoked_families.family_id)",
         true,
+    ),
+    // The newest entry stays, even expired, so that the feed's head never moves back.
+    (
+        "DELETE FROM revocations WHERE until < $1 \
+         AND seq < (SELECT MAX(seq) FROM revocations)",
+        false,
     ),
 ];
 
@@ -238,7 +244,12 @@ pub async fn redeem_authorization_code(
     }
 }
 
-pub async fn revoke_family(pool: &Pool, family_id: Uuid, now: Time) -> Result<u64> {
+pub async fn revoke_family(
+    pool: &Pool,
+    family_id: Uuid,
+    now: Time,
+    jwt_until: Option<Time>,
+) -> Result<u64> {
     let now = stored_time(now);
     let mut tx = D::begin(pool, Lock::Family(family_id)).await?;
     sqlx::query(RECORD_REVOKED_FAMILY)
@@ -254,6 +265,10 @@ pub async fn revoke_family(pool: &Pool, family_id: Uuid, now: Time) -> Result<u6
             .execute(&mut *tx)
             .await?;
         revoked += done.rows_affected();
+    }
+    if let Some(until) = jwt_until {
+        let entry = Revoked::Sid(family_id.to_string());
+        super::revocations::record(&mut tx, &entry, until, now).await?;
     }
     tx.commit().await?;
     Ok(revoked)

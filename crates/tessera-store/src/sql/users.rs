@@ -4,17 +4,17 @@ use sqlx::Row as _;
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
-use super::{D, Exec, Pool, Row, Time, clients, find, find_all};
+use super::{D, Exec, Pool, Row, Time, clients, find, find_all, revocations};
 use crate::convert::{parse_name, parse_words, stored_time};
 use crate::dialect::{Dialect, Lock, storable};
-use crate::model::{Company, NewCompany, NewUser, Seed, User, UserCredentials, UserPatch};
+use crate::model::{Company, NewCompany, NewUser, Revoked, Seed, User, UserCredentials, UserPatch};
 use crate::{Result, StoreError};
 
 /// What every user query returns, the company's slug joined in.
 macro_rules! select_user {
     () => {
         "SELECT u.id, c.slug AS company, u.username, u.password_hash, u.roles, u.disabled, \
-         u.created_at, u.updated_at FROM users u JOIN companies c ON c.id = u.company_id"
+         u.created_at, u.updated_at, u.tokens_revoked_at FROM users u JOIN companies c ON c.id = u.company_id"
     };
 }
 
@@ -23,7 +23,8 @@ macro_rules! select_user {
 macro_rules! returning_user {
     () => {
         " RETURNING id, (SELECT slug FROM companies WHERE companies.id = users.company_id) \
-         AS company, username, password_hash, roles, disabled, created_at, updated_at"
+         AS company, username, password_hash, roles, disabled, created_at, updated_at, \
+         tokens_revoked_at"
     };
 }
 
@@ -69,6 +70,7 @@ fn user_from_row(row: &Row) -> Result<User> {
         disabled: row.try_get("disabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        tokens_revoked_at: row.try_get("tokens_revoked_at")?,
     })
 }
 
@@ -176,23 +178,53 @@ pub async fn set_user_disabled(
     disabled: bool,
     now: Time,
 ) -> Result<User> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
     let row = sqlx::query(SET_DISABLED)
         .bind(disabled)
         .bind(stored_time(now))
         .bind(username.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?;
-    user_from_row(&row.ok_or_else(|| not_found(username))?)
+    let mut user = user_from_row(&row.ok_or_else(|| not_found(username))?)?;
+    if disabled {
+        // What was issued before goes with the account's use.
+        revocations::revoke_user_in(&mut tx, user.id, now).await?;
+        user = user_by_id(&mut *tx, user.id)
+            .await?
+            .ok_or_else(|| not_found(username))?;
+    }
+    tx.commit().await?;
+    Ok(user)
 }
 
-pub async fn delete_user(pool: &Pool, username: &Username) -> Result<()> {
-    let done = sqlx::query("DELETE FROM users WHERE username = $1")
-        .bind(username.as_str())
-        .execute(pool)
-        .await?;
-    if done.rows_affected() == 0 {
+/// Deletes the user `DELETE_*` finds and records that their JWTs are revoked, in `tx`.
+/// Their refresh and opaque tokens, codes and sessions go with the row (ON DELETE
+/// CASCADE). Whether there was one.
+async fn delete_and_revoke(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    query: super::Query<'_>,
+    now: Time,
+) -> Result<bool> {
+    let Some(row) = query.fetch_optional(&mut *tx).await? else {
+        return Ok(false);
+    };
+    let id = D::get_id(&row, "id")?;
+    let entry = Revoked::Sub {
+        sub: id.to_string(),
+        issued_before: revocations::cutoff(now),
+    };
+    revocations::record(tx, &entry, revocations::until_all_expired(now), now).await?;
+    Ok(true)
+}
+
+pub async fn delete_user(pool: &Pool, username: &Username, now: Time) -> Result<()> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    let query =
+        sqlx::query("DELETE FROM users WHERE username = $1 RETURNING id").bind(username.as_str());
+    if !delete_and_revoke(&mut tx, query, now).await? {
         return Err(not_found(username));
     }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -208,6 +240,12 @@ pub async fn update_user(
     patch: &UserPatch,
     now: Time,
 ) -> Result<Option<User>> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
+    let Some(before) = query.fetch_optional(&mut *tx).await? else {
+        return Ok(None);
+    };
+    let before = user_from_row(&before)?;
     let query = sqlx::query(UPDATE)
         .bind(patch.roles.as_deref().map(D::words))
         .bind(patch.disabled)
@@ -215,20 +253,53 @@ pub async fn update_user(
         .bind(stored_time(now))
         .bind(D::id(id))
         .bind(company.as_str());
-    find(pool, query, user_from_row).await
+    let Some(after) = query.fetch_optional(&mut *tx).await? else {
+        return Ok(None);
+    };
+    let mut user = user_from_row(&after)?;
+    // A new password, a changed role or a disabled account: what was issued under the
+    // old terms is revoked with the change.
+    if patch.password_hash.is_some()
+        || user.roles != before.roles
+        || (user.disabled && !before.disabled)
+    {
+        revocations::revoke_user_in(&mut tx, id, now).await?;
+        match user_by_id(&mut *tx, id).await? {
+            Some(revoked) => user = revoked,
+            None => return Ok(None),
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(user))
 }
 
-pub async fn delete_user_in(pool: &Pool, company: &CompanySlug, id: Uuid) -> Result<bool> {
-    let done = sqlx::query(
-        "DELETE FROM users WHERE id = $1 AND company_id = (SELECT id FROM companies WHERE slug = $2)",
+pub async fn delete_user_in(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    now: Time,
+) -> Result<bool> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    let query = sqlx::query(
+        "DELETE FROM users WHERE id = $1 AND company_id = (SELECT id FROM companies WHERE slug = $2) \
+         RETURNING id",
     )
     .bind(D::id(id))
-    .bind(company.as_str())
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .bind(company.as_str());
+    let deleted = delete_and_revoke(&mut tx, query, now).await?;
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 pub async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
-    find(pool, sqlx::query(USER_BY_ID).bind(D::id(id)), user_from_row).await
+    user_by_id(pool, id).await
+}
+
+/// The user `id`, through a pool or a transaction.
+pub(crate) async fn user_by_id(ex: impl Exec<'_>, id: Uuid) -> Result<Option<User>> {
+    let row = sqlx::query(USER_BY_ID)
+        .bind(D::id(id))
+        .fetch_optional(ex)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
 }

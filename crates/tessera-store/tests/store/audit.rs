@@ -364,12 +364,12 @@ fn every_kind_parses_back_from_its_name_and_an_unknown_name_lists_them() {
         assert_eq!(kind.to_string(), kind.as_str());
         assert!(names.insert(kind.as_str()), "{kind} twice");
     }
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 17);
     assert_eq!(AuditKind::RefreshReuse.as_str(), "refresh.reuse_detected");
     let err = "Login.Failed".parse::<AuditKind>().unwrap_err().to_string();
     assert!(
         err.starts_with("\"Login.Failed\" is not one of login.succeeded, login.failed, "),
         "{err}"
     );
-    assert!(err.ends_with(", user.deleted"), "{err}");
+    assert!(err.ends_with(", client.secret_rotated"), "{err}");
 }

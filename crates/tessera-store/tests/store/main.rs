@@ -16,6 +16,7 @@ use tessera_store::{
 
 mod audit;
 mod keys;
+mod revocations;
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");
 const KEY_B: &str = include_str!("../../../../testdata/keys/rsa-2048-b.pem");
@@ -194,7 +195,10 @@ async fn users_can_be_listed_by_company_disabled_enabled_and_deleted(backend: Ba
             .disabled
     );
 
-    t.store.delete_user(&"bob".parse().unwrap()).await.unwrap();
+    t.store
+        .delete_user(&"bob".parse().unwrap(), now())
+        .await
+        .unwrap();
     assert!(
         t.store
             .find_user_credentials("bob")
@@ -204,7 +208,7 @@ async fn users_can_be_listed_by_company_disabled_enabled_and_deleted(backend: Ba
     );
     let err = t
         .store
-        .delete_user(&"bob".parse().unwrap())
+        .delete_user(&"bob".parse().unwrap(), now())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
@@ -396,7 +400,12 @@ async fn user_lookups_and_changes_by_id_never_cross_companies(backend: Backend) 
             .unwrap(),
         None
     );
-    assert!(!t.store.delete_user_in(&globex, bob.id).await.unwrap());
+    assert!(
+        !t.store
+            .delete_user_in(&globex, bob.id, now())
+            .await
+            .unwrap()
+    );
     let unchanged = t.store.find_user(&acme, bob.id).await.unwrap().unwrap();
     assert_eq!(unchanged.roles, [Role::User]);
 
@@ -441,7 +450,7 @@ async fn user_lookups_and_changes_by_id_never_cross_companies(backend: Backend) 
         .password_hash;
     assert_ne!(hash_before, hash_after);
 
-    assert!(t.store.delete_user_in(&acme, bob.id).await.unwrap());
+    assert!(t.store.delete_user_in(&acme, bob.id, now()).await.unwrap());
     assert!(t.store.find_user(&acme, bob.id).await.unwrap().is_none());
 }
 
@@ -794,8 +803,20 @@ async fn an_authorization_code_is_redeemed_once_and_a_replay_names_its_family(ba
             family_id: first_family
         }
     );
-    assert_eq!(t.store.revoke_family(first_family, later).await.unwrap(), 1);
-    assert_eq!(t.store.revoke_family(first_family, later).await.unwrap(), 0);
+    assert_eq!(
+        t.store
+            .revoke_family(first_family, later, None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        t.store
+            .revoke_family(first_family, later, None)
+            .await
+            .unwrap(),
+        0
+    );
     let revoked = t
         .store
         .find_access_token("from-code")
@@ -942,7 +963,7 @@ async fn a_refresh_token_rotates_once_and_its_reuse_names_the_family(backend: Ba
         )
         .await
         .unwrap();
-    assert_eq!(t.store.revoke_family(family, later).await.unwrap(), 4);
+    assert_eq!(t.store.revoke_family(family, later, None).await.unwrap(), 4);
     assert_eq!(
         t.store
             .rotate_refresh_token("r3", "r5", later)
@@ -1000,7 +1021,10 @@ async fn ten_concurrent_refreshes_with_one_token_leave_at_most_one_live_successo
     }
     assert_eq!(live, rotated, "only the winner's successor exists");
     // The losers saw reuse; revoking the family leaves nothing live.
-    t.store.revoke_family(first.family_id, now()).await.unwrap();
+    t.store
+        .revoke_family(first.family_id, now(), None)
+        .await
+        .unwrap();
     let successor = t.store.find_refresh_token(&live[0]).await.unwrap().unwrap();
     assert!(successor.revoked_at.is_some());
 }
@@ -1017,7 +1041,10 @@ async fn nothing_more_is_issued_from_a_revoked_family(backend: Backend) {
         expires_at: later + chrono::Duration::minutes(15),
         family_id: family,
     };
-    t.store.revoke_family(first.family_id, later).await.unwrap();
+    t.store
+        .revoke_family(first.family_id, later, None)
+        .await
+        .unwrap();
 
     // A request that redeemed or rotated before the revocation and issues after it gets
     // nothing live: both kinds of token are stored revoked.
@@ -1147,7 +1174,7 @@ async fn purging_deletes_only_what_can_no_longer_be_used(backend: Backend) {
     };
     t.store.insert_refresh_token(&old, now()).await.unwrap();
     t.store
-        .revoke_family(old.family_id, now() + minutes(10))
+        .revoke_family(old.family_id, now() + minutes(10), None)
         .await
         .unwrap();
 

@@ -1,0 +1,303 @@
+//! The revocation feed: entries that make resource servers refuse JWTs they would accept
+//! from the claims alone, written in the transaction of the change that causes them, and
+//! read back by cursor.
+//!
+//! Every entry is inserted after [`Dialect::lock_feed`], the last lock its transaction
+//! takes, so entries become visible in `seq` order: a reader that has seen the head at N
+//! never finds an entry at or below N later. The purge keeps the newest entry, even
+//! expired, so the head never moves back.
+
+use chrono::{DurationRound as _, TimeDelta};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use super::{Pool, Row, Time, users};
+use crate::convert::{corrupt, stored_time};
+use crate::dialect::{Dialect, Lock};
+use crate::model::{Client, Revocation, RevocationPage, Revoked, TokenIdentity, User};
+use crate::{Result, StoreError};
+
+use super::D;
+
+const INSERT: &str = "INSERT INTO revocations (kind, value, issued_before, until, created_at) \
+     VALUES ($1, $2, $3, $4, $5)";
+const HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM revocations";
+const AFTER: &str = "SELECT seq, kind, value, issued_before, until FROM revocations \
+     WHERE seq > $1 AND seq <= $2 AND until > $3 ORDER BY seq";
+const COVERS: &str = "SELECT COUNT(*) FROM revocations WHERE until > $1 AND (\
+     (kind = 'jti' AND value = $2) OR (kind = 'sid' AND value = $3) \
+     OR (kind IN ('sub', 'client_id') AND issued_before >= $6 \
+         AND ((kind = 'sub' AND value = $4) OR (kind = 'client_id' AND value = $5))))";
+
+/// What revoking everything of one user or client touches: each statement with the time
+/// as `$1` and the owner as `$2`, or (`false`) the owner alone as `$1`. The families are
+/// recorded first (a refresh token stored later in one of them is stored revoked), then
+/// their tokens.
+const REVOKE_USER: [(&str, bool); 5] = [
+    (
+        "INSERT INTO revoked_families (family_id, revoked_at) \
+         SELECT DISTINCT family_id, $1 FROM refresh_tokens WHERE user_id = $2 \
+         ON CONFLICT (family_id) DO NOTHING",
+        true,
+    ),
+    (
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        true,
+    ),
+    (
+        "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        true,
+    ),
+    (
+        "DELETE FROM authorization_codes WHERE user_id = $1 AND redeemed_at IS NULL",
+        false,
+    ),
+    ("DELETE FROM login_sessions WHERE user_id = $1", false),
+];
+const REVOKE_CLIENT: [(&str, bool); 4] = [
+    (
+        "INSERT INTO revoked_families (family_id, revoked_at) \
+         SELECT DISTINCT family_id, $1 FROM refresh_tokens WHERE client_id = $2 \
+         ON CONFLICT (family_id) DO NOTHING",
+        true,
+    ),
+    (
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+        true,
+    ),
+    (
+        "UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+        true,
+    ),
+    (
+        "DELETE FROM authorization_codes WHERE client_id = $1 AND redeemed_at IS NULL",
+        false,
+    ),
+];
+const MARK_USER: &str = "UPDATE users SET tokens_revoked_at = $1 WHERE id = $2";
+const MARK_CLIENT: &str = "UPDATE clients SET tokens_revoked_at = $1 WHERE client_id = $2";
+const ROTATE_SECRET: &str =
+    "UPDATE clients SET secret_hash = $1 WHERE client_id = $2 AND secret_hash IS NOT NULL";
+const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1";
+
+/// When an entry that covers every token issued up to `now` can go: the longest lifetime
+/// a token can have, plus the verifiers' leeway.
+pub(crate) fn until_all_expired(now: Time) -> Time {
+    now.checked_add_signed(crate::LONGEST_ACCESS_TOKEN + crate::REVOCATION_LEEWAY)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// The cutoff of an entry written at `now`: the whole second, as `iat` counts.
+pub(crate) fn cutoff(now: Time) -> Time {
+    now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now)
+}
+
+/// Appends `revoked` to the feed, in the caller's transaction, after taking the feed's
+/// lock (the last lock the transaction takes).
+pub(crate) async fn record(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    revoked: &Revoked,
+    until: Time,
+    now: Time,
+) -> Result<()> {
+    D::lock_feed(&mut *tx).await?;
+    let (kind, value, issued_before) = match revoked {
+        Revoked::Jti(jti) => ("jti", jti.as_str(), None),
+        Revoked::Sid(sid) => ("sid", sid.as_str(), None),
+        Revoked::Sub { sub, issued_before } => ("sub", sub.as_str(), Some(*issued_before)),
+        Revoked::ClientId {
+            client_id,
+            issued_before,
+        } => ("client_id", client_id.as_str(), Some(*issued_before)),
+    };
+    sqlx::query(INSERT)
+        .bind(kind)
+        .bind(value)
+        .bind(issued_before.map(stored_time))
+        .bind(stored_time(until))
+        .bind(stored_time(now))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Revokes, in the caller's transaction, everything issued to the user `id` up to `now`:
+/// refresh families, opaque tokens, unredeemed codes, login sessions, and (through the
+/// feed) every JWT. The refresh grant also refuses a refresh token created at or before
+/// the user's `tokens_revoked_at`, for a rotation that raced this revocation.
+pub(crate) async fn revoke_user_in(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    id: Uuid,
+    now: Time,
+) -> Result<()> {
+    let now = stored_time(now);
+    for (sql, timed) in REVOKE_USER.iter().chain([&(MARK_USER, true)]) {
+        let query = sqlx::query(sql);
+        let query = if *timed { query.bind(now) } else { query };
+        query.bind(D::id(id)).execute(&mut *tx).await?;
+    }
+    let entry = Revoked::Sub {
+        sub: id.to_string(),
+        issued_before: cutoff(now),
+    };
+    record(tx, &entry, until_all_expired(now), now).await
+}
+
+/// The client counterpart of [`revoke_user_in`].
+async fn revoke_client_in(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    client_id: &str,
+    now: Time,
+) -> Result<()> {
+    let now = stored_time(now);
+    for (sql, timed) in REVOKE_CLIENT.iter().chain([&(MARK_CLIENT, true)]) {
+        let query = sqlx::query(sql);
+        let query = if *timed { query.bind(now) } else { query };
+        query.bind(client_id).execute(&mut *tx).await?;
+    }
+    client_entry(tx, client_id, now).await
+}
+
+async fn client_entry(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    client_id: &str,
+    now: Time,
+) -> Result<()> {
+    let entry = Revoked::ClientId {
+        client_id: client_id.to_owned(),
+        issued_before: cutoff(now),
+    };
+    record(tx, &entry, until_all_expired(now), now).await
+}
+
+pub async fn revoke_jwt(pool: &Pool, jti: &str, until: Time, now: Time) -> Result<()> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    record(&mut tx, &Revoked::Jti(jti.to_owned()), until, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn revoke_user(pool: &Pool, id: Uuid, now: Time) -> Result<Option<User>> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    if users::user_by_id(&mut *tx, id).await?.is_none() {
+        return Ok(None);
+    }
+    revoke_user_in(&mut tx, id, now).await?;
+    let user = users::user_by_id(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub async fn delete_client(pool: &Pool, client_id: &str, now: Time) -> Result<bool> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    // Its tokens, codes and families' rows go with it (ON DELETE CASCADE); its JWTs need
+    // the feed.
+    let done = sqlx::query(DELETE_CLIENT)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    client_entry(&mut tx, client_id, stored_time(now)).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn rotate_client_secret(
+    pool: &Pool,
+    client_id: &str,
+    secret_hash: &str,
+    revoke_tokens: bool,
+    now: Time,
+) -> Result<Client> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    let done = sqlx::query(ROTATE_SECRET)
+        .bind(secret_hash)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        let exists = super::clients::client_by_id(&mut *tx, client_id).await?;
+        return Err(match exists {
+            Some(_) => StoreError::Conflict(format!(
+                "client {client_id} is public: it has no secret to rotate"
+            )),
+            None => StoreError::NotFound(format!("client {client_id} does not exist")),
+        });
+    }
+    if revoke_tokens {
+        revoke_client_in(&mut tx, client_id, now).await?;
+    }
+    let client = super::clients::client_by_id(&mut *tx, client_id)
+        .await?
+        .ok_or_else(|| corrupt("client", "gone within its own rotation"))?;
+    tx.commit().await?;
+    Ok(client)
+}
+
+fn revocation_from_row(row: &Row) -> Result<Revocation> {
+    let value: String = row.try_get("value")?;
+    let issued_before: Option<Time> = row.try_get("issued_before")?;
+    let kind: String = row.try_get("kind")?;
+    let revoked = match (kind.as_str(), issued_before) {
+        ("jti", None) => Revoked::Jti(value),
+        ("sid", None) => Revoked::Sid(value),
+        ("sub", Some(issued_before)) => Revoked::Sub {
+            sub: value,
+            issued_before,
+        },
+        ("client_id", Some(issued_before)) => Revoked::ClientId {
+            client_id: value,
+            issued_before,
+        },
+        _ => return Err(corrupt("revocation", "unknown kind")),
+    };
+    Ok(Revocation {
+        seq: row.try_get("seq")?,
+        revoked,
+        until: row.try_get("until")?,
+    })
+}
+
+pub async fn revocations(pool: &Pool, after: i64, now: Time) -> Result<RevocationPage> {
+    // The head first: entries written after it are left for the next read, so the cursor
+    // handed out never passes an entry the reader has not seen.
+    let head: i64 = sqlx::query_scalar(HEAD).fetch_one(pool).await?;
+    if after >= head {
+        return Ok(RevocationPage {
+            head,
+            entries: Vec::new(),
+        });
+    }
+    let rows = sqlx::query(AFTER)
+        .bind(after)
+        .bind(head)
+        .bind(stored_time(now))
+        .fetch_all(pool)
+        .await?;
+    let entries = rows
+        .iter()
+        .map(revocation_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RevocationPage { head, entries })
+}
+
+pub async fn revocation_head(pool: &Pool) -> Result<i64> {
+    Ok(sqlx::query_scalar(HEAD).fetch_one(pool).await?)
+}
+
+pub async fn jwt_revoked(pool: &Pool, token: TokenIdentity<'_>, now: Time) -> Result<bool> {
+    let iat = chrono::DateTime::from_timestamp(token.iat, 0)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let found: i64 = sqlx::query_scalar(COVERS)
+        .bind(stored_time(now))
+        .bind(token.jti)
+        .bind(token.sid.unwrap_or(""))
+        .bind(token.sub)
+        .bind(token.client_id)
+        .bind(stored_time(iat))
+        .fetch_one(pool)
+        .await?;
+    Ok(found > 0)
+}
