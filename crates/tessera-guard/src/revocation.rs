@@ -24,6 +24,8 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest pause between two failed requests.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` of the feed honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The least time between two answers that brought nothing, should a server answer at
 /// once instead of holding the request.
 const MIN_QUIET_INTERVAL: Duration = Duration::from_secs(1);
@@ -109,8 +111,10 @@ pub struct RevocationConfig {
     /// parameter): whole seconds, 1 to 30. Default 25 s.
     pub wait: Duration,
     /// How long the list may go without an answer from the feed before it is stale,
-    /// counted from its creation until the first answer. At least twice `wait`. Default
-    /// 60 s: a revoked token stops working at most this long after the issuer revoked it.
+    /// counted from its creation until the first answer. Longer than `wait` plus
+    /// `timeout`, or an idle but healthy feed would look stale. Default 60 s: a revoked
+    /// token stops working at most this long (plus about a second) after the issuer
+    /// revoked it.
     pub max_stale: Duration,
     /// What a stale list does to tokens. Default [`StalePolicy::FailClosed`].
     pub on_stale: StalePolicy,
@@ -159,8 +163,8 @@ impl RevocationConfig {
     }
 
     /// Checks the configuration: the URL's scheme and host, credentials present, `wait`
-    /// in whole seconds from 1 to 30, `max_stale` at least twice `wait`, a non-zero
-    /// timeout and size limit.
+    /// in whole seconds from 1 to 30, a non-zero timeout and size limit, and `max_stale`
+    /// longer than `wait` plus `timeout`.
     pub fn validate(&self) -> Result<(), RevocationError> {
         let err = |message: String| Err(RevocationError(message));
         let url = &self.feed_url;
@@ -206,18 +210,18 @@ impl RevocationConfig {
                 self.wait
             ));
         }
-        if self.max_stale < self.wait.saturating_mul(2) {
-            return err(format!(
-                "max_stale ({:?}) must be at least twice the feed wait ({:?}): an idle feed \
-                 answers only once per wait",
-                self.max_stale, self.wait
-            ));
-        }
         if self.timeout.is_zero() {
             return err("the revocation feed timeout must not be zero".into());
         }
         if self.max_bytes == 0 {
             return err("the revocation feed size limit must not be zero".into());
+        }
+        if self.max_stale <= self.wait.saturating_add(self.timeout) {
+            return err(format!(
+                "max_stale ({:?}) must be longer than the feed wait ({:?}) plus the timeout \
+                 ({:?}): an idle feed answers only once per wait",
+                self.max_stale, self.wait, self.timeout
+            ));
         }
         Ok(())
     }
@@ -774,9 +778,26 @@ fn basic_authorization(client_id: &str, secret: &str) -> Result<HeaderValue, Rev
     Ok(value)
 }
 
-/// Why a request to the feed failed, for the log. Never holds the secret.
+/// Why a request to the feed failed. Never holds the secret.
 #[derive(Debug)]
-struct FeedError(String);
+struct FeedError {
+    /// For the log.
+    message: String,
+    /// The server's `Retry-After`, when it sent one.
+    retry_after: Option<Duration>,
+    /// The server refused the cursor (`400`): start over without it.
+    start_over: bool,
+}
+
+impl FeedError {
+    fn new(message: impl Into<String>) -> Self {
+        FeedError {
+            message: message.into(),
+            retry_after: None,
+            start_over: false,
+        }
+    }
+}
 
 /// An answer of the feed.
 #[derive(Deserialize)]
@@ -818,10 +839,10 @@ impl WireEntry {
         }
         let until = self
             .until
-            .ok_or_else(|| FeedError("an entry has no until".into()))?;
+            .ok_or_else(|| FeedError::new("an entry has no until"))?;
         let issued_before = || {
             self.issued_before
-                .ok_or_else(|| FeedError("a sub or client_id entry has no issued_before".into()))
+                .ok_or_else(|| FeedError::new("a sub or client_id entry has no issued_before"))
         };
         if let Some(jti) = self.jti {
             out.push(RevocationEntry::Jti { jti, until });
@@ -856,7 +877,7 @@ struct Parsed {
 
 fn parse_answer(body: &[u8]) -> Result<Parsed, FeedError> {
     let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| FeedError(format!("the answer is not a revocation list: {e}")))?;
+        .map_err(|e| FeedError::new(format!("the answer is not a revocation list: {e}")))?;
     let mut entries = Vec::with_capacity(answer.revoked.len());
     for entry in answer.revoked {
         entry.into_entries(&mut entries)?;
@@ -909,13 +930,16 @@ impl Follower {
                 }
                 Err(err) => {
                     list.failures.fetch_add(1, Ordering::Relaxed);
+                    if err.start_over {
+                        cursor = None;
+                    }
+                    let pause = err.retry_after.map_or(backoff, |asked| asked.max(backoff));
                     tracing::warn!(
                         feed = self.config.feed_url.as_str(),
-                        error = %err.0,
-                        retry_in_ms = millis(backoff),
+                        error = %err.message,
+                        retry_in_ms = millis(pause),
                         "revocation feed request failed; keeping the last list"
                     );
-                    let pause = backoff;
                     backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
                     pause
                 }
@@ -947,34 +971,48 @@ impl Follower {
             .timeout(self.config.wait.saturating_add(self.config.timeout))
             .send()
             .await
-            .map_err(|e| FeedError(format!("request failed: {}", e.without_url())))?;
+            .map_err(|e| FeedError::new(format!("request failed: {}", e.without_url())))?;
         let status = response.status();
+        if status == reqwest::StatusCode::BAD_REQUEST && cursor.is_some() {
+            // Only cursors the feed gave are sent: something between rewrote the query.
+            return Err(FeedError {
+                start_over: true,
+                ..FeedError::new("status 400 Bad Request for the cursor; starting over")
+            });
+        }
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(FeedError(format!(
+            return Err(FeedError::new(format!(
                 "status {status}: the feed refused client {:?} (check its id and secret)",
                 self.config.client_id
             )));
         }
         if status != reqwest::StatusCode::OK {
-            return Err(FeedError(format!("status {status}")));
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+            return Err(FeedError {
+                retry_after,
+                ..FeedError::new(format!("status {status}"))
+            });
         }
         let max_bytes = self.config.max_bytes;
         if response
             .content_length()
             .is_some_and(|length| length > max_bytes as u64)
         {
-            return Err(FeedError(format!(
+            return Err(FeedError::new(format!(
                 "the answer is larger than {max_bytes} bytes"
             )));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| FeedError(format!("reading the answer failed: {}", e.without_url())))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            FeedError::new(format!("reading the answer failed: {}", e.without_url()))
+        })? {
             if body.len() + chunk.len() > max_bytes {
-                return Err(FeedError(format!(
+                return Err(FeedError::new(format!(
                     "the answer is larger than {max_bytes} bytes"
                 )));
             }
@@ -987,7 +1025,7 @@ impl Follower {
         // thread that may also serve requests.
         tokio::task::spawn_blocking(move || parse_answer(&body))
             .await
-            .map_err(|e| FeedError(format!("parsing the answer failed: {e}")))?
+            .map_err(|e| FeedError::new(format!("parsing the answer failed: {e}")))?
     }
 }
 

@@ -290,7 +290,12 @@ fn the_configuration_is_checked() {
     assert!(refused(|c| c.wait = Duration::from_millis(1500)).contains("whole seconds"));
     assert!(refused(|c| c.wait = Duration::ZERO).contains("at least 1"));
     assert!(refused(|c| c.wait = Duration::from_secs(31)).contains("at most 30"));
-    assert!(refused(|c| c.max_stale = Duration::from_secs(49)).contains("twice"));
+    // An idle feed answers once per wait: the bound must leave room for that and the
+    // request timeout (25 s + 10 s by default).
+    assert!(refused(|c| c.max_stale = Duration::from_secs(35)).contains("longer than"));
+    let mut short = config.clone();
+    short.max_stale = Duration::from_secs(36);
+    assert_eq!(short.validate(), Ok(()));
     let mut loopback = config.clone();
     loopback.feed_url = url("http://127.0.0.1:8080/oauth/revocations");
     assert_eq!(loopback.validate(), Ok(()));
