@@ -76,19 +76,21 @@ fn fixture() -> &'static Fixture {
         for kid in &kids {
             assert!(jwks.is_warm(kid), "the JWKS has no key {kid}");
         }
-        let claims = AccessTokenClaims {
-            iss: issuer_url.clone(),
-            sub: "user-1".into(),
-            aud: AUDIENCE.into(),
-            exp: now + 3600,
-            iat: now,
-            jti: "jti-1".into(),
-            client_id: "app".into(),
-            scope: "basic admin".parse().expect("scopes"),
-            company: Some("acme".into()),
-            roles: Some(vec![Role::Admin]),
-            username: Some("alice".into()),
-        };
+        // From JSON, so that optional members added to the claims need no change here.
+        let claims: AccessTokenClaims = serde_json::from_value(serde_json::json!({
+            "iss": issuer_url,
+            "sub": "user-1",
+            "aud": AUDIENCE,
+            "exp": now + 3600,
+            "iat": now,
+            "jti": "jti-1",
+            "client_id": "app",
+            "scope": "basic admin",
+            "company": "acme",
+            "roles": [Role::Admin],
+            "username": "alice",
+        }))
+        .expect("claims");
         let tokens = keys
             .iter()
             .map(|k| k.sign_access_token(&claims).expect("signed"))

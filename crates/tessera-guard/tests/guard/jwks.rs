@@ -79,19 +79,21 @@ impl Api {
 }
 
 pub(crate) fn claims(issuer: &str, scope: &str) -> AccessTokenClaims {
-    AccessTokenClaims {
-        iss: issuer.into(),
-        sub: "user-1".into(),
-        aud: "tessera-api".into(),
-        exp: now() + 900,
-        iat: now(),
-        jti: "jti-1".into(),
-        client_id: "app".into(),
-        scope: scope.parse().unwrap(),
-        company: Some("acme".into()),
-        roles: Some(vec![Role::Admin]),
-        username: Some("alice".into()),
-    }
+    // From JSON, so that optional members added to the claims need no change here.
+    serde_json::from_value(json!({
+        "iss": issuer,
+        "sub": "user-1",
+        "aud": "tessera-api",
+        "exp": now() + 900,
+        "iat": now(),
+        "jti": "jti-1",
+        "client_id": "app",
+        "scope": scope,
+        "company": "acme",
+        "roles": [Role::Admin],
+        "username": "alice",
+    }))
+    .unwrap()
 }
 
 pub(crate) fn config(source: JwksSource) -> JwksConfig {

@@ -6,3 +6,4 @@
 
 mod cache;
 mod jwks;
+mod revocation;
