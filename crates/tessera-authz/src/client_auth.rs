@@ -188,6 +188,11 @@ fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, ApiError> {
     }
 }
 
+/// The id and secret of the request's HTTP Basic credentials, if it has well-formed ones.
+pub fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    parse_basic(req.headers().get(header::AUTHORIZATION)?.as_bytes())
+}
+
 /// Parses `Basic base64(id:secret)`, where id and secret are form-urlencoded
 /// (RFC 6749 §2.3.1). `None` for any other scheme or a malformed value.
 fn parse_basic(value: &[u8]) -> Option<(String, String)> {

@@ -4,8 +4,8 @@ use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
-use tessera_core::{AccessTokenClaims, ErrorCode, secret};
-use tessera_store::{AuditKind, NewAuditEvent};
+use tessera_core::{AccessTokenClaims, secret};
+use tessera_store::{AuditKind, NewAuditEvent, REVOCATION_LEEWAY, TokenIdentity};
 
 use crate::client_auth::ClientRequest;
 use crate::error::{ApiError, no_store};
@@ -53,8 +53,19 @@ async fn inspect(
         let Some(claims) = inspect_jwt(state, token) else {
             return Ok(None);
         };
-        // A JWT cannot be recalled, but introspection can still say that its user is gone
-        // or disabled, as it does for opaque tokens.
+        // Revoked through the feed: inactive here too.
+        let identity = TokenIdentity {
+            jti: &claims.jti,
+            sid: claims.sid.as_deref(),
+            sub: &claims.sub,
+            client_id: &claims.client_id,
+            iat: claims.iat,
+        };
+        if state.grants.store.jwt_revoked(identity, now).await? {
+            return Ok(None);
+        }
+        // Introspection also says that a JWT's user is gone or disabled, as it does for
+        // opaque tokens.
         if claims.username.is_some() {
             let user = match uuid::Uuid::parse_str(&claims.sub) {
                 Ok(id) => state.grants.store.find_user_by_id(id).await?,
@@ -134,13 +145,11 @@ fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
     (state.now().timestamp() < claims.exp).then_some(claims)
 }
 
-/// RFC 7009: revokes an opaque access token of the calling client, or a refresh token of
-/// it with its whole family.
+/// RFC 7009: revokes an access token of the calling client (opaque, or a JWT through the
+/// revocation feed), or a refresh token of it with its whole family.
 ///
 /// Unknown tokens, and tokens of another client, get 200 and change nothing: the answer
-/// never tells a client whether someone else's token exists. JWT access tokens cannot be
-/// recalled (every resource server decides from the token alone), so they get
-/// `unsupported_token_type` (RFC 7009 §2.2.1) and stay valid until they expire.
+/// never tells a client whether someone else's token exists.
 pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     let ClientRequest {
         state,
@@ -150,14 +159,34 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
         client,
     } = request;
     let token = form.require("token")?;
-    // Only a JWT this server issued and would still accept is "unsupported"; anything else
-    // with dots is an invalid token, which RFC 7009 §2.2 answers with 200.
-    if token.contains('.') && token.len() <= MAX_TOKEN_BYTES && inspect_jwt(&state, token).is_some()
-    {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedTokenType,
-            "JWT access tokens cannot be revoked: they stay valid until they expire",
-        ));
+    let event = |detail: String| {
+        NewAuditEvent::new(AuditKind::TokenRevoked, now)
+            .actor(client.client_id.as_str())
+            .client_id(client.client_id.as_str())
+            .address(address.to_string())
+            .detail(detail)
+    };
+    // A JWT this server issued and would still accept: its `jti` joins the feed, kept
+    // until no verifier would accept it anyway. Anything else with dots is an invalid
+    // token, which RFC 7009 §2.2 answers with 200.
+    if token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
+        if let Some(claims) = inspect_jwt(&state, token)
+            && claims.client_id == client.client_id.as_str()
+        {
+            let until = chrono::DateTime::from_timestamp(claims.exp, 0)
+                .and_then(|exp| exp.checked_add_signed(REVOCATION_LEEWAY))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            state
+                .grants
+                .store
+                .revoke_jwt(&claims.jti, until, now)
+                .await?;
+            state.grants.feed.wrote();
+            tracing::info!(client_id = %client.client_id, "JWT access token revoked");
+            state
+                .audit(event("JWT access token".to_owned()).target(format!("jti {}", claims.jti)))
+                .await;
+        }
     }
     if !token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
         let digest = secret::digest(token);
@@ -166,13 +195,6 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
             .store
             .revoke_access_token(&digest, client.client_id.as_str(), now)
             .await?;
-        let event = |detail: String| {
-            NewAuditEvent::new(AuditKind::TokenRevoked, now)
-                .actor(client.client_id.as_str())
-                .client_id(client.client_id.as_str())
-                .address(address.to_string())
-                .detail(detail)
-        };
         if revoked {
             tracing::info!(client_id = %client.client_id, "access token revoked");
             state.audit(event("opaque access token".to_owned())).await;
@@ -183,8 +205,7 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
             // access tokens issued from it.
             let revoked = state
                 .grants
-                .store
-                .revoke_family(refresh.family_id, now)
+                .revoke_family(&client, refresh.family_id, now)
                 .await?;
             tracing::info!(
                 client_id = %client.client_id,

@@ -4,6 +4,8 @@
 mod authorize;
 mod client_auth;
 mod error;
+mod feed;
+pub mod feed_head;
 mod form;
 mod grant;
 mod introspect;
@@ -21,6 +23,7 @@ pub use grant::CODE_TTL_SECS;
 pub use grant::{OPAQUE_PREFIX, REFRESH_PREFIX, SUPPORTED_GRANTS};
 pub use settings::{
     DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_ADDR, DEFAULT_AUDIENCE, DEFAULT_REFRESH_TOKEN_TTL_SECS,
-    DEFAULT_REQUEST_TIMEOUT, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings,
+    DEFAULT_REQUEST_TIMEOUT, FEED_READER, MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS,
+    Settings,
 };
 pub use startup::{Application, PURGE_INTERVAL, StartupError};

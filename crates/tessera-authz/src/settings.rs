@@ -14,7 +14,9 @@ pub const DEFAULT_AUDIENCE: &str = "tessera-api";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
 
 /// The longest access-token lifetime accepted: one day.
-pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 86_400;
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = tessera_store::LONGEST_ACCESS_TOKEN
+    .num_seconds()
+    .unsigned_abs();
 /// The longest refresh-token lifetime accepted: 365 days.
 pub const MAX_REFRESH_TOKEN_TTL_SECS: u64 = 365 * 86_400;
 
@@ -36,7 +38,8 @@ pub struct Settings {
     /// must be configured with the same value.
     pub audience: String,
     /// Access-token lifetime when the client sets none. Default 15 minutes; longer
-    /// lifetimes widen the window in which a stolen JWT works, since JWTs cannot be recalled.
+    /// lifetimes widen the window in which a stolen JWT works where resource servers do
+    /// not follow the revocation feed.
     pub access_token_ttl: Duration,
     /// Absolute lifetime of a refresh-token family when the client sets none: rotation
     /// never extends it, so a stolen family dies at this age whatever happens. Default
@@ -68,7 +71,15 @@ pub struct Settings {
     /// How long a client has to send a request's head; a slower one gets 408 and is
     /// disconnected. Default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
+    /// A secret that lets the client id [`FEED_READER`] read the revocation feed, and
+    /// nothing else: how `tessera serve` lets its own resource server follow the feed
+    /// without a registered client. Kept in memory only. Default none.
+    pub feed_reader_secret: Option<String>,
 }
+
+/// The client id that [`Settings::feed_reader_secret`] authenticates. No registered client
+/// can have it (`:` is not allowed in a client id).
+pub const FEED_READER: &str = "tessera:feed-reader";
 
 pub use tessera_web::DEFAULT_REQUEST_TIMEOUT;
 
@@ -89,6 +100,7 @@ impl Default for Settings {
             trusted_proxies: TrustedProxies::default(),
             cors_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            feed_reader_secret: None,
         }
     }
 }

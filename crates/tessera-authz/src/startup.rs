@@ -11,13 +11,14 @@ use tessera_web::metrics::Registry;
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
+use crate::feed_head::FeedHead;
 use crate::grant::GrantEngine;
 use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
 use crate::limits::RateLimits;
 use crate::passwords::{PasswordVerifier, Passwords};
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
-use crate::{authorize, introspect, pages, token, wellknown};
+use crate::{authorize, feed, introspect, pages, token, wellknown};
 
 /// Why the server could not start. Each message is one line, fit for a terminal.
 #[derive(Debug, Error)]
@@ -50,6 +51,7 @@ pub struct Application {
     keys: Arc<KeyManager>,
     clock: tessera_core::Clock,
     audit: AuditLog,
+    feed: Arc<FeedHead>,
     server: Server,
 }
 
@@ -70,6 +72,7 @@ impl Application {
         let (state, http_metrics) = wire(&settings, store.clone(), issuer.clone()).await?;
         let keys = state.grants.keys.clone();
         let audit = state.grants.audit.clone();
+        let feed = state.grants.feed.clone();
 
         let hsts = issuer.starts_with("https://");
         let state = web::Data::new(state);
@@ -97,6 +100,7 @@ impl Application {
             keys,
             clock: settings.clock,
             audit,
+            feed,
             server,
         })
     }
@@ -127,9 +131,17 @@ impl Application {
         &self.keys
     }
 
-    /// A handle to stop the server gracefully.
+    /// A handle to stop the server gracefully. Call [`close_feed`](Self::close_feed)
+    /// first, or the stop waits for the revocation feed's long-polls to end (up to 30 s).
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+
+    /// A closer for the revocation feed's long-polls: calling it makes every waiting
+    /// request answer at once. For a graceful stop.
+    pub fn feed_closer(&self) -> impl Fn() + Send + Sync + 'static {
+        let feed = self.feed.clone();
+        move || feed.close()
     }
 
     /// Serves until the server is stopped through its [`handle`](Self::handle), purging
@@ -137,11 +149,13 @@ impl Application {
     /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`]. Once stopped,
     /// it waits (at most 10 s) for the audit events already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let feed_store = self.store.clone();
         let serving = async {
             tokio::select! {
                 served = self.server => served,
                 never = purge_periodically(self.store, self.clock) => match never {},
                 never = rotate_periodically(self.keys) => match never {},
+                never = self.feed.follow(feed_store) => match never {},
             }
         };
         self.audit
@@ -281,12 +295,17 @@ async fn wire(
             opaque_tokens: tessera_store::TokenBatcher::spawn(store),
             passwords,
             audit,
+            feed: Arc::default(),
         },
         metadata: Bytes::from(metadata),
         limits,
         proxies: settings.trusted_proxies.clone(),
         tokens_issued,
         introspections,
+        feed_reader: settings
+            .feed_reader_secret
+            .as_deref()
+            .map(tessera_core::secret::digest),
     };
     Ok((state, http_metrics))
 }
@@ -303,6 +322,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/oauth/authorize/consent").post(authorize::consent))
         .service(cross_origin("/oauth/introspect").post(introspect::introspect))
         .service(cross_origin("/oauth/revoke").post(introspect::revoke))
+        .service(web::resource("/oauth/revocations").get(feed::revocations))
         .service(cross_origin("/.well-known/jwks.json").get(wellknown::get_jwks))
         .service(
             cross_origin("/.well-known/oauth-authorization-server").get(wellknown::get_metadata),

@@ -35,6 +35,8 @@ pub struct AppState {
     pub tokens_issued: Counter,
     /// `tessera_introspections_total{active}`.
     pub introspections: Counter,
+    /// The digest of the in-memory secret of [`crate::FEED_READER`], if any.
+    pub feed_reader: Option<String>,
 }
 
 impl AppState {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use tessera_core::{Username, password};
-use tessera_store::{AuditEvent, AuditFilter, NewCompany, NewUser, Store, StoreError};
+use tessera_store::{
+    AuditEvent, AuditFilter, AuditKind, NewAuditEvent, NewCompany, NewUser, Store, StoreError,
+    User, UserPatch,
+};
 
 use crate::args::{AuditCommand, Common, CompanyCommand, UserCommand};
 
@@ -118,11 +121,73 @@ pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Disable { username } => set_disabled(store.as_ref(), &username, true).await?,
         UserCommand::Enable { username } => set_disabled(store.as_ref(), &username, false).await?,
         UserCommand::Delete { username } => {
-            store.delete_user(&username).await.map_err(user_error)?;
-            println!("deleted user {username}");
+            store
+                .delete_user(&username, Utc::now())
+                .await
+                .map_err(user_error)?;
+            println!("deleted user {username}; every token issued to them is revoked");
+        }
+        UserCommand::SetPassword { username } => {
+            let user = known_user(store.as_ref(), &username).await?;
+            let password = read_password(&username)?;
+            password::check_policy(&password, username.as_str())?;
+            let password_hash =
+                tokio::task::spawn_blocking(move || password::hash(&password)).await??;
+            let patch = UserPatch {
+                password_hash: Some(password_hash),
+                ..UserPatch::default()
+            };
+            let now = Utc::now();
+            store
+                .update_user(&user.company, user.id, &patch, now)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("user {username} does not exist"))?;
+            record(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::UserUpdated, now)
+                    .company(user.company.as_str())
+                    .target(format!("{} ({})", user.username, user.id))
+                    .detail("password changed"),
+            )
+            .await;
+            println!("set the password of {username}; every token issued to them is revoked");
+        }
+        UserCommand::Revoke { username } => {
+            let user = known_user(store.as_ref(), &username).await?;
+            let now = Utc::now();
+            store
+                .revoke_user(user.id, now)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("user {username} does not exist"))?;
+            record(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::UserSignedOut, now)
+                    .company(user.company.as_str())
+                    .target(format!("{} ({})", user.username, user.id))
+                    .detail("every token and session revoked"),
+            )
+            .await;
+            println!("revoked every token and session of {username}");
         }
     }
     Ok(())
+}
+
+/// The user `username`, or a clear error.
+async fn known_user(store: &dyn Store, username: &Username) -> anyhow::Result<User> {
+    match store.find_user_credentials(username.as_str()).await? {
+        Some(found) => Ok(found.user),
+        None => bail!("user {username} does not exist"),
+    }
+}
+
+/// Records a change made from the command line, by `cli`. The change itself is done: a
+/// failure to record it is reported on stderr, not turned into a failed command.
+pub async fn record(store: &dyn Store, event: NewAuditEvent) {
+    let event = event.actor("cli");
+    if let Err(err) = store.record_audit_events(&[event]).await {
+        eprintln!("warning: the change is done, but recording it in the audit log failed: {err}");
+    }
 }
 
 /// Disables or enables `username` and says so.

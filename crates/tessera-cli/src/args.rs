@@ -63,18 +63,60 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_OPAQUE_VALIDATION", default_value = "store", value_parser = ["store", "introspection", "off"])]
     pub opaque_validation: String,
 
-    /// The resource server's client id at the issuer, for `--opaque-validation introspection`.
-    #[arg(long, global = true, env = "TESSERA_INTROSPECTION_CLIENT_ID")]
-    pub introspection_client_id: Option<String>,
+    /// The resource server's client id at the issuer (a confidential client): it reads
+    /// the revocation feed, and introspects with `--opaque-validation introspection`.
+    /// Also `--introspection-client-id` and `TESSERA_INTROSPECTION_CLIENT_ID`.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_CLIENT_ID",
+        alias = "introspection-client-id"
+    )]
+    pub client_id: Option<String>,
 
-    /// The resource server's client secret, for `--opaque-validation introspection`.
+    /// That client's secret. Also `--introspection-client-secret` and
+    /// `TESSERA_INTROSPECTION_CLIENT_SECRET`.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_CLIENT_SECRET",
+        hide_env_values = true,
+        alias = "introspection-client-secret"
+    )]
+    pub client_secret: Option<String>,
+
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_INTROSPECTION_CLIENT_ID",
+        hide = true
+    )]
+    pub legacy_client_id: Option<String>,
+
     #[arg(
         long,
         global = true,
         env = "TESSERA_INTROSPECTION_CLIENT_SECRET",
+        hide = true,
         hide_env_values = true
     )]
-    pub introspection_client_secret: Option<String>,
+    pub legacy_client_secret: Option<String>,
+
+    /// The revocation feed the resource server follows [default:
+    /// <issuer>/oauth/revocations]. Needs `--client-id` and `--client-secret`.
+    #[arg(long, global = true, env = "TESSERA_REVOCATION_FEED_URL")]
+    pub revocation_feed_url: Option<String>,
+
+    /// How long the resource server's revocation list may go without an answer from the
+    /// feed before it is stale, e.g. `60s` (more than 35 s).
+    #[arg(long, global = true, env = "TESSERA_REVOCATION_MAX_STALE", default_value = "60s", value_parser = parse_duration)]
+    pub revocation_max_stale: Duration,
+
+    /// What a stale revocation list does to JWTs: `closed` refuses them (503 with
+    /// Retry-After) until the feed answers again; `open` keeps accepting them, with a
+    /// warning in the log.
+    #[arg(long, global = true, env = "TESSERA_REVOCATION_ON_STALE", default_value = "closed", value_parser = ["closed", "open"])]
+    pub revocation_on_stale: String,
 
     /// Do not seed demo data into an empty database (`serve` only). The environment twin
     /// takes `1`/`true`/`yes`; `0`, `false`, `no`, `off` or empty mean off.
@@ -184,6 +226,19 @@ fn parse_request_timeout(raw: &str) -> Result<Duration, String> {
 }
 
 impl Common {
+    /// The resource server's client credentials at the issuer, from the new flags or
+    /// their older introspection names.
+    pub fn client_credentials(&self) -> (Option<String>, Option<String>) {
+        (
+            self.client_id
+                .clone()
+                .or_else(|| self.legacy_client_id.clone()),
+            self.client_secret
+                .clone()
+                .or_else(|| self.legacy_client_secret.clone()),
+        )
+    }
+
     /// The trusted proxies these flags name.
     pub fn trusted_proxies(&self) -> tessera_web::net::TrustedProxies {
         tessera_web::net::TrustedProxies::new(self.trusted_proxies.clone())
@@ -313,12 +368,19 @@ pub enum UserCommand {
         #[arg(long)]
         company: Option<CompanySlug>,
     },
-    /// Disable a user: they can no longer obtain tokens.
+    /// Disable a user: they can no longer obtain tokens, and every token and session
+    /// issued to them is revoked.
     Disable { username: Username },
     /// Enable a disabled user.
     Enable { username: Username },
-    /// Delete a user.
+    /// Delete a user, with every token and session issued to them.
     Delete { username: Username },
+    /// Set a user's password, read from standard input (one line); every token and
+    /// session issued to them is revoked.
+    SetPassword { username: Username },
+    /// Sign a user out everywhere: revoke every refresh token, opaque token, login
+    /// session and JWT issued to them so far. They can sign in again.
+    Revoke { username: Username },
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +389,20 @@ pub enum ClientCommand {
     Add(ClientAdd),
     /// List clients.
     List,
+    /// Delete a client and revoke everything issued to it.
+    Delete {
+        /// The client's id.
+        client_id: ClientId,
+    },
+    /// Give a confidential client a new secret, printed only this once; the old one stops
+    /// working at once.
+    RotateSecret {
+        /// The client's id.
+        client_id: ClientId,
+        /// Also revoke every token issued to the client so far.
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
 }
 
 // What `tessera client add` is given (the help text is the variant's).

@@ -2,17 +2,82 @@
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use tessera_core::{GrantType, ScopeSet, secret};
-use tessera_store::{NewClient, Store};
+use tessera_core::{ClientId, GrantType, ScopeSet, secret};
+use tessera_store::{AuditKind, NewAuditEvent, NewClient, Store};
 
-use crate::admin::{open, print_list, user_error};
+use crate::admin::{open, print_list, record, user_error};
 use crate::args::{ClientAdd, ClientCommand, Common};
 
 pub async fn client(common: &Common, cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Add(new) => add(common, new).await,
         ClientCommand::List => list(open(common).await?.as_ref()).await,
+        ClientCommand::Delete { client_id } => {
+            let store = open(common).await?;
+            let now = Utc::now();
+            if !store.delete_client(client_id.as_str(), now).await? {
+                bail!("client {client_id} does not exist");
+            }
+            record(
+                store.as_ref(),
+                NewAuditEvent::new(AuditKind::ClientDeleted, now)
+                    .client_id(client_id.as_str())
+                    .target(format!("client {client_id}"))
+                    .detail("deleted, with every token issued to it"),
+            )
+            .await;
+            println!("deleted client {client_id}; every token issued to it is revoked");
+            Ok(())
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            revoke_tokens,
+        } => rotate_secret(common, &client_id, revoke_tokens).await,
     }
+}
+
+/// Replaces a confidential client's secret and prints the new one once.
+async fn rotate_secret(
+    common: &Common,
+    client_id: &ClientId,
+    revoke_tokens: bool,
+) -> anyhow::Result<()> {
+    let store = open(common).await?;
+    let secret = secret::generate()?;
+    let now = Utc::now();
+    store
+        .rotate_client_secret(
+            client_id.as_str(),
+            &secret::digest(&secret),
+            revoke_tokens,
+            now,
+        )
+        .await
+        .map_err(user_error)?;
+    let detail = if revoke_tokens {
+        "new secret; every token issued to it revoked"
+    } else {
+        "new secret"
+    };
+    record(
+        store.as_ref(),
+        NewAuditEvent::new(AuditKind::ClientSecretRotated, now)
+            .client_id(client_id.as_str())
+            .target(format!("client {client_id}"))
+            .detail(detail),
+    )
+    .await;
+    println!("client_id: {client_id}");
+    println!("client_secret: {secret}");
+    eprintln!(
+        "The old secret no longer works{}. Store the new one now: it cannot be shown again.",
+        if revoke_tokens {
+            ", and every token issued to the client is revoked"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// Registers a client (checked before the database is opened) and prints its secret once.

@@ -134,7 +134,7 @@ async fn rotate(
                 stored.kid
             ),
         };
-    record_key_event(
+    crate::admin::record(
         store,
         NewAuditEvent::new(AuditKind::KeyRotated, started.now_utc())
             .target(stored.kid.as_str())
@@ -169,7 +169,7 @@ async fn rotate_now(store: &dyn Store, schedule: &KeySchedule) -> anyhow::Result
             remove_at,
         )
         .await?;
-    record_key_event(
+    crate::admin::record(
         store,
         NewAuditEvent::new(AuditKind::KeyRotated, now)
             .target(stored.kid.as_str())
@@ -227,7 +227,7 @@ async fn remove(store: &dyn Store, kid: &str, now: DateTime<Utc>) -> anyhow::Res
             }
         }
     }
-    record_key_event(
+    crate::admin::record(
         store,
         NewAuditEvent::new(AuditKind::KeyRemoved, now)
             .target(kid)
@@ -239,15 +239,4 @@ async fn remove(store: &dyn Store, kid: &str, now: DateTime<Utc>) -> anyhow::Res
          servers fetch the JWKS again"
     );
     Ok(())
-}
-
-/// Records a key change made from the command line. The change itself is done: a failure
-/// to record it is reported on stderr, not turned into a failed command.
-async fn record_key_event(store: &dyn Store, event: NewAuditEvent) {
-    let event = event.actor("cli");
-    if let Err(err) = store.record_audit_events(&[event]).await {
-        eprintln!(
-            "warning: the key change is done, but recording it in the audit log failed: {err}"
-        );
-    }
 }

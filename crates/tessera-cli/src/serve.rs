@@ -10,7 +10,10 @@ use tokio::task::JoinHandle;
 use crate::args::Common;
 use crate::{admin, demo, keys};
 
-fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
+fn authz_settings(
+    common: &Common,
+    feed_reader_secret: Option<String>,
+) -> anyhow::Result<tessera_authz::Settings> {
     let master_key = keys::master_key()?;
     Ok(tessera_authz::Settings {
         addr: common.authz_addr.clone(),
@@ -24,6 +27,7 @@ fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
         trusted_proxies: common.trusted_proxies(),
         cors_origins: common.cors_origins.clone(),
         request_timeout: common.request_timeout,
+        feed_reader_secret,
         ..tessera_authz::Settings::default()
     })
 }
@@ -31,8 +35,9 @@ fn authz_settings(common: &Common) -> anyhow::Result<tessera_authz::Settings> {
 async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
+    feed_reader_secret: Option<String>,
 ) -> anyhow::Result<tessera_authz::Application> {
-    let settings = authz_settings(common)?;
+    let settings = authz_settings(common, feed_reader_secret)?;
     let sealed = settings.master_key.is_some();
     let app = tessera_authz::Application::build(settings, store).await?;
     if !sealed {
@@ -58,9 +63,11 @@ async fn build_resource(
     issuer: &str,
     jwks_url: Option<String>,
     introspection_url: Option<String>,
+    revocation: Option<tessera_resource::RevocationFeed>,
     allow_http: bool,
 ) -> anyhow::Result<tessera_resource::Application> {
     let mut settings = tessera_resource::Settings::new(issuer);
+    settings.revocation = revocation;
     settings.opaque = opaque_validation(common, introspection_url)?;
     settings.addr = common.resource_addr.clone();
     settings.audience = common.audience.clone();
@@ -78,6 +85,14 @@ async fn build_resource(
         "resource server listening on http://{} (issuer {issuer})",
         app.addr()
     );
+    if app.revocations().is_none() {
+        println!(
+            "JWT revocations are NOT enforced: a revoked JWT works here until it expires. \
+             Give --client-id and --client-secret (a confidential client) to follow the \
+             issuer's revocation feed."
+        );
+        tracing::warn!("JWT revocations are not enforced: no client credentials for the feed");
+    }
     Ok(app)
 }
 
@@ -96,27 +111,30 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
             print!("{}", demo::describe());
         }
     }
-    let authz = build_authz(common, store.clone()).await?;
-    // The resource server reaches the keys directly at the bound address, whatever public
-    // issuer URL the tokens carry.
+    // The resource server follows the feed in this process with a secret that lives only
+    // in memory.
+    let feed_secret = tessera_core::secret::generate()?;
+    let authz = build_authz(common, store.clone(), Some(feed_secret.clone())).await?;
+    // The resource server reaches the keys and the feed directly at the bound address,
+    // whatever public issuer URL the tokens carry.
     let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
     let issuer = authz.issuer().to_owned();
     let introspection_url = format!("http://{}/oauth/introspect", authz.addr());
+    let mut feed = revocation_feed(common, tessera_authz::FEED_READER.into(), feed_secret)?;
+    feed.url = Some(format!("http://{}/oauth/revocations", authz.addr()));
     let resource = build_resource(
         common,
         store,
         &issuer,
         Some(jwks_url),
         Some(introspection_url),
+        Some(feed),
         false,
     )
     .await?;
-    let authz = Running::spawn(
-        "authorization server",
-        authz.handle(),
-        authz.run_until_stopped(),
-    );
+    let authz = Running::authz(authz);
     resource.prefetch_keys().await;
+    sync_revocations(&resource).await;
     let resource = Running::spawn(
         "resource server",
         resource.handle(),
@@ -128,13 +146,8 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
 /// `tessera authz`: the authorization server alone; never seeds.
 pub async fn authz(common: &Common) -> anyhow::Result<()> {
     let store = admin::open(common).await?;
-    let app = build_authz(common, store).await?;
-    let server = Running::spawn(
-        "authorization server",
-        app.handle(),
-        app.run_until_stopped(),
-    );
-    run_until_signal(vec![server]).await
+    let app = build_authz(common, store, None).await?;
+    run_until_signal(vec![Running::authz(app)]).await
 }
 
 /// `tessera resource`: the resource server alone, trusting `--issuer`.
@@ -149,9 +162,45 @@ pub async fn resource(
         );
     };
     let store = admin::open(common).await?;
-    let app = build_resource(common, store, &issuer, jwks_url, None, allow_http).await?;
+    let revocation = match common.client_credentials() {
+        (Some(id), Some(secret)) => {
+            let mut feed = revocation_feed(common, id, secret)?;
+            feed.url = common.revocation_feed_url.clone();
+            Some(feed)
+        }
+        _ => None,
+    };
+    let app = build_resource(
+        common, store, &issuer, jwks_url, None, revocation, allow_http,
+    )
+    .await?;
+    sync_revocations(&app).await;
     let server = Running::spawn("resource server", app.handle(), app.run_until_stopped());
     run_until_signal(vec![server]).await
+}
+
+/// How the resource server follows the revocation feed, as client `client_id`.
+fn revocation_feed(
+    common: &Common,
+    client_id: String,
+    client_secret: String,
+) -> anyhow::Result<tessera_resource::RevocationFeed> {
+    let mut feed = tessera_resource::RevocationFeed::new(client_id, client_secret);
+    feed.max_stale = common.revocation_max_stale;
+    feed.on_stale = common
+        .revocation_on_stale
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--revocation-on-stale: {e}"))?;
+    Ok(feed)
+}
+
+/// Waits a few seconds for the revocation feed's first answer before serving.
+async fn sync_revocations(app: &tessera_resource::Application) {
+    if !app.sync_revocations(Duration::from_secs(5)).await {
+        tracing::warn!(
+            "the revocation feed has not answered yet; JWTs are checked against it once it does"
+        );
+    }
 }
 
 /// The opaque-token path chosen on the command line; `url` overrides the issuer-derived
@@ -163,13 +212,10 @@ fn opaque_validation(
     use tessera_resource::OpaqueValidation;
     Ok(match common.opaque_validation.as_str() {
         "introspection" => {
-            let (Some(client_id), Some(client_secret)) = (
-                common.introspection_client_id.clone(),
-                common.introspection_client_secret.clone(),
-            ) else {
+            let (Some(client_id), Some(client_secret)) = common.client_credentials() else {
                 bail!(
-                    "--opaque-validation introspection needs --introspection-client-id and \
-                     --introspection-client-secret: a confidential client registered at the issuer"
+                    "--opaque-validation introspection needs --client-id and --client-secret: \
+                     a confidential client registered at the issuer"
                 );
             };
             OpaqueValidation::Introspection {
@@ -187,6 +233,8 @@ fn opaque_validation(
 struct Running {
     name: &'static str,
     handle: ServerHandle,
+    /// Called before the stop: ends what would hold it up (the feed's long-polls).
+    closing: Option<Box<dyn Fn() + Send + Sync>>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
@@ -199,7 +247,21 @@ impl Running {
         Running {
             name,
             handle,
+            closing: None,
             task: tokio::spawn(serve),
+        }
+    }
+
+    /// The authorization server, whose feed's long-polls end before it stops.
+    fn authz(app: tessera_authz::Application) -> Self {
+        let closing = Box::new(app.feed_closer());
+        Running {
+            closing: Some(closing),
+            ..Running::spawn(
+                "authorization server",
+                app.handle(),
+                app.run_until_stopped(),
+            )
         }
     }
 }
@@ -209,6 +271,9 @@ impl Running {
 async fn run_until_signal(servers: Vec<Running>) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
+    for closing in servers.iter().filter_map(|server| server.closing.as_ref()) {
+        closing();
+    }
     for server in &servers {
         server.handle.stop(true).await;
     }

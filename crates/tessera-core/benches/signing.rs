@@ -26,6 +26,7 @@ fn claims() -> AccessTokenClaims {
         company: Some("acme".into()),
         roles: Some(vec![tessera_core::Role::Admin]),
         username: Some("alice".into()),
+        sid: Some("5d0e1c4b-7a8f-4e2d-9b3c-1f6a8e7d2c40".into()),
     }
 }
 

@@ -35,4 +35,8 @@ pub struct AccessTokenClaims {
     /// The user's login name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The grant session (family) the token was issued from: what revoking that grant
+    /// revokes. Absent for `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }

@@ -10,7 +10,7 @@ mod routes;
 mod startup;
 
 pub use startup::{
-    Application, DEFAULT_ADDR, INTROSPECTION_CACHE_CAPACITY, OpaqueValidation, Settings,
-    StartupError,
+    Application, DEFAULT_ADDR, DEFAULT_REVOCATION_MAX_STALE, INTROSPECTION_CACHE_CAPACITY,
+    OpaqueValidation, RevocationFeed, Settings, StartupError,
 };
-pub use tessera_guard::DEFAULT_TOKEN_CACHE_CAPACITY;
+pub use tessera_guard::{DEFAULT_TOKEN_CACHE_CAPACITY, StalePolicy};

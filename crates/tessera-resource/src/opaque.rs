@@ -172,6 +172,8 @@ impl UserOpaque {
             company,
             roles,
             username,
+            // An opaque token is looked up on every request: revocation needs no `sid`.
+            sid: None,
         }
     }
 }

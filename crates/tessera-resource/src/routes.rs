@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_core::{Role, Username, password};
-use tessera_guard::{Basic, Scoped};
+use tessera_guard::{Basic, Guard, Scoped, StalePolicy};
 use tessera_store::{AuditKind, AuditLog, NewAuditEvent, NewUser, Store, User, UserPatch};
 use uuid::Uuid;
 
@@ -78,19 +78,52 @@ impl From<User> for UserView {
 
 /// Liveness and readiness: 200 when the database answers, 503 when it does not. JWT
 /// requests are served either way; the user API needs the database.
-pub async fn healthz(store: web::Data<dyn Store>) -> HttpResponse {
-    let (mut response, status, database) = match store.ping().await {
-        Ok(()) => (HttpResponse::Ok(), "ok", "ok"),
+///
+/// With a revocation feed, it also says how the list stands; a stale list makes it `503`
+/// when stale lists fail closed (JWTs are refused then), and `degraded` (still 200) when
+/// they fail open.
+pub async fn healthz(
+    store: web::Data<dyn Store>,
+    guard: web::Data<Guard>,
+    policy: web::Data<StalePolicy>,
+) -> HttpResponse {
+    let database = match store.ping().await {
+        Ok(()) => "ok",
         Err(err) => {
             tracing::warn!(error = %err, "health check: database unavailable");
-            let mut response = HttpResponse::ServiceUnavailable();
-            response.insert_header((header::RETRY_AFTER, "5"));
-            (response, "unavailable", "unavailable")
+            "unavailable"
         }
     };
+    let feed = guard.validator().revocations().map(|list| {
+        let stats = list.stats();
+        let state = match (stats.stale, stats.age) {
+            (true, _) => "stale",
+            (false, None) => "waiting",
+            (false, Some(_)) => "ok",
+        };
+        (state, *policy.get_ref() == StalePolicy::FailClosed, stats)
+    });
+    let feed_down = matches!(feed, Some(("stale", true, _)));
+    let (mut response, status) = if database != "ok" || feed_down {
+        let mut response = HttpResponse::ServiceUnavailable();
+        response.insert_header((header::RETRY_AFTER, "5"));
+        (response, "unavailable")
+    } else if matches!(feed, Some(("stale", false, _))) {
+        (HttpResponse::Ok(), "degraded")
+    } else {
+        (HttpResponse::Ok(), "ok")
+    };
+    let mut body = serde_json::json!({"status": status, "database": database});
+    if let Some((state, _, stats)) = feed {
+        body["revocation_feed"] = serde_json::json!({
+            "state": state,
+            "entries": stats.entries,
+            "age_seconds": stats.age.map(|age| age.as_secs()),
+        });
+    }
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({"status": status, "database": database}))
+        .json(body)
 }
 
 /// `GET /me`: who the token speaks for, from its claims alone.
@@ -287,8 +320,8 @@ pub async fn delete(
     let id = user_id(&path.1)?;
     // Read first so the audit log can name who was deleted.
     let user = find_user(&store, &admin, id).await?;
-    if store.delete_user_in(&admin.company, id).await? {
-        let now = audit.clock.now_utc();
+    let now = audit.clock.now_utc();
+    if store.delete_user_in(&admin.company, id, now).await? {
         audit
             .write(
                 &req,
@@ -303,6 +336,35 @@ pub async fn delete(
     } else {
         Err(ApiError::not_found())
     }
+}
+
+/// "Sign out everywhere": revokes every refresh token, opaque token, login session and JWT
+/// issued to the user so far. 204; 404 for a user outside the admin's company.
+pub async fn revoke(
+    admin: CompanyAdmin,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    store: StoreData,
+    audit: web::Data<Audit>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path.1)?;
+    find_user(&store, &admin, id).await?;
+    let now = audit.clock.now_utc();
+    let user = store
+        .revoke_user(id, now)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    audit
+        .write(
+            &req,
+            &admin,
+            AuditKind::UserSignedOut,
+            now,
+            &user,
+            "every token and session revoked".to_owned(),
+        )
+        .await;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 fn checked_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ApiError> {

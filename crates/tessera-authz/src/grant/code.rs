@@ -33,7 +33,7 @@ impl GrantEngine {
             Redemption::First(redeemed) => redeemed,
             Redemption::Replay { family_id } => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-                let revoked = self.store.revoke_family(family_id, now).await?;
+                let revoked = self.revoke_family(client, family_id, now).await?;
                 tracing::warn!(
                     client_id = %client.client_id,
                     %family_id,

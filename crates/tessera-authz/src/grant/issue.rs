@@ -105,13 +105,17 @@ impl GrantEngine {
         family_id: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<(String, i64), GrantError> {
-        // A client's own lifetime is bounded by what the key schedule keeps verifiable.
-        let longest =
-            i64::try_from(self.keys.schedule().longest_token_lifetime().as_secs()).unwrap_or(0);
-        let ttl = client.access_token_ttl_secs.map_or(
-            i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
-            |own| own.min(longest),
-        );
+        let ttl = self.access_token_ttl_of(client);
+        let now = match subject {
+            Subject::User(user) => {
+                self.after_cutoff(now, [user.tokens_revoked_at, client.tokens_revoked_at])
+                    .await
+            }
+            Subject::Client => {
+                self.after_cutoff(now, [client.tokens_revoked_at, None])
+                    .await
+            }
+        };
         let iat = now.timestamp();
         let token = match client.access_token_format {
             TokenFormat::Jwt => {
@@ -136,6 +140,7 @@ impl GrantEngine {
                     company,
                     roles,
                     username,
+                    sid: family_id.map(|family| family.to_string()),
                 };
                 sign(self.keys.signer(), claims).await?
             }
@@ -163,6 +168,65 @@ impl GrantEngine {
             }
         };
         Ok((token, ttl))
+    }
+
+    /// The lifetime of the client's access tokens, in seconds: its own, bounded by what
+    /// the key schedule keeps verifiable, or the server's.
+    pub(super) fn access_token_ttl_of(&self, client: &Client) -> i64 {
+        let longest =
+            i64::try_from(self.keys.schedule().longest_token_lifetime().as_secs()).unwrap_or(0);
+        client.access_token_ttl_secs.map_or(
+            i64::try_from(self.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            |own| own.min(longest),
+        )
+    }
+
+    /// The time to issue at, given the last times everything of the user or the client
+    /// was revoked. Revocation entries cut off by whole seconds (`iat` counts in whole
+    /// seconds), so a token issued in the second of a cutoff would be refused with the
+    /// tokens it revoked: issuance waits for the next second instead (at most a second,
+    /// and only right after such a revocation).
+    async fn after_cutoff(
+        &self,
+        now: DateTime<Utc>,
+        cutoffs: [Option<DateTime<Utc>>; 2],
+    ) -> DateTime<Utc> {
+        let Some(cutoff) = cutoffs.into_iter().flatten().max() else {
+            return now;
+        };
+        let Some(next) = DateTime::from_timestamp(cutoff.timestamp().saturating_add(1), 0) else {
+            return now;
+        };
+        if now >= next {
+            return now;
+        }
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait.min(std::time::Duration::from_secs(1))).await;
+        // Another instance's clock may run ahead of this one: never issue inside the
+        // cutoff's second, whatever this clock says.
+        self.clock.now_utc().max(next)
+    }
+
+    /// Revokes the grant family `family_id` of `client`: its refresh and opaque tokens,
+    /// and, through the revocation feed, its JWTs (`sid`), kept in the feed for as long as
+    /// one of them can be valid.
+    pub(crate) async fn revoke_family(
+        &self,
+        client: &Client,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<u64, tessera_store::StoreError> {
+        let jwt_until = match client.access_token_format {
+            TokenFormat::Jwt => chrono::Duration::try_seconds(self.access_token_ttl_of(client))
+                .and_then(|ttl| now.checked_add_signed(ttl + tessera_store::REVOCATION_LEEWAY))
+                .or(Some(DateTime::<Utc>::MAX_UTC)),
+            TokenFormat::Opaque => None,
+        };
+        let revoked = self.store.revoke_family(family_id, now, jwt_until).await?;
+        if jwt_until.is_some() {
+            self.feed.wrote();
+        }
+        Ok(revoked)
     }
 
     /// The user `id`, unless deleted or disabled (`invalid_grant`).

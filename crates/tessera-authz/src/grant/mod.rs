@@ -16,6 +16,7 @@ use tessera_core::{Clock, ErrorCode, GrantType, OAuthError, ScopeSet};
 use tessera_store::{AuditLog, Client, NewAuditEvent, Store, StoreError, TokenBatcher, User};
 use tessera_web::ratelimit::Limited;
 
+use crate::feed_head::FeedHead;
 use crate::keys::KeyManager;
 use crate::passwords::Passwords;
 
@@ -182,6 +183,8 @@ pub struct GrantEngine {
     pub passwords: Passwords,
     /// Security events, written in the background.
     pub audit: AuditLog,
+    /// The revocation feed's head, told of every entry this instance writes.
+    pub feed: Arc<FeedHead>,
 }
 
 impl GrantEngine {

@@ -46,10 +46,17 @@ impl GrantEngine {
         let user = match self.store.find_user_by_id(found.user_id).await? {
             Some(user) if !user.disabled => user,
             _ => {
-                self.store.revoke_family(found.family_id, now).await?;
+                self.revoke_family(client, found.family_id, now).await?;
                 return Err(invalid("the user may no longer obtain tokens"));
             }
         };
+        // Everything of the user or the client was revoked after this token was made: a
+        // rotation that raced the revocation may have stored it unrevoked.
+        let cutoff = user.tokens_revoked_at.max(client.tokens_revoked_at);
+        if cutoff.is_some_and(|cutoff| found.created_at <= cutoff) {
+            self.revoke_family(client, found.family_id, now).await?;
+            return Err(invalid("the refresh token was revoked"));
+        }
         let scope = match requested {
             // RFC 6749 §6: a refresh may narrow the scope, never widen it.
             Some(raw) => {
@@ -118,7 +125,7 @@ impl GrantEngine {
         now: DateTime<Utc>,
         address: IpAddr,
     ) -> GrantError {
-        match self.store.revoke_family(family_id, now).await {
+        match self.revoke_family(client, family_id, now).await {
             Ok(revoked) => {
                 tracing::warn!(
                     client_id = %client.client_id,

@@ -212,7 +212,7 @@ async fn a_demoted_user_loses_admin_and_a_disabled_or_deleted_user_gets_invalid_
     // Deleted: invalid_grant.
     let bobs = first_grant(&app, "refresher", "bob", "basic").await;
     app.store
-        .delete_user(&"bob".parse().unwrap())
+        .delete_user(&"bob".parse().unwrap(), chrono::Utc::now())
         .await
         .unwrap();
     assert_oauth_error(

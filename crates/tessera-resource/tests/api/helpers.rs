@@ -72,8 +72,8 @@ impl Store for CountingStore {
             .set_user_disabled(username, disabled, now)
             .await
     }
-    async fn delete_user(&self, username: &Username) -> Result<()> {
-        self.count().delete_user(username).await
+    async fn delete_user(&self, username: &Username, now: DateTime<Utc>) -> Result<()> {
+        self.count().delete_user(username, now).await
     }
     async fn find_user(&self, company: &CompanySlug, id: Uuid) -> Result<Option<User>> {
         self.count().find_user(company, id).await
@@ -87,8 +87,13 @@ impl Store for CountingStore {
     ) -> Result<Option<User>> {
         self.count().update_user(company, id, patch, now).await
     }
-    async fn delete_user_in(&self, company: &CompanySlug, id: Uuid) -> Result<bool> {
-        self.count().delete_user_in(company, id).await
+    async fn delete_user_in(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count().delete_user_in(company, id, now).await
     }
     async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>> {
         self.count().find_user_by_id(id).await
@@ -129,8 +134,13 @@ impl Store for CountingStore {
             .redeem_authorization_code(code_hash, family_id, now)
             .await
     }
-    async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<u64> {
-        self.count().revoke_family(family_id, now).await
+    async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+        jwt_until: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
+        self.count().revoke_family(family_id, now, jwt_until).await
     }
     async fn insert_refresh_token(
         &self,
@@ -220,6 +230,43 @@ impl Store for CountingStore {
         self.count().remove_key(kid, activates_after).await
     }
     // The audit log is written in the background, never to authorize a request: not counted.
+    async fn revoke_jwt(&self, jti: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        self.count().revoke_jwt(jti, until, now).await
+    }
+    async fn revoke_user(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<User>> {
+        self.count().revoke_user(id, now).await
+    }
+    async fn delete_client(&self, client_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        self.count().delete_client(client_id, now).await
+    }
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        revoke_tokens: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Client> {
+        self.count()
+            .rotate_client_secret(client_id, secret_hash, revoke_tokens, now)
+            .await
+    }
+    async fn revocations(
+        &self,
+        after: i64,
+        now: DateTime<Utc>,
+    ) -> Result<tessera_store::RevocationPage> {
+        self.count().revocations(after, now).await
+    }
+    async fn revocation_head(&self) -> Result<i64> {
+        self.count().revocation_head().await
+    }
+    async fn jwt_revoked(
+        &self,
+        token: tessera_store::TokenIdentity<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count().jwt_revoked(token, now).await
+    }
     async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()> {
         self.inner.record_audit_events(events).await
     }

@@ -149,6 +149,7 @@ impl Fixture {
             opaque_tokens: TokenBatcher::spawn(store),
             passwords,
             audit,
+            feed: Arc::default(),
         };
         Fixture {
             engine,

@@ -9,6 +9,7 @@ fn any_grant_client() -> Client {
     Client {
         registration: any_grant_registration(),
         created_at: Utc::now(),
+        tokens_revoked_at: None,
     }
 }
 
