@@ -111,7 +111,7 @@ pub struct RevocationConfig {
     /// parameter): whole seconds, 1 to 30. Default 25 s.
     pub wait: Duration,
     /// How long the list may go without an answer from the feed before it is stale,
-    /// counted from its creation until the first answer. Longer than `wait` plus
+    /// and from its creation until the first answer. Longer than `wait` plus
     /// `timeout`, or an idle but healthy feed would look stale. Default 60 s: a revoked
     /// token stops working at most this long (plus about a second) after the issuer
     /// revoked it.
@@ -514,8 +514,8 @@ pub struct RevocationStats {
     /// Time since the last successful answer from the feed (or [`RevocationList::apply`]);
     /// `None` before the first.
     pub age: Option<Duration>,
-    /// Whether the list is stale now: no answer for longer than `max_stale` (counted from
-    /// its creation until the first answer). Never for a list that follows no feed.
+    /// Whether the list is stale now: no answer yet, or none for longer than `max_stale`.
+    /// Never for a list that follows no feed.
     pub stale: bool,
     /// Successful answers applied, whether they brought news or not.
     pub updates: u64,
@@ -666,7 +666,11 @@ impl RevocationList {
 
     /// The time without an answer when it exceeds `max_stale`, else `None`.
     fn stale_age(&self, staleness: Staleness, elapsed: Duration) -> Option<Duration> {
-        let since = self.last_success.get().unwrap_or(Duration::ZERO);
+        // Before its first answer the list knows nothing of what was revoked: stale, so
+        // that a server started while its feed is away fails closed (or warns) at once.
+        let Some(since) = self.last_success.get() else {
+            return Some(elapsed);
+        };
         let age = elapsed.saturating_sub(since);
         (age > staleness.max_stale).then_some(age)
     }
