@@ -169,24 +169,24 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     // A JWT this server issued and would still accept: its `jti` joins the feed, kept
     // until no verifier would accept it anyway. Anything else with dots is an invalid
     // token, which RFC 7009 §2.2 answers with 200.
-    if token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
-        if let Some(claims) = inspect_jwt(&state, token)
-            && claims.client_id == client.client_id.as_str()
-        {
-            let until = chrono::DateTime::from_timestamp(claims.exp, 0)
-                .and_then(|exp| exp.checked_add_signed(REVOCATION_LEEWAY))
-                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
-            state
-                .grants
-                .store
-                .revoke_jwt(&claims.jti, until, now)
-                .await?;
-            state.grants.feed.wrote();
-            tracing::info!(client_id = %client.client_id, "JWT access token revoked");
-            state
-                .audit(event("JWT access token".to_owned()).target(format!("jti {}", claims.jti)))
-                .await;
-        }
+    if token.contains('.')
+        && token.len() <= MAX_TOKEN_BYTES
+        && let Some(claims) = inspect_jwt(&state, token)
+        && claims.client_id == client.client_id.as_str()
+    {
+        let until = chrono::DateTime::from_timestamp(claims.exp, 0)
+            .and_then(|exp| exp.checked_add_signed(REVOCATION_LEEWAY))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        state
+            .grants
+            .store
+            .revoke_jwt(&claims.jti, until, now)
+            .await?;
+        state.grants.feed.wrote();
+        tracing::info!(client_id = %client.client_id, "JWT access token revoked");
+        state
+            .audit(event("JWT access token".to_owned()).target(format!("jti {}", claims.jti)))
+            .await;
     }
     if !token.contains('.') && token.len() <= MAX_TOKEN_BYTES {
         let digest = secret::digest(token);

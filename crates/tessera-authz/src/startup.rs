@@ -131,7 +131,7 @@ impl Application {
         &self.keys
     }
 
-    /// A handle to stop the server gracefully. Call [`close_feed`](Self::close_feed)
+    /// A handle to stop the server gracefully. Call the closer of [`feed_closer`](Self::feed_closer)
     /// first, or the stop waits for the revocation feed's long-polls to end (up to 30 s).
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()

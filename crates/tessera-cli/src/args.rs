@@ -67,23 +67,23 @@ pub struct Common {
     /// the revocation feed, and introspects with `--opaque-validation introspection`.
     /// Also `--introspection-client-id` and `TESSERA_INTROSPECTION_CLIENT_ID`.
     #[arg(
-        long,
+        long = "client-id",
         global = true,
         env = "TESSERA_CLIENT_ID",
         alias = "introspection-client-id"
     )]
-    pub client_id: Option<String>,
+    pub resource_client_id: Option<String>,
 
     /// That client's secret. Also `--introspection-client-secret` and
     /// `TESSERA_INTROSPECTION_CLIENT_SECRET`.
     #[arg(
-        long,
+        long = "client-secret",
         global = true,
         env = "TESSERA_CLIENT_SECRET",
         hide_env_values = true,
         alias = "introspection-client-secret"
     )]
-    pub client_secret: Option<String>,
+    pub resource_client_secret: Option<String>,
 
     #[arg(
         long,
@@ -107,8 +107,13 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_REVOCATION_FEED_URL")]
     pub revocation_feed_url: Option<String>,
 
+    /// How long the resource server's long-polls ask the revocation feed to wait for news,
+    /// e.g. `25s` (1 to 30 s).
+    #[arg(long, global = true, env = "TESSERA_REVOCATION_WAIT", default_value = "25s", value_parser = parse_duration)]
+    pub revocation_wait: Duration,
+
     /// How long the resource server's revocation list may go without an answer from the
-    /// feed before it is stale, e.g. `60s` (more than 35 s).
+    /// feed before it is stale, e.g. `60s` (more than the wait plus 10 s).
     #[arg(long, global = true, env = "TESSERA_REVOCATION_MAX_STALE", default_value = "60s", value_parser = parse_duration)]
     pub revocation_max_stale: Duration,
 
@@ -230,10 +235,10 @@ impl Common {
     /// their older introspection names.
     pub fn client_credentials(&self) -> (Option<String>, Option<String>) {
         (
-            self.client_id
+            self.resource_client_id
                 .clone()
                 .or_else(|| self.legacy_client_id.clone()),
-            self.client_secret
+            self.resource_client_secret
                 .clone()
                 .or_else(|| self.legacy_client_secret.clone()),
         )

@@ -81,10 +81,6 @@ async fn build_resource(
         Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
     settings.open_listing = common.benchmark_open_listing;
     let app = tessera_resource::Application::build(settings, store).await?;
-    println!(
-        "resource server listening on http://{} (issuer {issuer})",
-        app.addr()
-    );
     if app.revocations().is_none() {
         println!(
             "JWT revocations are NOT enforced: a revoked JWT works here until it expires. \
@@ -93,6 +89,10 @@ async fn build_resource(
         );
         tracing::warn!("JWT revocations are not enforced: no client credentials for the feed");
     }
+    println!(
+        "resource server listening on http://{} (issuer {issuer})",
+        app.addr()
+    );
     Ok(app)
 }
 
@@ -115,13 +115,15 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // in memory.
     let feed_secret = tessera_core::secret::generate()?;
     let authz = build_authz(common, store.clone(), Some(feed_secret.clone())).await?;
-    // The resource server reaches the keys and the feed directly at the bound address,
-    // whatever public issuer URL the tokens carry.
-    let jwks_url = format!("http://{}/.well-known/jwks.json", authz.addr());
+    // The resource server reaches the keys and the feed directly at the bound address (on
+    // loopback when it listens on every interface), whatever public issuer URL the tokens
+    // carry.
+    let local = loopback(authz.addr());
+    let jwks_url = format!("http://{local}/.well-known/jwks.json");
     let issuer = authz.issuer().to_owned();
-    let introspection_url = format!("http://{}/oauth/introspect", authz.addr());
+    let introspection_url = format!("http://{local}/oauth/introspect");
     let mut feed = revocation_feed(common, tessera_authz::FEED_READER.into(), feed_secret)?;
-    feed.url = Some(format!("http://{}/oauth/revocations", authz.addr()));
+    feed.url = Some(format!("http://{local}/oauth/revocations"));
     let resource = build_resource(
         common,
         store,
@@ -179,6 +181,19 @@ pub async fn resource(
     run_until_signal(vec![server]).await
 }
 
+/// `addr`, or the loopback address of its family when it is unspecified (every interface).
+fn loopback(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, addr.port()).into()
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, addr.port()).into()
+        }
+        _ => addr,
+    }
+}
+
 /// How the resource server follows the revocation feed, as client `client_id`.
 fn revocation_feed(
     common: &Common,
@@ -186,6 +201,7 @@ fn revocation_feed(
     client_secret: String,
 ) -> anyhow::Result<tessera_resource::RevocationFeed> {
     let mut feed = tessera_resource::RevocationFeed::new(client_id, client_secret);
+    feed.wait = common.revocation_wait;
     feed.max_stale = common.revocation_max_stale;
     feed.on_stale = common
         .revocation_on_stale

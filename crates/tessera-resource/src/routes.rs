@@ -79,9 +79,9 @@ impl From<User> for UserView {
 /// Liveness and readiness: 200 when the database answers, 503 when it does not. JWT
 /// requests are served either way; the user API needs the database.
 ///
-/// With a revocation feed, it also says how the list stands; a stale list makes it `503`
-/// when stale lists fail closed (JWTs are refused then), and `degraded` (still 200) when
-/// they fail open.
+/// With a revocation feed, it also says how the list stands (`waiting` for the first
+/// answer, `ok`, `stale`); a stale or never-answered list makes it `503` when stale lists
+/// fail closed (JWTs are refused then), and `degraded` (still 200) when they fail open.
 pub async fn healthz(
     store: web::Data<dyn Store>,
     guard: web::Data<Guard>,
@@ -96,25 +96,26 @@ pub async fn healthz(
     };
     let feed = guard.validator().revocations().map(|list| {
         let stats = list.stats();
-        let state = match (stats.stale, stats.age) {
-            (true, _) => "stale",
-            (false, None) => "waiting",
-            (false, Some(_)) => "ok",
+        let state = match (stats.age, stats.stale) {
+            (None, _) => "waiting",
+            (Some(_), true) => "stale",
+            (Some(_), false) => "ok",
         };
-        (state, *policy.get_ref() == StalePolicy::FailClosed, stats)
+        let closed = *policy.get_ref() == StalePolicy::FailClosed;
+        (state, stats.stale, closed, stats)
     });
-    let feed_down = matches!(feed, Some(("stale", true, _)));
-    let (mut response, status) = if database != "ok" || feed_down {
+    let refusing = matches!(feed, Some((_, true, true, _)));
+    let (mut response, status) = if database != "ok" || refusing {
         let mut response = HttpResponse::ServiceUnavailable();
         response.insert_header((header::RETRY_AFTER, "5"));
         (response, "unavailable")
-    } else if matches!(feed, Some(("stale", false, _))) {
+    } else if matches!(feed, Some((_, true, false, _))) {
         (HttpResponse::Ok(), "degraded")
     } else {
         (HttpResponse::Ok(), "ok")
     };
     let mut body = serde_json::json!({"status": status, "database": database});
-    if let Some((state, _, stats)) = feed {
+    if let Some((state, _, _, stats)) = feed {
         body["revocation_feed"] = serde_json::json!({
             "state": state,
             "entries": stats.entries,

@@ -82,8 +82,10 @@ pub struct RevocationFeed {
     pub client_id: String,
     /// Its secret.
     pub client_secret: String,
-    /// How long the list may go without an answer from the feed before it is stale.
-    /// Default [`DEFAULT_REVOCATION_MAX_STALE`].
+    /// How long a long-poll asks the feed to wait for news. Default 25 s.
+    pub wait: Duration,
+    /// How long the list may go without an answer from the feed before it is stale: more
+    /// than `wait` plus 10 s. Default [`DEFAULT_REVOCATION_MAX_STALE`].
     pub max_stale: Duration,
     /// What a stale list does to JWTs. Default [`StalePolicy::FailClosed`]: `503`.
     pub on_stale: StalePolicy,
@@ -95,6 +97,7 @@ impl std::fmt::Debug for RevocationFeed {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("wait", &self.wait)
             .field("max_stale", &self.max_stale)
             .field("on_stale", &self.on_stale)
             .finish()
@@ -111,6 +114,7 @@ impl RevocationFeed {
             url: None,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
+            wait: Duration::from_secs(25),
             max_stale: DEFAULT_REVOCATION_MAX_STALE,
             on_stale: StalePolicy::FailClosed,
         }
@@ -357,6 +361,7 @@ fn follow(
     let url = url::Url::parse(&raw)
         .map_err(|e| StartupError::Config(format!("invalid revocation feed URL {raw:?}: {e}")))?;
     let mut config = RevocationConfig::new(url, &feed.client_id, &feed.client_secret);
+    config.wait = feed.wait;
     config.max_stale = feed.max_stale;
     config.on_stale = feed.on_stale;
     config.allow_http = settings.jwks_allow_http;

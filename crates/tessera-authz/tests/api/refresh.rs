@@ -177,21 +177,36 @@ async fn a_demoted_user_loses_admin_and_a_disabled_or_deleted_user_gets_invalid_
     let granted = first_grant(&app, "refresher", "alice", "basic admin").await;
     set_roles(&app, "alice", &[Role::User]).await;
 
-    // Asking for admin explicitly is refused, and spends nothing.
-    let explicit = refresh(&app, "refresher", &granted, Some("admin")).await;
-    assert_oauth_error(explicit, 400, "invalid_scope").await;
-    let demoted = assert_token(refresh(&app, "refresher", &granted, None).await).await;
-    assert_eq!(demoted["scope"], "basic");
+    // A change of roles revokes what was granted under the old ones: the refresh token
+    // is refused, whatever scope it asks for.
+    let explicit = refresh(&app, "refresher", &granted, Some("basic")).await;
+    assert_oauth_error(explicit, 400, "invalid_grant").await;
+    assert_oauth_error(
+        refresh(&app, "refresher", &granted, None).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // A new grant gets what the new roles allow.
+    let demoted = first_grant(&app, "refresher", "alice", "basic").await;
+    let refreshed = assert_token(refresh(&app, "refresher", &demoted, None).await).await;
+    assert_eq!(refreshed["scope"], "basic");
     let claims = app
-        .verify(demoted["access_token"].as_str().unwrap())
+        .verify(refreshed["access_token"].as_str().unwrap())
         .await
         .claims;
-    assert_eq!(claims["scope"], "basic");
     assert_eq!(claims["roles"], serde_json::json!(["user"]));
 
-    // Promoted again, the original grant comes back: it was never more than consented.
+    // Promoted again: that revokes too, and a new grant may have admin.
     set_roles(&app, "alice", &[Role::Admin]).await;
-    let promoted = assert_token(refresh(&app, "refresher", &demoted, None).await).await;
+    assert_oauth_error(
+        refresh(&app, "refresher", &refreshed, None).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let promoted = first_grant(&app, "refresher", "alice", "basic admin").await;
+    let promoted = assert_token(refresh(&app, "refresher", &promoted, None).await).await;
     assert_eq!(promoted["scope"], "basic admin");
 
     // Disabled: invalid_grant, and the family does not come back when re-enabled.

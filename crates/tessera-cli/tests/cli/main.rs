@@ -8,6 +8,7 @@ mod architecture;
 mod audit;
 mod flows;
 mod keys;
+mod revocation;
 mod rotation;
 
 use std::io::{BufRead, BufReader, Write};
@@ -1199,19 +1200,36 @@ fn demo_prints_the_side_by_side_table_with_nothing_running_beforehand() {
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
         .collect();
-    assert_eq!(header, ["JWT", "opaque (store)", "opaque (introspection)"]);
-    assert_eq!(row("lookups per request"), ["0", "2", "2"]);
-    assert_eq!(row("alice (admin) lists acme"), ["200", "200", "200"]);
-    assert_eq!(row("alice (admin) lists globex"), ["403", "403", "403"]);
-    assert_eq!(row("bob (basic) lists acme"), ["403", "403", "403"]);
     assert_eq!(
-        row("revoke alice's token"),
-        ["400 unsupported_token_type", "200", "200"]
+        header,
+        [
+            "JWT",
+            "JWT + revocation feed",
+            "opaque (store)",
+            "opaque (introspection)"
+        ]
     );
-    assert_eq!(row("alice lists acme again"), ["200", "401", "401"]);
+    assert_eq!(row("lookups per request"), ["0", "0", "2", "2"]);
+    assert_eq!(
+        row("alice (admin) lists acme"),
+        ["200", "200", "200", "200"]
+    );
+    assert_eq!(
+        row("alice (admin) lists globex"),
+        ["403", "403", "403", "403"]
+    );
+    assert_eq!(row("bob (basic) lists acme"), ["403", "403", "403", "403"]);
+    assert_eq!(row("revoke alice's token"), ["200", "200", "200", "200"]);
+    let took = row("revocation took effect");
+    assert_eq!(took[0], "never (lives to exp)");
+    let ms: u64 = took[1].strip_suffix(" ms").unwrap().parse().unwrap();
+    assert!(ms < 5_000, "{took:?}");
+    assert_eq!(took[2..], ["next request", "next request"]);
+    assert_eq!(row("alice lists acme again"), ["200", "401", "401", "401"]);
     let lengths = row("token length (bytes)");
     assert!(lengths[0].parse::<usize>().unwrap() > 500, "{lengths:?}");
-    assert_eq!(lengths[1], "47");
+    assert_eq!(lengths[0], lengths[1]);
+    assert_eq!(lengths[2], "47");
     assert!(
         row("median latency (20 requests)")
             .iter()
@@ -1501,8 +1519,16 @@ async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without
     let body: Value = listing.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
     let unavailable = serde_json::json!({"status": "unavailable", "database": "unavailable"});
-    assert_eq!(health_a, (503, unavailable.clone()));
-    assert_eq!(health_r, (503, unavailable));
+    assert_eq!(health_a, (503, unavailable));
+    assert_eq!(health_r.0, 503);
+    assert_eq!(health_r.1["status"], "unavailable");
+    assert_eq!(health_r.1["database"], "unavailable");
+    // The revocation list is still in force: the feed has not been away for long.
+    assert_eq!(
+        health_r.1["revocation_feed"]["state"], "ok",
+        "{}",
+        health_r.1
+    );
     // Claims alone authorize a JWT, and the keys are in memory: no database needed.
     assert_eq!(me_during.0, 200, "{}", me_during.1);
     assert_eq!(jwks.0, 200);
@@ -1513,8 +1539,13 @@ async fn while_postgres_is_away_requests_get_503_and_the_servers_recover_without
 
     proxy.restore();
     let ok = serde_json::json!({"status": "ok", "database": "ok"});
-    assert_eq!(get_json(&authz_health, None).await, (200, ok.clone()));
-    assert_eq!(get_json(&resource_health, None).await, (200, ok));
+    assert_eq!(get_json(&authz_health, None).await, (200, ok));
+    let (status, health) = get_json(&resource_health, None).await;
+    assert_eq!(
+        (status, &health["status"], &health["database"]),
+        (200, &"ok".into(), &"ok".into())
+    );
+    assert_eq!(health["revocation_feed"]["state"], "ok", "{health}");
     assert_eq!(get_json(&users, Some(&jwt)).await.0, 200);
     let again = demo_token(&server.url, "bob", "basic").await;
     assert_eq!(get_json(&me, Some(&again)).await.0, 200);

@@ -8,4 +8,5 @@ mod attacks;
 mod hardening;
 mod helpers;
 mod parity;
+mod revocation;
 mod users;

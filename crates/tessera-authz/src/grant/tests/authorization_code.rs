@@ -59,6 +59,14 @@ async fn a_code_is_redeemed_once_and_its_replay_revokes_the_family(backend: Back
     assert_eq!(claims.iat, fx.start_secs + 5);
     assert_eq!(claims.exp, claims.iat + ACCESS_TTL_SECS);
     let refresh = issued.refresh_token.expect("web may refresh");
+    let family = fx
+        .store()
+        .find_refresh_token(&secret::digest(&refresh))
+        .await
+        .unwrap()
+        .unwrap()
+        .family_id;
+    assert_eq!(claims.sid, Some(family.to_string()), "sid names the grant");
 
     let replayed = refusal(fx.grant("web", &redeem_form(&code, &verifier)).await);
     assert_eq!(
@@ -77,6 +85,17 @@ async fn a_code_is_redeemed_once_and_its_replay_revokes_the_family(backend: Back
     assert!(
         family.revoked_at.is_some(),
         "the replay revokes what the code issued"
+    );
+    // And its JWTs, through the feed: a `sid` entry, kept as long as one can be valid.
+    let feed = fx.store().revocations(0, fx.clock.now_utc()).await.unwrap();
+    assert_eq!(feed.entries.len(), 1);
+    assert_eq!(
+        feed.entries[0].revoked,
+        tessera_store::Revoked::Sid(family.family_id.to_string())
+    );
+    assert_eq!(
+        feed.entries[0].until.timestamp(),
+        fx.clock.now_utc().timestamp() + ACCESS_TTL_SECS + 60
     );
     let after = refusal(
         fx.grant(

@@ -6,6 +6,7 @@ on_each_backend!(
     the_right_password_gets_a_token_for_the_user_and_a_refresh_token,
     a_wrong_password_is_invalid_grant,
     the_admin_scope_without_the_admin_role_is_invalid_scope,
+    a_sign_in_right_after_a_sign_out_everywhere_is_issued_after_the_cutoff_second,
 );
 
 async fn the_right_password_gets_a_token_for_the_user_and_a_refresh_token(backend: Backend) {
@@ -36,6 +37,7 @@ async fn the_right_password_gets_a_token_for_the_user_and_a_refresh_token(backen
         .unwrap()
         .expect("the refresh token is stored");
     assert_eq!(stored.scope, scope("basic admin"));
+    assert_eq!(claims.sid, Some(stored.family_id.to_string()));
     assert_eq!(stored.expires_at.timestamp(), fx.start_secs + 86_400);
 }
 
@@ -65,4 +67,83 @@ async fn the_admin_scope_without_the_admin_role_is_invalid_scope(backend: Backen
     );
     assert_eq!(refused, (ErrorCode::InvalidScope, ADMIN_NEEDS_ROLE.into()));
     assert_eq!(ADMIN_NEEDS_ROLE, "the admin scope requires the admin role");
+}
+
+/// A user's tokens are revoked up to a whole second (`iat` counts in seconds): a token
+/// issued in that same second would be refused with them, so it is issued in the next.
+async fn a_sign_in_right_after_a_sign_out_everywhere_is_issued_after_the_cutoff_second(
+    backend: Backend,
+) {
+    let fx = Fixture::new(backend).await;
+    let alice = fx
+        .store()
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let before = fx
+        .grant(
+            "app",
+            &format!("grant_type=password&username=alice&password={PASSWORD}"),
+        )
+        .await
+        .unwrap();
+    let refresh = before.refresh_token.unwrap();
+    fx.store()
+        .revoke_user(alice.id, fx.clock.now_utc())
+        .await
+        .unwrap()
+        .unwrap();
+    let cutoff = fx.clock.now_utc().timestamp();
+    let identity = |claims: &AccessTokenClaims| {
+        (
+            claims.jti.clone(),
+            claims.sid.clone(),
+            claims.sub.clone(),
+            claims.iat,
+        )
+    };
+    let store = fx.engine.store.clone();
+    let now = fx.clock.now_utc();
+    let covered = |(jti, sid, sub, iat): (String, Option<String>, String, i64)| {
+        let store = store.clone();
+        async move {
+            store
+                .jwt_revoked(
+                    tessera_store::TokenIdentity {
+                        jti: &jti,
+                        sid: sid.as_deref(),
+                        sub: &sub,
+                        client_id: "app",
+                        iat,
+                    },
+                    now,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(covered(identity(&fx.claims(&before.access_token))).await);
+
+    // The clock has not moved: the new token is dated the next second, and not covered.
+    let after = fx
+        .grant(
+            "app",
+            &format!("grant_type=password&username=alice&password={PASSWORD}"),
+        )
+        .await
+        .unwrap();
+    let claims = fx.claims(&after.access_token);
+    assert_eq!(claims.iat, cutoff + 1);
+    assert!(!covered(identity(&claims)).await);
+    // The refresh token of before is refused, and stays so.
+    let refused = refusal(
+        fx.grant(
+            "app",
+            &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        )
+        .await,
+    );
+    assert_eq!(refused.0, ErrorCode::InvalidGrant);
 }
