@@ -58,23 +58,21 @@ pub async fn revocations(
                 ))
             })?,
     };
-    let (page, reset) = read(&state, after, state.now()).await?;
-    let page = match after {
-        // Nothing new yet: wait for the head to move, then read again.
-        Some(_) if !reset && page.entries.is_empty() && wait > 0 => {
-            if state
-                .grants
-                .feed
-                .wait_past(page.head, Duration::from_secs(wait))
-                .await
-            {
-                read(&state, Some(page.head), state.now()).await?.0
-            } else {
-                page
-            }
-        }
-        _ => page,
-    };
+    let (mut page, mut reset) = read(&state, after, state.now()).await?;
+    // Nothing new yet: wait for the head to move, then read again (which may be a reset,
+    // should the feed have moved back meanwhile).
+    if after.is_some()
+        && !reset
+        && page.entries.is_empty()
+        && wait > 0
+        && state
+            .grants
+            .feed
+            .wait_past(page.head, Duration::from_secs(wait))
+            .await
+    {
+        (page, reset) = read(&state, Some(page.head), state.now()).await?;
+    }
     let mut response = HttpResponse::Ok();
     no_store(&mut response);
     Ok(response.json(json!({

@@ -205,7 +205,7 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
             // access tokens issued from it.
             let revoked = state
                 .grants
-                .revoke_family(&client, refresh.family_id, now)
+                .revoke_family(Some(&client), refresh.family_id, now)
                 .await?;
             tracing::info!(
                 client_id = %client.client_id,

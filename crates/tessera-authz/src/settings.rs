@@ -74,7 +74,17 @@ pub struct Settings {
     /// A secret that lets the client id [`FEED_READER`] read the revocation feed, and
     /// nothing else: how `tessera serve` lets its own resource server follow the feed
     /// without a registered client. Kept in memory only. Default none.
-    pub feed_reader_secret: Option<String>,
+    pub feed_reader_secret: Option<FeedReaderSecret>,
+}
+
+/// The in-memory secret of [`FEED_READER`]; `Debug` does not show it.
+#[derive(Clone)]
+pub struct FeedReaderSecret(pub String);
+
+impl std::fmt::Debug for FeedReaderSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedReaderSecret([redacted])")
+    }
 }
 
 /// The client id that [`Settings::feed_reader_secret`] authenticates. No registered client

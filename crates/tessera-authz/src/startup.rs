@@ -304,8 +304,8 @@ async fn wire(
         introspections,
         feed_reader: settings
             .feed_reader_secret
-            .as_deref()
-            .map(tessera_core::secret::digest),
+            .as_ref()
+            .map(|secret| tessera_core::secret::digest(&secret.0)),
     };
     Ok((state, http_metrics))
 }

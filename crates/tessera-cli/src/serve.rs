@@ -12,7 +12,7 @@ use crate::{admin, demo, keys};
 
 fn authz_settings(
     common: &Common,
-    feed_reader_secret: Option<String>,
+    feed_reader_secret: Option<tessera_authz::FeedReaderSecret>,
 ) -> anyhow::Result<tessera_authz::Settings> {
     let master_key = keys::master_key()?;
     Ok(tessera_authz::Settings {
@@ -35,7 +35,7 @@ fn authz_settings(
 async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
-    feed_reader_secret: Option<String>,
+    feed_reader_secret: Option<tessera_authz::FeedReaderSecret>,
 ) -> anyhow::Result<tessera_authz::Application> {
     let settings = authz_settings(common, feed_reader_secret)?;
     let sealed = settings.master_key.is_some();
@@ -114,7 +114,12 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // The resource server follows the feed in this process with a secret that lives only
     // in memory.
     let feed_secret = tessera_core::secret::generate()?;
-    let authz = build_authz(common, store.clone(), Some(feed_secret.clone())).await?;
+    let authz = build_authz(
+        common,
+        store.clone(),
+        Some(tessera_authz::FeedReaderSecret(feed_secret.clone())),
+    )
+    .await?;
     // The resource server reaches the keys and the feed directly at the bound address (on
     // loopback when it listens on every interface), whatever public issuer URL the tokens
     // carry.

@@ -558,11 +558,13 @@ pub enum Rotation {
 
 impl Rotation {
     /// What a token that the rotation could not spend means: reuse when it was spent
-    /// before, revocation when its family was revoked, unknown when there is none.
+    /// before, revocation when it or its family was revoked (a live, unspent token is
+    /// left unspent only when its family is recorded as revoked), unknown when there is
+    /// none.
     pub(crate) fn not_spent(found: Option<StoredRefreshToken>) -> Rotation {
         match found {
             None => Rotation::Unknown,
-            Some(t) if t.revoked_at.is_some() => Rotation::Revoked,
+            Some(t) if t.revoked_at.is_some() || t.used_at.is_none() => Rotation::Revoked,
             Some(t) => Rotation::Reused {
                 family_id: t.family_id,
             },

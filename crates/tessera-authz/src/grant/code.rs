@@ -33,7 +33,8 @@ impl GrantEngine {
             Redemption::First(redeemed) => redeemed,
             Redemption::Replay { family_id } => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-                let revoked = self.revoke_family(client, family_id, now).await?;
+                // The family may be another client's: its owner is not known here.
+                let revoked = self.revoke_family(None, family_id, now).await?;
                 tracing::warn!(
                     client_id = %client.client_id,
                     %family_id,

@@ -207,21 +207,25 @@ impl GrantEngine {
         self.clock.now_utc().max(next)
     }
 
-    /// Revokes the grant family `family_id` of `client`: its refresh and opaque tokens,
-    /// and, through the revocation feed, its JWTs (`sid`), kept in the feed for as long as
-    /// one of them can be valid.
+    /// Revokes the grant family `family_id`: its refresh and opaque tokens, and, through
+    /// the revocation feed, its JWTs (`sid`), kept in the feed for as long as one of them
+    /// can be valid (the longest lifetime any instance may give a token, whatever this
+    /// one's settings). `owner` is the family's client when the caller knows it: a family
+    /// of a client that receives opaque tokens has no JWT to revoke. Unknown (a code
+    /// replayed by another client), the entry is written.
     pub(crate) async fn revoke_family(
         &self,
-        client: &Client,
+        owner: Option<&Client>,
         family_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<u64, tessera_store::StoreError> {
-        let jwt_until = match client.access_token_format {
-            TokenFormat::Jwt => chrono::Duration::try_seconds(self.access_token_ttl_of(client))
-                .and_then(|ttl| now.checked_add_signed(ttl + tessera_store::REVOCATION_LEEWAY))
-                .or(Some(DateTime::<Utc>::MAX_UTC)),
-            TokenFormat::Opaque => None,
-        };
+        let jwts = owner.is_none_or(|client| client.access_token_format == TokenFormat::Jwt);
+        let jwt_until = jwts.then(|| {
+            now.checked_add_signed(
+                tessera_store::LONGEST_ACCESS_TOKEN + tessera_store::REVOCATION_LEEWAY,
+            )
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        });
         let revoked = self.store.revoke_family(family_id, now, jwt_until).await?;
         if jwt_until.is_some() {
             self.feed.wrote();

@@ -46,7 +46,8 @@ impl GrantEngine {
         let user = match self.store.find_user_by_id(found.user_id).await? {
             Some(user) if !user.disabled => user,
             _ => {
-                self.revoke_family(client, found.family_id, now).await?;
+                self.revoke_family(Some(client), found.family_id, now)
+                    .await?;
                 return Err(invalid("the user may no longer obtain tokens"));
             }
         };
@@ -54,7 +55,8 @@ impl GrantEngine {
         // rotation that raced the revocation may have stored it unrevoked.
         let cutoff = user.tokens_revoked_at.max(client.tokens_revoked_at);
         if cutoff.is_some_and(|cutoff| found.created_at <= cutoff) {
-            self.revoke_family(client, found.family_id, now).await?;
+            self.revoke_family(Some(client), found.family_id, now)
+                .await?;
             return Err(invalid("the refresh token was revoked"));
         }
         let scope = match requested {
@@ -125,7 +127,7 @@ impl GrantEngine {
         now: DateTime<Utc>,
         address: IpAddr,
     ) -> GrantError {
-        match self.revoke_family(client, family_id, now).await {
+        match self.revoke_family(Some(client), family_id, now).await {
             Ok(revoked) => {
                 tracing::warn!(
                     client_id = %client.client_id,

@@ -570,9 +570,11 @@ impl Server {
     /// Spawns `command` (running `subcommand`) and waits for the "listening on" line of
     /// each server it runs.
     fn spawn(mut command: Command, subcommand: &str) -> Server {
+        // What it logs, to show if it exits before listening.
+        let log = tempfile::tempfile().unwrap();
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.try_clone().unwrap())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -589,10 +591,14 @@ impl Server {
             stdout: Vec::new(),
         };
         while wants_authz || wants_resource {
-            let line = lines
-                .next()
-                .expect("tessera exited before listening")
-                .unwrap();
+            let Some(line) = lines.next() else {
+                let mut logged = String::new();
+                let mut log = &log;
+                std::io::Seek::rewind(&mut log).unwrap();
+                std::io::Read::read_to_string(&mut log, &mut logged).unwrap();
+                panic!("tessera {subcommand} exited before listening:\n{logged}");
+            };
+            let line = line.unwrap();
             // "authorization server listening on URL (issuer ISSUER, signing key KID)"
             // "resource server listening on URL (issuer ISSUER)"
             if let Some(rest) = line.strip_prefix("authorization server listening on ") {

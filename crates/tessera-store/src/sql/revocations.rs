@@ -19,8 +19,12 @@ use crate::{Result, StoreError};
 
 use super::D;
 
+/// An entry, unless one in the feed already covers at least as much for at least as
+/// long: revoking the same thing twice does not grow the feed.
 const INSERT: &str = "INSERT INTO revocations (kind, value, issued_before, until, created_at) \
-     VALUES ($1, $2, $3, $4, $5)";
+     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM revocations r \
+     WHERE r.kind = $1 AND r.value = $2 AND r.until >= $4 \
+     AND ($3 IS NULL OR r.issued_before >= $3))";
 const HEAD: &str = "SELECT COALESCE(MAX(seq), 0) FROM revocations";
 const AFTER: &str = "SELECT seq, kind, value, issued_before, until FROM revocations \
      WHERE seq > $1 AND seq <= $2 AND until > $3 ORDER BY seq";
@@ -93,7 +97,7 @@ pub(crate) fn cutoff(now: Time) -> Time {
 }
 
 /// Appends `revoked` to the feed, in the caller's transaction, after taking the feed's
-/// lock (the last lock the transaction takes).
+/// lock (the last lock the transaction takes), unless an entry covers it already.
 pub(crate) async fn record(
     tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
     revoked: &Revoked,

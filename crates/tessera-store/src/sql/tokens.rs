@@ -89,9 +89,14 @@ const FIND_REFRESH: &str = concat!(
     refresh_columns!(),
     " FROM refresh_tokens WHERE token_hash = $1"
 );
+/// Spends a live token of a family not recorded as revoked: revoking everything of a
+/// user or a client records the families first, and on PostgreSQL a successor that a
+/// concurrent rotation was storing is not among the rows its update saw.
 const SPEND_REFRESH: &str = concat!(
     "UPDATE refresh_tokens SET used_at = $1 \
-     WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL RETURNING ",
+     WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM revoked_families f \
+     WHERE f.family_id = refresh_tokens.family_id) RETURNING ",
     refresh_columns!()
 );
 const INSERT_SESSION: &str = "INSERT INTO login_sessions (session_hash, user_id, created_at, \
@@ -252,11 +257,13 @@ pub async fn revoke_family(
 ) -> Result<u64> {
     let now = stored_time(now);
     let mut tx = D::begin(pool, Lock::Family(family_id)).await?;
-    sqlx::query(RECORD_REVOKED_FAMILY)
+    let first = sqlx::query(RECORD_REVOKED_FAMILY)
         .bind(D::id(family_id))
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+        > 0;
     let mut revoked = 0;
     for sql in REVOKE_FAMILY {
         let done = sqlx::query(sql)
@@ -266,7 +273,9 @@ pub async fn revoke_family(
             .await?;
         revoked += done.rows_affected();
     }
-    if let Some(until) = jwt_until {
+    // A family revoked again (a spent refresh token presented once more, say) adds
+    // nothing to the feed: its entry is there already.
+    if let Some(until) = jwt_until.filter(|_| first) {
         let entry = Revoked::Sid(family_id.to_string());
         super::revocations::record(&mut tx, &entry, until, now).await?;
     }

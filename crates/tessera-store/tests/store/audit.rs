@@ -52,7 +52,7 @@ fn spawn_log(store: &Arc<dyn Store>) -> (AuditLog, tokio::task::JoinHandle<()>) 
 }
 
 /// Runs one statement on a connection of its own, outside the store.
-async fn execute(backend: Backend, url: &str, sql: &str) {
+pub(crate) async fn execute(backend: Backend, url: &str, sql: &str) {
     match backend {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();

@@ -22,6 +22,8 @@ on_each_backend!(
     a_rotated_secret_replaces_the_old_one_and_revokes_only_when_asked,
     an_entry_covers_exactly_the_tokens_it_names,
     concurrent_writers_never_put_an_entry_behind_a_cursor_a_reader_passed,
+    revoking_the_same_thing_again_does_not_grow_the_feed,
+    a_live_token_of_a_family_recorded_as_revoked_is_never_spent,
 );
 
 fn minutes(n: i64) -> Duration {
@@ -243,63 +245,76 @@ async fn a_new_password_changed_roles_or_disabling_revoke_and_other_changes_do_n
     let entries = |store: Arc<dyn Store>| async move {
         store.revocations(0, now()).await.unwrap().entries.len()
     };
-    let patch = |patch: UserPatch| {
+    // Each change a minute after the last, so that each revocation is a new cutoff.
+    let patch = |patch: UserPatch, minute: i64| {
         let store = t.store.clone();
         let acme = acme.clone();
         async move {
             store
-                .update_user(&acme, alice.id, &patch, now())
+                .update_user(&acme, alice.id, &patch, now() + minutes(minute))
                 .await
                 .unwrap()
                 .unwrap()
         }
     };
     // The same roles again, and enabling an enabled user: nothing revoked.
-    patch(UserPatch {
-        roles: Some(vec![Role::Admin]),
-        disabled: Some(false),
-        ..UserPatch::default()
-    })
+    patch(
+        UserPatch {
+            roles: Some(vec![Role::Admin]),
+            disabled: Some(false),
+            ..UserPatch::default()
+        },
+        0,
+    )
     .await;
     assert_eq!(entries(t.store.clone()).await, 0);
     let live = t.store.find_refresh_token("r1").await.unwrap().unwrap();
     assert_eq!(live.revoked_at, None);
 
-    let changed = patch(UserPatch {
-        roles: Some(vec![Role::User]),
-        ..UserPatch::default()
-    })
+    let changed = patch(
+        UserPatch {
+            roles: Some(vec![Role::User]),
+            ..UserPatch::default()
+        },
+        0,
+    )
     .await;
     assert_eq!(changed.tokens_revoked_at, Some(now()));
     assert_eq!(entries(t.store.clone()).await, 1);
     let revoked = t.store.find_refresh_token("r1").await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at, Some(now()));
 
-    patch(UserPatch {
-        password_hash: Some("$argon2id$v=19$new".into()),
-        ..UserPatch::default()
-    })
+    patch(
+        UserPatch {
+            password_hash: Some("$argon2id$v=19$new".into()),
+            ..UserPatch::default()
+        },
+        1,
+    )
     .await;
     assert_eq!(entries(t.store.clone()).await, 2);
-    patch(UserPatch {
-        disabled: Some(true),
-        ..UserPatch::default()
-    })
+    patch(
+        UserPatch {
+            disabled: Some(true),
+            ..UserPatch::default()
+        },
+        2,
+    )
     .await;
     assert_eq!(entries(t.store.clone()).await, 3);
     // Disabling by name (the command line) revokes too; enabling does not.
     t.store
-        .set_user_disabled(&alice.username, false, now())
+        .set_user_disabled(&alice.username, false, now() + minutes(3))
         .await
         .unwrap();
     assert_eq!(entries(t.store.clone()).await, 3);
     let disabled = t
         .store
-        .set_user_disabled(&alice.username, true, now())
+        .set_user_disabled(&alice.username, true, now() + minutes(4))
         .await
         .unwrap();
     assert!(disabled.disabled);
-    assert_eq!(disabled.tokens_revoked_at, Some(now()));
+    assert_eq!(disabled.tokens_revoked_at, Some(now() + minutes(4)));
     assert_eq!(entries(t.store.clone()).await, 4);
 }
 
@@ -539,4 +554,61 @@ async fn concurrent_writers_never_put_an_entry_behind_a_cursor_a_reader_passed(b
         .collect();
     assert_eq!(seen.len(), 20, "each entry exactly once");
     assert_eq!(distinct, (0..20).map(jti).collect::<BTreeSet<_>>());
+}
+
+/// The same JWT, family, user or client revoked again: no new entry (a client replaying a
+/// spent refresh token or revoking one JWT in a loop cannot grow the feed), unless the new
+/// one reaches further.
+async fn revoking_the_same_thing_again_does_not_grow_the_feed(backend: Backend) {
+    let (t, refresh) = with_a_refresh_token(backend).await;
+    let count = |store: Arc<dyn Store>| async move {
+        store.revocations(0, now()).await.unwrap().entries.len()
+    };
+    for _ in 0..3 {
+        t.store
+            .revoke_jwt(&jti(1), now() + minutes(5), now())
+            .await
+            .unwrap();
+        t.store
+            .revoke_family(refresh.family_id, now(), Some(now() + minutes(30)))
+            .await
+            .unwrap();
+        t.store.revoke_user(refresh.user_id, now()).await.unwrap();
+    }
+    assert_eq!(count(t.store.clone()).await, 3, "one each");
+    // A later cutoff, or a later `until`, is new information.
+    t.store
+        .revoke_user(refresh.user_id, now() + minutes(1))
+        .await
+        .unwrap();
+    t.store
+        .revoke_jwt(&jti(1), now() + minutes(10), now())
+        .await
+        .unwrap();
+    assert_eq!(count(t.store.clone()).await, 5);
+}
+
+/// On PostgreSQL a rotation racing "sign out everywhere" can store its successor after
+/// the revocation's update ran; the family is recorded as revoked first, so the successor
+/// is never spent. The state is made here directly.
+async fn a_live_token_of_a_family_recorded_as_revoked_is_never_spent(backend: Backend) {
+    let (t, refresh) = with_a_refresh_token(backend).await;
+    let id = refresh.family_id.to_string();
+    let at = "2026-11-27T12:00:00+00:00";
+    super::audit::execute(
+        backend,
+        t.db.url(),
+        &format!("INSERT INTO revoked_families (family_id, revoked_at) VALUES ('{id}', '{at}')"),
+    )
+    .await;
+    assert!(matches!(
+        t.store
+            .rotate_refresh_token("r1", "r2", now() + minutes(1))
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    ));
+    let token = t.store.find_refresh_token("r1").await.unwrap().unwrap();
+    assert_eq!(token.used_at, None, "not spent");
+    assert!(t.store.find_refresh_token("r2").await.unwrap().is_none());
 }
