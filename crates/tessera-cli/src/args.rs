@@ -81,7 +81,9 @@ pub struct Common {
         global = true,
         env = "TESSERA_CLIENT_SECRET",
         hide_env_values = true,
-        alias = "introspection-client-secret"
+        alias = "introspection-client-secret",
+        // A generated secret may begin with `-`.
+        allow_hyphen_values = true
     )]
     pub resource_client_secret: Option<String>,
 

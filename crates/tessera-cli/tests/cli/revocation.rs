@@ -182,6 +182,7 @@ async fn every_revocation_reaches_jwts_at_two_resource_servers_without_a_restart
                 "--client-id",
                 "rs",
                 "--client-secret",
+                // A generated secret may begin with `-`: taken as the value all the same.
                 &feed_secret,
             ],
         )
@@ -537,8 +538,7 @@ async fn a_resource_server_whose_feed_is_cut_keeps_its_list_then_behaves_as_conf
                 &format!("http://{}/oauth/revocations", proxy.addr()),
                 "--client-id",
                 "rs",
-                "--client-secret",
-                &feed_secret,
+                &format!("--client-secret={feed_secret}"),
                 "--revocation-wait",
                 "1s",
                 "--revocation-max-stale",
