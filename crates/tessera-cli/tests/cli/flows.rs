@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope,
-    TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::{Value, json};
 use tessera_store::on_each_backend;
@@ -330,10 +330,95 @@ async fn the_oauth2_crate_runs_the_code_flow_and_its_token_calls_the_api(backend
         }
         other => panic!("expected invalid_grant, got {other:?}"),
     }
+    // The reuse revoked the family: the JWT of the rotation (its `sid`) is refused by the
+    // resource server, which follows the revocation feed, within seconds.
+    refused_within_seconds(&server.resource_url, refreshed.access_token().secret()).await;
+
+    // A second authorization, its code redeemed twice: the replay revokes what the first
+    // redemption issued, its JWT included.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (authorize_url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new("basic".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let mut page = browser
+        .get(authorize_url.as_str())
+        .await
+        .text()
+        .await
+        .unwrap();
+    if page.contains("/oauth/authorize/login") {
+        let signed_in = browser
+            .submit(
+                &page,
+                "/oauth/authorize/login",
+                &[("username", "alice"), ("password", DEMO_PASSWORD)],
+            )
+            .await;
+        let next = format!("{}{}", server.url, location(&signed_in));
+        page = browser.get(&next).await.text().await.unwrap();
+    }
+    let allowed = browser
+        .submit(&page, "/oauth/authorize/consent", &[("decision", "allow")])
+        .await;
+    let redirect = url::Url::parse(&location(&allowed)).unwrap();
+    let params: BTreeMap<String, String> = redirect.query_pairs().into_owned().collect();
+    let code = AuthorizationCode::new(params["code"].clone());
+    let first = client
+        .exchange_code(code.clone())
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.secret().clone()))
+        .request_async(&oauth_http)
+        .await
+        .unwrap();
+    let me = format!("{}/me", server.resource_url);
+    let works = http()
+        .get(&me)
+        .bearer_auth(first.access_token().secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(works.status().as_u16(), 200);
+    let replayed = client
+        .exchange_code(code)
+        .set_pkce_verifier(verifier)
+        .request_async(&oauth_http)
+        .await
+        .unwrap_err();
+    match replayed {
+        oauth2::RequestTokenError::ServerResponse(body) => {
+            assert_eq!(body.error().as_ref(), "invalid_grant");
+        }
+        other => panic!("expected invalid_grant, got {other:?}"),
+    }
+    refused_within_seconds(&server.resource_url, first.access_token().secret()).await;
     assert!(
         callback.seen.lock().unwrap().is_empty(),
         "no browser went there"
     );
+}
+
+/// `token` gets `401 invalid_token` at the resource server's `/me` within 10 s.
+async fn refused_within_seconds(resource: &str, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http()
+            .get(format!("{resource}/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 401 {
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                r#"Bearer realm="tessera", error="invalid_token""#
+            );
+            return;
+        }
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(Instant::now() < deadline, "still accepted after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 on_each_backend!(the_oauth2_crate_runs_the_code_flow_and_its_token_calls_the_api);
