@@ -640,6 +640,12 @@ impl RevocationList {
         Ok(list)
     }
 
+    /// What a stale list does to tokens; `None` for a list that follows no feed (never
+    /// stale).
+    pub fn on_stale(&self) -> Option<StalePolicy> {
+        self.staleness.map(|staleness| staleness.policy)
+    }
+
     /// Whether the token with `claims` may be used at `now` (seconds since the epoch):
     /// [`Rejection::Revoked`] when an entry in force revokes it; when the list is stale,
     /// [`GuardError::Unavailable`] under [`StalePolicy::FailClosed`], or `Ok` (with a

@@ -82,11 +82,7 @@ impl From<User> for UserView {
 /// With a revocation feed, it also says how the list stands (`waiting` for the first
 /// answer, `ok`, `stale`); a stale or never-answered list makes it `503` when stale lists
 /// fail closed (JWTs are refused then), and `degraded` (still 200) when they fail open.
-pub async fn healthz(
-    store: web::Data<dyn Store>,
-    guard: web::Data<Guard>,
-    policy: web::Data<StalePolicy>,
-) -> HttpResponse {
+pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> HttpResponse {
     let database = match store.ping().await {
         Ok(()) => "ok",
         Err(err) => {
@@ -94,28 +90,28 @@ pub async fn healthz(
             "unavailable"
         }
     };
-    let feed = guard.validator().revocations().map(|list| {
-        let stats = list.stats();
+    let list = guard.validator().revocations();
+    let stats = list.map(|list| list.stats());
+    // What a stale list does, when there is a stale list.
+    let stale = list
+        .and_then(|list| list.on_stale())
+        .filter(|_| stats.is_some_and(|stats| stats.stale));
+    let (mut response, status) = match stale {
+        _ if database != "ok" => (HttpResponse::ServiceUnavailable(), "unavailable"),
+        Some(StalePolicy::FailClosed) => (HttpResponse::ServiceUnavailable(), "unavailable"),
+        Some(StalePolicy::FailOpen) => (HttpResponse::Ok(), "degraded"),
+        None => (HttpResponse::Ok(), "ok"),
+    };
+    if status == "unavailable" {
+        response.insert_header((header::RETRY_AFTER, "5"));
+    }
+    let mut body = serde_json::json!({"status": status, "database": database});
+    if let Some(stats) = stats {
         let state = match (stats.age, stats.stale) {
             (None, _) => "waiting",
             (Some(_), true) => "stale",
             (Some(_), false) => "ok",
         };
-        let closed = *policy.get_ref() == StalePolicy::FailClosed;
-        (state, stats.stale, closed, stats)
-    });
-    let refusing = matches!(feed, Some((_, true, true, _)));
-    let (mut response, status) = if database != "ok" || refusing {
-        let mut response = HttpResponse::ServiceUnavailable();
-        response.insert_header((header::RETRY_AFTER, "5"));
-        (response, "unavailable")
-    } else if matches!(feed, Some((_, true, false, _))) {
-        (HttpResponse::Ok(), "degraded")
-    } else {
-        (HttpResponse::Ok(), "ok")
-    };
-    let mut body = serde_json::json!({"status": status, "database": database});
-    if let Some((state, _, _, stats)) = feed {
         body["revocation_feed"] = serde_json::json!({
             "state": state,
             "entries": stats.entries,

@@ -225,7 +225,6 @@ impl Application {
                     .app_data(shared.cors.clone())
                     .app_data(shared.http_metrics.clone())
                     .app_data(shared.audit.clone())
-                    .app_data(shared.stale_policy.clone())
                     .wrap(from_fn(headers::report))
                     .wrap(tessera_web::security_headers(false))
                     .wrap(from_fn(HttpMetrics::middleware))
@@ -416,8 +415,6 @@ struct Shared {
     cors: web::Data<CorsOrigins>,
     http_metrics: web::Data<HttpMetrics>,
     audit: web::Data<routes::Audit>,
-    /// What a stale revocation list does, for the health check.
-    stale_policy: web::Data<StalePolicy>,
 }
 
 /// Wires the checked parts together: the metrics registry and what it reads at scrape
@@ -440,12 +437,6 @@ fn wire(settings: &Settings, checked: Checked, store: Arc<dyn Store>) -> (Shared
         cors: web::Data::new(cors),
         http_metrics: web::Data::new(http_metrics),
         audit: audit_data,
-        stale_policy: web::Data::new(
-            settings
-                .revocation
-                .as_ref()
-                .map_or(StalePolicy::FailClosed, |feed| feed.on_stale),
-        ),
     };
     (shared, audit)
 }

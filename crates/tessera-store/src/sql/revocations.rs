@@ -33,67 +33,99 @@ const COVERS: &str = "SELECT COUNT(*) FROM revocations WHERE until > $1 AND (\
      OR (kind IN ('sub', 'client_id') AND issued_before >= $6 \
          AND ((kind = 'sub' AND value = $4) OR (kind = 'client_id' AND value = $5))))";
 
-/// What revoking everything of one user or client touches: each statement with the time
-/// as `$1` and the owner as `$2`, or (`false`) the owner alone as `$1`. The families are
-/// recorded first (a refresh token stored later in one of them is stored revoked), then
+/// What revoking everything of one user or client touches, `$col` naming the owner in
+/// the token tables and `$mark` stamping the owner's `tokens_revoked_at`, with any
+/// `$extra` statements: each statement with the time as `$1` and the owner as `$2`, or
+/// (`false`) the owner alone as `$1`. The families are recorded first (a refresh token
+/// stored later in one of them is stored revoked, and one of them is never spent), then
 /// their tokens.
-const REVOKE_USER: [(&str, bool); 5] = [
-    (
-        "INSERT INTO revoked_families (family_id, revoked_at) \
-         SELECT DISTINCT family_id, $1 FROM refresh_tokens WHERE user_id = $2 \
-         ON CONFLICT (family_id) DO NOTHING",
-        true,
-    ),
-    (
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        true,
-    ),
-    (
-        "UPDATE access_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        true,
-    ),
-    (
-        "DELETE FROM authorization_codes WHERE user_id = $1 AND redeemed_at IS NULL",
-        false,
-    ),
-    ("DELETE FROM login_sessions WHERE user_id = $1", false),
-];
-const REVOKE_CLIENT: [(&str, bool); 4] = [
-    (
-        "INSERT INTO revoked_families (family_id, revoked_at) \
-         SELECT DISTINCT family_id, $1 FROM refresh_tokens WHERE client_id = $2 \
-         ON CONFLICT (family_id) DO NOTHING",
-        true,
-    ),
-    (
-        "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-        true,
-    ),
-    (
-        "UPDATE access_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-        true,
-    ),
-    (
-        "DELETE FROM authorization_codes WHERE client_id = $1 AND redeemed_at IS NULL",
-        false,
-    ),
-];
-const MARK_USER: &str = "UPDATE users SET tokens_revoked_at = $1 WHERE id = $2";
-const MARK_CLIENT: &str = "UPDATE clients SET tokens_revoked_at = $1 WHERE client_id = $2";
+macro_rules! revoke_everything_of {
+    ($col:literal, $mark:literal $(, $extra:expr)*) => {
+        &[
+            (
+                concat!(
+                    "INSERT INTO revoked_families (family_id, revoked_at) \
+                     SELECT DISTINCT family_id, $1 FROM refresh_tokens WHERE ",
+                    $col,
+                    " = $2 ON CONFLICT (family_id) DO NOTHING"
+                ),
+                true,
+            ),
+            (
+                concat!(
+                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE ",
+                    $col,
+                    " = $2 AND revoked_at IS NULL"
+                ),
+                true,
+            ),
+            (
+                concat!(
+                    "UPDATE access_tokens SET revoked_at = $1 WHERE ",
+                    $col,
+                    " = $2 AND revoked_at IS NULL"
+                ),
+                true,
+            ),
+            (
+                concat!(
+                    "DELETE FROM authorization_codes WHERE ",
+                    $col,
+                    " = $1 AND redeemed_at IS NULL"
+                ),
+                false,
+            ),
+            $($extra,)*
+            ($mark, true),
+        ]
+    };
+}
+
+const REVOKE_USER: &[(&str, bool)] = revoke_everything_of!(
+    "user_id",
+    "UPDATE users SET tokens_revoked_at = $1 WHERE id = $2",
+    ("DELETE FROM login_sessions WHERE user_id = $1", false)
+);
+const REVOKE_CLIENT: &[(&str, bool)] = revoke_everything_of!(
+    "client_id",
+    "UPDATE clients SET tokens_revoked_at = $1 WHERE client_id = $2"
+);
 const ROTATE_SECRET: &str =
     "UPDATE clients SET secret_hash = $1 WHERE client_id = $2 AND secret_hash IS NOT NULL";
 const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1";
 
-/// When an entry that covers every token issued up to `now` can go: the longest lifetime
-/// a token can have, plus the verifiers' leeway.
-pub(crate) fn until_all_expired(now: Time) -> Time {
-    now.checked_add_signed(crate::LONGEST_ACCESS_TOKEN + crate::REVOCATION_LEEWAY)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+/// Whose tokens a cutoff covers: everything issued to one user, or to one client.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Owner<'a> {
+    /// A user, by id (the tokens' `sub`).
+    User(Uuid),
+    /// A client, by id.
+    Client(&'a str),
 }
 
-/// The cutoff of an entry written at `now`: the whole second, as `iat` counts.
-pub(crate) fn cutoff(now: Time) -> Time {
-    now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now)
+/// Adds, in the caller's transaction, the feed entry that cuts off every JWT of `owner`
+/// issued up to `now` (its whole second, as `iat` counts), kept until the longest-lived
+/// of them has expired, plus the verifiers' leeway.
+pub(crate) async fn cut_off(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    owner: Owner<'_>,
+    now: Time,
+) -> Result<()> {
+    let issued_before = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now);
+    let entry = match owner {
+        Owner::User(id) => Revoked::Sub {
+            sub: id.to_string(),
+            issued_before,
+        },
+        Owner::Client(client_id) => Revoked::ClientId {
+            client_id: client_id.to_owned(),
+            issued_before,
+        },
+    };
+    let until = now
+        .checked_add_signed(crate::LONGEST_ACCESS_TOKEN + crate::REVOCATION_LEEWAY)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    record(tx, &entry, until, now).await
 }
 
 /// Appends `revoked` to the feed, in the caller's transaction, after taking the feed's
@@ -125,53 +157,30 @@ pub(crate) async fn record(
     Ok(())
 }
 
-/// Revokes, in the caller's transaction, everything issued to the user `id` up to `now`:
-/// refresh families, opaque tokens, unredeemed codes, login sessions, and (through the
-/// feed) every JWT. The refresh grant also refuses a refresh token created at or before
-/// the user's `tokens_revoked_at`, for a rotation that raced this revocation.
-pub(crate) async fn revoke_user_in(
+/// Revokes, in the caller's transaction, everything issued to `owner` up to `now`:
+/// refresh families, opaque tokens, unredeemed codes, a user's login sessions, and
+/// (through the feed) every JWT; and stamps the owner's `tokens_revoked_at`, which the
+/// refresh grant and issuance read.
+pub(crate) async fn revoke_everything(
     tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
-    id: Uuid,
+    owner: Owner<'_>,
     now: Time,
 ) -> Result<()> {
     let now = stored_time(now);
-    for (sql, timed) in REVOKE_USER.iter().chain([&(MARK_USER, true)]) {
+    let statements = match owner {
+        Owner::User(_) => REVOKE_USER,
+        Owner::Client(_) => REVOKE_CLIENT,
+    };
+    for (sql, timed) in statements {
         let query = sqlx::query(sql);
         let query = if *timed { query.bind(now) } else { query };
-        query.bind(D::id(id)).execute(&mut *tx).await?;
+        let query = match owner {
+            Owner::User(id) => query.bind(D::id(id)),
+            Owner::Client(client_id) => query.bind(client_id),
+        };
+        query.execute(&mut *tx).await?;
     }
-    let entry = Revoked::Sub {
-        sub: id.to_string(),
-        issued_before: cutoff(now),
-    };
-    record(tx, &entry, until_all_expired(now), now).await
-}
-
-/// The client counterpart of [`revoke_user_in`].
-async fn revoke_client_in(
-    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
-    client_id: &str,
-    now: Time,
-) -> Result<()> {
-    let now = stored_time(now);
-    for (sql, timed) in REVOKE_CLIENT.iter().chain([&(MARK_CLIENT, true)]) {
-        let query = sqlx::query(sql);
-        let query = if *timed { query.bind(now) } else { query };
-        query.bind(client_id).execute(&mut *tx).await?;
-    }
-    client_entry(tx, client_id, now).await
-}
-
-async fn client_entry(
-    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
-    client_id: &str,
-    now: Time,
-) -> Result<()> {
-    let entry = Revoked::ClientId {
-        client_id: client_id.to_owned(),
-        issued_before: cutoff(now),
-    };
-    record(tx, &entry, until_all_expired(now), now).await
+    cut_off(tx, owner, now).await
 }
 
 pub async fn revoke_jwt(pool: &Pool, jti: &str, until: Time, now: Time) -> Result<()> {
@@ -186,7 +195,7 @@ pub async fn revoke_user(pool: &Pool, id: Uuid, now: Time) -> Result<Option<User
     if users::user_by_id(&mut *tx, id).await?.is_none() {
         return Ok(None);
     }
-    revoke_user_in(&mut tx, id, now).await?;
+    revoke_everything(&mut tx, Owner::User(id), now).await?;
     let user = users::user_by_id(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(user)
@@ -203,7 +212,7 @@ pub async fn delete_client(pool: &Pool, client_id: &str, now: Time) -> Result<bo
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    client_entry(&mut tx, client_id, stored_time(now)).await?;
+    cut_off(&mut tx, Owner::Client(client_id), stored_time(now)).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -231,7 +240,7 @@ pub async fn rotate_client_secret(
         });
     }
     if revoke_tokens {
-        revoke_client_in(&mut tx, client_id, now).await?;
+        revoke_everything(&mut tx, Owner::Client(client_id), now).await?;
     }
     let client = super::clients::client_by_id(&mut *tx, client_id)
         .await?

@@ -4,10 +4,11 @@ use sqlx::Row as _;
 use tessera_core::{CompanySlug, Username};
 use uuid::Uuid;
 
-use super::{D, Exec, Pool, Row, Time, clients, find, find_all, revocations};
+use super::revocations::{self, Owner};
+use super::{D, Exec, Pool, Row, Time, clients, find, find_all};
 use crate::convert::{parse_name, parse_words, stored_time};
 use crate::dialect::{Dialect, Lock, storable};
-use crate::model::{Company, NewCompany, NewUser, Revoked, Seed, User, UserCredentials, UserPatch};
+use crate::model::{Company, NewCompany, NewUser, Seed, User, UserCredentials, UserPatch};
 use crate::{Result, StoreError};
 
 /// What every user query returns, the company's slug joined in.
@@ -188,7 +189,7 @@ pub async fn set_user_disabled(
     let mut user = user_from_row(&row.ok_or_else(|| not_found(username))?)?;
     if disabled {
         // What was issued before goes with the account's use.
-        revocations::revoke_user_in(&mut tx, user.id, now).await?;
+        revocations::revoke_everything(&mut tx, Owner::User(user.id), now).await?;
         user = user_by_id(&mut *tx, user.id)
             .await?
             .ok_or_else(|| not_found(username))?;
@@ -209,11 +210,7 @@ async fn delete_and_revoke(
         return Ok(false);
     };
     let id = D::get_id(&row, "id")?;
-    let entry = Revoked::Sub {
-        sub: id.to_string(),
-        issued_before: revocations::cutoff(now),
-    };
-    revocations::record(tx, &entry, revocations::until_all_expired(now), now).await?;
+    revocations::cut_off(tx, Owner::User(id), now).await?;
     Ok(true)
 }
 
@@ -263,7 +260,7 @@ pub async fn update_user(
         || user.roles != before.roles
         || (user.disabled && !before.disabled)
     {
-        revocations::revoke_user_in(&mut tx, id, now).await?;
+        revocations::revoke_everything(&mut tx, Owner::User(id), now).await?;
         match user_by_id(&mut *tx, id).await? {
             Some(revoked) => user = revoked,
             None => return Ok(None),
