@@ -48,6 +48,11 @@ pub const LONGEST_ACCESS_TOKEN: chrono::Duration = chrono::Duration::days(1);
 /// little after its `exp` (the guard's default leeway is 30 s).
 pub const REVOCATION_LEEWAY: chrono::Duration = chrono::Duration::seconds(60);
 
+/// The most audit events one statement of [`Store::purge_audit_events`] deletes: small
+/// enough that no batch holds a lock for long, large enough that a backlog of millions
+/// goes in a few thousand statements.
+pub const AUDIT_PURGE_BATCH: i64 = 1000;
+
 /// What a store operation returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -319,7 +324,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Appends `events` to the audit log in one transaction: all or none, so a batch that
     /// failed can be retried whole without writing anything twice. Their ids follow the
-    /// order of `events`. The log is never purged (see `migrations/README.md`). Servers
+    /// order of `events`. Only [`Store::purge_audit_events`] ever deletes them. Servers
     /// record through an [`AuditLog`], which batches events off the request path, rather
     /// than call this per event.
     async fn record_audit_events(&self, events: &[NewAuditEvent]) -> Result<()>;
@@ -327,6 +332,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The audit events that `filter` selects, newest first (ties by id, highest
     /// first), at most [`AuditFilter::effective_limit`] of them.
     async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+
+    /// Deletes the audit events recorded before `before` (those at `before` or later
+    /// stay), in batches of [`AUDIT_PURGE_BATCH`] each committed on its own, and returns
+    /// how many went. Purging concurrently from several processes is harmless: each
+    /// event is deleted, and counted, once. Recording that a purge happened is the
+    /// caller's ([`AuditKind::AuditPurged`]).
+    async fn purge_audit_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

@@ -634,6 +634,10 @@ pub enum AuditKind {
     ClientDeleted,
     /// A client's secret was replaced.
     ClientSecretRotated,
+    /// Audit events older than a cutoff were deleted: by the retention of a running
+    /// authorization server, or by `tessera audit purge`. The detail says how many and
+    /// before when.
+    AuditPurged,
 }
 
 impl AuditKind {
@@ -656,6 +660,7 @@ impl AuditKind {
         AuditKind::UserSignedOut,
         AuditKind::ClientDeleted,
         AuditKind::ClientSecretRotated,
+        AuditKind::AuditPurged,
     ];
 
     /// The stored and printed name, e.g. `login.failed`. Stored rows keep it, so it never
@@ -679,6 +684,7 @@ impl AuditKind {
             AuditKind::UserSignedOut => "user.signed_out",
             AuditKind::ClientDeleted => "client.deleted",
             AuditKind::ClientSecretRotated => "client.secret_rotated",
+            AuditKind::AuditPurged => "audit.purged",
         }
     }
 }
@@ -718,7 +724,7 @@ impl std::error::Error for UnknownAuditKind {}
 /// An event to append to the audit log. Every field but `kind` and `at` is optional.
 ///
 /// Never put a secret, a token, a password or a password hash in any field: the log is
-/// read by operators and kept forever. Name things instead (a username, a client id, a
+/// read by operators and kept for months (the retention). Name things instead (a username, a client id, a
 /// kid). The store keeps `at` to the microsecond, replaces NUL characters (which
 /// PostgreSQL text cannot hold) and cuts each text field to
 /// [`NewAuditEvent::MAX_FIELD_CHARS`] characters, so that a request cannot make a row
@@ -827,7 +833,7 @@ pub struct AuditFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many events; 0 means [`AuditFilter::DEFAULT_LIMIT`], and more than
     /// [`AuditFilter::MAX_LIMIT`] means that many, so that one call cannot load a
-    /// log that is never purged into memory.
+    /// large log into memory.
     pub limit: u32,
 }
 

@@ -1,9 +1,9 @@
 //! The audit log: appended in batches by [`crate::AuditLog`]'s writer, listed newest
-//! first, never purged.
+//! first, purged of what is older than a cutoff in bounded batches.
 
 use sqlx::Row as _;
 
-use super::{D, Pool, Row};
+use super::{D, Pool, Row, Time};
 use crate::Result;
 use crate::convert::{parse_name, stored_time};
 use crate::dialect::Dialect;
@@ -56,4 +56,32 @@ pub async fn list_audit_events(pool: &Pool, filter: &AuditFilter) -> Result<Vec<
         .push_bind(i64::from(filter.effective_limit()));
     let rows = query.build().fetch_all(pool).await?;
     rows.iter().map(audit_event_from_row).collect()
+}
+
+/// One batch of [`purge_audit_events`]: at most [`crate::AUDIT_PURGE_BATCH`] of the events
+/// before `$1`, found through the `(at)` index. PostgreSQL compares `timestamptz` values;
+/// SQLite the RFC 3339 text, whose byte order is time order (see `tokens::PURGES`).
+const PURGE_AUDIT_BATCH: &str = "DELETE FROM audit_events WHERE id IN \
+     (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)";
+
+pub async fn purge_audit_events(pool: &Pool, before: Time) -> Result<u64> {
+    let mut purged = 0;
+    // Each batch commits on its own: a purge of millions of rows never holds the write
+    // lock (SQLite) or its row locks (PostgreSQL) for longer than one batch. Another
+    // instance purging at the same time deletes some of the rows a batch picked, so a
+    // short batch does not mean the end: the purge goes on until a batch finds nothing.
+    // A row is deleted, and counted, by one of them only.
+    loop {
+        let deleted = sqlx::query(PURGE_AUDIT_BATCH)
+            .bind(stored_time(before))
+            .bind(crate::AUDIT_PURGE_BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(purged);
+        }
+        purged += deleted;
+        tokio::task::yield_now().await;
+    }
 }

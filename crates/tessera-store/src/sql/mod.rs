@@ -134,4 +134,5 @@ store! {
     revocations::jwt_revoked(token: crate::TokenIdentity<'_>, now: Time) -> bool;
     audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
     audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
+    audit::purge_audit_events(before: Time) -> u64;
 }

@@ -22,6 +22,8 @@ on_each_backend!(
     the_writer_writes_everything_then_ends_when_every_handle_is_dropped,
     a_full_queue_makes_record_wait_instead_of_dropping_events,
     a_failed_batch_is_retried_and_one_that_keeps_failing_is_skipped,
+    the_purge_deletes_the_events_before_the_cutoff_and_keeps_those_at_or_after_it,
+    a_purge_of_many_batches_run_twice_at_once_deletes_and_counts_each_event_once,
 );
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -364,12 +366,75 @@ fn every_kind_parses_back_from_its_name_and_an_unknown_name_lists_them() {
         assert_eq!(kind.to_string(), kind.as_str());
         assert!(names.insert(kind.as_str()), "{kind} twice");
     }
-    assert_eq!(names.len(), 17);
+    assert_eq!(names.len(), 18);
     assert_eq!(AuditKind::RefreshReuse.as_str(), "refresh.reuse_detected");
     let err = "Login.Failed".parse::<AuditKind>().unwrap_err().to_string();
     assert!(
         err.starts_with("\"Login.Failed\" is not one of login.succeeded, login.failed, "),
         "{err}"
     );
-    assert!(err.ends_with(", client.secret_rotated"), "{err}");
+    assert!(
+        err.ends_with(", client.secret_rotated, audit.purged"),
+        "{err}"
+    );
+}
+
+async fn the_purge_deletes_the_events_before_the_cutoff_and_keeps_those_at_or_after_it(
+    backend: Backend,
+) {
+    let t = fresh(backend).await;
+    assert_eq!(t.store.purge_audit_events(at(0)).await.unwrap(), 0);
+    let micros = chrono::Duration::microseconds;
+    // Around the cutoff, with fractions of every length SQLite's text may hold.
+    let times = [
+        ("old", at(-3600)),
+        ("second-before", at(-1)),
+        ("half-before", at(0) - micros(500_000)),
+        ("micro-before", at(0) - micros(1)),
+        ("cutoff", at(0)),
+        ("micro-after", at(0) + micros(1)),
+        ("milli-after", at(0) + micros(1000)),
+        ("later", at(60)),
+    ];
+    let events: Vec<NewAuditEvent> = times
+        .iter()
+        .map(|(name, t)| NewAuditEvent::new(AuditKind::TokenIssued, *t).actor(*name))
+        .collect();
+    t.store.record_audit_events(&events).await.unwrap();
+
+    assert_eq!(t.store.purge_audit_events(at(0)).await.unwrap(), 4);
+    assert_eq!(
+        actors(&all(&t.store).await),
+        ["later", "milli-after", "micro-after", "cutoff"],
+        "the events at the cutoff and after it stay"
+    );
+    // Purging again finds nothing; the log still takes and lists events.
+    assert_eq!(t.store.purge_audit_events(at(0)).await.unwrap(), 0);
+    t.store
+        .record_audit_events(&[NewAuditEvent::new(AuditKind::AuditPurged, at(61)).actor("cli")])
+        .await
+        .unwrap();
+    assert_eq!(all(&t.store).await.len(), 5);
+    assert_eq!(all(&t.store).await[0].event.kind, AuditKind::AuditPurged);
+}
+
+async fn a_purge_of_many_batches_run_twice_at_once_deletes_and_counts_each_event_once(
+    backend: Backend,
+) {
+    let t = fresh(backend).await;
+    let old = 2 * tessera_store::AUDIT_PURGE_BATCH + 345;
+    let events: Vec<NewAuditEvent> = (0..old)
+        .map(|i| NewAuditEvent::new(AuditKind::LoginFailed, at(-100_000 + i)).actor("mallory"))
+        .chain((0..3).map(|i| NewAuditEvent::new(AuditKind::LoginSucceeded, at(i)).actor("alice")))
+        .collect();
+    t.store.record_audit_events(&events).await.unwrap();
+
+    // Two instances purging at once (concurrently on PostgreSQL, taking turns on SQLite):
+    // every old event goes, and each is counted by one of them.
+    let (first, second) = tokio::join!(
+        t.store.purge_audit_events(at(0)),
+        t.store.purge_audit_events(at(0))
+    );
+    assert_eq!(first.unwrap() + second.unwrap(), old.unsigned_abs());
+    assert_eq!(actors(&all(&t.store).await), ["alice", "alice", "alice"]);
 }
