@@ -273,6 +273,9 @@ impl Store for CountingStore {
     async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
         self.inner.list_audit_events(filter).await
     }
+    async fn purge_audit_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.inner.purge_audit_events(before).await
+    }
 }
 
 pub struct TestApp {
