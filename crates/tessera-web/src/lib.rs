@@ -20,7 +20,7 @@ pub use body::{BodyError, read_limited};
 pub use cors::{CorsOrigins, cors};
 pub use headers::security_headers;
 pub use http_metrics::{HttpMetrics, metrics_handler};
-pub use server::serve;
+pub use server::{serve, serve_metrics, serve_with_metrics};
 
 /// The largest request head (request line and headers) either server reads, as actix-http
 /// bounds it: a larger one is answered 431 before any handler runs. A head may also hold
