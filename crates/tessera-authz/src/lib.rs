@@ -13,6 +13,7 @@ pub mod keys;
 pub mod limits;
 mod pages;
 mod passwords;
+pub mod retention;
 mod settings;
 mod startup;
 mod state;

@@ -75,6 +75,14 @@ pub struct Settings {
     /// nothing else: how `tessera serve` lets its own resource server follow the feed
     /// without a registered client. Kept in memory only. Default none.
     pub feed_reader_secret: Option<FeedReaderSecret>,
+    /// How long audit events are kept: older ones are deleted at start-up and then every
+    /// [`crate::retention::AUDIT_PURGE_INTERVAL`]. `None` keeps them forever. Default
+    /// [`crate::retention::DEFAULT_AUDIT_RETENTION`] (90 days); at least one hour.
+    pub audit_retention: Option<Duration>,
+    /// Where to serve `/metrics` and a copy of `/healthz` on a listener of their own, so
+    /// that they need not face the clients; the main listener then answers `/metrics`
+    /// with 404. Default none: `/metrics` is served on the main listener.
+    pub metrics_addr: Option<String>,
 }
 
 /// The in-memory secret of [`FEED_READER`]; `Debug` does not show it.
@@ -111,6 +119,8 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             feed_reader_secret: None,
+            audit_retention: Some(crate::retention::DEFAULT_AUDIT_RETENTION),
+            metrics_addr: None,
         }
     }
 }

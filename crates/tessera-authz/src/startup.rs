@@ -16,6 +16,7 @@ use crate::grant::GrantEngine;
 use crate::keys::{KEY_REFRESH_INTERVAL, KeyError, KeyManager};
 use crate::limits::RateLimits;
 use crate::passwords::{PasswordVerifier, Passwords};
+use crate::retention;
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
 use crate::{authorize, feed, introspect, pages, token, wellknown};
@@ -53,6 +54,10 @@ pub struct Application {
     audit: AuditLog,
     feed: Arc<FeedHead>,
     server: Server,
+    /// How long audit events are kept, checked; `None` keeps them forever.
+    audit_retention: Option<chrono::Duration>,
+    /// The metrics listener's address and server, when `/metrics` has its own.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl Application {
@@ -69,6 +74,11 @@ impl Application {
         let addr = listener.local_addr().map_err(bind_error)?;
         let issuer = issuer(&settings, addr)?;
         let cors = check_settings(&settings)?;
+        let audit_retention = settings
+            .audit_retention
+            .map(retention::check)
+            .transpose()
+            .map_err(StartupError::Config)?;
         let (state, http_metrics) = wire(&settings, store.clone(), issuer.clone()).await?;
         let keys = state.grants.keys.clone();
         let audit = state.grants.audit.clone();
@@ -78,6 +88,8 @@ impl Application {
         let state = web::Data::new(state);
         let cors = web::Data::new(cors);
         let http_metrics = web::Data::new(http_metrics);
+        let metrics = metrics_listener(&settings, &state, &http_metrics)?;
+        let metrics_here = metrics.is_none();
         let server = tessera_web::serve(
             move || {
                 App::new()
@@ -87,6 +99,13 @@ impl Application {
                     .wrap(tessera_web::security_headers(hsts))
                     .wrap(middleware::from_fn(HttpMetrics::middleware))
                     .configure(configure)
+                    .configure(|cfg| {
+                        if metrics_here {
+                            cfg.service(
+                                web::resource("/metrics").get(tessera_web::metrics_handler),
+                            );
+                        }
+                    })
             },
             listener,
             settings.request_timeout,
@@ -102,7 +121,14 @@ impl Application {
             audit,
             feed,
             server,
+            audit_retention,
+            metrics,
         })
+    }
+
+    /// The metrics listener's bound address, when `/metrics` is served on one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The bound address (with the real port when the settings asked for port 0).
@@ -144,15 +170,34 @@ impl Application {
         move || feed.close()
     }
 
-    /// Serves until the server is stopped through its [`handle`](Self::handle), purging
-    /// expired codes, sessions and tokens from the store every [`PURGE_INTERVAL`] and
-    /// keeping the signing keys on schedule every [`KEY_REFRESH_INTERVAL`]. Once stopped,
-    /// it waits (at most 10 s) for the audit events already recorded to be written.
+    /// Serves until the server is stopped through its [`handle`](Self::handle) (which
+    /// stops the metrics listener too), purging expired codes, sessions and tokens from
+    /// the store every [`PURGE_INTERVAL`], audit events past the retention every
+    /// [`retention::AUDIT_PURGE_INTERVAL`], and keeping the signing keys on schedule every
+    /// [`KEY_REFRESH_INTERVAL`]. Once stopped, it waits (at most 10 s) for the audit events
+    /// already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let feed_store = self.store.clone();
+        let retention = self.audit_retention.map(|retention| {
+            retention::purge_periodically(
+                self.store.clone(),
+                self.audit.clone(),
+                self.clock.clone(),
+                retention,
+            )
+        });
         let serving = async {
             tokio::select! {
-                served = self.server => served,
+                served = tessera_web::serve_with_metrics(
+                    self.server,
+                    self.metrics.map(|(_, server)| server),
+                ) => served,
+                never = async {
+                    match retention {
+                        Some(purging) => purging.await,
+                        None => std::future::pending().await,
+                    }
+                } => match never {},
                 never = purge_periodically(self.store, self.clock) => match never {},
                 never = rotate_periodically(self.keys) => match never {},
                 never = self.feed.follow(feed_store) => match never {},
@@ -328,8 +373,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             cross_origin("/.well-known/oauth-authorization-server").get(wellknown::get_metadata),
         )
         .service(web::resource("/healthz").get(wellknown::healthz))
-        .service(web::resource("/metrics").get(tessera_web::metrics_handler))
         .service(web::resource("/").get(pages::index));
+}
+
+/// With [`Settings::metrics_addr`], binds it and builds the server of `/metrics` and a
+/// copy of `/healthz` there; the main listener then has no `/metrics`.
+fn metrics_listener(
+    settings: &Settings,
+    state: &web::Data<AppState>,
+    http_metrics: &web::Data<HttpMetrics>,
+) -> Result<Option<(SocketAddr, Server)>, StartupError> {
+    let Some(metrics_addr) = &settings.metrics_addr else {
+        return Ok(None);
+    };
+    let bind_error = |reason| StartupError::Bind {
+        addr: metrics_addr.clone(),
+        reason,
+    };
+    let listener = TcpListener::bind(metrics_addr).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let state = state.clone();
+    let server = tessera_web::serve_metrics(
+        listener,
+        http_metrics.clone(),
+        move |cfg| {
+            cfg.service(
+                web::resource("/healthz")
+                    .app_data(state.clone())
+                    .get(wellknown::healthz),
+            );
+        },
+        settings.request_timeout,
+    )
+    .map_err(bind_error)?;
+    Ok(Some((addr, server)))
 }
 
 /// How often a running server deletes expired rows. Every instance does it; the deletes

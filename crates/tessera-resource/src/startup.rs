@@ -71,6 +71,10 @@ pub struct Settings {
     /// a second, with no lookup per request. Default none: JWTs are valid until they
     /// expire, whatever the issuer revoked.
     pub revocation: Option<RevocationFeed>,
+    /// Where to serve `/metrics` and a copy of `/healthz` on a listener of their own, so
+    /// that they need not face the clients; the main listener then answers `/metrics`
+    /// with 404. Default none: `/metrics` is served on the main listener.
+    pub metrics_addr: Option<String>,
 }
 
 /// How the resource server follows the issuer's revocation feed.
@@ -163,6 +167,7 @@ impl Settings {
             introspection_cache: None,
             open_listing: false,
             revocation: None,
+            metrics_addr: None,
         }
     }
 }
@@ -191,6 +196,8 @@ pub struct Application {
     revocations: Option<Arc<RevocationList>>,
     audit: AuditLog,
     server: Server,
+    /// The metrics listener's address and server, when `/metrics` has its own.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl std::fmt::Debug for Application {
@@ -217,6 +224,8 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let open_listing = settings.open_listing;
+        let metrics = metrics_listener(&settings, &shared)?;
+        let metrics_here = metrics.is_none();
         let server = tessera_web::serve(
             move || {
                 App::new()
@@ -229,6 +238,13 @@ impl Application {
                     .wrap(tessera_web::security_headers(false))
                     .wrap(from_fn(HttpMetrics::middleware))
                     .configure(|config| configure(config, open_listing))
+                    .configure(|config| {
+                        if metrics_here {
+                            config.service(
+                                web::resource("/metrics").get(tessera_web::metrics_handler),
+                            );
+                        }
+                    })
             },
             listener,
             settings.request_timeout,
@@ -241,12 +257,18 @@ impl Application {
             revocations,
             audit,
             server,
+            metrics,
         })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics listener's bound address, when `/metrics` is served on one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The key cache, e.g. for its fetch counters.
@@ -280,11 +302,13 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then waits for the audit events already recorded to be
-    /// written.
+    /// Serves until stopped (which stops the metrics listener too), then waits for the
+    /// audit events already recorded to be written.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let serving =
+            tessera_web::serve_with_metrics(self.server, self.metrics.map(|(_, server)| server));
         self.audit
-            .outlive(self.server, tessera_web::SHUTDOWN_FLUSH_LIMIT)
+            .outlive(serving, tessera_web::SHUTDOWN_FLUSH_LIMIT)
             .await
     }
 
@@ -441,13 +465,46 @@ fn wire(settings: &Settings, checked: Checked, store: Arc<dyn Store>) -> (Shared
     (shared, audit)
 }
 
-/// The routes. The API's resources answer CORS (the `/healthz` and `/metrics` ones do
-/// not); `open_listing` adds the unauthorized benchmark listing.
+/// With [`Settings::metrics_addr`], binds it and builds the server of `/metrics` and a
+/// copy of `/healthz` there; the main listener then has no `/metrics`.
+fn metrics_listener(
+    settings: &Settings,
+    shared: &Shared,
+) -> Result<Option<(SocketAddr, Server)>, StartupError> {
+    let Some(metrics_addr) = &settings.metrics_addr else {
+        return Ok(None);
+    };
+    let bind_error = |reason| StartupError::Bind {
+        addr: metrics_addr.clone(),
+        reason,
+    };
+    let listener = TcpListener::bind(metrics_addr).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let (store, guard) = (shared.store.clone(), shared.guard.clone());
+    let server = tessera_web::serve_metrics(
+        listener,
+        shared.http_metrics.clone(),
+        move |config| {
+            config.service(
+                web::resource("/healthz")
+                    .app_data(store.clone())
+                    .app_data(guard.clone())
+                    .get(routes::healthz),
+            );
+        },
+        settings.request_timeout,
+    )
+    .map_err(bind_error)?;
+    Ok(Some((addr, server)))
+}
+
+/// The routes. The API's resources answer CORS (the `/healthz` one does not, nor
+/// `/metrics`, added beside them when it has no listener of its own); `open_listing` adds
+/// the unauthorized benchmark listing.
 fn configure(config: &mut web::ServiceConfig, open_listing: bool) {
     let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
     config
         .service(web::resource("/healthz").get(routes::healthz))
-        .service(web::resource("/metrics").get(tessera_web::metrics_handler))
         .service(api("/me").get(routes::me))
         .service(
             api("/companies/{company}/users")
