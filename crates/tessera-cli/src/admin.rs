@@ -13,7 +13,7 @@ use tessera_store::{
     User, UserPatch,
 };
 
-use crate::args::{AuditCommand, Common, CompanyCommand, UserCommand};
+use crate::args::{AuditCommand, Common, CompanyCommand, Cutoff, UserCommand};
 
 /// Opens and migrates the database, with an error that names it (without its password).
 pub async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
@@ -223,24 +223,59 @@ fn read_password(username: &Username) -> anyhow::Result<String> {
 }
 
 pub async fn audit(common: &Common, cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::List {
-        kind,
-        actor,
-        since,
-        limit,
-        json,
-    } = cmd;
+    match cmd {
+        AuditCommand::List {
+            kind,
+            actor,
+            since,
+            limit,
+            json,
+        } => {
+            let filter = AuditFilter {
+                kind,
+                actor,
+                since: None,
+                limit,
+            };
+            audit_list(common, filter, since, json).await
+        }
+        AuditCommand::Purge { before } => audit_purge(common, before).await,
+    }
+}
+
+/// `tessera audit purge`: deletes the events before the cutoff, says how many went, and
+/// records that it did (an `audit.purged` event, by `cli`, which is after the cutoff and
+/// so stays).
+async fn audit_purge(common: &Common, before: Cutoff) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let before = before.resolve(now)?;
+    let store = open(common).await?;
+    let purged = store.purge_audit_events(before).await?;
+    let before_text = rfc3339(before);
+    record(
+        store.as_ref(),
+        NewAuditEvent::new(AuditKind::AuditPurged, now)
+            .detail(format!("purged={purged} before={before_text}")),
+    )
+    .await;
+    println!("purged {purged} audit events recorded before {before_text}");
+    Ok(())
+}
+
+/// `tessera audit list`: the events `filter` selects (`since` is how long ago), as a
+/// table or as JSON lines.
+async fn audit_list(
+    common: &Common,
+    filter: AuditFilter,
+    since: Option<std::time::Duration>,
+    json: bool,
+) -> anyhow::Result<()> {
     let since = since
         .map(|ago| anyhow::Ok(Utc::now() - chrono::Duration::from_std(ago)?))
         .transpose()?;
     let store = open(common).await?;
     let events = store
-        .list_audit_events(&AuditFilter {
-            kind,
-            actor,
-            since,
-            limit,
-        })
+        .list_audit_events(&AuditFilter { since, ..filter })
         .await?;
     let output = if json {
         events

@@ -212,6 +212,54 @@ pub struct Common {
     /// Never on a server anyone else can reach.
     #[arg(long, global = true, env = "TESSERA_BENCHMARK_OPEN_LISTING", value_parser = clap::builder::FalseyValueParser::new())]
     pub benchmark_open_listing: bool,
+
+    /// How long the authorization server keeps audit events, e.g. `90d` or `2160h` (at
+    /// least `1h`); `off` keeps them forever. Older events are deleted at start-up and then
+    /// hourly.
+    #[arg(long, global = true, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_name = "DURATION|off", value_parser = parse_audit_retention)]
+    pub audit_retention: AuditRetention,
+
+    /// Serve the authorization server's `/metrics` and a copy of its `/healthz` on this
+    /// address of their own (port 0 picks a free port); its main address then answers
+    /// `/metrics` with 404. By default `/metrics` is on the main address.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_AUTHZ_METRICS_ADDR",
+        value_name = "ADDR"
+    )]
+    pub authz_metrics_addr: Option<String>,
+
+    /// The same for the resource server: its `/metrics` and a copy of its `/healthz` on
+    /// this address, and no `/metrics` on its main address.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_RESOURCE_METRICS_ADDR",
+        value_name = "ADDR"
+    )]
+    pub resource_metrics_addr: Option<String>,
+}
+
+/// How long audit events are kept: `None` is forever.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditRetention(pub Option<Duration>);
+
+/// `off` (or a zero duration): forever; otherwise a duration of at least an hour.
+fn parse_audit_retention(raw: &str) -> Result<AuditRetention, String> {
+    if raw.trim().eq_ignore_ascii_case("off") {
+        return Ok(AuditRetention(None));
+    }
+    let retention = parse_duration(raw)?;
+    if retention.is_zero() {
+        return Ok(AuditRetention(None));
+    }
+    if retention < tessera_authz::retention::MIN_AUDIT_RETENTION {
+        return Err(format!(
+            "{raw:?} is shorter than 1h; write off to keep audit events forever"
+        ));
+    }
+    Ok(AuditRetention(Some(retention)))
 }
 
 /// An introspection cache time of at most 5 min (0 switches the cache off).
@@ -481,6 +529,66 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete the audit events recorded before a time and print how many went (a running
+    /// authorization server also deletes those older than `--audit-retention`).
+    Purge {
+        /// How long ago (`30d`, `12h`) or when (RFC 3339, e.g. `2026-01-01T00:00:00Z`):
+        /// the events before it are deleted, those at it or after stay. It must be in the
+        /// past.
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_cutoff)]
+        before: Cutoff,
+    },
+}
+
+/// The time before which `tessera audit purge` deletes events.
+#[derive(Clone, Copy, Debug)]
+pub enum Cutoff {
+    /// That long before now.
+    Ago(Duration),
+    /// That time.
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+impl Cutoff {
+    /// The time, counted from `now`.
+    pub fn resolve(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Cutoff::At(at) => Ok(at),
+            Cutoff::Ago(ago) => chrono::Duration::from_std(ago)
+                .ok()
+                .and_then(|ago| now.checked_sub_signed(ago))
+                .ok_or_else(|| anyhow::anyhow!("--before is too long ago")),
+        }
+    }
+}
+
+/// A duration ago (more than none) or an RFC 3339 time in the past.
+fn parse_cutoff(raw: &str) -> Result<Cutoff, String> {
+    if let Ok(ago) = parse_duration(raw) {
+        if ago.is_zero() {
+            return Err(format!(
+                "{raw:?} is no time ago: name a duration such as 90d, or a time in the past"
+            ));
+        }
+        return Ok(Cutoff::Ago(ago));
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map_err(|_| {
+            format!(
+                "{raw:?} is neither a duration ago (e.g. 90d, 12h) nor an RFC 3339 time \
+                 (e.g. 2026-01-01T00:00:00Z)"
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    if at > chrono::Utc::now() {
+        return Err(format!(
+            "{raw:?} is in the future: --before takes a time in the past"
+        ));
+    }
+    Ok(Cutoff::At(at))
 }
 
 /// The help of `--kind`, naming every kind: the list lives in one place, `AuditKind`.

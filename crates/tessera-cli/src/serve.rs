@@ -28,6 +28,8 @@ fn authz_settings(
         cors_origins: common.cors_origins.clone(),
         request_timeout: common.request_timeout,
         feed_reader_secret,
+        audit_retention: common.audit_retention.0,
+        metrics_addr: common.authz_metrics_addr.clone(),
         ..tessera_authz::Settings::default()
     })
 }
@@ -40,6 +42,9 @@ async fn build_authz(
     let settings = authz_settings(common, feed_reader_secret)?;
     let sealed = settings.master_key.is_some();
     let app = tessera_authz::Application::build(settings, store).await?;
+    if let Some(metrics) = app.metrics_addr() {
+        println!("authorization server metrics listening on http://{metrics} (/metrics, /healthz)");
+    }
     if !sealed {
         tracing::warn!(
             "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted; \
@@ -80,7 +85,11 @@ async fn build_resource(
     settings.introspection_cache =
         Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
     settings.open_listing = common.benchmark_open_listing;
+    settings.metrics_addr = common.resource_metrics_addr.clone();
     let app = tessera_resource::Application::build(settings, store).await?;
+    if let Some(metrics) = app.metrics_addr() {
+        println!("resource server metrics listening on http://{metrics} (/metrics, /healthz)");
+    }
     if app.revocations().is_none() {
         println!(
             "JWT revocations are NOT enforced: a revoked JWT works here until it expires. \

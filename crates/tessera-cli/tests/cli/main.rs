@@ -8,6 +8,7 @@ mod architecture;
 mod audit;
 mod flows;
 mod keys;
+mod metrics_listener;
 mod revocation;
 mod rotation;
 
