@@ -289,7 +289,13 @@ async fn a_running_server_purges_the_events_older_than_its_retention(backend: Ba
         .await
         .unwrap();
 
-    let server = Server::start_command(&ws, "authz", &["--audit-retention", "1h"]);
+    // The retention from its environment twin (the flag is refused below when too short).
+    let mut command = ws.command();
+    command
+        .args(["authz", "--authz-addr", "127.0.0.1:0"])
+        .args(["--database-url", &ws.db_url()])
+        .env("TESSERA_AUDIT_RETENTION", "1h");
+    let server = Server::spawn(command, "authz");
     // Gone soon after start-up, without waiting for the hourly purge.
     let events = within_secs(20, || {
         let events = listed(&ws);

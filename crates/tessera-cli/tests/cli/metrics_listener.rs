@@ -98,15 +98,20 @@ async fn serve_gives_each_server_its_own_metrics_address_and_each_serves_its_own
     backend: Backend,
 ) {
     let ws = Workspace::new(backend);
-    let server = Server::start(
-        &ws,
-        &[
-            "--authz-metrics-addr",
+    // One address from its flag, the other from its environment twin.
+    let mut command = ws.command();
+    command
+        .args([
+            "serve",
+            "--authz-addr",
             "127.0.0.1:0",
-            "--resource-metrics-addr",
+            "--resource-addr",
             "127.0.0.1:0",
-        ],
-    );
+        ])
+        .args(["--database-url", &ws.db_url()])
+        .args(["--authz-metrics-addr", "127.0.0.1:0"])
+        .env("TESSERA_RESOURCE_METRICS_ADDR", "127.0.0.1:0");
+    let server = Server::spawn(command, "serve");
     let authz_metrics = metrics_url(&server, "authorization");
     let resource_metrics = metrics_url(&server, "resource");
     assert_ne!(authz_metrics, resource_metrics);
