@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use tessera_core::seal::{self, MasterKey};
 use tessera_core::{Clock, JwkSet, SigningAlgorithm, SigningKey};
 use tessera_store::{
-    AuditKind, AuditLog, KeyState, NewAuditEvent, NewKey, Store, StoreError, StoredKey,
+    AuditKind, AuditLog, KeySealing, KeyState, NewAuditEvent, NewKey, Store, StoreError, StoredKey,
 };
 
 /// How often a running server re-reads the keys and carries out due transitions. Key
@@ -229,6 +229,32 @@ pub fn from_stored(stored: &StoredKey, master: Option<&MasterKey>) -> Result<Sig
     Ok(key)
 }
 
+/// Seals under `master`, in place and in one transaction, every stored private key kept
+/// unencrypted (a database that ran without a master key until now), so that none stays
+/// in the clear. A key is sealed only if it parses as the key its id names. Returns the
+/// kids of the keys found unencrypted, or none when another instance sealed them first.
+pub async fn seal_plaintext_keys(
+    store: &dyn Store,
+    master: &MasterKey,
+) -> Result<Vec<String>, KeyError> {
+    let mut sealings = Vec::new();
+    for stored in store.published_keys().await? {
+        if stored.private_key.is_empty() || seal::is_sealed(&stored.private_key) {
+            continue;
+        }
+        let key = from_stored(&stored, None)?;
+        sealings.push(KeySealing {
+            sealed: master.seal(key.kid(), key.pkcs8_der())?,
+            kid: stored.kid,
+            plaintext: stored.private_key,
+        });
+    }
+    let kids = sealings.iter().map(|s| s.kid.clone()).collect();
+    // Zero when another instance sealed them first, which is as good.
+    let sealed = store.seal_private_keys(&sealings).await?;
+    Ok(if sealed == 0 { Vec::new() } else { kids })
+}
+
 /// What [`publish_next`] publishes: a key of `algorithm` that signs `publish_ahead` after
 /// it is stored, and not before `not_before`.
 #[derive(Clone, Copy, Debug)]
@@ -366,18 +392,15 @@ impl KeyManager {
                 }
             }
         }
+        if let Some(master) = &master {
+            let sealed = seal_plaintext_keys(store.as_ref(), master).await?;
+            if !sealed.is_empty() {
+                tracing::info!(kids = ?sealed, "sealed the private signing keys stored unencrypted under the master key");
+            }
+        }
         let keys = store.published_keys().await?;
         let mut parsed = HashMap::new();
         let ring = build_ring(&keys, master.as_deref(), &mut parsed)?;
-        if master.is_some() {
-            for key in keys.iter().filter(|k| {
-                k.state != KeyState::Retired
-                    && !k.private_key.is_empty()
-                    && !seal::is_sealed(&k.private_key)
-            }) {
-                tracing::warn!(kid = %key.kid, "this signing key is stored unencrypted although TESSERA_MASTER_KEY is set; it is replaced at the next rotation (`tessera keys rotate` starts one now)");
-            }
-        }
         let manager = KeyManager {
             store,
             clock,

@@ -32,6 +32,16 @@ pub struct Common {
     )]
     pub database_url: String,
 
+    /// A file holding the database URL (one trailing newline is ignored), instead of
+    /// `--database-url`: keeps a password out of process lists.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATABASE_URL_FILE",
+        value_name = "PATH"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
+
     /// Address the authorization server listens on (port 0 picks a free port).
     #[arg(long, global = true, env = "TESSERA_AUTHZ_ADDR", default_value = tessera_authz::DEFAULT_ADDR)]
     pub authz_addr: String,
@@ -87,6 +97,18 @@ pub struct Common {
     )]
     pub resource_client_secret: Option<String>,
 
+    /// A file holding that client's secret (one trailing newline is ignored), instead of
+    /// `--client-secret`, which shows in process lists. Also
+    /// `TESSERA_INTROSPECTION_CLIENT_SECRET_FILE`.
+    #[arg(
+        long = "client-secret-file",
+        global = true,
+        env = "TESSERA_CLIENT_SECRET_FILE",
+        alias = "introspection-client-secret-file",
+        value_name = "PATH"
+    )]
+    pub resource_client_secret_file: Option<std::path::PathBuf>,
+
     #[arg(
         long,
         global = true,
@@ -103,6 +125,14 @@ pub struct Common {
         hide_env_values = true
     )]
     pub legacy_client_secret: Option<String>,
+
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_INTROSPECTION_CLIENT_SECRET_FILE",
+        hide = true
+    )]
+    pub legacy_client_secret_file: Option<std::path::PathBuf>,
 
     /// The revocation feed the resource server follows [default:
     /// <issuer>/oauth/revocations]. Needs `--client-id` and `--client-secret`.
@@ -156,6 +186,27 @@ pub struct Common {
     /// Time a retired key stays in the JWKS after it stopped signing.
     #[arg(long, global = true, env = "TESSERA_KEY_RETIRE_AFTER", default_value = "25h", value_parser = parse_duration)]
     pub key_retire_after: Duration,
+
+    /// A file holding the master key that seals private signing keys at rest (one
+    /// trailing newline is ignored), instead of `TESSERA_MASTER_KEY`. The master key
+    /// itself is never a flag.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_MASTER_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub master_key_file: Option<std::path::PathBuf>,
+
+    /// Let `authz` and `serve` store private signing keys unencrypted (no master key)
+    /// while listening on an address other than loopback, which they otherwise refuse.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_ALLOW_PLAINTEXT_KEYS",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub allow_plaintext_keys: bool,
 
     /// Rate limits and brute-force protection: `on`, or `off` only to measure raw
     /// throughput (docs/security.md lists the limits).

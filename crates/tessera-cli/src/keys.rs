@@ -12,18 +12,38 @@ use tessera_store::{AuditKind, KeyState, NewAuditEvent, Store};
 use crate::admin::{open, print_list, rfc3339};
 use crate::args::{Common, KeysCommand};
 
-/// The master key from `TESSERA_MASTER_KEY`, if set (an empty value counts as unset). It
-/// is read from the environment only, never from a flag, so it stays out of process lists.
-pub fn master_key() -> anyhow::Result<Option<Arc<MasterKey>>> {
-    match std::env::var("TESSERA_MASTER_KEY") {
-        Ok(value) if !value.trim().is_empty() => Ok(Some(Arc::new(
-            MasterKey::parse(&value).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
-        ))),
-        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+/// The master key from `TESSERA_MASTER_KEY` or from the file `TESSERA_MASTER_KEY_FILE`
+/// (`--master-key-file`) names, if set (an empty variable counts as unset); both set is
+/// an error. It is never a flag, so it stays out of process lists, and errors never
+/// repeat it.
+pub fn master_key(common: &Common) -> anyhow::Result<Option<Arc<MasterKey>>> {
+    let from_env = match std::env::var("TESSERA_MASTER_KEY") {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        Ok(_) | Err(std::env::VarError::NotPresent) => None,
         Err(std::env::VarError::NotUnicode(_)) => {
             bail!("TESSERA_MASTER_KEY must be 32 bytes: 64 hex digits or base64")
         }
-    }
+    };
+    let parsed = match (from_env, &common.master_key_file) {
+        (Some(_), Some(_)) => bail!(
+            "the master key is given twice: use either TESSERA_MASTER_KEY or \
+             TESSERA_MASTER_KEY_FILE (--master-key-file), not both"
+        ),
+        (Some(value), None) => {
+            MasterKey::parse(&value).map_err(|e| anyhow::anyhow!("{}", e.message()))?
+        }
+        (None, Some(path)) => {
+            let value = crate::secrets::read_file(path, "TESSERA_MASTER_KEY_FILE")?;
+            MasterKey::parse(&value).map_err(|_| {
+                anyhow::anyhow!(
+                    "TESSERA_MASTER_KEY_FILE {} must hold 32 bytes: 64 hex digits or base64",
+                    path.display()
+                )
+            })?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Arc::new(parsed)))
 }
 
 pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -46,11 +66,11 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => list(store).await,
         KeysCommand::Rotate { now: false } => {
             check()?;
-            rotate(store, &schedule, now).await
+            rotate(store, &schedule, now, master_key(common)?).await
         }
         KeysCommand::Rotate { now: true } => {
             check()?;
-            rotate_now(store, &schedule).await
+            rotate_now(store, &schedule, master_key(common)?).await
         }
         KeysCommand::Remove { kid } => remove(store, &kid, now).await,
     }
@@ -101,6 +121,7 @@ async fn rotate(
     store: &dyn Store,
     schedule: &KeySchedule,
     now: DateTime<Utc>,
+    master: Option<Arc<MasterKey>>,
 ) -> anyhow::Result<()> {
     let keys = store.published_keys().await?;
     if !keys.iter().any(|k| k.state == KeyState::Active) {
@@ -116,7 +137,6 @@ async fn rotate(
             next.activate_at.map(rfc3339).unwrap_or_else(|| "?".into())
         );
     }
-    let master = master_key()?;
     // The publish-ahead time counts from when the command started.
     let started = Clock::pinned(now.timestamp_millis());
     let next = NextKey {
@@ -156,8 +176,11 @@ async fn rotate(
 
 /// `rotate --now`: a new key signs at once; the active key is retired, a next key
 /// withdrawn.
-async fn rotate_now(store: &dyn Store, schedule: &KeySchedule) -> anyhow::Result<()> {
-    let master = master_key()?;
+async fn rotate_now(
+    store: &dyn Store,
+    schedule: &KeySchedule,
+    master: Option<Arc<MasterKey>>,
+) -> anyhow::Result<()> {
     let before = store.published_keys().await?;
     let generated = keys::generate(schedule.algorithm).await?;
     let now = Utc::now();

@@ -5,18 +5,22 @@ mod args;
 mod clients;
 mod demo;
 mod keys;
+mod secrets;
 mod serve;
 mod showcase;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(err) if !err.use_stderr() => {
             // --help and --version: clap prints them to stdout.
             let _ = err.print();
@@ -36,6 +40,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    if let Err(err) = secrets::resolve(&mut cli.common, &matches) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,12 +12,13 @@ use crate::{admin, demo, keys};
 
 fn authz_settings(
     common: &Common,
+    issuer: Option<String>,
     feed_reader_secret: Option<tessera_authz::FeedReaderSecret>,
 ) -> anyhow::Result<tessera_authz::Settings> {
-    let master_key = keys::master_key()?;
+    let master_key = keys::master_key(common)?;
     Ok(tessera_authz::Settings {
         addr: common.authz_addr.clone(),
-        issuer: common.issuer.clone(),
+        issuer,
         audience: common.audience.clone(),
         access_token_ttl: Duration::from_secs(common.access_token_ttl),
         refresh_token_ttl: Duration::from_secs(common.refresh_token_ttl),
@@ -37,9 +38,10 @@ fn authz_settings(
 async fn build_authz(
     common: &Common,
     store: std::sync::Arc<dyn Store>,
+    issuer: Option<String>,
     feed_reader_secret: Option<tessera_authz::FeedReaderSecret>,
 ) -> anyhow::Result<tessera_authz::Application> {
-    let settings = authz_settings(common, feed_reader_secret)?;
+    let settings = authz_settings(common, issuer, feed_reader_secret)?;
     let sealed = settings.master_key.is_some();
     let app = tessera_authz::Application::build(settings, store).await?;
     if let Some(metrics) = app.metrics_addr() {
@@ -109,6 +111,11 @@ async fn build_resource(
 pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // Refuse a bad resource-server configuration before anything starts.
     opaque_validation(common, None)?;
+    check_plaintext_keys(common, &[&common.authz_addr, &common.resource_addr]).await?;
+    let issuer = common
+        .issuer
+        .clone()
+        .or_else(|| default_serve_issuer(&common.authz_addr));
     let store = admin::open(common).await?;
     if !common.no_demo {
         let seed = tokio::task::spawn_blocking(demo::seed).await??;
@@ -126,6 +133,7 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
     let authz = build_authz(
         common,
         store.clone(),
+        issuer,
         Some(tessera_authz::FeedReaderSecret(feed_secret.clone())),
     )
     .await?;
@@ -161,8 +169,9 @@ pub async fn serve(common: &Common) -> anyhow::Result<()> {
 
 /// `tessera authz`: the authorization server alone; never seeds.
 pub async fn authz(common: &Common) -> anyhow::Result<()> {
+    check_plaintext_keys(common, &[&common.authz_addr]).await?;
     let store = admin::open(common).await?;
-    let app = build_authz(common, store, None).await?;
+    let app = build_authz(common, store, common.issuer.clone(), None).await?;
     run_until_signal(vec![Running::authz(app)]).await
 }
 
@@ -193,6 +202,62 @@ pub async fn resource(
     sync_revocations(&app).await;
     let server = Running::spawn("resource server", app.handle(), app.run_until_stopped());
     run_until_signal(vec![server]).await
+}
+
+/// Refuses to run without a master key, which would keep private signing keys unencrypted
+/// in the database, while listening on any of `addrs` that is not loopback (a server
+/// others can reach), unless `--allow-plaintext-keys` says so.
+async fn check_plaintext_keys(common: &Common, addrs: &[&str]) -> anyhow::Result<()> {
+    if common.allow_plaintext_keys || keys::master_key(common)?.is_some() {
+        return Ok(());
+    }
+    for addr in addrs {
+        if !is_loopback(addr).await {
+            bail!(
+                "refusing to keep private signing keys unencrypted while listening on {addr}, \
+                 which is not loopback: set TESSERA_MASTER_KEY (or TESSERA_MASTER_KEY_FILE) to \
+                 a master key made with `tessera keys master-key`, or pass \
+                 --allow-plaintext-keys (TESSERA_ALLOW_PLAINTEXT_KEYS=true) to accept them \
+                 unencrypted"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether the listening address `addr` (`IP:PORT` or `HOST:PORT`) is loopback only: an
+/// IP in 127.0.0.0/8 or `::1`, or a host name that resolves to such addresses only. An
+/// unspecified address (`0.0.0.0`, `[::]`) is every interface, not loopback; a name that
+/// does not resolve counts as not loopback.
+async fn is_loopback(addr: &str) -> bool {
+    let loopback = |ip: std::net::IpAddr| ip.to_canonical().is_loopback();
+    if let Ok(addr) = addr.parse::<std::net::SocketAddr>() {
+        return loopback(addr.ip());
+    }
+    match tokio::net::lookup_host(addr).await {
+        Ok(resolved) => {
+            let ips: Vec<_> = resolved.map(|a| a.ip()).collect();
+            !ips.is_empty() && ips.into_iter().all(loopback)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The issuer of `tessera serve` listening on every interface (`0.0.0.0:PORT`, `[::]:PORT`)
+/// without `--issuer`, as in a container: `http://localhost:PORT`, what a browser on the
+/// host uses through a published port. `None` otherwise (and for port 0, whose port is
+/// not known yet: the authorization server then asks for an explicit issuer).
+fn default_serve_issuer(authz_addr: &str) -> Option<String> {
+    let addr = authz_addr.parse::<std::net::SocketAddr>().ok()?;
+    if !addr.ip().is_unspecified() || addr.port() == 0 {
+        return None;
+    }
+    let issuer = format!("http://localhost:{}", addr.port());
+    tracing::warn!(
+        "listening on {addr} without --issuer: tokens carry the issuer {issuer}; set \
+         --issuer (TESSERA_ISSUER) to the URL clients use"
+    );
+    Some(issuer)
 }
 
 /// `addr`, or the loopback address of its family when it is unspecified (every interface).

@@ -24,6 +24,7 @@ use uuid::Uuid;
 pub use audit::{AuditLog, AuditWriter};
 pub use batch::{TOKEN_BATCH, TokenBatcher};
 pub use error::StoreError;
+pub use model::KeySealing;
 pub use model::{
     AuditEvent, AuditFilter, AuditKind, Client, Company, KeyState, LoginSession, NewAccessToken,
     NewAuditEvent, NewAuthorizationCode, NewClient, NewCompany, NewKey, NewLoginSession,
@@ -321,6 +322,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// key that may be signing already by some instance's clock, are never removed.
     /// Returns whether a key was deleted.
     async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool>;
+
+    /// Seals stored private keys in place, in one transaction under the key lock: the row
+    /// of each `kid` that still holds its `plaintext` gets `sealed`; a key erased, removed
+    /// or sealed meanwhile is left as it is. Returns how many rows were sealed.
+    async fn seal_private_keys(&self, keys: &[KeySealing]) -> Result<u64>;
 
     /// Appends `events` to the audit log in one transaction: all or none, so a batch that
     /// failed can be retried whole without writing anything twice. Their ids follow the

@@ -286,6 +286,26 @@ impl std::fmt::Debug for NewKey {
     }
 }
 
+/// A stored private key to seal in place: the row of `kid` still holding `plaintext` gets
+/// `sealed` (see [`crate::Store::seal_private_keys`]).
+#[derive(Clone)]
+pub struct KeySealing {
+    /// The key's id.
+    pub kid: String,
+    /// The unsealed private key the row is expected to hold (PKCS#8 DER). A secret.
+    pub plaintext: Vec<u8>,
+    /// The same key sealed under the master key.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeySealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySealing")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Data to insert into an empty database in one transaction (the demo data).
 #[derive(Clone, Debug, Default)]
 pub struct Seed {

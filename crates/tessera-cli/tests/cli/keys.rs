@@ -9,7 +9,7 @@ use serde_json::Value;
 use tessera_store::on_each_backend;
 use tessera_store::testing::Backend;
 
-use crate::{Server, Workspace, get_json, http};
+use crate::{Server, Workspace, demo_token, get_json, http};
 
 on_each_backend!(
     blocking:
@@ -19,6 +19,8 @@ on_each_backend!(
 on_each_backend!(
     a_running_server_follows_rotate_rotate_now_and_remove_within_seconds,
     serve_warns_when_no_master_key_is_set_and_not_when_one_is,
+    off_loopback_keys_are_sealed_unless_plaintext_keys_are_allowed,
+    keys_stored_unencrypted_are_sealed_in_place_when_a_master_key_is_first_given,
 );
 
 /// The rows of `tessera keys list` under its header, as words.
@@ -343,4 +345,173 @@ async fn serve_warns_when_no_master_key_is_set_and_not_when_one_is(backend: Back
             assert!(!stderr.contains(key), "the master key must never be logged");
         }
     }
+}
+
+/// The refusal of `authz` and `serve` listening on `addr` without a master key.
+fn plaintext_refusal(addr: &str) -> String {
+    format!(
+        "error: refusing to keep private signing keys unencrypted while listening on {addr}, \
+         which is not loopback: set TESSERA_MASTER_KEY (or TESSERA_MASTER_KEY_FILE) to a \
+         master key made with `tessera keys master-key`, or pass --allow-plaintext-keys \
+         (TESSERA_ALLOW_PLAINTEXT_KEYS=true) to accept them unencrypted"
+    )
+}
+
+const NO_MASTER_KEY_WARNING: &str =
+    "TESSERA_MASTER_KEY is not set: private signing keys are stored unencrypted";
+
+async fn off_loopback_keys_are_sealed_unless_plaintext_keys_are_allowed(backend: Backend) {
+    let ws = Workspace::new(backend);
+    let issuer = ["--issuer", "https://auth.tessera.test"];
+    // Every interface, IPv4 or IPv6, or an address of some other interface: refused
+    // before anything is stored.
+    for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8080"] {
+        assert_eq!(
+            ws.fails(
+                &[&["authz", "--authz-addr", addr], &issuer[..]].concat(),
+                ""
+            ),
+            plaintext_refusal(addr)
+        );
+    }
+    assert_eq!(
+        ws.fails(&["serve", "--resource-addr", "0.0.0.0:0"], ""),
+        plaintext_refusal("0.0.0.0:0")
+    );
+    assert_eq!(key_rows(&ws).len(), 0, "no key was created");
+
+    // Allowed by the flag or its environment twin, it starts, and warns.
+    let everywhere = [&["--authz-addr", "0.0.0.0:0"], &issuer[..]].concat();
+    for (env, flag) in [
+        (None, Some("--allow-plaintext-keys")),
+        (Some(("TESSERA_ALLOW_PLAINTEXT_KEYS", "true")), None),
+    ] {
+        let args = [&everywhere[..], flag.as_slice()].concat();
+        let server = Server::start_with(&ws, "authz", env.as_slice(), &args);
+        assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
+        assert!(server.logged().contains(NO_MASTER_KEY_WARNING));
+        server.stop();
+    }
+    assert_eq!(key_rows(&ws)[0].last().unwrap(), "plaintext");
+
+    // With a master key it starts without the flag, and without the warning.
+    let master = ws.ok(&["keys", "master-key"], "");
+    let server = Server::start_with(
+        &ws,
+        "authz",
+        &[("TESSERA_MASTER_KEY", master.trim())],
+        &everywhere,
+    );
+    assert!(!server.logged().contains(NO_MASTER_KEY_WARNING));
+    server.stop();
+
+    // Loopback needs neither, by address or by a name that resolves to loopback only:
+    // the README's quick start.
+    let db = tempfile::tempdir().unwrap();
+    let other = format!("sqlite://{}", db.path().join("quick.db").display());
+    for addr in ["127.0.0.1:0", "[::1]:0", "localhost:0"] {
+        let mut command = ws.command();
+        command.args(["authz", "--authz-addr", addr, "--database-url", &other]);
+        let server = Server::spawn(command, "authz");
+        assert!(server.logged().contains(NO_MASTER_KEY_WARNING));
+        server.stop();
+    }
+}
+
+/// Each stored key's id and private key, read from the database itself.
+async fn stored_private_keys(ws: &Workspace) -> Vec<(String, Vec<u8>)> {
+    let store = tessera_store::open(&ws.db_url()).await.unwrap();
+    store
+        .published_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.private_key))
+        .collect()
+}
+
+async fn keys_stored_unencrypted_are_sealed_in_place_when_a_master_key_is_first_given(
+    backend: Backend,
+) {
+    let ws = Workspace::new(backend);
+    let master = ws.ok(&["keys", "master-key"], "");
+    let master = master.trim();
+    // A database that ran without a master key: an active and a next key in the clear.
+    // One issuer across restarts, whose ports change.
+    let issuer = ["--issuer", "https://auth.tessera.test"];
+    let server = Server::start(&ws, &issuer);
+    let before = demo_token(&server.url, "bob", "basic").await;
+    let kid = jsonwebtoken::decode_header(&before).unwrap().kid.unwrap();
+    ws.ok(&["keys", "rotate"], "");
+    server.stop();
+    let plaintext = stored_private_keys(&ws).await;
+    assert_eq!(plaintext.len(), 2);
+    for (kid, key) in &plaintext {
+        assert!(!tessera_core::seal::is_sealed(key), "{kid}");
+        assert_eq!(key.first(), Some(&0x30), "{kid}: PKCS#8 DER in the clear");
+    }
+
+    // The first start with a master key seals both in place.
+    let with_key = [("TESSERA_MASTER_KEY", master), ("TESSERA_LOG", "info")];
+    let loopback = [
+        "--authz-addr",
+        "127.0.0.1:0",
+        "--resource-addr",
+        "127.0.0.1:0",
+        issuer[0],
+        issuer[1],
+    ];
+    let server = Server::start_with(&ws, "serve", &with_key, &loopback);
+    let sealed = stored_private_keys(&ws).await;
+    assert_eq!(
+        sealed.iter().map(|(kid, _)| kid).collect::<Vec<_>>(),
+        plaintext.iter().map(|(kid, _)| kid).collect::<Vec<_>>()
+    );
+    for ((kid, key), (_, clear)) in sealed.iter().zip(&plaintext) {
+        assert!(tessera_core::seal::is_sealed(key), "{kid} is sealed");
+        assert_ne!(key.first(), Some(&0x30), "{kid}");
+        assert!(
+            !key.windows(clear.len()).any(|w| w == clear.as_slice()),
+            "{kid}: no plaintext left inside"
+        );
+        assert!(
+            !String::from_utf8_lossy(key).contains("PRIVATE KEY"),
+            "{kid}"
+        );
+    }
+    assert!(
+        key_rows(&ws)
+            .iter()
+            .all(|row| row.last().unwrap() == "encrypted")
+    );
+    let logged = server.logged();
+    assert!(
+        logged.contains("sealed the private signing keys stored unencrypted"),
+        "{logged}"
+    );
+    assert!(!logged.contains(master), "the master key is never logged");
+
+    // The same key signs on, and the token it signed before still works.
+    let (status, me) = get_json(&format!("{}/me", server.resource_url), Some(&before)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["username"], "bob");
+    let after = demo_token(&server.url, "alice", "basic").await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&after).unwrap().kid.unwrap(),
+        kid
+    );
+    server.stop();
+
+    // It restarts with the key as before; without it, it refuses in one line.
+    let server = Server::start_with(&ws, "serve", &with_key, &loopback);
+    let (status, _) = get_json(&format!("{}/me", server.resource_url), Some(&before)).await;
+    assert_eq!(status, 200);
+    server.stop();
+    assert_eq!(
+        ws.fails(&["authz", "--authz-addr", "127.0.0.1:0"], ""),
+        format!(
+            "error: the private key of {kid} is encrypted: set TESSERA_MASTER_KEY to the \
+             master key it was stored under"
+        )
+    );
 }

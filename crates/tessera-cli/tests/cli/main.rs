@@ -11,6 +11,8 @@ mod keys;
 mod metrics_listener;
 mod revocation;
 mod rotation;
+mod secrets;
+mod serve_any;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
@@ -513,7 +515,8 @@ fn an_unreachable_postgres_server_stops_every_command_with_one_line_naming_it() 
         let out = ws
             .command()
             .args(args)
-            .args(["--database-url", url])
+            // From the environment: on the command line it adds a warning (see secrets.rs).
+            .env("TESSERA_DATABASE_URL", url)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "tessera {args:?}");
@@ -546,6 +549,8 @@ struct Server {
     issuer: String,
     /// What it printed before its "listening" lines.
     stdout: Vec<String>,
+    /// Where its stderr (the log) goes.
+    log: std::fs::File,
 }
 
 impl Server {
@@ -565,6 +570,18 @@ impl Server {
             ])
             .args(["--database-url", &ws.db_url()])
             .args(extra);
+        Self::spawn(command, subcommand)
+    }
+
+    /// `tessera SUBCOMMAND ARGS --database-url <scratch db>` with `env` added to its
+    /// environment: no listening address is added.
+    fn start_with(ws: &Workspace, subcommand: &str, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut command = ws.command();
+        command
+            .arg(subcommand)
+            .args(args)
+            .args(["--database-url", &ws.db_url()])
+            .envs(env.iter().copied());
         Self::spawn(command, subcommand)
     }
 
@@ -590,6 +607,7 @@ impl Server {
             resource_url: String::new(),
             issuer: String::new(),
             stdout: Vec::new(),
+            log: log.try_clone().unwrap(),
         };
         while wants_authz || wants_resource {
             let Some(line) = lines.next() else {
@@ -617,6 +635,15 @@ impl Server {
             }
         }
         server
+    }
+
+    /// What it has logged (its stderr) so far. Read at an offset: the file position is
+    /// shared with the running process, which appends at it.
+    fn logged(&self) -> String {
+        use std::os::unix::fs::FileExt as _;
+        let mut bytes = vec![0; usize::try_from(self.log.metadata().unwrap().len()).unwrap()];
+        self.log.read_exact_at(&mut bytes, 0).unwrap();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     fn stop(mut self) -> std::process::ExitStatus {

@@ -229,6 +229,9 @@ impl Store for CountingStore {
     async fn remove_key(&self, kid: &str, activates_after: DateTime<Utc>) -> Result<bool> {
         self.count().remove_key(kid, activates_after).await
     }
+    async fn seal_private_keys(&self, keys: &[tessera_store::KeySealing]) -> Result<u64> {
+        self.count().seal_private_keys(keys).await
+    }
     // The audit log is written in the background, never to authorize a request: not counted.
     async fn revoke_jwt(&self, jti: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
         self.count().revoke_jwt(jti, until, now).await

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 use super::{D, Pool, Query, Row, Time, find, find_all};
 use crate::convert::{corrupt, from_json, parse_name, stored_time, to_json};
 use crate::dialect::{Dialect, Lock, storable};
-use crate::model::{KeyState, NewKey, StoredKey};
+use crate::model::{KeySealing, KeyState, NewKey, StoredKey};
 use crate::{Result, StoreError};
 
 macro_rules! key_columns {
@@ -224,4 +224,27 @@ pub async fn remove_key(pool: &Pool, kid: &str, activates_after: Time) -> Result
     .await?;
     tx.commit().await?;
     Ok(done.rows_affected() > 0)
+}
+
+pub async fn seal_private_keys(pool: &Pool, keys: &[KeySealing]) -> Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    // Under the key lock, and only where the row still holds the plaintext: a retirement
+    // (which erases it) or another instance sealing it first wins.
+    let mut tx = D::begin(pool, Lock::Keys).await?;
+    let mut sealed = 0;
+    for key in keys {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3",
+        )
+        .bind(&key.sealed)
+        .bind(&key.kid)
+        .bind(&key.plaintext)
+        .execute(&mut *tx)
+        .await?;
+        sealed += done.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(sealed)
 }

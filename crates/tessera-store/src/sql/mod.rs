@@ -125,6 +125,7 @@ store! {
     keys::activate_key_now(key: &crate::NewKey, now: Time, remove_at: Time) -> crate::StoredKey;
     keys::remove_expired_keys(now: Time) -> u64;
     keys::remove_key(kid: &str, activates_after: Time) -> bool;
+    keys::seal_private_keys(keys: &[crate::KeySealing]) -> u64;
     revocations::revoke_jwt(jti: &str, until: Time, now: Time) -> ();
     revocations::revoke_user(id: uuid::Uuid, now: Time) -> Option<crate::User>;
     revocations::delete_client(client_id: &str, now: Time) -> bool;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use tessera_core::{Jwk, SigningAlgorithm, SigningKey};
 use tessera_store::testing::Backend;
-use tessera_store::{KeyState, NewKey, Store, StoredKey, on_each_backend};
+use tessera_store::{KeySealing, KeyState, NewKey, Store, StoredKey, on_each_backend};
 
 use super::{KEY_A, fresh, now};
 
@@ -16,6 +16,7 @@ on_each_backend!(
     retired_keys_are_removed_when_their_time_comes_and_never_the_active_one,
     an_emergency_activation_retires_the_active_key_at_once,
     two_instances_activating_together_leave_one_active_key,
+    private_keys_are_sealed_in_place_only_where_the_row_still_holds_the_plaintext,
 );
 
 /// A key to store. Only the kid has to differ between keys; the store keeps the bytes as
@@ -268,5 +269,57 @@ async fn two_instances_activating_together_leave_one_active_key(backend: Backend
     assert_eq!(
         other.active_key().await.unwrap().unwrap().kid,
         t.store.active_key().await.unwrap().unwrap().kid
+    );
+}
+
+async fn private_keys_are_sealed_in_place_only_where_the_row_still_holds_the_plaintext(
+    backend: Backend,
+) {
+    let t = fresh(backend).await;
+    t.store
+        .insert_active_key_if_none(&key("one"), now())
+        .await
+        .unwrap();
+    t.store
+        .insert_next_key_if_none(&key("two"), at(60), at(1))
+        .await
+        .unwrap();
+    let sealing = |kid: &str, plaintext: &str| KeySealing {
+        kid: kid.to_owned(),
+        plaintext: plaintext.as_bytes().to_vec(),
+        sealed: format!("sealed-{kid}").into_bytes(),
+    };
+    // "two" no longer holds what the caller read (another instance changed it): untouched.
+    let sealed = t
+        .store
+        .seal_private_keys(&[
+            sealing("one", "private-one"),
+            sealing("two", "something-else"),
+            sealing("gone", "private-gone"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sealed, 1);
+    let keys = t.store.published_keys().await.unwrap();
+    assert_eq!(find(&keys, "one").private_key, b"sealed-one");
+    assert_eq!(find(&keys, "two").private_key, b"private-two");
+    assert_eq!(
+        find(&keys, "one").state,
+        KeyState::Active,
+        "nothing else changes"
+    );
+
+    // Sealing again what is sealed already changes nothing; nothing to seal is no-op.
+    assert_eq!(
+        t.store
+            .seal_private_keys(&[sealing("one", "private-one")])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(t.store.seal_private_keys(&[]).await.unwrap(), 0);
+    assert_eq!(
+        find(&t.store.published_keys().await.unwrap(), "one").private_key,
+        b"sealed-one"
     );
 }
