@@ -336,7 +336,10 @@ impl RateLimits {
         let address = address_key(address);
         if let Some(store) = &self.shared {
             let taken = vec![
-                (format!("pw-account:{account}"), Limit::PasswordAccount),
+                (
+                    db_key(format!("pw-account:{account}")),
+                    Limit::PasswordAccount,
+                ),
                 (format!("pw-address:{address}"), Limit::PasswordAddress),
             ];
             let exhausted = self.acquire_shared(store.as_ref(), &taken, now_ms).await?;
@@ -405,7 +408,7 @@ impl RateLimits {
         let on_failure = if self.shared.is_some() {
             vec![
                 (
-                    format!("client:{address}/{}", client.0),
+                    db_key(format!("client:{address}/{}", client.0)),
                     Limit::ClientFailures,
                 ),
                 (
@@ -598,6 +601,17 @@ fn refusal_at(limit: Limit, whole_at: i64, now_ms: i64) -> Limited {
         .unwrap_or(Limited {
             retry_after: Duration::from_secs(1),
         })
+}
+
+/// `key` as the database can store it: PostgreSQL text holds no NUL, which a username or
+/// client id as typed may contain (`%00`). Such a name exists nowhere; sharing a key with
+/// its look-alike costs nothing.
+fn db_key(key: String) -> String {
+    if key.contains('\0') {
+        key.replace('\0', "\u{fffd}")
+    } else {
+        key
+    }
 }
 
 /// Gives back one slot of each of `keys` in the database; a failure is logged (the slot
