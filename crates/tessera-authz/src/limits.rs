@@ -312,7 +312,7 @@ impl RateLimits {
         };
         tokio::spawn(async move {
             if let Err(err) = store.purge_rate_limits(now_ms).await {
-                tracing::warn!(error = %crate::error::ErrorChain(&err), "purging rate limits failed");
+                tracing::warn!(error = ?err, "purging rate limits failed");
             }
         });
     }
@@ -478,7 +478,7 @@ impl RateLimits {
                 // Used up already, by failures racing this one.
                 Ok(RateLimitSlot::Refused { .. }) => {}
                 Err(err) => tracing::warn!(
-                    error = %crate::error::ErrorChain(&err),
+                    error = ?err,
                     "recording a failed client authentication in the database failed"
                 ),
             }
@@ -620,7 +620,7 @@ async fn refund_shared(store: &dyn Store, keys: &[(String, Limit)], now_ms: i64)
     for (key, limit) in keys {
         if let Err(err) = store.refund_rate_limit(key, limit.rule(), now_ms).await {
             tracing::warn!(
-                error = %crate::error::ErrorChain(&err),
+                error = ?err,
                 "giving back a rate-limit slot in the database failed"
             );
         }
