@@ -12,6 +12,7 @@ use tessera_store::{AuditKind, Client, NewAuditEvent};
 
 use crate::error::ApiError;
 use crate::form::Form;
+use crate::limits::{Endpoint, Refused};
 use crate::state::{AppState, Extracting, extract};
 
 /// The opening every endpoint that authenticates clients shares (token, introspection,
@@ -91,9 +92,10 @@ pub async fn authenticate(
     address: IpAddr,
 ) -> Result<Client, ApiError> {
     let now_ms = state.now_ms();
+    let endpoint = Endpoint::of(req.path());
     state
         .limits
-        .request_from(address, now_ms)
+        .request_from(address, endpoint, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
     let presented = presented(req, form)?;
     let basic = presented.used_basic();
@@ -101,16 +103,22 @@ pub async fn authenticate(
         Presented::Basic { id, secret } | Presented::Post { id, secret } => (id, Some(secret)),
         Presented::IdOnly { id } => (id, None),
     };
-    let attempt = state
+    let mut attempt = state
         .limits
         .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
-    let client = match state.grants.store.find_client(id).await {
+    let client = match state
+        .limits
+        .find_client(state.grants.store.as_ref(), &attempt, id, now_ms)
+        .await
+    {
         Ok(client) => client,
-        Err(err) => {
-            // Nothing was checked: not a failed guess.
-            state.limits.refund(&attempt, now_ms);
-            return Err(err.into());
+        Err(refused) => {
+            if matches!(refused, Refused::Store(_)) {
+                // Nothing was checked: not a failed guess.
+                state.limits.refund(&attempt, now_ms).await;
+            }
+            return Err(refused.into());
         }
     };
     let authenticated = match (&client, secret) {
@@ -127,14 +135,15 @@ pub async fn authenticate(
     };
     match client {
         Some(client) if authenticated => {
-            state.limits.refund(&attempt, now_ms);
+            state.limits.refund(&attempt, now_ms).await;
             state
                 .limits
-                .request_by(client.client_id.as_str(), now_ms)
+                .request_by(&client, endpoint, now_ms)
                 .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
             Ok(client)
         }
         _ => {
+            state.limits.failed(&mut attempt, now_ms).await;
             let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
             for limit in attempt.exhausted() {
                 state

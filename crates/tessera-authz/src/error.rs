@@ -102,6 +102,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::limits::Refused> for ApiError {
+    fn from(refused: crate::limits::Refused) -> Self {
+        match refused {
+            crate::limits::Refused::Limit(_, limited) => Self::rate_limited(limited),
+            crate::limits::Refused::Store(err) => err.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.body.fmt(f)

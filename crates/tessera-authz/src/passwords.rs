@@ -7,7 +7,7 @@ use tessera_core::{Clock, password};
 use tessera_store::{AuditKind, AuditLog, NewAuditEvent, Store, StoreError, User};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::limits::RateLimits;
+use crate::limits::{RateLimits, Refused};
 
 /// Verifies passwords on a few threads of its own, one verification per thread at a time.
 ///
@@ -128,18 +128,21 @@ impl Passwords {
         let attempt = match self
             .limits
             .begin_password(username, address, self.clock.now_millis())
+            .await
         {
             Ok(attempt) => attempt,
-            Err((limit, limited)) => {
+            Err(Refused::Limit(limit, limited)) => {
                 tracing::warn!(%address, limit = limit.as_str(), "sign-in refused by a rate limit");
                 return Ok(SignIn::Limited(limited));
             }
+            // The database that keeps the limits is away: nothing is checked.
+            Err(Refused::Store(err)) => return Err(err),
         };
         let credentials = match self.store.find_user_credentials(username).await {
             Ok(credentials) => credentials,
             Err(err) => {
                 // Nothing was checked: not a failed guess.
-                self.limits.refund(&attempt, self.clock.now_millis());
+                self.limits.refund(&attempt, self.clock.now_millis()).await;
                 return Err(err);
             }
         };
@@ -166,7 +169,7 @@ impl Passwords {
         };
         match credentials {
             Some(c) if matched && !c.user.disabled => {
-                self.limits.refund(&attempt, self.clock.now_millis());
+                self.limits.refund(&attempt, self.clock.now_millis()).await;
                 self.audit
                     .record(event(AuditKind::LoginSucceeded).company(c.user.company.to_string()))
                     .await;

@@ -313,7 +313,7 @@ async fn wire(
         &["active"],
     );
     tessera_web::metrics::register_pool_metrics(&registry, &store);
-    let limits = Arc::new(RateLimits::new(settings.rate_limits, &registry));
+    let limits = Arc::new(RateLimits::new(settings.rate_limits, &registry).kept_in(store.clone()));
     let metadata = serde_json::to_vec(&wellknown::metadata(&issuer))
         .map_err(|e| StartupError::Config(format!("cannot serialise the metadata: {e}")))?;
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());

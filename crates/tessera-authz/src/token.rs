@@ -11,6 +11,7 @@ use tessera_store::{AuditKind, Client, NewAuditEvent, User};
 use crate::client_auth::ClientRequest;
 use crate::error::{ApiError, no_store};
 use crate::grant::{GrantError, Issued, TokenRequest};
+use crate::limits::Attempt;
 use crate::state::AppState;
 
 /// RFC 6749 §5.1 successful response.
@@ -29,12 +30,52 @@ pub async fn token(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     let (state, client, address) = (&request.state, &request.client, request.address);
     let parsed = TokenRequest::parse(&request.form, client)?;
     let grant = parsed.grant_type();
-    let issued = state
+    // Anyone can send a public client's id: its refused grants are limited per address,
+    // so that a flood of junk refresh tokens or codes holds back its sender only.
+    let attempt = if client.is_public() {
+        let attempt = state
+            .limits
+            .begin_public_grant(client.client_id.as_str(), address, state.now_ms())
+            .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
+        Some(attempt)
+    } else {
+        None
+    };
+    let outcome = state
         .grants
         .grant(client, parsed, request.now, address)
-        .await?;
+        .await;
+    if let Some(attempt) = attempt {
+        public_grant_decided(state, client, &attempt, &outcome, address).await;
+    }
+    let issued = outcome?;
     self::issued(state, client, grant, issued.user.as_ref(), address).await;
     Ok(render(issued))
+}
+
+/// Settles a public client's grant `attempt`: a refused grant keeps its slot (and says
+/// so in the audit log when it used up the allowance); anything else gives it back.
+async fn public_grant_decided(
+    state: &AppState,
+    client: &Client,
+    attempt: &Attempt,
+    outcome: &Result<Issued, GrantError>,
+    address: IpAddr,
+) {
+    if !matches!(outcome, Err(GrantError::OAuth(_))) {
+        state.limits.refund(attempt, state.now_ms()).await;
+        return;
+    }
+    for limit in attempt.exhausted() {
+        state
+            .audit(
+                state
+                    .limits
+                    .exhausted_event(*limit, address, state.now())
+                    .client_id(client.client_id.as_str()),
+            )
+            .await;
+    }
 }
 
 impl From<GrantError> for ApiError {

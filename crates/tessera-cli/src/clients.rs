@@ -138,8 +138,13 @@ fn check_grants(new: &ClientAdd) -> anyhow::Result<()> {
              authorization_code or password"
         );
     }
-    if new.public && grants.contains(&GrantType::ClientCredentials) {
-        bail!("a public client cannot use the client_credentials grant (RFC 6749 §4.4)");
+    // The rule the token endpoint applies to clients stored before it existed.
+    if new.public
+        && let Some(why) = grants
+            .iter()
+            .find_map(|grant| tessera_authz::refused_to_public_clients(*grant))
+    {
+        bail!("{why}");
     }
     Ok(())
 }

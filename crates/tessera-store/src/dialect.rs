@@ -49,6 +49,10 @@ pub(crate) trait Dialect {
     /// A list of words as bound (space-separated text, or a text array).
     type Words;
 
+    /// Whether brute-force limits are kept in the database, shared by the processes on
+    /// it ([`crate::Store::shares_rate_limits`]).
+    const SHARES_RATE_LIMITS: bool;
+
     /// `id` as the schema stores it.
     fn id(id: Uuid) -> Self::Id;
     /// The id in column `col`.

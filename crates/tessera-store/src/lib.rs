@@ -57,6 +57,32 @@ pub const AUDIT_PURGE_BATCH: i64 = 1000;
 /// What a store operation returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A rate limit kept in the database: one more event every `period_ms`, up to
+/// `tolerance_ms` (burst × period) ahead of now (the generic cell rate algorithm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitRule {
+    /// Milliseconds after which one more event is allowed. At least 1.
+    pub period_ms: i64,
+    /// How far ahead of now a key's `whole_at` may be: burst × period.
+    pub tolerance_ms: i64,
+}
+
+/// What [`Store::acquire_rate_limit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitSlot {
+    /// A slot was taken; the key's allowance is now whole at `whole_at` (Unix ms).
+    Taken {
+        /// When the key's allowance is whole again, this slot included.
+        whole_at: i64,
+    },
+    /// The key is over its quota; nothing was taken. Its allowance is whole at
+    /// `whole_at`, from which the caller computes `Retry-After`.
+    Refused {
+        /// When the key's allowance is whole again.
+        whole_at: i64,
+    },
+}
+
 /// Tessera's persistence, one implementation per database dialect.
 ///
 /// Every method that records a time takes `now` from the caller, so that tests can pin the
@@ -345,6 +371,53 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// event is deleted, and counted, once. Recording that a purge happened is the
     /// caller's ([`AuditKind::AuditPurged`]).
     async fn purge_audit_events(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Whether brute-force limits belong in this store's database rather than in each
+    /// process's memory: true for PostgreSQL, which any number of servers share; false
+    /// for SQLite (one machine) and for stores that keep no limits.
+    fn shares_rate_limits(&self) -> bool {
+        false
+    }
+
+    /// Takes one slot of `key` under `rule` at `now_ms`, atomically across every process
+    /// on the database: of concurrent calls on a key, exactly as many succeed as its
+    /// allowance holds. Refuses (taking nothing) when the key is over its quota.
+    async fn acquire_rate_limit(
+        &self,
+        key: &str,
+        rule: LimitRule,
+        now_ms: i64,
+    ) -> Result<RateLimitSlot> {
+        let _ = (key, rule, now_ms);
+        Err(StoreError::Config(
+            "this store keeps no shared rate limits".into(),
+        ))
+    }
+
+    /// Gives back one slot of `key` (the attempt was not a failure); never credits more
+    /// than the key had taken. A key with no row is left alone.
+    async fn refund_rate_limit(&self, key: &str, rule: LimitRule, now_ms: i64) -> Result<()> {
+        let _ = (key, rule, now_ms);
+        Ok(())
+    }
+
+    /// The client `client_id` (as [`Store::find_client`]) and the stored `whole_at` of
+    /// each of `keys` (`None` when it has none), in one round trip: what a client
+    /// authentication reads when its failures are limited in the database.
+    async fn find_client_with_rate_limits(
+        &self,
+        client_id: &str,
+        keys: [&str; 2],
+    ) -> Result<(Option<Client>, [Option<i64>; 2])> {
+        let _ = keys;
+        Ok((self.find_client(client_id).await?, [None, None]))
+    }
+
+    /// Deletes the limits whose allowance is whole at or before `now_ms` (they hold
+    /// nothing); returns how many.
+    async fn purge_rate_limits(&self, now_ms: i64) -> Result<u64> {
+        let _ = now_ms;
+        Ok(0)
+    }
 }
 
 /// Connects to the database named by `url` and applies pending migrations.

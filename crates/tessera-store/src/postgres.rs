@@ -89,6 +89,8 @@ impl Dialect for Postgres {
     type Db = sqlx::Postgres;
     type Id = Uuid;
     type Words = Vec<String>;
+    // Any number of servers share one PostgreSQL database.
+    const SHARES_RATE_LIMITS: bool = true;
 
     fn id(id: Uuid) -> Uuid {
         id

@@ -2,8 +2,9 @@
 //!
 //! A [`Quota`] allows a burst of `burst` events, then one more every `period`. Each key
 //! keeps one number, the time at which its allowance is whole again, so memory per key is
-//! constant and nothing runs in the background. Limits are per process: several servers
-//! behind a load balancer each apply them.
+//! constant and nothing runs in the background. A [`RateLimiter`]'s limits are per
+//! process: several servers behind a load balancer each apply them. [`Quota::admits`]
+//! applies the same algorithm to a state kept elsewhere (a database shared by the servers).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,7 +16,8 @@ use std::time::Duration;
 pub struct Quota {
     /// Events allowed back to back after a quiet spell. At least 1.
     pub burst: u32,
-    /// Time after which one more event is allowed. At least 1 ms.
+    /// Time after which one more event is allowed. At least 1 µs in memory, 1 ms for a
+    /// state kept in a database ([`Quota::admits`]).
     pub period: Duration,
 }
 
@@ -25,16 +27,50 @@ impl Quota {
         Quota { burst, period }
     }
 
-    fn period_ms(&self) -> i64 {
+    /// The period in whole milliseconds, at least 1: the unit of limits kept in a
+    /// database, whose periods are seconds long.
+    pub fn period_ms(&self) -> i64 {
         i64::try_from(self.period.as_millis())
             .unwrap_or(i64::MAX)
             .max(1)
     }
 
-    fn tolerance_ms(&self) -> i64 {
+    /// How far ahead of now a key's allowance may run, in milliseconds: burst × period.
+    pub fn tolerance_ms(&self) -> i64 {
         self.period_ms()
             .saturating_mul(i64::from(self.burst.max(1)))
     }
+
+    /// Whether a key whose allowance is whole at `whole_at_ms` may have one more event at
+    /// `now_ms`, and if not, how long it must wait: the check of the algorithm, for a
+    /// state kept elsewhere (a database) in milliseconds.
+    pub fn admits(&self, whole_at_ms: i64, now_ms: i64) -> Result<(), Limited> {
+        let next = whole_at_ms.max(now_ms).saturating_add(self.period_ms());
+        excess_wait(next.saturating_sub(now_ms) - self.tolerance_ms(), 1_000)
+    }
+
+    fn period_us(&self) -> i64 {
+        i64::try_from(self.period.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    fn tolerance_us(&self) -> i64 {
+        self.period_us()
+            .saturating_mul(i64::from(self.burst.max(1)))
+    }
+}
+
+/// `Ok` when `excess` (in units of `1/per_sec` seconds) is not positive, else the wait.
+fn excess_wait(excess: i64, per_sec: u64) -> Result<(), Limited> {
+    if excess <= 0 {
+        return Ok(());
+    }
+    let excess = u64::try_from(excess).unwrap_or(u64::MAX);
+    Err(Limited {
+        retry_after: Duration::from_secs(excess / per_sec)
+            + Duration::from_nanos((excess % per_sec) * (1_000_000_000 / per_sec)),
+    })
 }
 
 /// A refusal: when the next event would be allowed.
@@ -66,7 +102,8 @@ const DEFAULT_CAPACITY: usize = 100_000;
 pub struct RateLimiter<K> {
     quota: Quota,
     capacity: usize,
-    /// For each key, the time (Unix ms) at which its allowance is whole again.
+    /// For each key, the time (Unix µs) at which its allowance is whole again: periods
+    /// shorter than a millisecond allow more than 1,000 events a second.
     whole_at: Mutex<HashMap<K, i64>>,
 }
 
@@ -96,34 +133,37 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// Counts one event for `key` at `now_ms` unless it is over its quota, in which case
     /// nothing is counted and the refusal says when to retry.
     pub fn check(&self, key: &K, now_ms: i64) -> Result<(), Limited> {
+        let now = micros(now_ms);
         let mut map = self.lock();
-        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
-        let next = current.saturating_add(self.quota.period_ms());
-        self.allowed(next, now_ms)?;
-        self.insert(&mut map, key, next, now_ms);
+        let current = map.get(key).copied().unwrap_or(now).max(now);
+        let next = current.saturating_add(self.quota.period_us());
+        self.allowed(next, now)?;
+        self.insert(&mut map, key, next, now);
         Ok(())
     }
 
     /// Like [`check`](Self::check), and also says whether this event used up the key's
     /// allowance (the next one would be refused; this one was the last allowed).
     pub fn acquire(&self, key: &K, now_ms: i64) -> Result<bool, Limited> {
+        let now = micros(now_ms);
         let mut map = self.lock();
-        let current = map.get(key).copied().unwrap_or(now_ms).max(now_ms);
-        let next = current.saturating_add(self.quota.period_ms());
-        self.allowed(next, now_ms)?;
+        let current = map.get(key).copied().unwrap_or(now).max(now);
+        let next = current.saturating_add(self.quota.period_us());
+        self.allowed(next, now)?;
         let exhausted = self
-            .allowed(next.saturating_add(self.quota.period_ms()), now_ms)
+            .allowed(next.saturating_add(self.quota.period_us()), now)
             .is_err();
-        self.insert(&mut map, key, next, now_ms);
+        self.insert(&mut map, key, next, now);
         Ok(exhausted)
     }
 
     /// Gives back one event [`acquire`](Self::acquire)d for `key` (the attempt turned out
     /// not to be a failure). Never credits more than the key had taken.
     pub fn refund(&self, key: &K, now_ms: i64) {
+        let now = micros(now_ms);
         let mut map = self.lock();
         if let Some(at) = map.get_mut(key) {
-            *at = at.saturating_sub(self.quota.period_ms()).max(now_ms);
+            *at = at.saturating_sub(self.quota.period_us()).max(now);
         }
     }
 
@@ -137,19 +177,16 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.len() == 0
     }
 
-    fn allowed(&self, next: i64, now_ms: i64) -> Result<(), Limited> {
-        let excess = next.saturating_sub(now_ms) - self.quota.tolerance_ms();
-        if excess <= 0 {
-            return Ok(());
-        }
-        Err(Limited {
-            retry_after: Duration::from_millis(u64::try_from(excess).unwrap_or(u64::MAX)),
-        })
+    fn allowed(&self, next: i64, now: i64) -> Result<(), Limited> {
+        excess_wait(
+            next.saturating_sub(now) - self.quota.tolerance_us(),
+            1_000_000,
+        )
     }
 
-    fn insert(&self, map: &mut HashMap<K, i64>, key: &K, whole_at: i64, now_ms: i64) {
+    fn insert(&self, map: &mut HashMap<K, i64>, key: &K, whole_at: i64, now: i64) {
         if map.len() >= self.capacity && !map.contains_key(key) {
-            map.retain(|_, at| *at > now_ms);
+            map.retain(|_, at| *at > now);
             if map.len() >= self.capacity / 2 {
                 // Still full of active keys: forget the half closest to whole.
                 let mut times: Vec<i64> = map.values().copied().collect();
@@ -168,6 +205,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             Err(poisoned) => poisoned.into_inner(),
         }
     }
+}
+
+/// Unix milliseconds as microseconds.
+fn micros(ms: i64) -> i64 {
+    ms.saturating_mul(1_000)
 }
 
 #[cfg(test)]

@@ -42,6 +42,23 @@ pub const SUPPORTED_GRANTS: [GrantType; 4] = [
     GrantType::ClientCredentials,
 ];
 
+/// Why a public client may never use `grant`, or `None` when it may. A public client
+/// keeps no secret, so it cannot act on its own behalf (RFC 6749 §4.4), and it must not
+/// collect users' passwords (RFC 9700 §2.4): registration refuses such a client, and the
+/// token endpoint refuses one stored by an older version (`unauthorized_client`, before
+/// anything is checked).
+pub fn refused_to_public_clients(grant: GrantType) -> Option<&'static str> {
+    match grant {
+        GrantType::ClientCredentials => {
+            Some("a public client cannot use the client_credentials grant (RFC 6749 §4.4)")
+        }
+        GrantType::Password => {
+            Some("a public client cannot use the password grant (RFC 9700 §2.4)")
+        }
+        GrantType::AuthorizationCode | GrantType::RefreshToken => None,
+    }
+}
+
 /// Where `grant` stands in [`SUPPORTED_GRANTS`]. The match is exhaustive: a grant type
 /// added to core does not compile here until the engine implements and lists it.
 const fn listed_at(grant: GrantType) -> usize {

@@ -81,7 +81,8 @@ impl TokenRequest {
 
     /// Parses the request of the authenticated `client`, in this order: `grant_type`
     /// (`unsupported_grant_type` when unknown), whether the client may use that grant
-    /// (`unauthorized_client`), then the grant's own parameters.
+    /// (`unauthorized_client`: not registered for it, or a public client and a grant no
+    /// public client may use), then the grant's own parameters.
     pub fn parse(params: &impl Parameters, client: &Client) -> Result<Self, GrantError> {
         let grant = parse_grant_type(params.require("grant_type")?)?;
         if !client.allows_grant(grant) {
@@ -89,6 +90,11 @@ impl TokenRequest {
                 ErrorCode::UnauthorizedClient,
                 format!("this client may not use the {grant} grant"),
             ));
+        }
+        if client.is_public()
+            && let Some(why) = super::refused_to_public_clients(grant)
+        {
+            return Err(GrantError::new(ErrorCode::UnauthorizedClient, why));
         }
         let owned = |value: &str| value.to_owned();
         Ok(match grant {

@@ -9,7 +9,7 @@ use tessera_store::{AuditFilter, AuditKind, NewAuditEvent};
 use tessera_web::net::TrustedProxies;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::browser::{Browser, Pkce, borrowed, query, request};
+use crate::browser::{Browser, Pkce, borrowed, obtain_code, query, request};
 use crate::helpers::*;
 
 on_each_backend!(
@@ -25,6 +25,9 @@ on_each_backend!(
     metrics_show_requests_tokens_introspections_limits_and_the_pool,
     security_events_are_audited_without_secrets,
     slow_clients_time_out_and_oversized_heads_are_refused,
+    junk_refresh_tokens_for_a_public_client_hold_back_their_sender_and_no_one_else,
+    introspection_is_answered_after_the_token_endpoint_refuses_the_same_client,
+    a_stored_public_client_with_the_password_grant_is_refused_before_any_password_is_checked,
 );
 
 /// A server on a pinned clock, so tests can wait out a `Retry-After` instantly.
@@ -751,4 +754,239 @@ async fn slow_clients_time_out_and_oversized_heads_are_refused(backend: Backend)
     );
     // The server still answers.
     assert_token(app.machine(APP_SECRET).await).await;
+}
+
+/// A server behind a trusted proxy on loopback: `X-Forwarded-For` names the client.
+async fn behind_a_proxy(backend: Backend) -> (TestApp, Clock) {
+    pinned_app(backend, |s| {
+        s.trusted_proxies = TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    })
+    .await
+}
+
+impl TestApp {
+    /// POSTs `form` to `path` as `client` from `address` (through the trusted proxy).
+    async fn post_from(
+        &self,
+        path: &str,
+        address: &str,
+        auth: Auth<'_>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = form.to_vec();
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .header("X-Forwarded-For", address);
+        match auth {
+            Auth::Basic(id, secret) => request = request.basic_auth(id, Some(secret)),
+            Auth::IdOnly(id) => form.push(("client_id", id)),
+            Auth::Post(id, secret) => form.extend([("client_id", id), ("client_secret", secret)]),
+            Auth::None => {}
+        }
+        request.form(&form).send().await.unwrap()
+    }
+}
+
+async fn junk_refresh_tokens_for_a_public_client_hold_back_their_sender_and_no_one_else(
+    backend: Backend,
+) {
+    let (app, _clock) = behind_a_proxy(backend).await;
+    let pkce = Pkce::new();
+    let code = obtain_code(&app, "web", REDIRECT_URI, "basic", "bob", &pkce).await;
+
+    // Anyone can send the single-page app's id. An attacker sends junk refresh tokens
+    // from one address, more than the token endpoint's per-client allowance (2,000).
+    let attacker = "198.51.100.66";
+    let mut statuses = Vec::new();
+    let mut retry_after = 0;
+    for i in 0..2_100 {
+        let junk = format!("junk-{i}");
+        let response = app
+            .post_from(
+                "/oauth/token",
+                attacker,
+                Auth::IdOnly("web"),
+                &[("grant_type", "refresh_token"), ("refresh_token", &junk)],
+            )
+            .await;
+        let status = response.status().as_u16();
+        if status == 429 && retry_after == 0 {
+            retry_after = assert_limited(response).await;
+        } else if status == 400 {
+            assert_oauth_error(response, 400, "invalid_grant").await;
+        }
+        statuses.push(status);
+    }
+    // Thirty refused grants, then the sender is held back.
+    assert_eq!(statuses[..30], [400; 30], "{:?}", &statuses[..40]);
+    assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(retry_after, 2);
+
+    // The app's users, elsewhere, redeem their codes and refresh as if nothing happened.
+    let user = "203.0.113.5";
+    let response = app
+        .post_from(
+            "/oauth/token",
+            user,
+            Auth::IdOnly("web"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    let body = assert_token(response).await;
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let response = app
+        .post_from(
+            "/oauth/token",
+            user,
+            Auth::IdOnly("web"),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    let body = assert_token(response).await;
+    assert!(body["refresh_token"].as_str().is_some());
+    // The held-back address gets nothing, even with a real refresh token.
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert_limited(
+        app.post_from(
+            "/oauth/token",
+            attacker,
+            Auth::IdOnly("web"),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await,
+    )
+    .await;
+    let limited = app.audit_events(AuditKind::RateLimited).await;
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(
+        limited[0].event.detail.as_deref(),
+        Some("public_grant_failures: 30 failures; one more allowed every 2 s")
+    );
+    assert_eq!(limited[0].event.address.as_deref(), Some(attacker));
+}
+
+async fn introspection_is_answered_after_the_token_endpoint_refuses_the_same_client(
+    backend: Backend,
+) {
+    let (app, _clock) = behind_a_proxy(backend).await;
+    let token = assert_token(
+        app.password_grant_as(Auth::Basic("opaque-app", APP_SECRET), "bob", PASSWORD, None)
+            .await,
+    )
+    .await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let rs = Auth::Basic("resource-server", APP_SECRET);
+
+    // The resource server's client uses up the token endpoint's per-client allowance
+    // (2,000 at once), from four addresses so that no address's own allowance runs out.
+    for i in 0..2_000 {
+        let address = format!("10.0.0.{}", i % 4 + 1);
+        let response = app
+            .post_from(
+                "/oauth/token",
+                &address,
+                rs,
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 400, "request {i}");
+    }
+    assert_limited(
+        app.post_from(
+            "/oauth/token",
+            "10.0.0.5",
+            rs,
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+
+    // Its introspection calls are answered: more of them, from one address, than the
+    // token endpoint allows a client or an address.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, token) = (
+            app.http.clone(),
+            format!("{}/oauth/introspect", app.address),
+            token.clone(),
+        );
+        set.spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..300 {
+                let response = http
+                    .post(&url)
+                    .header("X-Forwarded-For", "10.0.0.5")
+                    .basic_auth("resource-server", Some(APP_SECRET))
+                    .form(&[("token", token.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap();
+                statuses.push((status, body["active"].as_bool()));
+            }
+            statuses
+        });
+    }
+    let answers: Vec<_> = set.join_all().await.into_iter().flatten().collect();
+    assert_eq!(answers.len(), 2_400);
+    assert!(
+        answers.iter().all(|a| *a == (200, Some(true))),
+        "{:?}",
+        answers.iter().find(|a| **a != (200, Some(true)))
+    );
+    // The token endpoint still refuses the client: the allowances are separate.
+    assert_limited(
+        app.post_from(
+            "/oauth/token",
+            "10.0.0.6",
+            rs,
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+}
+
+async fn a_stored_public_client_with_the_password_grant_is_refused_before_any_password_is_checked(
+    backend: Backend,
+) {
+    // `spa` is public and was stored with the password grant, as an older version
+    // allowed.
+    let (app, _clock) = pinned_app(backend, |_| {}).await;
+    let spa = app.store.find_client("spa").await.unwrap().unwrap();
+    assert!(spa.is_public() && spa.allows_grant(tessera_core::GrantType::Password));
+    let body = assert_oauth_error(
+        app.password_grant_as(Auth::IdOnly("spa"), "bob", PASSWORD, None)
+            .await,
+        400,
+        "unauthorized_client",
+    )
+    .await;
+    assert_eq!(
+        body["error_description"],
+        "a public client cannot use the password grant (RFC 9700 §2.4)"
+    );
+    // Nothing is checked: fifteen wrong passwords for alice through it are all the same
+    // refusal, none counts against her account, and no sign-in is recorded.
+    for _ in 0..15 {
+        assert_oauth_error(
+            app.password_grant_as(Auth::IdOnly("spa"), "alice", "guess-123", None)
+                .await,
+            400,
+            "unauthorized_client",
+        )
+        .await;
+    }
+    assert!(app.audit_events(AuditKind::LoginFailed).await.is_empty());
+    assert!(app.audit_events(AuditKind::LoginSucceeded).await.is_empty());
+    // Through a confidential client alice signs in as ever.
+    assert_token(app.password_grant("alice", PASSWORD, None).await).await;
 }

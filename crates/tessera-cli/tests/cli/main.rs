@@ -9,6 +9,7 @@ mod audit;
 mod flows;
 mod keys;
 mod metrics_listener;
+mod limits;
 mod revocation;
 mod rotation;
 mod secrets;
@@ -337,11 +338,43 @@ fn client_add_prints_the_id_and_a_fresh_secret_once(backend: Backend) {
 
     let public = ws.ok(
         &[
-            "client", "add", "spa", "--public", "--grant", "password", "--scope", "basic",
+            "client",
+            "add",
+            "spa",
+            "--public",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--scope",
+            "basic",
+            "--redirect-uri",
+            "https://spa.example.com/cb",
         ],
         "",
     );
     assert_eq!(public.trim_end(), "client_id: spa");
+    // RFC 9700 §2.4: a public client must not collect users' passwords.
+    for grants in [&["password"][..], &["password", "refresh_token"]] {
+        let grants: Vec<&str> = grants.iter().flat_map(|g| ["--grant", g]).collect();
+        let args = [
+            &[
+                "client",
+                "add",
+                "spa-password",
+                "--public",
+                "--scope",
+                "basic",
+            ][..],
+            &grants,
+        ]
+        .concat();
+        assert_eq!(
+            ws.fails(&args, ""),
+            "error: a public client cannot use the password grant (RFC 9700 §2.4)"
+        );
+    }
+    assert!(!ws.ok(&["client", "list"], "").contains("spa-password"));
 
     assert_eq!(
         ws.fails(

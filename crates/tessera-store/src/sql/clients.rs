@@ -29,7 +29,7 @@ const INSERT: &str = concat!(
 const BY_ID: &str = concat!(select_client!(), " WHERE client_id = $1");
 const ALL: &str = concat!(select_client!(), " ORDER BY client_id", by_bytes!());
 
-fn client_from_row(row: &Row) -> Result<Client> {
+pub(super) fn client_from_row(row: &Row) -> Result<Client> {
     Ok(Client {
         registration: NewClient {
             client_id: parse_name(row.try_get("client_id")?, "client_id")?,

@@ -1,7 +1,8 @@
 //! The store's operations, written once for both dialects, one file per area: `users`
 //! (with companies), `clients`, `tokens` (authorization codes, refresh tokens and their
 //! families, opaque access tokens, login sessions, the purge), `revocations` (the feed,
-//! and revoking everything of a user or a client), `keys` and `audit`.
+//! and revoking everything of a user or a client), `keys`, `audit` and `rate_limits`
+//! (brute-force limits shared by every process on the database).
 //!
 //! This directory is compiled once per dialect: `sqlite.rs` and `postgres.rs` each mount
 //! it as their child module `sql`, with their `D` (a [`crate::dialect::Dialect`]),
@@ -10,8 +11,10 @@
 //! dialect, prepared once per connection.
 
 mod audit;
+#[macro_use]
 mod clients;
 mod keys;
+mod rate_limits;
 mod revocations;
 pub(crate) mod tokens;
 mod users;
@@ -69,6 +72,10 @@ macro_rules! store {
                     .await
                     .map_err(StoreError::Unavailable)?;
                 Ok(())
+            }
+
+            fn shares_rate_limits(&self) -> bool {
+                D::SHARES_RATE_LIMITS
             }
 
             fn pool_status(&self) -> PoolStatus {
@@ -136,4 +143,8 @@ store! {
     audit::record_audit_events(events: &[crate::NewAuditEvent]) -> ();
     audit::list_audit_events(filter: &crate::AuditFilter) -> Vec<crate::AuditEvent>;
     audit::purge_audit_events(before: Time) -> u64;
+    rate_limits::acquire_rate_limit(key: &str, rule: crate::LimitRule, now_ms: i64) -> crate::RateLimitSlot;
+    rate_limits::refund_rate_limit(key: &str, rule: crate::LimitRule, now_ms: i64) -> ();
+    rate_limits::find_client_with_rate_limits(client_id: &str, keys: [&str; 2]) -> (Option<crate::Client>, [Option<i64>; 2]);
+    rate_limits::purge_rate_limits(now_ms: i64) -> u64;
 }

@@ -16,6 +16,7 @@ use tessera_store::{
 
 mod audit;
 mod keys;
+mod rate_limits;
 mod revocations;
 
 const KEY_A: &str = include_str!("../../../../testdata/keys/rsa-2048-a.pem");

@@ -89,3 +89,32 @@ fn acquired_slots_bound_concurrent_attempts_and_successes_are_refunded() {
     limiter.acquire(&"k", t).unwrap_err();
     assert_eq!(limiter.acquire(&"other", t), Ok(false));
 }
+
+#[test]
+fn a_period_under_a_millisecond_allows_more_than_a_thousand_a_second() {
+    // 10,000 a second, with a burst of ten (a clock in milliseconds sees ten events in
+    // the same instant): one second admits 10,000 events, not 1,000.
+    let limiter = RateLimiter::new(Quota::new(10, Duration::from_micros(100)));
+    let t = 1_000_000;
+    let admitted = (0..1_000)
+        .flat_map(|ms| (0..20).map(move |_| t + ms))
+        .filter(|&at| limiter.check(&"a", at).is_ok())
+        .count();
+    assert_eq!(admitted, 10_000);
+}
+
+#[test]
+fn a_state_kept_elsewhere_is_judged_as_the_limiter_would() {
+    let quota = Quota::new(3, 10 * SECOND);
+    let t = 1_000_000;
+    // Never seen, or whole already: admitted.
+    assert_eq!(quota.admits(0, t), Ok(()));
+    // Two slots taken: one left.
+    assert_eq!(quota.admits(t + 20_000, t), Ok(()));
+    // All three taken: the next one waits a period.
+    assert_eq!(
+        quota.admits(t + 30_000, t).unwrap_err().retry_after,
+        10 * SECOND
+    );
+    assert_eq!(quota.admits(t + 30_000, t + 10_000), Ok(()));
+}
