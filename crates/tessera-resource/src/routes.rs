@@ -6,12 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_core::{Role, Username, password};
 use tessera_guard::{Basic, Guard, Scoped, StalePolicy};
-use tessera_store::{AuditKind, AuditLog, NewAuditEvent, NewUser, Store, User, UserPatch};
+use tessera_store::{
+    AuditKind, AuditLog, NewAuditEvent, NewUser, Store, StoreError, User, UserPatch,
+};
 use uuid::Uuid;
 
 use crate::company::CompanyAdmin;
 use crate::error::ApiError;
+use crate::hashing::Hasher;
 use crate::json::read_json;
+use crate::limits::Limits;
 
 pub type StoreData = web::Data<dyn Store>;
 
@@ -50,6 +54,14 @@ impl Audit {
         }
         self.log.record(event).await;
     }
+}
+
+/// What the user API's writes share beside the store: the password hashing pool and the
+/// failure limits.
+#[derive(Debug)]
+pub struct Work {
+    pub hasher: Hasher,
+    pub limits: std::sync::Arc<Limits>,
 }
 
 /// A user as the API shows it.
@@ -168,13 +180,18 @@ struct CreateUser {
     roles: Vec<Role>,
 }
 
+/// `POST /companies/{company}/users`. A taken username is `409`, counted against the
+/// admin: past [`FAILED_CREATE_QUOTA`](crate::limits::FAILED_CREATE_QUOTA), `429` before
+/// anything is read or hashed, so usernames of other companies cannot be probed in bulk.
 pub async fn create(
     admin: CompanyAdmin,
     req: HttpRequest,
     payload: web::Payload,
     store: StoreData,
     audit: web::Data<Audit>,
+    work: web::Data<Work>,
 ) -> Result<HttpResponse, ApiError> {
+    work.limits.may_fail_create(&admin.subject)?;
     let body: CreateUser = read_json(&req, payload).await?;
     let username: Username = body
         .username
@@ -183,9 +200,9 @@ pub async fn create(
     let roles = checked_roles(body.roles)?;
     password::check_policy(&body.password, username.as_str())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let password_hash = hash(body.password).await?;
+    let password_hash = work.hasher.hash(body.password).await?;
     let now = audit.clock.now_utc();
-    let user = store
+    let created = store
         .create_user(
             &NewUser {
                 company: admin.company.clone(),
@@ -195,7 +212,15 @@ pub async fn create(
             },
             now,
         )
-        .await?;
+        .await;
+    let user = match created {
+        Ok(user) => user,
+        Err(err @ StoreError::Conflict(_)) => {
+            work.limits.failed_create(&admin.subject);
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
     audit
         .write(
@@ -254,6 +279,7 @@ pub async fn update(
     payload: web::Payload,
     store: StoreData,
     audit: web::Data<Audit>,
+    work: web::Data<Work>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
     let body: PatchUser = read_json(&req, payload).await?;
@@ -268,7 +294,7 @@ pub async fn update(
         Some(new) => {
             password::check_policy(&new, existing.username.as_str())
                 .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-            Some(hash(new).await?)
+            Some(work.hasher.hash(new).await?)
         }
         None => None,
     };
@@ -291,7 +317,7 @@ pub async fn update(
     };
     let now = audit.clock.now_utc();
     let user = store
-        .update_user(&admin.company, id, &patch, now)
+        .update_company_user(&admin.company, id, &patch, now)
         .await?
         .ok_or_else(ApiError::not_found)?;
     audit
@@ -318,7 +344,7 @@ pub async fn delete(
     // Read first so the audit log can name who was deleted.
     let user = find_user(&store, &admin, id).await?;
     let now = audit.clock.now_utc();
-    if store.delete_user_in(&admin.company, id, now).await? {
+    if store.delete_company_user(&admin.company, id, now).await? {
         audit
             .write(
                 &req,
@@ -371,13 +397,4 @@ fn checked_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ApiError> {
     roles.sort();
     roles.dedup();
     Ok(roles)
-}
-
-/// argon2id off the async workers.
-async fn hash(password: String) -> Result<String, ApiError> {
-    match tokio::task::spawn_blocking(move || password::hash(&password)).await {
-        Ok(Ok(hash)) => Ok(hash),
-        Ok(Err(e)) => Err(ApiError::internal("hashing a password failed", &e)),
-        Err(e) => Err(ApiError::internal("the hashing task failed", &e)),
-    }
 }
