@@ -80,6 +80,8 @@ async fn build_resource(
     settings.introspection_cache =
         Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
     settings.open_listing = common.benchmark_open_listing;
+    settings.jwks_max_stale = common.jwks_max_stale;
+    settings.rate_limits = common.rate_limit == "on";
     let app = tessera_resource::Application::build(settings, store).await?;
     if app.revocations().is_none() {
         println!(

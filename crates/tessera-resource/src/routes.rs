@@ -94,6 +94,8 @@ impl From<User> for UserView {
 /// With a revocation feed, it also says how the list stands (`waiting` for the first
 /// answer, `ok`, `stale`); a stale or never-answered list makes it `503` when stale lists
 /// fail closed (JWTs are refused then), and `degraded` (still 200) when they fail open.
+/// It says how the key set stands too (`waiting` for the first fetch, `ok`, `expired`):
+/// a key set past its hard maximum age verifies no JWT, which makes it `503`.
 pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> HttpResponse {
     let database = match store.ping().await {
         Ok(()) => "ok",
@@ -108,8 +110,10 @@ pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> Ht
     let stale = list
         .and_then(|list| list.on_stale())
         .filter(|_| stats.is_some_and(|stats| stats.stale));
+    let jwks = guard.validator().jwks();
+    let expired = jwks.is_too_old();
     let (mut response, status) = match stale {
-        _ if database != "ok" => (HttpResponse::ServiceUnavailable(), "unavailable"),
+        _ if database != "ok" || expired => (HttpResponse::ServiceUnavailable(), "unavailable"),
         Some(StalePolicy::FailClosed) => (HttpResponse::ServiceUnavailable(), "unavailable"),
         Some(StalePolicy::FailOpen) => (HttpResponse::Ok(), "degraded"),
         None => (HttpResponse::Ok(), "ok"),
@@ -118,6 +122,15 @@ pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> Ht
         response.insert_header((header::RETRY_AFTER, "5"));
     }
     let mut body = serde_json::json!({"status": status, "database": database});
+    let age = jwks.age();
+    body["jwks"] = serde_json::json!({
+        "state": match (age, expired) {
+            (None, _) => "waiting",
+            (Some(_), true) => "expired",
+            (Some(_), false) => "ok",
+        },
+        "age_seconds": age.map(|age| age.as_secs()),
+    });
     if let Some(stats) = stats {
         let state = match (stats.age, stats.stale) {
             (None, _) => "waiting",

@@ -8,6 +8,7 @@ mod architecture;
 mod audit;
 mod flows;
 mod keys;
+mod resource_hardening;
 mod revocation;
 mod rotation;
 

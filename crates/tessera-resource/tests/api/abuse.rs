@@ -13,6 +13,7 @@ on_each_backend!(
     a_flood_of_invalid_tokens_from_one_address_gets_429_while_others_still_work,
     a_burst_of_user_creations_hashes_in_bounded_concurrency_and_refuses_the_excess,
     an_admin_probing_taken_usernames_gets_429_and_another_admin_still_creates,
+    healthz_says_when_the_key_set_is_past_its_hard_age,
 );
 
 /// The value of an unlabelled or labelled series in a `/metrics` page, 0 when absent.
@@ -312,4 +313,36 @@ async fn an_admin_probing_taken_usernames_gets_429_and_another_admin_still_creat
     let response = probe(other.clone(), "frank").await;
     assert_eq!(response.status().as_u16(), 201);
     app.assert_valid_token_still_works().await;
+}
+
+async fn healthz_says_when_the_key_set_is_past_its_hard_age(backend: Backend) {
+    let clock = tessera_core::Clock::pinned_now();
+    let app = spawn_app_with(backend, |s| {
+        s.clock = clock.clone();
+        s.jwks_max_stale = std::time::Duration::from_secs(120);
+    })
+    .await;
+    let health: Value = app.get("/healthz", None).await.json().await.unwrap();
+    assert_eq!(health["jwks"]["state"], "waiting");
+    app.assert_valid_token_still_works().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status().as_u16(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["jwks"]["state"], "ok");
+
+    // Nothing refreshed the keys for longer than the hard age.
+    clock.advance(std::time::Duration::from_secs(121));
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status().as_u16(), 503);
+    assert_eq!(health.headers()["retry-after"], "5");
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["jwks"]["state"], "expired");
+    assert_eq!(health["jwks"]["age_seconds"], 121);
+
+    // The issuer answers: the next request refreshes the set, and health is back.
+    app.assert_valid_token_still_works().await;
+    let health: Value = app.get("/healthz", None).await.json().await.unwrap();
+    assert_eq!(health["jwks"]["state"], "ok");
+    assert_eq!(health["status"], "ok");
 }
