@@ -305,7 +305,7 @@ async fn an_admin_probing_taken_usernames_gets_429_and_another_admin_still_creat
         assert_eq!(body["error"], "temporarily_unavailable");
     }
     assert_eq!(
-        metric(&app, r#"tessera_rate_limited_total{limit="failed_create"}"#).await,
+        metric(app, r#"tessera_rate_limited_total{limit="failed_create"}"#).await,
         2.0
     );
     // Another admin (another token subject) is not limited; alice still reads.
