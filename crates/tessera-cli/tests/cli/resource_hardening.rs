@@ -94,6 +94,15 @@ async fn garbage_and_repeated_unknown_opaque_tokens_cost_no_introspection(backen
         .await
         .unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
+    // One definition of the shape: what the authorization server issues passes it.
+    assert_eq!(
+        tessera_authz::OPAQUE_PREFIX,
+        tessera_core::secret::OPAQUE_ACCESS_TOKEN_PREFIX
+    );
+    assert!(tessera_core::secret::has_secret_shape(
+        &token,
+        tessera_core::secret::OPAQUE_ACCESS_TOKEN_PREFIX
+    ));
     let response = call(token).await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(introspections().await, before + 2.0);
