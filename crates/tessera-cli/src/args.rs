@@ -258,6 +258,12 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_INTROSPECTION_CACHE_TTL", default_value = "0s", value_parser = parse_introspection_cache_ttl)]
     pub introspection_cache_ttl: Duration,
 
+    /// The resource server's hard limit on the age of its key set: when the issuer's JWKS
+    /// cannot be fetched for this long (since it last answered), JWTs are refused with
+    /// `503` until a fetch succeeds, e.g. `24h`. At least 60s.
+    #[arg(long, global = true, env = "TESSERA_JWKS_MAX_STALE", default_value = "24h", value_parser = parse_jwks_max_stale)]
+    pub jwks_max_stale: Duration,
+
     /// Benchmarks only: also serve `GET /open/companies/{company}/users`, the same listing
     /// with NO authorization, as the ceiling the authorized route is measured against.
     /// Never on a server anyone else can reach.
@@ -320,6 +326,15 @@ fn parse_introspection_cache_ttl(raw: &str) -> Result<Duration, String> {
         return Err(format!("{raw:?} is longer than 300s"));
     }
     Ok(ttl)
+}
+
+/// A key-set age limit of at least 60 s (the least time a key set is kept).
+fn parse_jwks_max_stale(raw: &str) -> Result<Duration, String> {
+    let limit = parse_duration(raw)?;
+    if limit < Duration::from_secs(60) {
+        return Err(format!("{raw:?} is shorter than 60s"));
+    }
+    Ok(limit)
 }
 
 /// A request timeout between 1 s and 5 min.

@@ -88,6 +88,8 @@ async fn build_resource(
         Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
     settings.open_listing = common.benchmark_open_listing;
     settings.metrics_addr = common.resource_metrics_addr.clone();
+    settings.jwks_max_stale = common.jwks_max_stale;
+    settings.rate_limits = common.rate_limit == "on";
     let app = tessera_resource::Application::build(settings, store).await?;
     if let Some(metrics) = app.metrics_addr() {
         println!("resource server metrics listening on http://{metrics} (/metrics, /healthz)");

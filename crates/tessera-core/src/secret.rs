@@ -34,6 +34,25 @@ pub fn digest(secret: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The prefix of every opaque access token the authorization server issues: `tsr_`
+/// followed by a [`generate`]d secret.
+pub const OPAQUE_ACCESS_TOKEN_PREFIX: &str = "tsr_";
+
+/// Characters in a [`generate`]d secret: 32 bytes in base64url without padding.
+pub const SECRET_CHARS: usize = 43;
+
+/// Whether `token` is `prefix` followed by a [`generate`]d secret: exactly
+/// [`SECRET_CHARS`] base64url characters. Anything else was never issued, so it can be
+/// refused without a lookup.
+pub fn has_secret_shape(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).is_some_and(|secret| {
+        secret.len() == SECRET_CHARS
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// Whether `presented` hashes to `stored_digest`, compared in constant time.
 ///
 /// Both sides are fixed-length digests, so the time taken says nothing about how much of

@@ -12,9 +12,13 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cache::{TokenCache, TokenCacheStats, token_digest};
 use crate::opaque::{OPAQUE_DISABLED, OpaqueTokens, is_jwt_shaped};
 use crate::validate::Validator;
-use crate::{Claims, GuardError, bearer_token};
+use crate::{Claims, GuardError, Rejection, bearer_token};
+
+/// An opaque token that is unknown, expired or revoked.
+const INACTIVE: GuardError = GuardError::InvalidToken(Rejection::Inactive);
 
 /// The realm named in challenges unless configured otherwise.
 pub const DEFAULT_REALM: &str = "tessera";
@@ -26,6 +30,9 @@ pub struct Guard {
     validator: Validator,
     realm: String,
     opaque: Option<Arc<dyn OpaqueTokens>>,
+    /// Opaque tokens recently found inactive, by digest, and for how many seconds each is
+    /// remembered.
+    inactive: Option<(Arc<TokenCache<()>>, i64)>,
     outcomes: Arc<Outcomes>,
 }
 
@@ -73,6 +80,7 @@ impl Guard {
             validator,
             realm: DEFAULT_REALM.to_owned(),
             opaque: None,
+            inactive: None,
             outcomes: Arc::default(),
         }
     }
@@ -102,6 +110,51 @@ impl Guard {
     pub fn with_opaque(mut self, opaque: Arc<dyn OpaqueTokens>) -> Self {
         self.opaque = Some(opaque);
         self
+    }
+
+    /// The same guard remembering, for `ttl`, each opaque token its [`OpaqueTokens`]
+    /// found inactive (unknown, expired, revoked), at most about `capacity` of them by
+    /// SHA-256 digest: the same unknown token presented again is refused with no lookup.
+    /// The price: a token that turns active within `ttl` of being refused (a disabled user
+    /// enabled again) stays refused until its entry ages out. A zero `ttl` or `capacity`
+    /// leaves it off.
+    pub fn with_inactive_cache(mut self, ttl: Duration, capacity: usize) -> Self {
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.inactive = match TokenCache::new(capacity) {
+            Some(cache) if ttl_secs > 0 => Some((Arc::new(cache), ttl_secs)),
+            _ => None,
+        };
+        self
+    }
+
+    /// The inactive-token cache's counts (a hit is a refusal with no lookup); `None` when
+    /// it is off.
+    pub fn inactive_cache_stats(&self) -> Option<TokenCacheStats> {
+        self.inactive.as_ref().map(|(cache, _)| cache.stats())
+    }
+
+    /// The claims of opaque `token` from `opaque`, unless the inactive-token cache
+    /// remembers it; an inactive answer is remembered.
+    async fn opaque_claims(
+        &self,
+        opaque: &dyn OpaqueTokens,
+        token: &str,
+        now: i64,
+    ) -> (Result<Claims, GuardError>, u32) {
+        let Some((cache, ttl)) = &self.inactive else {
+            return opaque.claims(token, now).await;
+        };
+        let digest = token_digest(token);
+        if cache.get(&digest, now).is_some() {
+            cache.count(true);
+            return (Err(INACTIVE), 0);
+        }
+        cache.count(false);
+        let (result, lookups) = opaque.claims(token, now).await;
+        if matches!(result, Err(GuardError::InvalidToken(Rejection::Inactive))) {
+            cache.insert(digest, (), now.saturating_add(ttl.saturating_sub(1)), now);
+        }
+        (result, lookups)
     }
 
     /// The validator.
@@ -173,7 +226,7 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, actix_web::Erro
         ),
         Ok(token) if !is_jwt_shaped(token) => match &guard.opaque {
             Some(opaque) => {
-                let (result, lookups) = opaque.claims(token, now).await;
+                let (result, lookups) = guard.opaque_claims(opaque.as_ref(), token, now).await;
                 (opaque.method(), (result.map(Arc::new), lookups))
             }
             None => ("jwt", (Err(OPAQUE_DISABLED), 0)),

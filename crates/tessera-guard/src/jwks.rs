@@ -12,8 +12,12 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tessera_core::Clock;
 
-/// How soon a cache holding no key at all may fetch again.
+/// How soon a cache holding no usable key may fetch again.
 const EMPTY_RETRY: Duration = Duration::from_secs(1);
+
+/// How long after the issuer last confirmed a key set it may still verify tokens, by
+/// default: 24 h, the longest `max-age` a key set is kept for.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// Where the keys come from.
 #[derive(Clone, Debug)]
@@ -35,6 +39,13 @@ pub struct JwksConfig {
     pub min_age: Duration,
     /// The longest time a key set is kept. Default 24 h.
     pub max_age: Duration,
+    /// The hard limit on a key set's age: how long after the issuer last confirmed it (a
+    /// fetch or a `304`) a key set may still verify tokens while refreshes fail. Past it
+    /// the keys are not used and JWTs are refused as unverifiable
+    /// ([`GuardError::Unavailable`](crate::GuardError::Unavailable), `503`) until a
+    /// refresh succeeds, so that a key withdrawn at the issuer during an outage is not
+    /// trusted forever. Default [`DEFAULT_MAX_STALE`] (24 h); at least `min_age`.
+    pub max_stale: Duration,
     /// How long to keep a key set that came without `max-age`. Default 5 minutes.
     pub default_age: Duration,
     /// The least time between two fetches. An unknown `kid` triggers a fetch only when
@@ -62,6 +73,7 @@ impl JwksConfig {
             source,
             min_age: Duration::from_secs(60),
             max_age: Duration::from_secs(24 * 3600),
+            max_stale: DEFAULT_MAX_STALE,
             default_age: Duration::from_secs(300),
             cooldown: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
@@ -93,6 +105,8 @@ pub(crate) struct Lookup {
 struct KeySet {
     keys: HashMap<String, Arc<VerifyingKey>>,
     expires: i64,
+    /// When the issuer last confirmed the set (a fetch or a `304`), Unix milliseconds.
+    confirmed: i64,
     etag: Option<String>,
 }
 
@@ -155,6 +169,13 @@ impl JwksCache {
             JwksSource::Url(url) | JwksSource::Issuer(url) => url,
         };
         check_transport(url, config.allow_http).map_err(|e| JwksError(e.0))?;
+        if config.max_stale < config.min_age || config.max_stale.is_zero() {
+            return Err(JwksError(format!(
+                "the key set's hard maximum age ({}s) must be at least its minimum age ({}s)",
+                config.max_stale.as_secs(),
+                config.min_age.as_secs()
+            )));
+        }
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -166,6 +187,7 @@ impl JwksCache {
             current: ArcSwap::from_pointee(KeySet {
                 keys: HashMap::new(),
                 expires: i64::MIN,
+                confirmed: i64::MIN,
                 etag: None,
             }),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
@@ -210,6 +232,29 @@ impl JwksCache {
         self.current.load_full()
     }
 
+    /// Whether the cache holds keys whose hard maximum age
+    /// ([`JwksConfig::max_stale`]) has passed: they verify nothing until a refresh
+    /// succeeds.
+    pub fn is_too_old(&self) -> bool {
+        self.too_old(&self.current.load(), self.config.clock.now_millis())
+    }
+
+    /// Time since the issuer last confirmed the key set; `None` before the first fetch.
+    pub fn age(&self) -> Option<Duration> {
+        let set = self.current.load();
+        if set.keys.is_empty() {
+            return None;
+        }
+        let millis = self.config.clock.now_millis().saturating_sub(set.confirmed);
+        Some(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
+    }
+
+    /// Whether `set` holds keys past the hard maximum age at `now` (Unix ms).
+    fn too_old(&self, set: &KeySet, now: i64) -> bool {
+        let limit = i64::try_from(self.config.max_stale.as_millis()).unwrap_or(i64::MAX);
+        !set.keys.is_empty() && now.saturating_sub(set.confirmed) > limit
+    }
+
     /// The key for `kid`.
     ///
     /// A known key is returned at once, even from a stale set: staleness starts one
@@ -219,6 +264,10 @@ impl JwksCache {
     pub(crate) async fn key(self: &Arc<Self>, kid: &str) -> Lookup {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.current.load();
+        if self.too_old(&set, self.config.clock.now_millis()) {
+            drop(set);
+            return self.key_after_refresh(seen, kid).await;
+        }
         if let Some(key) = set.keys.get(kid) {
             if set.expires <= self.config.clock.now_millis() {
                 self.refresh_in_background(seen);
@@ -244,14 +293,37 @@ impl JwksCache {
         }
     }
 
+    /// The key for `kid` from a set past its hard maximum age: refreshed first (at most
+    /// once a second), and none at all while the refresh fails.
+    async fn key_after_refresh(&self, seen: u64, kid: &str) -> Lookup {
+        let round_trips = self.refresh(seen).await;
+        let set = self.snapshot();
+        if self.too_old(&set, self.config.clock.now_millis()) {
+            return Lookup {
+                key: None,
+                round_trips,
+                have_keys: false,
+            };
+        }
+        Lookup {
+            key: set.keys.get(kid).cloned(),
+            round_trips,
+            have_keys: !set.keys.is_empty(),
+        }
+    }
+
     /// Whether `key` is still the key published under `kid`: false once the key set no
-    /// longer holds it (removed, or replaced by a fetch that parsed it anew). Like a
+    /// longer holds it, or is past its hard maximum age (removed, or replaced by a fetch that parsed it anew). Like a
     /// lookup, it starts a background refresh of a stale set, so that tokens answered
     /// from a verified-token cache still see a key leave the JWKS.
     pub(crate) fn still_current(self: &Arc<Self>, kid: &str, key: &Arc<VerifyingKey>) -> bool {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.current.load();
-        if set.expires <= self.config.clock.now_millis() {
+        let now = self.config.clock.now_millis();
+        if self.too_old(&set, now) {
+            return false;
+        }
+        if set.expires <= now {
             self.refresh_in_background(seen);
         }
         set.keys
@@ -281,7 +353,8 @@ impl JwksCache {
         let now = self.config.clock.now_millis();
         // With no key at all (the issuer was unreachable at start-up) every request fails,
         // so retry sooner than the cooldown, though still at most once a second.
-        let cooldown = if self.snapshot().keys.is_empty() {
+        let snapshot = self.snapshot();
+        let cooldown = if snapshot.keys.is_empty() || self.too_old(&snapshot, now) {
             self.config.cooldown.min(EMPTY_RETRY)
         } else {
             self.config.cooldown
@@ -364,6 +437,7 @@ impl JwksCache {
             return Ok(KeySet {
                 keys: current.keys.clone(),
                 expires: age(fetched.max_age),
+                confirmed: self.config.clock.now_millis(),
                 etag: current.etag.clone(),
             });
         };
@@ -376,6 +450,7 @@ impl JwksCache {
         Ok(KeySet {
             keys,
             expires: age(fetched.max_age),
+            confirmed: self.config.clock.now_millis(),
             etag: fetched.etag,
         })
     }

@@ -19,7 +19,7 @@ pub use extract::{
     Admin, Authenticated, AuthzReport, Basic, DEFAULT_REALM, Guard, ScopeRequirement, Scoped,
     reject,
 };
-pub use jwks::{JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
+pub use jwks::{DEFAULT_MAX_STALE, JwksCache, JwksConfig, JwksError, JwksSource, JwksStats};
 pub use opaque::{Introspection, IntrospectionResponse, OpaqueTokens};
 pub use revocation::{
     RevocationConfig, RevocationEntry, RevocationError, RevocationList, RevocationStats,

@@ -18,6 +18,8 @@ pub struct CompanyAdmin {
     pub actor: String,
     /// The client the token was issued to.
     pub client_id: Option<String>,
+    /// The token's `sub`: the key of the admin's own limits.
+    pub subject: String,
 }
 
 impl FromRequest for CompanyAdmin {
@@ -45,6 +47,7 @@ impl FromRequest for CompanyAdmin {
                     .clone()
                     .unwrap_or_else(|| claims.sub.clone()),
                 client_id: claims.client_id.clone(),
+                subject: claims.sub.clone(),
             })
         })
     }

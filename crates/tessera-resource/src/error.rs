@@ -13,6 +13,8 @@ use tessera_store::StoreError;
 pub struct ApiError {
     status: StatusCode,
     body: OAuthError,
+    /// Seconds for `Retry-After`, on a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,27 @@ impl ApiError {
             status: StatusCode::from_u16(code.http_status())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: OAuthError::new(code, description),
+            retry_after: None,
         }
+    }
+
+    /// 429: a rate limit refused the request (RFC 6585 §4), with `Retry-After`. RFC 6749
+    /// names no code for it; `temporarily_unavailable` says what the client should do.
+    pub fn rate_limited(limited: tessera_web::ratelimit::Limited, what: &str) -> Self {
+        let secs = limited.retry_after_secs();
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(secs),
+            body: OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("{what}; retry after {secs} seconds"),
+            ),
+        }
+    }
+
+    /// 503 `temporarily_unavailable` (with `Retry-After`): the server is too busy now.
+    pub fn busy(description: &'static str) -> Self {
+        Self::new(ErrorCode::TemporarilyUnavailable, description)
     }
 
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
@@ -39,6 +61,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
             body: error.to_oauth(),
+            retry_after: None,
         }
     }
 
@@ -76,7 +99,9 @@ impl ResponseError for ApiError {
     /// The body, with `Retry-After` on a 503 so that clients wait for the database.
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
         }
         response.json(&self.body)

@@ -12,6 +12,9 @@ use uuid::Uuid;
 
 const INACTIVE: GuardError = GuardError::InvalidToken(Rejection::Inactive);
 
+/// A token the authorization server never issued: not `tsr_` and a generated secret.
+const MALFORMED: GuardError = GuardError::InvalidToken(Rejection::Malformed);
+
 /// What every opaque path builds its claims from.
 struct Facts {
     subject: String,
@@ -52,7 +55,13 @@ impl OpaqueTokens for UserOpaque {
         }
     }
 
+    /// Refuses at once, with no lookup, a token not shaped like those the authorization
+    /// server issues (`tsr_` and 43 base64url characters): garbage never reaches the store
+    /// or the introspection endpoint.
     async fn claims(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
+        if !secret::has_secret_shape(token, secret::OPAQUE_ACCESS_TOKEN_PREFIX) {
+            return (Err(MALFORMED), 0);
+        }
         match &self.source {
             Source::Store => self.stored(token, now).await,
             Source::Introspection(introspection) => {

@@ -6,12 +6,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_core::{Role, Username, password};
 use tessera_guard::{Basic, Guard, Scoped, StalePolicy};
-use tessera_store::{AuditKind, AuditLog, NewAuditEvent, NewUser, Store, User, UserPatch};
+use tessera_store::{
+    AuditKind, AuditLog, NewAuditEvent, NewUser, Store, StoreError, User, UserPatch,
+};
 use uuid::Uuid;
 
 use crate::company::CompanyAdmin;
 use crate::error::ApiError;
+use crate::hashing::Hasher;
 use crate::json::read_json;
+use crate::limits::Limits;
 
 pub type StoreData = web::Data<dyn Store>;
 
@@ -52,6 +56,14 @@ impl Audit {
     }
 }
 
+/// What the user API's writes share beside the store: the password hashing pool and the
+/// failure limits.
+#[derive(Debug)]
+pub struct Work {
+    pub hasher: Hasher,
+    pub limits: std::sync::Arc<Limits>,
+}
+
 /// A user as the API shows it.
 #[derive(Serialize)]
 struct UserView {
@@ -82,6 +94,8 @@ impl From<User> for UserView {
 /// With a revocation feed, it also says how the list stands (`waiting` for the first
 /// answer, `ok`, `stale`); a stale or never-answered list makes it `503` when stale lists
 /// fail closed (JWTs are refused then), and `degraded` (still 200) when they fail open.
+/// It says how the key set stands too (`waiting` for the first fetch, `ok`, `expired`):
+/// a key set past its hard maximum age verifies no JWT, which makes it `503`.
 pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> HttpResponse {
     let database = match store.ping().await {
         Ok(()) => "ok",
@@ -96,8 +110,10 @@ pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> Ht
     let stale = list
         .and_then(|list| list.on_stale())
         .filter(|_| stats.is_some_and(|stats| stats.stale));
+    let jwks = guard.validator().jwks();
+    let expired = jwks.is_too_old();
     let (mut response, status) = match stale {
-        _ if database != "ok" => (HttpResponse::ServiceUnavailable(), "unavailable"),
+        _ if database != "ok" || expired => (HttpResponse::ServiceUnavailable(), "unavailable"),
         Some(StalePolicy::FailClosed) => (HttpResponse::ServiceUnavailable(), "unavailable"),
         Some(StalePolicy::FailOpen) => (HttpResponse::Ok(), "degraded"),
         None => (HttpResponse::Ok(), "ok"),
@@ -106,6 +122,15 @@ pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> Ht
         response.insert_header((header::RETRY_AFTER, "5"));
     }
     let mut body = serde_json::json!({"status": status, "database": database});
+    let age = jwks.age();
+    body["jwks"] = serde_json::json!({
+        "state": match (age, expired) {
+            (None, _) => "waiting",
+            (Some(_), true) => "expired",
+            (Some(_), false) => "ok",
+        },
+        "age_seconds": age.map(|age| age.as_secs()),
+    });
     if let Some(stats) = stats {
         let state = match (stats.age, stats.stale) {
             (None, _) => "waiting",
@@ -168,13 +193,18 @@ struct CreateUser {
     roles: Vec<Role>,
 }
 
+/// `POST /companies/{company}/users`. A taken username is `409`, counted against the
+/// admin: past [`FAILED_CREATE_QUOTA`](crate::limits::FAILED_CREATE_QUOTA), `429` before
+/// anything is read or hashed, so usernames of other companies cannot be probed in bulk.
 pub async fn create(
     admin: CompanyAdmin,
     req: HttpRequest,
     payload: web::Payload,
     store: StoreData,
     audit: web::Data<Audit>,
+    work: web::Data<Work>,
 ) -> Result<HttpResponse, ApiError> {
+    work.limits.may_fail_create(&admin.subject)?;
     let body: CreateUser = read_json(&req, payload).await?;
     let username: Username = body
         .username
@@ -183,9 +213,9 @@ pub async fn create(
     let roles = checked_roles(body.roles)?;
     password::check_policy(&body.password, username.as_str())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    let password_hash = hash(body.password).await?;
+    let password_hash = work.hasher.hash(body.password).await?;
     let now = audit.clock.now_utc();
-    let user = store
+    let created = store
         .create_user(
             &NewUser {
                 company: admin.company.clone(),
@@ -195,7 +225,15 @@ pub async fn create(
             },
             now,
         )
-        .await?;
+        .await;
+    let user = match created {
+        Ok(user) => user,
+        Err(err @ StoreError::Conflict(_)) => {
+            work.limits.failed_create(&admin.subject);
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
     audit
         .write(
@@ -254,6 +292,7 @@ pub async fn update(
     payload: web::Payload,
     store: StoreData,
     audit: web::Data<Audit>,
+    work: web::Data<Work>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
     let body: PatchUser = read_json(&req, payload).await?;
@@ -268,7 +307,7 @@ pub async fn update(
         Some(new) => {
             password::check_policy(&new, existing.username.as_str())
                 .map_err(|e| ApiError::invalid_request(e.to_string()))?;
-            Some(hash(new).await?)
+            Some(work.hasher.hash(new).await?)
         }
         None => None,
     };
@@ -291,7 +330,7 @@ pub async fn update(
     };
     let now = audit.clock.now_utc();
     let user = store
-        .update_user(&admin.company, id, &patch, now)
+        .update_company_user(&admin.company, id, &patch, now)
         .await?
         .ok_or_else(ApiError::not_found)?;
     audit
@@ -318,7 +357,7 @@ pub async fn delete(
     // Read first so the audit log can name who was deleted.
     let user = find_user(&store, &admin, id).await?;
     let now = audit.clock.now_utc();
-    if store.delete_user_in(&admin.company, id, now).await? {
+    if store.delete_company_user(&admin.company, id, now).await? {
         audit
             .write(
                 &req,
@@ -371,13 +410,4 @@ fn checked_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ApiError> {
     roles.sort();
     roles.dedup();
     Ok(roles)
-}
-
-/// argon2id off the async workers.
-async fn hash(password: String) -> Result<String, ApiError> {
-    match tokio::task::spawn_blocking(move || password::hash(&password)).await {
-        Ok(Ok(hash)) => Ok(hash),
-        Ok(Err(e)) => Err(ApiError::internal("hashing a password failed", &e)),
-        Err(e) => Err(ApiError::internal("the hashing task failed", &e)),
-    }
 }

@@ -16,6 +16,8 @@ use tessera_web::net::TrustedProxies;
 use tessera_web::{CorsOrigins, HttpMetrics};
 use thiserror::Error;
 
+use crate::hashing::Hasher;
+use crate::limits::Limits;
 use crate::opaque::{Source, UserOpaque};
 
 use crate::{headers, routes};
@@ -39,6 +41,10 @@ pub struct Settings {
     pub leeway: Duration,
     /// Least time between two JWKS fetches. Default 30 s.
     pub jwks_cooldown: Duration,
+    /// How long after the issuer last confirmed the key set it may still verify JWTs
+    /// while refreshes fail; past it JWTs are refused with `503` until a refresh succeeds.
+    /// Default [`tessera_guard::DEFAULT_MAX_STALE`] (24 h); at least 60 s.
+    pub jwks_max_stale: Duration,
     /// Whether keys may be fetched over plain http from a host other than loopback.
     /// Default `false`; enable only inside a private network you trust.
     pub jwks_allow_http: bool,
@@ -75,7 +81,24 @@ pub struct Settings {
     /// that they need not face the clients; the main listener then answers `/metrics`
     /// with 404. Default none: `/metrics` is served on the main listener.
     pub metrics_addr: Option<String>,
+    /// Apply the rate limits (invalid tokens per address, taken usernames per admin).
+    /// Default `true`; `false` only to measure raw throughput.
+    pub rate_limits: bool,
+    /// Threads hashing passwords for user creations and password changes. Default: one
+    /// per core.
+    pub hash_threads: Option<usize>,
+    /// Hashes that may wait for a thread; one more is refused with `503`. Default
+    /// [`DEFAULT_HASH_QUEUE`].
+    pub hash_queue: usize,
 }
+
+pub use crate::hashing::DEFAULT_HASH_QUEUE;
+
+/// How long an opaque token found inactive is remembered (refused with no lookup).
+pub const INACTIVE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How many inactive opaque tokens are remembered, at most.
+pub const INACTIVE_CACHE_CAPACITY: usize = 10_000;
 
 /// How the resource server follows the issuer's revocation feed.
 #[derive(Clone)]
@@ -156,6 +179,7 @@ impl Settings {
             jwks_url: None,
             leeway: Duration::from_secs(30),
             jwks_cooldown: Duration::from_secs(30),
+            jwks_max_stale: tessera_guard::DEFAULT_MAX_STALE,
             jwks_allow_http: false,
             opaque: OpaqueValidation::Store,
             workers: None,
@@ -168,6 +192,9 @@ impl Settings {
             open_listing: false,
             revocation: None,
             metrics_addr: None,
+            rate_limits: true,
+            hash_threads: None,
+            hash_queue: DEFAULT_HASH_QUEUE,
         }
     }
 }
@@ -234,6 +261,8 @@ impl Application {
                     .app_data(shared.cors.clone())
                     .app_data(shared.http_metrics.clone())
                     .app_data(shared.audit.clone())
+                    .app_data(shared.work.clone())
+                    .app_data(shared.limits.clone())
                     .wrap(from_fn(headers::report))
                     .wrap(tessera_web::security_headers(false))
                     .wrap(from_fn(HttpMetrics::middleware))
@@ -341,6 +370,7 @@ impl Checked {
         };
         let mut jwks_config = JwksConfig::new(source);
         jwks_config.cooldown = settings.jwks_cooldown;
+        jwks_config.max_stale = settings.jwks_max_stale;
         jwks_config.allow_http = settings.jwks_allow_http;
         jwks_config.clock = settings.clock.clone();
         let jwks =
@@ -354,7 +384,9 @@ impl Checked {
         }
         let mut guard = Guard::new(validator);
         if let Some(opaque) = opaque_tokens(settings, issuer, store)? {
-            guard = guard.with_opaque(opaque);
+            guard = guard
+                .with_opaque(opaque)
+                .with_inactive_cache(INACTIVE_CACHE_TTL, INACTIVE_CACHE_CAPACITY);
         }
         let cors = CorsOrigins::parse(
             &settings.cors_origins,
@@ -363,11 +395,37 @@ impl Checked {
         )
         .map_err(StartupError::Config)?;
         if settings.open_listing {
+            loopback_only(&settings.addr)?;
             tracing::warn!(
                 "GET /open/companies/{{company}}/users lists users with NO authorization (benchmark ceiling); never expose this server"
             );
         }
         Ok(Checked { jwks, guard, cors })
+    }
+}
+
+/// Refuses an address that is not loopback only: the open benchmark listing serves every
+/// company's users with no authorization. `0.0.0.0` and `::` are every interface.
+fn loopback_only(addr: &str) -> Result<(), StartupError> {
+    use std::net::ToSocketAddrs;
+    let refused = |why: String| {
+        StartupError::Config(format!(
+            "the open benchmark listing (--benchmark-open-listing) serves users with no \
+             authorization, so it needs a loopback listen address (127.0.0.0/8 or ::1): {why}"
+        ))
+    };
+    let resolved: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| refused(format!("cannot resolve {addr:?}: {e}")))?
+        .collect();
+    match resolved
+        .iter()
+        .find(|a| !tessera_web::net::canonical(a.ip()).is_loopback())
+    {
+        Some(open) if open.to_string() == addr => Err(refused(format!("{addr} is not"))),
+        Some(open) => Err(refused(format!("{addr} ({open}) is not"))),
+        None if resolved.is_empty() => Err(refused(format!("{addr:?} names no address"))),
+        None => Ok(()),
     }
 }
 
@@ -439,6 +497,8 @@ struct Shared {
     cors: web::Data<CorsOrigins>,
     http_metrics: web::Data<HttpMetrics>,
     audit: web::Data<routes::Audit>,
+    work: web::Data<routes::Work>,
+    limits: web::Data<Limits>,
 }
 
 /// Wires the checked parts together: the metrics registry and what it reads at scrape
@@ -448,7 +508,20 @@ fn wire(settings: &Settings, checked: Checked, store: Arc<dyn Store>) -> (Shared
     let Checked { jwks, guard, cors } = checked;
     let registry = Arc::new(Registry::new());
     let http_metrics = HttpMetrics::new(registry.clone());
+    let limits = Arc::new(Limits::new(
+        settings.rate_limits,
+        settings.trusted_proxies.clone(),
+        settings.clock.clone(),
+    ));
+    let threads = settings
+        .hash_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let work = web::Data::new(routes::Work {
+        hasher: Hasher::new(threads, settings.hash_queue),
+        limits: limits.clone(),
+    });
     register_metrics(&registry, &guard, &jwks, &store);
+    register_limit_metrics(&registry, &work);
     let audit = AuditLog::spawn(store.clone());
     let audit_data = web::Data::new(routes::Audit {
         log: audit.clone(),
@@ -461,6 +534,8 @@ fn wire(settings: &Settings, checked: Checked, store: Arc<dyn Store>) -> (Shared
         cors: web::Data::new(cors),
         http_metrics: web::Data::new(http_metrics),
         audit: audit_data,
+        work,
+        limits: web::Data::from(limits),
     };
     (shared, audit)
 }
@@ -502,7 +577,11 @@ fn metrics_listener(
 /// `/metrics`, added beside them when it has no listener of its own); `open_listing` adds
 /// the unauthorized benchmark listing.
 fn configure(config: &mut web::ServiceConfig, open_listing: bool) {
-    let api = |path: &str| web::resource(path.to_owned()).wrap(from_fn(tessera_web::cors));
+    let api = |path: &str| {
+        web::resource(path.to_owned())
+            .wrap(from_fn(crate::limits::invalid_tokens))
+            .wrap(from_fn(tessera_web::cors))
+    };
     config
         .service(web::resource("/healthz").get(routes::healthz))
         .service(api("/me").get(routes::me))
@@ -521,6 +600,50 @@ fn configure(config: &mut web::ServiceConfig, open_listing: bool) {
     if open_listing {
         config.service(web::resource("/open/companies/{company}/users").get(routes::list_open));
     }
+}
+
+/// The series of the rate limits, the password hashing pool and the inactive-token
+/// cache.
+fn register_limit_metrics(registry: &Registry, work: &web::Data<routes::Work>) {
+    let limited = work.clone();
+    registry.collect(
+        "tessera_rate_limited_total",
+        "Requests refused with 429 by a rate limit, by limit (invalid_token per address, failed_create per admin).",
+        MetricKind::Counter,
+        &["limit"],
+        move || {
+            limited
+                .limits
+                .refused()
+                .into_iter()
+                .map(|(name, n)| (vec![name.to_owned()], n as f64))
+                .collect()
+        },
+    );
+    let hashing = work.clone();
+    registry.collect(
+        "tessera_password_hashes_running",
+        "Password hashes running now on the hashing threads.",
+        MetricKind::Gauge,
+        &[],
+        move || vec![(Vec::new(), hashing.hasher.stats().running as f64)],
+    );
+    let peak = work.clone();
+    registry.collect(
+        "tessera_password_hashes_peak",
+        "The most password hashes that ever ran at once: never more than the hashing threads.",
+        MetricKind::Gauge,
+        &[],
+        move || vec![(Vec::new(), peak.hasher.stats().peak as f64)],
+    );
+    let refused = work.clone();
+    registry.collect(
+        "tessera_password_hashes_refused_total",
+        "Password hashes refused with 503 because the hashing queue was full.",
+        MetricKind::Counter,
+        &[],
+        move || vec![(Vec::new(), refused.hasher.stats().refused as f64)],
+    );
 }
 
 /// The resource server's own series beside the HTTP ones: validation outcomes, JWKS
@@ -571,6 +694,20 @@ fn register_metrics(
         MetricKind::Counter,
         &[],
         move || vec![(Vec::new(), unknown.stats().unknown_kid as f64)],
+    );
+    let inactive = guard.clone();
+    registry.collect(
+        "tessera_opaque_inactive_cache_lookups_total",
+        "Opaque-token lookups in the cache of tokens recently found inactive, by result: hit (refused with no lookup) or miss.",
+        MetricKind::Counter,
+        &["result"],
+        move || match inactive.inactive_cache_stats() {
+            Some(stats) => vec![
+                (vec!["hit".to_owned()], stats.hits as f64),
+                (vec!["miss".to_owned()], stats.misses as f64),
+            ],
+            None => Vec::new(),
+        },
     );
     let cache = guard.clone();
     registry.collect(

@@ -158,6 +158,28 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
+    /// [`update_user`](Store::update_user) for a company's own admins: a patch that would
+    /// leave `company` with no enabled admin (demoting or disabling the last one) is a
+    /// [`StoreError::Conflict`] and changes nothing. The check and the write are one
+    /// transaction, with the company's changes taking turns, so two admins demoting each
+    /// other at once cannot both succeed.
+    async fn update_company_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>>;
+
+    /// [`delete_user_in`](Store::delete_user_in) for a company's own admins: deleting the
+    /// company's last enabled admin is a [`StoreError::Conflict`] and changes nothing.
+    async fn delete_company_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
     /// The user with this id, in whichever company.
     async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>>;
 

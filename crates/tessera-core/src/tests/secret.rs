@@ -25,3 +25,22 @@ fn digest_is_sha256_hex_and_matching_is_exact() {
     assert!(!matches_digest("s3cre", &stored));
     assert!(!matches_digest("S3cret", &stored));
 }
+
+#[test]
+fn only_a_prefix_and_a_generated_secret_have_the_secret_shape() {
+    let token = format!("{OPAQUE_ACCESS_TOKEN_PREFIX}{}", generate().unwrap());
+    assert!(has_secret_shape(&token, OPAQUE_ACCESS_TOKEN_PREFIX));
+    let secret = &token[OPAQUE_ACCESS_TOKEN_PREFIX.len()..];
+    for bad in [
+        secret.to_owned(),
+        format!("tsr_{}", &secret[1..]),
+        format!("tsr_{secret}A"),
+        format!("tsr_{}+", &secret[1..]),
+        format!("tsr_{}=", &secret[1..]),
+        format!("TSR_{secret}"),
+        "tsr_".to_owned(),
+        String::new(),
+    ] {
+        assert!(!has_secret_shape(&bad, OPAQUE_ACCESS_TOKEN_PREFIX), "{bad}");
+    }
+}

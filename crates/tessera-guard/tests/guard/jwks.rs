@@ -768,3 +768,61 @@ async fn an_unchanged_jwks_is_revalidated_with_its_etag_and_kept_for_the_new_max
     let now = clock.now_secs();
     assert_eq!(validator.validate(&token, now).await.unwrap().sub, "user-1");
 }
+
+#[tokio::test]
+async fn a_key_set_past_its_hard_age_verifies_nothing_until_the_issuer_answers_again() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let good = json!({"keys": [key.public_jwk()]}).to_string();
+    let jwks = start_jwks(serde_json::from_str(&good).unwrap(), "max-age=300");
+    let clock = tessera_core::Clock::pinned_now();
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.clock = clock.clone();
+    cfg.max_stale = Duration::from_secs(3600);
+    let api = start_api(ISSUER, cfg);
+    let mut long_lived = claims(ISSUER, "basic");
+    long_lived.exp = now() + 4 * 3600;
+    let token = key.sign_access_token(&long_lived).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+
+    // The issuer goes down. Within the hard age the last good set still verifies.
+    jwks.answer(500, "down");
+    clock.advance(Duration::from_secs(59 * 60));
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    until_failures(&api, 1).await;
+
+    // Past it, the same valid token cannot be verified: 503, as with no keys at all.
+    clock.advance(Duration::from_secs(2 * 60));
+    assert!(api.jwks.is_too_old());
+    for _ in 0..2 {
+        let response = api
+            .http
+            .get(format!("{}/whoami", api.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="tessera""#
+        );
+        assert_eq!(response.headers()["retry-after"], "5");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+        clock.advance(Duration::from_secs(2));
+    }
+
+    // The issuer answers again: the next request refreshes the set and the token works.
+    jwks.answer(200, &good);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    assert!(!api.jwks.is_too_old());
+}
+
+#[test]
+fn a_hard_age_below_the_minimum_age_is_refused() {
+    let mut cfg = config(JwksSource::Url("https://issuer.test/jwks".into()));
+    cfg.max_stale = Duration::from_secs(59);
+    let err = JwksCache::new(cfg).unwrap_err().to_string();
+    assert!(err.contains("hard maximum age"), "{err}");
+}

@@ -97,3 +97,28 @@ fn a_server_error_tells_the_client_nothing_of_its_cause() {
         )
     );
 }
+
+#[test]
+fn a_rate_limit_is_429_with_its_retry_after_and_a_busy_server_503_with_5_seconds() {
+    let limited = tessera_web::ratelimit::Limited {
+        retry_after: std::time::Duration::from_millis(59_001),
+    };
+    assert_eq!(
+        answer(ApiError::rate_limited(limited, "too many failed user creations")),
+        (
+            429,
+            Some("60".into()),
+            r#"{"error":"temporarily_unavailable","error_description":"too many failed user creations; retry after 60 seconds"}"#
+                .into()
+        )
+    );
+    assert_eq!(
+        answer(ApiError::busy("too many passwords are being hashed; retry later")),
+        (
+            503,
+            Some("5".into()),
+            r#"{"error":"temporarily_unavailable","error_description":"too many passwords are being hashed; retry later"}"#
+                .into()
+        )
+    );
+}

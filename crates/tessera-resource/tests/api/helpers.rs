@@ -87,6 +87,25 @@ impl Store for CountingStore {
     ) -> Result<Option<User>> {
         self.count().update_user(company, id, patch, now).await
     }
+    async fn update_company_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        patch: &UserPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>> {
+        self.count()
+            .update_company_user(company, id, patch, now)
+            .await
+    }
+    async fn delete_company_user(
+        &self,
+        company: &CompanySlug,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count().delete_company_user(company, id, now).await
+    }
     async fn delete_user_in(
         &self,
         company: &CompanySlug,

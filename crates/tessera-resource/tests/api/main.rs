@@ -4,9 +4,11 @@
 // Tests fail loudly: unwrap is the assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abuse;
 mod attacks;
 mod hardening;
 mod helpers;
+mod last_admin;
 mod parity;
 mod revocation;
 mod users;

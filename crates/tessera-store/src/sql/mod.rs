@@ -107,6 +107,8 @@ store! {
     users::find_user(company: &tessera_core::CompanySlug, id: uuid::Uuid) -> Option<crate::User>;
     users::update_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Time) -> Option<crate::User>;
     users::delete_user_in(company: &tessera_core::CompanySlug, id: uuid::Uuid, now: Time) -> bool;
+    users::update_company_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, patch: &crate::UserPatch, now: Time) -> Option<crate::User>;
+    users::delete_company_user(company: &tessera_core::CompanySlug, id: uuid::Uuid, now: Time) -> bool;
     users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
     tokens::insert_access_token(token: &crate::NewAccessToken, now: Time) -> ();
     tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;

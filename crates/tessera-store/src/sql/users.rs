@@ -1,7 +1,7 @@
 //! Companies and their users, and seeding an empty database.
 
 use sqlx::Row as _;
-use tessera_core::{CompanySlug, Username};
+use tessera_core::{CompanySlug, Role, Username};
 use uuid::Uuid;
 
 use super::revocations::{self, Owner};
@@ -237,12 +237,47 @@ pub async fn update_user(
     patch: &UserPatch,
     now: Time,
 ) -> Result<Option<User>> {
+    update(pool, company, id, patch, now, false).await
+}
+
+pub async fn update_company_user(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    patch: &UserPatch,
+    now: Time,
+) -> Result<Option<User>> {
+    update(pool, company, id, patch, now, true).await
+}
+
+/// [`update_user`], refusing with `keep_admin` a change that leaves the company without
+/// an enabled admin.
+async fn update(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    patch: &UserPatch,
+    now: Time,
+    keep_admin: bool,
+) -> Result<Option<User>> {
     let mut tx = D::begin(pool, Lock::Rows).await?;
+    if keep_admin {
+        lock_company(&mut tx, company).await?;
+    }
     let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
     let Some(before) = query.fetch_optional(&mut *tx).await? else {
         return Ok(None);
     };
     let before = user_from_row(&before)?;
+    let stays_admin = !patch.disabled.unwrap_or(before.disabled)
+        && patch
+            .roles
+            .as_deref()
+            .unwrap_or(&before.roles)
+            .contains(&Role::Admin);
+    if keep_admin && !stays_admin {
+        another_admin(&mut tx, company, &before).await?;
+    }
     let query = sqlx::query(UPDATE)
         .bind(patch.roles.as_deref().map(D::words))
         .bind(patch.disabled)
@@ -276,7 +311,36 @@ pub async fn delete_user_in(
     id: Uuid,
     now: Time,
 ) -> Result<bool> {
+    delete_in(pool, company, id, now, false).await
+}
+
+pub async fn delete_company_user(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    now: Time,
+) -> Result<bool> {
+    delete_in(pool, company, id, now, true).await
+}
+
+/// [`delete_user_in`], refusing with `keep_admin` to delete the company's last enabled
+/// admin.
+async fn delete_in(
+    pool: &Pool,
+    company: &CompanySlug,
+    id: Uuid,
+    now: Time,
+    keep_admin: bool,
+) -> Result<bool> {
     let mut tx = D::begin(pool, Lock::Rows).await?;
+    if keep_admin {
+        lock_company(&mut tx, company).await?;
+        let query = sqlx::query(USER_IN).bind(company.as_str()).bind(D::id(id));
+        let Some(before) = query.fetch_optional(&mut *tx).await? else {
+            return Ok(false);
+        };
+        another_admin(&mut tx, company, &user_from_row(&before)?).await?;
+    }
     let query = sqlx::query(
         "DELETE FROM users WHERE id = $1 AND company_id = (SELECT id FROM companies WHERE slug = $2) \
          RETURNING id",
@@ -286,6 +350,46 @@ pub async fn delete_user_in(
     let deleted = delete_and_revoke(&mut tx, query, now).await?;
     tx.commit().await?;
     Ok(deleted)
+}
+
+/// Takes `company`'s row lock for the rest of `tx`, so that the changes that could take
+/// away its last admin take turns: each one then counts the admins the previous one left.
+/// An update that changes nothing locks the row in PostgreSQL (SQLite's write lock,
+/// taken when the transaction began, already serialises every writer).
+async fn lock_company(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    company: &CompanySlug,
+) -> Result<()> {
+    sqlx::query("UPDATE companies SET slug = slug WHERE slug = $1")
+        .bind(company.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// `Ok` unless `user` is the last enabled admin of `company`, which is then a
+/// [`StoreError::Conflict`]: the change at hand would leave the company with no admin.
+async fn another_admin(
+    tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
+    company: &CompanySlug,
+    user: &User,
+) -> Result<()> {
+    if user.disabled || !user.roles.contains(&Role::Admin) {
+        return Ok(());
+    }
+    let rows = sqlx::query(USERS_IN)
+        .bind(company.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in &rows {
+        let other = user_from_row(row)?;
+        if other.id != user.id && !other.disabled && other.roles.contains(&Role::Admin) {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "company {company} would have no enabled admin: make another user an admin first"
+    )))
 }
 
 pub async fn find_user_by_id(pool: &Pool, id: Uuid) -> Result<Option<User>> {
