@@ -100,11 +100,14 @@ class Servers:
             raise BenchError(f"tessera {' '.join(args[:3])} failed: {p.stderr.strip()[-500:]}")
         return p.stdout
 
-    def start(self, name, *args):
+    def start(self, name, *args, env=None):
+        """Starts `tessera ARGS` as `name`, with `env` (secrets, kept off the command line
+        where `ps` shows them) added to the environment."""
         log = open(os.path.join(self.workdir, name + ".log"), "w")
         self.logs[name] = log.name
         self.procs[name] = subprocess.Popen([self.binary, *args], stdout=log, stderr=log,
-                                            env=self.env, start_new_session=True)
+                                            env={**self.env, **(env or {})},
+                                            start_new_session=True)
         return self.procs[name].pid
 
     def pid(self, name):
@@ -527,26 +530,26 @@ def measure_all(args, servers, workdir):
                   "--key-algorithm", "RS256", *common)
     wait_ready(authz + "/healthz", servers, "the authorization server")
     resource_flags = [*common, "--benchmark-open-listing"]
+    secret_env = {"TESSERA_CLIENT_SECRET": secrets["bench-resource"]}
     servers.start("jwt", "resource", "--resource-addr", f"127.0.0.1:{port['jwt']}",
                   "--token-cache-size", "0", *resource_flags)
     servers.start("jwt-cached", "resource", "--resource-addr",
                   f"127.0.0.1:{port['jwt-cached']}", *resource_flags)
     servers.start("introspection", "resource", "--resource-addr",
                   f"127.0.0.1:{port['introspection']}", "--opaque-validation", "introspection",
-                  "--introspection-client-id", "bench-resource",
-                  "--introspection-client-secret=" + secrets["bench-resource"], *resource_flags)
+                  "--introspection-client-id", "bench-resource", *resource_flags, env=secret_env)
     servers.start("introspection-cached", "resource", "--resource-addr",
                   f"127.0.0.1:{port['introspection-cached']}", "--opaque-validation",
                   "introspection", "--introspection-client-id", "bench-resource",
-                  "--introspection-client-secret=" + secrets["bench-resource"],
-                  "--introspection-cache-ttl", f"{INTROSPECTION_CACHE_TTL}s", *resource_flags)
+                  "--introspection-cache-ttl", f"{INTROSPECTION_CACHE_TTL}s", *resource_flags,
+                  env=secret_env)
     # The JWT servers again, following the feed as the confidential client bench-resource.
-    feed_flags = ["--client-id", "bench-resource",
-                  "--client-secret=" + secrets["bench-resource"]]
+    feed_flags = ["--client-id", "bench-resource"]
     servers.start("jwt-feed", "resource", "--resource-addr", f"127.0.0.1:{port['jwt-feed']}",
-                  "--token-cache-size", "0", *feed_flags, *resource_flags)
+                  "--token-cache-size", "0", *feed_flags, *resource_flags, env=secret_env)
     servers.start("jwt-cached-feed", "resource", "--resource-addr",
-                  f"127.0.0.1:{port['jwt-cached-feed']}", *feed_flags, *resource_flags)
+                  f"127.0.0.1:{port['jwt-cached-feed']}", *feed_flags, *resource_flags,
+                  env=secret_env)
     rs = {n: f"http://127.0.0.1:{port[n]}"
           for n in ["jwt", "jwt-cached", "introspection", "introspection-cached", "jwt-feed",
                     "jwt-cached-feed"]}
@@ -846,13 +849,14 @@ def measure_revocation(args, servers, workdir, propagation, memory, database):
         servers.start(n, "authz", "--authz-addr", f"127.0.0.1:{port[n]}", "--key-algorithm",
                       "RS256", *common)
         wait_ready(url[n] + "/healthz", servers, f"the authorization server ({n})")
-    feed_flags = ["--client-id", "bench-resource",
-                  "--client-secret=" + secrets["bench-resource"]]
+    feed_flags = ["--client-id", "bench-resource"]
+    secret_env = {"TESSERA_CLIENT_SECRET": secrets["bench-resource"]}
     servers.start("rs-a", "resource", "--resource-addr", f"127.0.0.1:{port['rs-a']}",
-                  *feed_flags, *common)
+                  *feed_flags, *common, env=secret_env)
     servers.start("rs-b", "resource", "--resource-addr", f"127.0.0.1:{port['rs-b']}",
                   "--revocation-feed-url", url["authz-b"] + "/oauth/revocations",
-                  "--jwks-url", url["authz-b"] + "/.well-known/jwks.json", *feed_flags, *common)
+                  "--jwks-url", url["authz-b"] + "/.well-known/jwks.json", *feed_flags, *common,
+                  env=secret_env)
     rs = {n: url[n] for n in ["rs-a", "rs-b"]}
     follows = {"rs-a": "authz-a", "rs-b": "authz-b"}
     for n in rs:

@@ -276,6 +276,13 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_name = "DURATION|off", value_parser = parse_audit_retention)]
     pub audit_retention: AuditRetention,
 
+    /// Serve `/metrics` and a copy of `/healthz` of the one server `tessera authz` or
+    /// `tessera resource` runs on this address of their own (port 0 picks a free port);
+    /// its main address then answers `/metrics` with 404. `tessera serve` runs two
+    /// servers: give it `--authz-metrics-addr` and `--resource-metrics-addr` instead.
+    #[arg(long, global = true, env = "TESSERA_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
     /// Serve the authorization server's `/metrics` and a copy of its `/healthz` on this
     /// address of their own (port 0 picks a free port); its main address then answers
     /// `/metrics` with 404. By default `/metrics` is on the main address.
@@ -358,6 +365,23 @@ impl Common {
                 .clone()
                 .or_else(|| self.legacy_client_secret.clone()),
         )
+    }
+
+    /// The metrics address of the server a command runs alone: `--metrics-addr`, or the
+    /// server's own flag (`specific`, named `flag`); both at once is an error.
+    pub fn single_metrics_addr(
+        &self,
+        specific: Option<&String>,
+        flag: &str,
+    ) -> anyhow::Result<Option<String>> {
+        match (&self.metrics_addr, specific) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "the metrics address is given twice: use either --metrics-addr \
+                 (TESSERA_METRICS_ADDR) or {flag}, not both"
+            ),
+            (Some(addr), None) | (None, Some(addr)) => Ok(Some(addr.clone())),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The trusted proxies these flags name.

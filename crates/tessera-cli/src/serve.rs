@@ -30,7 +30,8 @@ fn authz_settings(
         request_timeout: common.request_timeout,
         feed_reader_secret,
         audit_retention: common.audit_retention.0,
-        metrics_addr: common.authz_metrics_addr.clone(),
+        metrics_addr: common
+            .single_metrics_addr(common.authz_metrics_addr.as_ref(), "--authz-metrics-addr")?,
         ..tessera_authz::Settings::default()
     })
 }
@@ -87,7 +88,10 @@ async fn build_resource(
     settings.introspection_cache =
         Some(common.introspection_cache_ttl).filter(|ttl| !ttl.is_zero());
     settings.open_listing = common.benchmark_open_listing;
-    settings.metrics_addr = common.resource_metrics_addr.clone();
+    settings.metrics_addr = common.single_metrics_addr(
+        common.resource_metrics_addr.as_ref(),
+        "--resource-metrics-addr",
+    )?;
     settings.jwks_max_stale = common.jwks_max_stale;
     settings.rate_limits = common.rate_limit == "on";
     let app = tessera_resource::Application::build(settings, store).await?;
@@ -113,6 +117,13 @@ async fn build_resource(
 pub async fn serve(common: &Common) -> anyhow::Result<()> {
     // Refuse a bad resource-server configuration before anything starts.
     opaque_validation(common, None)?;
+    if common.metrics_addr.is_some() {
+        bail!(
+            "--metrics-addr (TESSERA_METRICS_ADDR) names the metrics address of the one server \
+             `tessera authz` or `tessera resource` runs; `tessera serve` runs two: give \
+             --authz-metrics-addr and --resource-metrics-addr"
+        );
+    }
     check_plaintext_keys(common, &[&common.authz_addr, &common.resource_addr]).await?;
     let issuer = common
         .issuer

@@ -1,5 +1,5 @@
-//! `--authz-metrics-addr` and `--resource-metrics-addr`: `/metrics` and a copy of
-//! `/healthz` on an address of their own, and no `/metrics` on the main one.
+//! `--metrics-addr`, `--authz-metrics-addr` and `--resource-metrics-addr`: `/metrics` and
+//! a copy of `/healthz` on an address of their own, and no `/metrics` on the main one.
 
 use serde_json::Value;
 use tessera_store::on_each_backend;
@@ -173,4 +173,62 @@ async fn without_a_metrics_address_metrics_stay_on_the_main_addresses() {
         assert_eq!(status, 200, "{main}/metrics");
         assert!(text.contains("# TYPE tessera_http_requests_total counter"));
     }
+}
+
+/// `--metrics-addr` is the metrics address of the one server `tessera authz` (or
+/// `resource`) runs; `serve`, which runs two, refuses it, and so does a server given it
+/// beside its own flag.
+#[tokio::test]
+async fn a_server_run_alone_takes_metrics_addr_and_serve_refuses_it() {
+    let ws = Workspace::sqlite();
+    let server = Server::start_command(&ws, "authz", &["--metrics-addr", "127.0.0.1:0"]);
+    let metrics = metrics_url(&server, "authorization");
+    let (status, text) = get_text(&format!("{metrics}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("# TYPE tessera_tokens_issued_total counter"));
+    let (status, _) = get_text(&format!("{}/metrics", server.url)).await;
+    assert_eq!(status, 404, "the main address no longer serves /metrics");
+    assert!(server.stop().success());
+
+    let refused = |args: &[&str]| {
+        let out = ws
+            .command()
+            .args(args)
+            .args(["--database-url", &ws.db_url()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            !out.stdout.windows(9).any(|w| w == b"listening"),
+            "{args:?}"
+        );
+        stderr
+    };
+    let stderr = refused(&[
+        "serve",
+        "--authz-addr",
+        "127.0.0.1:0",
+        "--resource-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        stderr.contains("give --authz-metrics-addr and --resource-metrics-addr"),
+        "{stderr}"
+    );
+    let stderr = refused(&[
+        "authz",
+        "--authz-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--authz-metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        stderr.contains("the metrics address is given twice: use either --metrics-addr"),
+        "{stderr}"
+    );
 }
