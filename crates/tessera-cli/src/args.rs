@@ -261,7 +261,7 @@ pub struct Common {
     /// The resource server's hard limit on the age of its key set: when the issuer's JWKS
     /// cannot be fetched for this long (since it last answered), JWTs are refused with
     /// `503` until a fetch succeeds, e.g. `24h`. At least 60s.
-    #[arg(long, global = true, env = "TESSERA_JWKS_MAX_STALE", default_value = "24h", value_parser = parse_jwks_max_stale)]
+    #[arg(long, global = true, env = "TESSERA_JWKS_MAX_STALE", default_value = "1h", value_parser = parse_jwks_max_stale)]
     pub jwks_max_stale: Duration,
 
     /// Benchmarks only: also serve `GET /open/companies/{company}/users`, the same listing

@@ -16,8 +16,9 @@ use tessera_core::Clock;
 const EMPTY_RETRY: Duration = Duration::from_secs(1);
 
 /// How long after the issuer last confirmed a key set it may still verify tokens, by
-/// default: 24 h, the longest `max-age` a key set is kept for.
-pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+/// default: one hour, twelve times the 5-minute `max-age` of Tessera's JWKS, so a resource
+/// server rides out an hour of issuer outage and no more.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
 
 /// Where the keys come from.
 #[derive(Clone, Debug)]
@@ -44,7 +45,7 @@ pub struct JwksConfig {
     /// the keys are not used and JWTs are refused as unverifiable
     /// ([`GuardError::Unavailable`](crate::GuardError::Unavailable), `503`) until a
     /// refresh succeeds, so that a key withdrawn at the issuer during an outage is not
-    /// trusted forever. Default [`DEFAULT_MAX_STALE`] (24 h); at least `min_age`.
+    /// trusted forever. Default [`DEFAULT_MAX_STALE`] (1 h); at least `min_age`.
     pub max_stale: Duration,
     /// How long to keep a key set that came without `max-age`. Default 5 minutes.
     pub default_age: Duration,

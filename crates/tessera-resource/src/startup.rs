@@ -43,7 +43,7 @@ pub struct Settings {
     pub jwks_cooldown: Duration,
     /// How long after the issuer last confirmed the key set it may still verify JWTs
     /// while refreshes fail; past it JWTs are refused with `503` until a refresh succeeds.
-    /// Default [`tessera_guard::DEFAULT_MAX_STALE`] (24 h); at least 60 s.
+    /// Default [`tessera_guard::DEFAULT_MAX_STALE`] (1 h); at least 60 s.
     pub jwks_max_stale: Duration,
     /// Whether keys may be fetched over plain http from a host other than loopback.
     /// Default `false`; enable only inside a private network you trust.
