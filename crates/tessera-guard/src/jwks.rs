@@ -45,7 +45,11 @@ pub struct JwksConfig {
     /// the keys are not used and JWTs are refused as unverifiable
     /// ([`GuardError::Unavailable`](crate::GuardError::Unavailable), `503`) until a
     /// refresh succeeds, so that a key withdrawn at the issuer during an outage is not
-    /// trusted forever. Default [`DEFAULT_MAX_STALE`] (1 h); at least `min_age`.
+    /// trusted forever; those requests are refused at once, not after a fetch, and start
+    /// a background refresh (at most once a second). Once half of it has passed, the next
+    /// lookup refreshes the set in the background, so a healthy issuer keeps the set
+    /// below the limit even when its `max-age` is longer. Default [`DEFAULT_MAX_STALE`]
+    /// (1 h); at least `min_age`.
     pub max_stale: Duration,
     /// How long to keep a key set that came without `max-age`. Default 5 minutes.
     pub default_age: Duration,
@@ -256,21 +260,38 @@ impl JwksCache {
         !set.keys.is_empty() && now.saturating_sub(set.confirmed) > limit
     }
 
+    /// Whether `set` should be refreshed at `now` (Unix ms): its `max-age` has run out, or
+    /// half its hard maximum age has passed since the issuer last confirmed it, so that a
+    /// healthy issuer renews the set long before [`JwksConfig::max_stale`] even when the
+    /// `max-age` it sends is longer.
+    fn due(&self, set: &KeySet, now: i64) -> bool {
+        let half = i64::try_from(self.config.max_stale.as_millis() / 2).unwrap_or(i64::MAX);
+        set.expires <= now || now.saturating_sub(set.confirmed) > half
+    }
+
     /// The key for `kid`.
     ///
     /// A known key is returned at once, even from a stale set: staleness starts one
     /// background refresh (stale-while-revalidate), so no request waits on the network for
     /// a key it already has. An unknown `kid` waits for a refresh (single-flight, at most
-    /// once per cooldown).
+    /// once per cooldown). A set past its hard maximum age yields no key at once and
+    /// starts a background refresh (at most once a second): no request waits on an issuer
+    /// that may be unreachable.
     pub(crate) async fn key(self: &Arc<Self>, kid: &str) -> Lookup {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.current.load();
-        if self.too_old(&set, self.config.clock.now_millis()) {
+        let now = self.config.clock.now_millis();
+        if self.too_old(&set, now) {
             drop(set);
-            return self.key_after_refresh(seen, kid).await;
+            self.refresh_in_background(seen);
+            return Lookup {
+                key: None,
+                round_trips: 0,
+                have_keys: false,
+            };
         }
         if let Some(key) = set.keys.get(kid) {
-            if set.expires <= self.config.clock.now_millis() {
+            if self.due(&set, now) {
                 self.refresh_in_background(seen);
             }
             return Lookup {
@@ -287,18 +308,6 @@ impl JwksCache {
             self.unknown_kid.fetch_add(1, Ordering::Relaxed);
         }
         let set = self.snapshot();
-        Lookup {
-            key: set.keys.get(kid).cloned(),
-            round_trips,
-            have_keys: !set.keys.is_empty(),
-        }
-    }
-
-    /// The key for `kid` from a set past its hard maximum age: refreshed first (at most
-    /// once a second), and none at all while the refresh fails.
-    async fn key_after_refresh(&self, seen: u64, kid: &str) -> Lookup {
-        let round_trips = self.refresh(seen).await;
-        let set = self.snapshot();
         if self.too_old(&set, self.config.clock.now_millis()) {
             return Lookup {
                 key: None,
@@ -314,17 +323,19 @@ impl JwksCache {
     }
 
     /// Whether `key` is still the key published under `kid`: false once the key set no
-    /// longer holds it, or is past its hard maximum age (removed, or replaced by a fetch that parsed it anew). Like a
-    /// lookup, it starts a background refresh of a stale set, so that tokens answered
-    /// from a verified-token cache still see a key leave the JWKS.
+    /// longer holds it (removed, or replaced by a fetch that parsed it anew), or is past its
+    /// hard maximum age. Like a lookup, it starts a background refresh of a set that is
+    /// due, so that tokens answered from a verified-token cache still see a key leave the
+    /// JWKS and keep the set from reaching its hard maximum age.
     pub(crate) fn still_current(self: &Arc<Self>, kid: &str, key: &Arc<VerifyingKey>) -> bool {
         let seen = self.generation.load(Ordering::Acquire);
         let set = self.current.load();
         let now = self.config.clock.now_millis();
         if self.too_old(&set, now) {
+            self.refresh_in_background(seen);
             return false;
         }
-        if set.expires <= now {
+        if self.due(&set, now) {
             self.refresh_in_background(seen);
         }
         set.keys

@@ -812,11 +812,119 @@ async fn a_key_set_past_its_hard_age_verifies_nothing_until_the_issuer_answers_a
         clock.advance(Duration::from_secs(2));
     }
 
-    // The issuer answers again: the next request refreshes the set and the token works.
+    // The issuer answers again: a request starts a refresh in the background and is
+    // refused meanwhile; once the refresh lands, the token works.
     jwks.answer(200, &good);
     clock.advance(Duration::from_secs(2));
-    assert_eq!(api.status("/whoami", &token).await, 200);
+    until_accepted(&api, &token).await;
     assert!(!api.jwks.is_too_old());
+}
+
+/// Sends `token` until it is accepted (up to 5 s); until then every answer must be 503.
+async fn until_accepted(api: &Api, token: &str) {
+    for _ in 0..500 {
+        match api.status("/whoami", token).await {
+            200 => return,
+            503 => tokio::time::sleep(Duration::from_millis(10)).await,
+            other => panic!("expected 503 until the refresh lands, then 200; got {other}"),
+        }
+    }
+    panic!("the token was never accepted: {:?}", api.jwks.stats());
+}
+
+#[tokio::test]
+async fn a_key_set_past_its_hard_age_is_refused_at_once_while_a_hanging_issuer_holds_the_fetch() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "max-age=300");
+    let clock = tessera_core::Clock::pinned_now();
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.clock = clock.clone();
+    cfg.max_stale = Duration::from_secs(3600);
+    cfg.timeout = Duration::from_secs(10);
+    let api = start_api(ISSUER, cfg);
+    let mut long_lived = claims(ISSUER, "basic");
+    long_lived.exp = now() + 4 * 3600;
+    let token = key.sign_access_token(&long_lived).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
+
+    // The issuer black-holes requests, and the set is past its hard age.
+    jwks.hold.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(3601));
+    assert!(api.jwks.is_too_old());
+    assert_eq!(api.status("/whoami", &token).await, 503);
+    // The 503 did not wait for the fetch: that fetch has neither failed nor timed out.
+    let stats = api.jwks.stats();
+    assert_eq!(
+        stats.failures, 0,
+        "the request waited for the fetch: {stats:?}"
+    );
+    assert!(api.jwks.is_too_old());
+    // The refresh it started reaches the issuer, which holds it unanswered.
+    for _ in 0..500 {
+        if jwks.hits.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2, "no refresh started");
+
+    // While that fetch hangs, more requests are refused at once and start no other fetch.
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..4 {
+        assert_eq!(api.status("/whoami", &token).await, 503);
+    }
+    let stats = api.jwks.stats();
+    assert_eq!((stats.fetches, stats.failures), (2, 0), "{stats:?}");
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
+
+    // The issuer answers the held fetch: the set is renewed and the token works again.
+    jwks.hold.store(false, Ordering::SeqCst);
+    until_accepted(&api, &token).await;
+    assert!(!api.jwks.is_too_old());
+}
+
+#[tokio::test]
+async fn a_healthy_issuer_keeps_a_set_verifying_past_a_hard_age_shorter_than_its_max_age() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    // The issuer says 5 minutes; the hard age is 2.
+    let jwks = start_jwks(json!({"keys": [key.public_jwk()]}), "max-age=300");
+    let clock = tessera_core::Clock::pinned_now();
+    let mut cfg = config(JwksSource::Url(jwks.url.clone()));
+    cfg.clock = clock.clone();
+    cfg.max_stale = Duration::from_secs(120);
+    let api = start_api(ISSUER, cfg);
+    let mut long_lived = claims(ISSUER, "basic");
+    long_lived.exp = now() + 4 * 3600;
+    let token = key.sign_access_token(&long_lived).unwrap();
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
+
+    // Within half the hard age, nothing is fetched.
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(api.status("/whoami", &token).await, 200);
+    assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
+
+    // Past half of it, each lookup's background refresh renews the set, so the set never
+    // reaches the hard age although the issuer's max-age is longer: across six hard ages
+    // the token always verifies.
+    for round in 0..6u64 {
+        clock.advance(Duration::from_secs(70));
+        assert!(
+            !api.jwks.is_too_old(),
+            "round {round}: the set reached its hard age"
+        );
+        assert_eq!(api.status("/whoami", &token).await, 200, "round {round}");
+        for _ in 0..500 {
+            if jwks.hits.load(Ordering::SeqCst) == round + 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(jwks.hits.load(Ordering::SeqCst), round + 2, "round {round}");
+        assert_eq!(api.jwks.age(), Some(Duration::ZERO), "round {round}");
+    }
+    assert_eq!(api.jwks.stats().failures, 0);
 }
 
 #[test]
