@@ -32,8 +32,9 @@ USER 10001:10001
 # The working directory is where a default sqlite://tessera.db would be created.
 WORKDIR /var/lib/tessera
 # Listen on every interface: the loopback default is unreachable from outside a container.
-# The authorization server then refuses to start without TESSERA_ISSUER, the public URL,
-# and without a master key (TESSERA_MASTER_KEY, or a secret file named by
+# `tessera authz` then refuses to start without TESSERA_ISSUER, the public URL (`tessera
+# serve` issues as http://localhost:8080 without it), and both refuse to start without a
+# master key (TESSERA_MASTER_KEY, or a secret file named by
 # TESSERA_MASTER_KEY_FILE) that seals its private signing keys at rest.
 ENV TESSERA_AUTHZ_ADDR=0.0.0.0:8080 \
     TESSERA_RESOURCE_ADDR=0.0.0.0:8081

@@ -668,15 +668,9 @@ fn bounded(text: &str, chars: usize) -> String {
     text[..end].to_owned()
 }
 
-/// IPv6 clients are limited by their /64: one subscriber usually holds all of it, and
-/// would otherwise get a fresh allowance from every one of its 2^64 addresses.
+/// IPv6 clients are limited by their /64 ([`tessera_web::net::limit_key`]).
 pub fn address_key(address: IpAddr) -> IpAddr {
-    match tessera_web::net::canonical(address) {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(v6) & !u128::from(u64::MAX),
-        )),
-        v4 => v4,
-    }
+    tessera_web::net::limit_key(address)
 }
 
 #[cfg(test)]

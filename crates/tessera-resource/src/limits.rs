@@ -74,39 +74,40 @@ impl Limits {
         ]
     }
 
-    /// `429` unless admin `subject` may fail one more creation now. Counts nothing.
-    pub fn may_fail_create(&self, subject: &str) -> Result<(), ApiError> {
+    /// Begins a user creation by admin `subject`: `429` when they are over their quota of
+    /// taken usernames; once they have any to their name, the attempt holds a slot while it
+    /// runs, so concurrent probes cannot pass together. Settle it with
+    /// [`end_create`](Self::end_create).
+    pub fn begin_create(&self, subject: &str) -> Result<Slot, ApiError> {
         if !self.enabled {
-            return Ok(());
+            return Ok(Slot(false));
         }
         let subject = subject.to_owned();
-        peek(&self.failed_creates, &subject, self.clock.now_millis()).map_err(|limited| {
-            self.refused_creates.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(admin = %subject, "user creation refused: too many taken usernames");
-            ApiError::rate_limited(limited, "too many user creations refused as taken")
-        })
+        self.failed_creates
+            .acquire_if_owing(&subject, self.clock.now_millis())
+            .map(Slot)
+            .map_err(|limited| {
+                self.refused_creates.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(admin = %subject, "user creation refused: too many taken usernames");
+                ApiError::rate_limited(limited, "too many user creations refused as taken")
+            })
     }
 
-    /// Counts a creation by admin `subject` refused because the username was taken.
-    pub fn failed_create(&self, subject: &str) {
-        // Over the quota already: nothing more to count.
-        let _ = self
-            .failed_creates
-            .check(&subject.to_owned(), self.clock.now_millis());
+    /// Ends a creation begun with [`begin_create`](Self::begin_create): `taken` when it
+    /// was refused because the username was taken (a failure, counted), anything else gives
+    /// its slot back.
+    pub fn end_create(&self, subject: &str, slot: Slot, taken: bool) {
+        if self.enabled {
+            self.failed_creates
+                .settle(&subject.to_owned(), slot.0, taken, self.clock.now_millis());
+        }
     }
 }
 
-/// Whether one more event for `key` would be allowed at `now_ms`, counting nothing: a
-/// [`check`](RateLimiter::check) whose event is given back at once.
-fn peek<K: std::hash::Hash + Eq + Clone>(
-    limiter: &RateLimiter<K>,
-    key: &K,
-    now_ms: i64,
-) -> Result<(), Limited> {
-    limiter.check(key, now_ms)?;
-    limiter.refund(key, now_ms);
-    Ok(())
-}
+/// Whether an attempt took a slot of its limit before it ran.
+#[derive(Debug)]
+#[must_use = "settle the attempt"]
+pub struct Slot(bool);
 
 /// Middleware on the API's routes: an address that presented too many invalid tokens
 /// gets `429` before its token is looked at (no store query, no introspection call); any
@@ -123,31 +124,39 @@ pub async fn invalid_tokens(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let address = tessera_web::client_address(req.request(), &limits.proxies);
-    if let Err(limited) = peek(&limits.invalid_tokens, &address, limits.clock.now_millis()) {
-        limits
-            .refused_invalid_tokens
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%address, "request refused: too many invalid tokens from this address");
-        let realm = req
-            .app_data::<web::Data<Guard>>()
-            .map_or(tessera_guard::DEFAULT_REALM, |guard| guard.realm())
-            .to_owned();
-        let response = too_many_invalid_tokens(limited, &realm);
-        return Ok(req.into_response(response));
-    }
-    let response = next.call(req).await?;
+    let key = tessera_web::net::limit_key(address);
+    let taken = limits
+        .invalid_tokens
+        .acquire_if_owing(&key, limits.clock.now_millis());
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(limited) => {
+            limits
+                .refused_invalid_tokens
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%address, "request refused: too many invalid tokens from this address");
+            let realm = req
+                .app_data::<web::Data<Guard>>()
+                .map_or(tessera_guard::DEFAULT_REALM, |guard| guard.realm())
+                .to_owned();
+            let response = too_many_invalid_tokens(limited, &realm);
+            return Ok(req.into_response(response));
+        }
+    };
+    let response = next.call(req).await;
     // A refused token (not a missing one: the guard reports only presented tokens).
-    let presented = response
-        .request()
-        .extensions()
-        .get::<AuthzReport>()
-        .is_some();
-    if presented && response.status() == StatusCode::UNAUTHORIZED {
-        let _ = limits
-            .invalid_tokens
-            .check(&address, limits.clock.now_millis());
-    }
-    Ok(response.map_into_boxed_body())
+    let failed = response.as_ref().is_ok_and(|response| {
+        response.status() == StatusCode::UNAUTHORIZED
+            && response
+                .request()
+                .extensions()
+                .get::<AuthzReport>()
+                .is_some()
+    });
+    limits
+        .invalid_tokens
+        .settle(&key, taken, failed, limits.clock.now_millis());
+    Ok(response?.map_into_boxed_body())
 }
 
 /// `429` with `Retry-After`, the bare bearer challenge and an RFC 6750-style body.

@@ -204,8 +204,60 @@ pub async fn create(
     audit: web::Data<Audit>,
     work: web::Data<Work>,
 ) -> Result<HttpResponse, ApiError> {
-    work.limits.may_fail_create(&admin.subject)?;
-    let body: CreateUser = read_json(&req, payload).await?;
+    let slot = work.limits.begin_create(&admin.subject)?;
+    let created = insert_user(&admin, &req, payload, &store, &audit, &work).await;
+    let taken = matches!(created, Err(Refused::Taken(_)));
+    work.limits.end_create(&admin.subject, slot, taken);
+    let (user, now) = created?;
+    let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+    audit
+        .write(
+            &req,
+            &admin,
+            AuditKind::UserCreated,
+            now,
+            &user,
+            format!("roles={}", roles.join(",")),
+        )
+        .await;
+    let location = format!("/companies/{}/users/{}", user.company, user.id);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(UserView::from(user)))
+}
+
+/// Why a user creation failed: the username is taken (counted against the admin), or
+/// anything else.
+enum Refused {
+    Taken(StoreError),
+    Other(ApiError),
+}
+
+impl From<ApiError> for Refused {
+    fn from(err: ApiError) -> Self {
+        Refused::Other(err)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Taken(err) => err.into(),
+            Refused::Other(err) => err,
+        }
+    }
+}
+
+/// Reads, checks and stores the user a `POST` creates, with the time it was created.
+async fn insert_user(
+    admin: &CompanyAdmin,
+    req: &HttpRequest,
+    payload: web::Payload,
+    store: &StoreData,
+    audit: &Audit,
+    work: &Work,
+) -> Result<(User, chrono::DateTime<chrono::Utc>), Refused> {
+    let body: CreateUser = read_json(req, payload).await?;
     let username: Username = body
         .username
         .parse()
@@ -226,29 +278,11 @@ pub async fn create(
             now,
         )
         .await;
-    let user = match created {
-        Ok(user) => user,
-        Err(err @ StoreError::Conflict(_)) => {
-            work.limits.failed_create(&admin.subject);
-            return Err(err.into());
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
-    audit
-        .write(
-            &req,
-            &admin,
-            AuditKind::UserCreated,
-            now,
-            &user,
-            format!("roles={}", roles.join(",")),
-        )
-        .await;
-    let location = format!("/companies/{}/users/{}", user.company, user.id);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .json(UserView::from(user)))
+    match created {
+        Ok(user) => Ok((user, now)),
+        Err(err @ StoreError::Conflict(_)) => Err(Refused::Taken(err)),
+        Err(err) => Err(Refused::Other(err.into())),
+    }
 }
 
 /// A path id that is not a UUID names no user: 404, like an unknown one.

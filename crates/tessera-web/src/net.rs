@@ -143,6 +143,18 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// The key a client address is rate-limited by: the address itself for IPv4, its /64 for
+/// IPv6 (one subscriber usually holds all of it, and would otherwise get a fresh allowance
+/// from every one of its 2^64 addresses).
+pub fn limit_key(addr: IpAddr) -> IpAddr {
+    match canonical(addr) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 #[path = "tests/net.rs"]
 mod tests;

@@ -157,6 +157,40 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         Ok(exhausted)
     }
 
+    /// For limits on failures that are only known after the work (an invalid token, a taken
+    /// username): takes a slot before an attempt only from a key that still owes failures
+    /// (its allowance is not whole), and says whether it did. A key that owes nothing takes
+    /// no slot, so any number of concurrent attempts from a clean key run (a busy address
+    /// of good requests is never refused); count such an attempt afterwards with
+    /// [`check`](Self::check) if it failed. Once a key owes, every attempt holds a slot
+    /// before it runs, so concurrent failures cannot pass together; give it back with
+    /// [`refund`](Self::refund) unless the attempt failed.
+    pub fn acquire_if_owing(&self, key: &K, now_ms: i64) -> Result<bool, Limited> {
+        let now = micros(now_ms);
+        let mut map = self.lock();
+        let Some(current) = map.get(key).copied().filter(|at| *at > now) else {
+            return Ok(false);
+        };
+        let next = current.saturating_add(self.quota.period_us());
+        self.allowed(next, now)?;
+        self.insert(&mut map, key, next, now);
+        Ok(true)
+    }
+
+    /// Settles an attempt begun with [`acquire_if_owing`](Self::acquire_if_owing): a
+    /// failure keeps the slot it took, or is counted now if it took none; anything else
+    /// gives its slot back.
+    pub fn settle(&self, key: &K, taken: bool, failed: bool, now_ms: i64) {
+        match (taken, failed) {
+            // Over the quota already: nothing more to count.
+            (false, true) => {
+                let _ = self.check(key, now_ms);
+            }
+            (true, false) => self.refund(key, now_ms),
+            _ => {}
+        }
+    }
+
     /// Gives back one event [`acquire`](Self::acquire)d for `key` (the attempt turned out
     /// not to be a failure). Never credits more than the key had taken.
     pub fn refund(&self, key: &K, now_ms: i64) {

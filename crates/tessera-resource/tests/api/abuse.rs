@@ -14,6 +14,9 @@ on_each_backend!(
     a_burst_of_user_creations_hashes_in_bounded_concurrency_and_refuses_the_excess,
     an_admin_probing_taken_usernames_gets_429_and_another_admin_still_creates,
     healthz_says_when_the_key_set_is_past_its_hard_age,
+    an_ipv6_subscriber_rotating_addresses_is_limited_by_its_64,
+    concurrent_invalid_tokens_from_an_address_over_its_allowance_cannot_pass_together,
+    concurrent_probes_for_taken_usernames_cannot_pass_together,
 );
 
 /// The value of an unlabelled or labelled series in a `/metrics` page, 0 when absent.
@@ -345,4 +348,115 @@ async fn healthz_says_when_the_key_set_is_past_its_hard_age(backend: Backend) {
     let health: Value = app.get("/healthz", None).await.json().await.unwrap();
     assert_eq!(health["jwks"]["state"], "ok");
     assert_eq!(health["status"], "ok");
+}
+
+async fn an_ipv6_subscriber_rotating_addresses_is_limited_by_its_64(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.trusted_proxies = TrustedProxies::new(vec!["127.0.0.1".parse().unwrap()]);
+        s.clock = tessera_core::Clock::pinned_now();
+    })
+    .await;
+    let from = |address: String, token: String| {
+        app.http
+            .get(format!("{}/companies/acme/users", app.address))
+            .bearer_auth(token)
+            .header("X-Forwarded-For", address)
+            .send()
+    };
+    // A fresh address of one /64 for every request: the limit is the /64's.
+    let mut statuses = Vec::new();
+    for n in 0..102u32 {
+        let address = format!("2001:db8:1:2:{:x}:{:x}::1", n / 7 + 1, n % 7 + 1);
+        let response = from(address, unknown_opaque_token()).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 100);
+    assert_eq!(&statuses[100..], &[429, 429]);
+    // Another /64 is someone else, and its valid token works.
+    let good = app.token_as(Format::Opaque, "alice", "admin", false).await;
+    let response = from("2001:db8:1:3::1".into(), good).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+async fn concurrent_invalid_tokens_from_an_address_over_its_allowance_cannot_pass_together(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |s| {
+        s.trusted_proxies = TrustedProxies::new(vec!["127.0.0.1".parse().unwrap()]);
+        s.clock = tessera_core::Clock::pinned_now();
+    })
+    .await;
+    let app = &app;
+    let from = |address: &'static str, token: String| async move {
+        app.http
+            .get(format!("{}/companies/acme/users", app.address))
+            .bearer_auth(token)
+            .header("X-Forwarded-For", address)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for n in 0..99 {
+        assert_eq!(
+            from("203.0.113.9", unknown_opaque_token()).await,
+            401,
+            "{n}"
+        );
+    }
+    // One failure is left; twenty at once get exactly that one.
+    let statuses =
+        futures_join_all((0..20).map(|_| from("203.0.113.9", unknown_opaque_token()))).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        19,
+        "{statuses:?}"
+    );
+    // A busy address of good requests is never limited, however many run at once.
+    let good = app.alice_admin();
+    let statuses = futures_join_all((0..150).map(|_| from("203.0.113.10", good.clone()))).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+async fn concurrent_probes_for_taken_usernames_cannot_pass_together(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.clock = tessera_core::Clock::pinned_now()).await;
+    let alice = app.alice_admin();
+    let app = &app;
+    let probe = |token: String| async move {
+        app.send(
+            Method::POST,
+            "/companies/acme/users",
+            Some(&token),
+            Some(json!({
+                "username": "carol",
+                "password": "a long enough password",
+                "roles": ["user"],
+            })),
+        )
+        .await
+        .status()
+        .as_u16()
+    };
+    for n in 0..9 {
+        assert_eq!(probe(alice.clone()).await, 409, "probe {n}");
+    }
+    // One probe is left; five at once get exactly that one.
+    let statuses = futures_join_all((0..5).map(|_| probe(alice.clone()))).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        4,
+        "{statuses:?}"
+    );
+    app.assert_valid_token_still_works().await;
 }

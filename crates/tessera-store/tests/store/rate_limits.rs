@@ -124,7 +124,7 @@ async fn a_client_and_the_state_of_its_limits_come_back_in_one_read(backend: Bac
     let t = fresh(backend).await;
     let store = t.store.as_ref();
     let created = store.create_client(&client("app"), now()).await.unwrap();
-    let keys = ["client:app@192.0.2.1", "client-address:192.0.2.1"];
+    let keys = ["client:192.0.2.1/app", "client-address:192.0.2.1"];
     let (found, limits) = store
         .find_client_with_rate_limits("app", keys)
         .await
