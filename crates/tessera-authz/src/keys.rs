@@ -237,17 +237,33 @@ pub async fn seal_plaintext_keys(
     store: &dyn Store,
     master: &MasterKey,
 ) -> Result<Vec<String>, KeyError> {
+    let keys = store.published_keys().await?;
+    seal_plaintext_among(store, master, &keys).await
+}
+
+/// Whether `stored` keeps its private key unencrypted.
+pub fn is_plaintext(stored: &StoredKey) -> bool {
+    !stored.private_key.is_empty() && !seal::is_sealed(&stored.private_key)
+}
+
+/// [`seal_plaintext_keys`] for the unencrypted keys among `keys`, as just read from the
+/// store. Nothing is written when none is unencrypted.
+async fn seal_plaintext_among(
+    store: &dyn Store,
+    master: &MasterKey,
+    keys: &[StoredKey],
+) -> Result<Vec<String>, KeyError> {
     let mut sealings = Vec::new();
-    for stored in store.published_keys().await? {
-        if stored.private_key.is_empty() || seal::is_sealed(&stored.private_key) {
-            continue;
-        }
-        let key = from_stored(&stored, None)?;
+    for stored in keys.iter().filter(|k| is_plaintext(k)) {
+        let key = from_stored(stored, None)?;
         sealings.push(KeySealing {
             sealed: master.seal(key.kid(), key.pkcs8_der())?,
-            kid: stored.kid,
-            plaintext: stored.private_key,
+            kid: stored.kid.clone(),
+            plaintext: stored.private_key.clone(),
         });
+    }
+    if sealings.is_empty() {
+        return Ok(Vec::new());
     }
     let kids = sealings.iter().map(|s| s.kid.clone()).collect();
     // Zero when another instance sealed them first, which is as good.
@@ -585,7 +601,9 @@ impl KeyManager {
         Ok(())
     }
 
-    /// Re-reads the keys and rebuilds the ring if they changed.
+    /// Re-reads the keys and rebuilds the ring if they changed. With a master key, a
+    /// private key found unencrypted (stored by `tessera keys rotate` run without the
+    /// master key, say) is sealed in place first.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let _serialised = self.ticking.lock().await;
         self.reload_locked().await
@@ -593,6 +611,21 @@ impl KeyManager {
 
     async fn reload_locked(&self) -> Result<(), KeyError> {
         let keys = self.store.published_keys().await?;
+        if let Some(master) = &self.master {
+            // Only when a key in the clear is there: the steady state writes nothing.
+            if keys.iter().any(is_plaintext) {
+                match seal_plaintext_among(self.store.as_ref(), master, &keys).await {
+                    Ok(sealed) if !sealed.is_empty() => {
+                        tracing::warn!(kids = ?sealed, "sealed private signing keys found stored unencrypted under the master key");
+                    }
+                    Ok(_) => {}
+                    // The keys still load; the next refresh tries again.
+                    Err(err) => {
+                        tracing::error!(error = %crate::error::ErrorChain(&err), "cannot seal the private signing keys found stored unencrypted");
+                    }
+                }
+            }
+        }
         if fingerprint(&keys) == self.ring().built_from {
             return Ok(());
         }

@@ -66,11 +66,15 @@ pub async fn keys(common: &Common, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => list(store).await,
         KeysCommand::Rotate { now: false } => {
             check()?;
-            rotate(store, &schedule, now, master_key(common)?).await
+            let master = master_key(common)?;
+            refuse_plaintext_among_sealed(store, master.as_deref()).await?;
+            rotate(store, &schedule, now, master).await
         }
         KeysCommand::Rotate { now: true } => {
             check()?;
-            rotate_now(store, &schedule, master_key(common)?).await
+            let master = master_key(common)?;
+            refuse_plaintext_among_sealed(store, master.as_deref()).await?;
+            rotate_now(store, &schedule, master).await
         }
         KeysCommand::Remove { kid } => remove(store, &kid, now).await,
     }
@@ -113,6 +117,32 @@ async fn list(store: &dyn Store) -> anyhow::Result<()> {
             ]
         },
     );
+    Ok(())
+}
+
+/// Refuses to store a new key in the clear, without a master key, in a database whose
+/// stored private keys are sealed: it is evidently meant to hold sealed keys only. A
+/// database with no sealed key (the quick start, without a master key) takes plaintext
+/// keys as before.
+async fn refuse_plaintext_among_sealed(
+    store: &dyn Store,
+    master: Option<&MasterKey>,
+) -> anyhow::Result<()> {
+    if master.is_some() {
+        return Ok(());
+    }
+    let sealed = store
+        .published_keys()
+        .await?
+        .iter()
+        .any(|k| tessera_core::seal::is_sealed(&k.private_key));
+    if sealed {
+        bail!(
+            "the stored private signing keys are encrypted, and a new key would be stored \
+             unencrypted: set TESSERA_MASTER_KEY (or TESSERA_MASTER_KEY_FILE) to the master \
+             key they were stored under"
+        );
+    }
     Ok(())
 }
 

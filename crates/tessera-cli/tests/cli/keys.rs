@@ -21,6 +21,7 @@ on_each_backend!(
     serve_warns_when_no_master_key_is_set_and_not_when_one_is,
     off_loopback_keys_are_sealed_unless_plaintext_keys_are_allowed,
     keys_stored_unencrypted_are_sealed_in_place_when_a_master_key_is_first_given,
+    sealed_keys_get_no_plaintext_neighbour_from_rotate_or_behind_a_running_server,
 );
 
 /// The rows of `tessera keys list` under its header, as words.
@@ -514,4 +515,92 @@ async fn keys_stored_unencrypted_are_sealed_in_place_when_a_master_key_is_first_
              master key it was stored under"
         )
     );
+}
+
+/// The refusal of `keys rotate` without the master key on a database of sealed keys.
+const ROTATE_WITHOUT_MASTER_KEY: &str = "error: the stored private signing keys are \
+     encrypted, and a new key would be stored unencrypted: set TESSERA_MASTER_KEY (or \
+     TESSERA_MASTER_KEY_FILE) to the master key they were stored under";
+
+async fn sealed_keys_get_no_plaintext_neighbour_from_rotate_or_behind_a_running_server(
+    backend: Backend,
+) {
+    let ws = Workspace::new(backend);
+    let master = ws.ok(&["keys", "master-key"], "");
+    let master = master.trim();
+    let with_key = [("TESSERA_MASTER_KEY", master), ("TESSERA_LOG", "info")];
+    let server = Server::start_with(&ws, "authz", &with_key, &["--authz-addr", "127.0.0.1:0"]);
+    let before = stored_private_keys(&ws).await;
+    assert_eq!(before.len(), 1);
+    assert!(tessera_core::seal::is_sealed(&before[0].1));
+
+    // Without the master key, neither rotation stores a key, in the clear or at all.
+    for args in [&["keys", "rotate"][..], &["keys", "rotate", "--now"]] {
+        assert_eq!(ws.fails(args, ""), ROTATE_WITHOUT_MASTER_KEY, "{args:?}");
+        assert_eq!(stored_private_keys(&ws).await, before, "{args:?}");
+    }
+
+    // A key stored in the clear behind the running server's back (here through the store
+    // itself) is sealed in place at the server's next refresh.
+    let key = tessera_core::SigningKey::generate(tessera_core::SigningAlgorithm::ES256).unwrap();
+    let kid = key.kid().to_owned();
+    let store = tessera_store::open(&ws.db_url()).await.unwrap();
+    let now = chrono::Utc::now();
+    store
+        .insert_next_key_if_none(
+            &tessera_store::NewKey::from(&key),
+            now + chrono::Duration::days(1),
+            now,
+        )
+        .await
+        .unwrap();
+    let private_key = |keys: Vec<(String, Vec<u8>)>| {
+        keys.into_iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, key)| key)
+            .unwrap()
+    };
+    assert_eq!(private_key(stored_private_keys(&ws).await), key.pkcs8_der());
+    let started = Instant::now();
+    let sealed = loop {
+        let stored = private_key(stored_private_keys(&ws).await);
+        if tessera_core::seal::is_sealed(&stored) {
+            break stored;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the running server left {kid} in the clear for 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        !sealed
+            .windows(key.pkcs8_der().len())
+            .any(|w| w == key.pkcs8_der()),
+        "no plaintext left inside"
+    );
+    // The same key, under the master key and bound to its kid.
+    let opened = tessera_core::MasterKey::parse(master)
+        .unwrap()
+        .open(&kid, &sealed)
+        .unwrap();
+    assert_eq!(opened, key.pkcs8_der());
+    assert!(
+        key_rows(&ws)
+            .iter()
+            .all(|row| row.last().unwrap() == "encrypted")
+    );
+    within_30s("the server publishes the sealed key", || async {
+        jwks_kids(&server).await.contains(&kid)
+    })
+    .await;
+    // The kid is logged, never key material.
+    let logged = server.logged();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("sealed private signing keys found stored unencrypted"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(line.contains(&kid), "{line}");
+    assert!(!logged.contains(master), "the master key is never logged");
+    server.stop();
 }
