@@ -81,6 +81,22 @@ impl SqliteStore {
     }
 }
 
+/// Begins a write transaction (`BEGIN IMMEDIATE`) on a task of its own. sqlx's SQLite
+/// driver runs the `BEGIN` on the connection's worker thread, and a caller dropped while
+/// it waits there (a request whose client went away while the write lock was busy, a
+/// server stopping) would leave the connection in a transaction no one rolls back,
+/// holding the database's one write lock for good. On its own task the `BEGIN` always
+/// completes into a transaction, which is rolled back when the task drops it.
+async fn begin_immediate(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    let pool = pool.clone();
+    let began = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await }).await;
+    match began {
+        Ok(tx) => Ok(tx?),
+        // The task panicked or its runtime is shutting down: no transaction to use.
+        Err(_) => Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)),
+    }
+}
+
 /// SQLITE_BUSY, primary (5) or extended (its low byte is 5): the file is locked.
 fn is_busy(code: Option<&str>) -> bool {
     code.and_then(|c| c.parse::<u32>().ok())
@@ -158,7 +174,7 @@ impl Dialect for Sqlite {
         // IMMEDIATE takes the write lock before the first read: writers queue on the busy
         // timeout instead of reading a state that another writer is about to change (a
         // deferred transaction that reads first could also be refused the upgrade).
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+        begin_immediate(pool).await
     }
 
     async fn lock_family_of_refresh_token(
@@ -180,14 +196,14 @@ impl Dialect for Sqlite {
         // SQLite has no advisory lock: hold the write lock for the whole run, so that
         // processes starting together on one file apply each migration once (sqlx nests
         // each migration's own transaction as a savepoint).
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin_immediate(pool).await?;
         MIGRATOR.run_direct(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn insert_audit_events(pool: &SqlitePool, events: &[NewAuditEvent]) -> Result<()> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin_immediate(pool).await?;
         // Several rows per statement, few enough to stay far below SQLite's limit on
         // bound parameters (32766).
         for chunk in events.chunks(crate::audit::BATCH) {
