@@ -36,6 +36,7 @@ use tessera_store::{
     AuditKind, Client, LimitRule, NewAuditEvent, RateLimitSlot, Store, StoreError,
 };
 use tessera_web::metrics::{Counter, Registry};
+use tessera_web::net::limit_key;
 use tessera_web::ratelimit::{Limited, Quota, RateLimiter};
 
 /// Wrong passwords per account: 10, then one more every 30 s. Shared on PostgreSQL.
@@ -333,7 +334,7 @@ impl RateLimits {
             return Ok(Attempt::default());
         }
         let account = account_key(account);
-        let address = address_key(address);
+        let address = limit_key(address);
         if let Some(store) = &self.shared {
             let taken = vec![
                 (
@@ -379,7 +380,7 @@ impl RateLimits {
             Endpoint::Other => (&self.address_requests, Limit::AddressRequests),
         };
         limiter
-            .check(&address_key(address), now_ms)
+            .check(&limit_key(address), now_ms)
             .map_err(|l| self.refused(limit, l))
     }
 
@@ -396,7 +397,7 @@ impl RateLimits {
         if !self.enabled {
             return Ok(Attempt::default());
         }
-        let address = address_key(address);
+        let address = limit_key(address);
         let client = (bounded(client_id, MAX_CLIENT_KEY_CHARS), address);
         let first = (&self.client_failures, &client, Limit::ClientFailures);
         let second = (
@@ -550,10 +551,7 @@ impl RateLimits {
         if !self.enabled {
             return Ok(Attempt::default());
         }
-        let key = (
-            bounded(client_id, MAX_CLIENT_KEY_CHARS),
-            address_key(address),
-        );
+        let key = (bounded(client_id, MAX_CLIENT_KEY_CHARS), limit_key(address));
         let exhausted = match self.public_grant_failures.acquire(&key, now_ms) {
             Ok(true) => vec![Limit::PublicGrantFailures],
             Ok(false) => Vec::new(),
@@ -666,11 +664,6 @@ fn bounded(text: &str, chars: usize) -> String {
         .nth(chars)
         .map_or(text.len(), |(i, _)| i);
     text[..end].to_owned()
-}
-
-/// IPv6 clients are limited by their /64 ([`tessera_web::net::limit_key`]).
-pub fn address_key(address: IpAddr) -> IpAddr {
-    tessera_web::net::limit_key(address)
 }
 
 #[cfg(test)]

@@ -386,15 +386,9 @@ fn metrics_listener(
     let Some(metrics_addr) = &settings.metrics_addr else {
         return Ok(None);
     };
-    let bind_error = |reason| StartupError::Bind {
-        addr: metrics_addr.clone(),
-        reason,
-    };
-    let listener = TcpListener::bind(metrics_addr).map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
     let state = state.clone();
-    let server = tessera_web::serve_metrics(
-        listener,
+    tessera_web::serve_metrics(
+        metrics_addr,
         http_metrics.clone(),
         move |cfg| {
             cfg.service(
@@ -405,8 +399,11 @@ fn metrics_listener(
         },
         settings.request_timeout,
     )
-    .map_err(bind_error)?;
-    Ok(Some((addr, server)))
+    .map(Some)
+    .map_err(|reason| StartupError::Bind {
+        addr: metrics_addr.clone(),
+        reason,
+    })
 }
 
 /// How often a running server deletes expired rows. Every instance does it; the deletes

@@ -549,15 +549,9 @@ fn metrics_listener(
     let Some(metrics_addr) = &settings.metrics_addr else {
         return Ok(None);
     };
-    let bind_error = |reason| StartupError::Bind {
-        addr: metrics_addr.clone(),
-        reason,
-    };
-    let listener = TcpListener::bind(metrics_addr).map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
     let (store, guard) = (shared.store.clone(), shared.guard.clone());
-    let server = tessera_web::serve_metrics(
-        listener,
+    tessera_web::serve_metrics(
+        metrics_addr,
         shared.http_metrics.clone(),
         move |config| {
             config.service(
@@ -569,8 +563,11 @@ fn metrics_listener(
         },
         settings.request_timeout,
     )
-    .map_err(bind_error)?;
-    Ok(Some((addr, server)))
+    .map(Some)
+    .map_err(|reason| StartupError::Bind {
+        addr: metrics_addr.clone(),
+        reason,
+    })
 }
 
 /// The routes. The API's resources answer CORS (the `/healthz` one does not, nor

@@ -1,7 +1,7 @@
 //! The HTTP server both Tessera servers run: one place for how a bound listener is served,
 //! and for the metrics listener a server may run beside it.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -46,21 +46,24 @@ where
     Ok(server.run())
 }
 
-/// Serves `GET /metrics` (the registry of `metrics`) and whatever `health` adds (the
-/// server's `/healthz`, with the app data its handler needs set on its resource) on a
-/// listener of their own, with one worker; every other path is 404. Its requests are not
-/// counted in the HTTP metrics: a scrape does not change what it reads. Run it beside the
-/// main server with [`serve_with_metrics`].
+/// Binds `addr` and serves there `GET /metrics` (the registry of `metrics`) and whatever
+/// `health` adds (the server's `/healthz`, with the app data its handler needs set on its
+/// resource), with one worker; every other path is 404. Its requests are not counted in
+/// the HTTP metrics: a scrape does not change what it reads. Returns the bound address
+/// (port 0 picks one) and the server; run it beside the main server with
+/// [`serve_with_metrics`].
 pub fn serve_metrics<F>(
-    listener: TcpListener,
+    addr: &str,
     metrics: web::Data<HttpMetrics>,
     health: F,
     request_timeout: Duration,
-) -> std::io::Result<Server>
+) -> std::io::Result<(SocketAddr, Server)>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    serve(
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    let server = serve(
         move || {
             App::new()
                 .app_data(metrics.clone())
@@ -71,7 +74,8 @@ where
         listener,
         request_timeout,
         Some(1),
-    )
+    )?;
+    Ok((bound, server))
 }
 
 /// Drives `main` to its end and, when there is one, the `metrics` server beside it, which

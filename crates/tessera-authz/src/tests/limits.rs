@@ -18,13 +18,6 @@ fn refusing(refused: Refused) -> Limit {
 
 #[tokio::test]
 async fn ipv6_clients_are_limited_by_their_64_and_ipv4_by_the_address() {
-    assert_eq!(
-        address_key(ip("2001:db8:1:2:aaaa::1")),
-        ip("2001:db8:1:2::")
-    );
-    assert_eq!(address_key(ip("203.0.113.7")), ip("203.0.113.7"));
-    assert_eq!(address_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
-
     // Thirty wrong passwords from one /64, each from another address, use up its allowance.
     let limits = RateLimits::new(true, &Registry::new());
     for i in 0..30 {

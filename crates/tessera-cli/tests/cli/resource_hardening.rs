@@ -2,11 +2,10 @@
 //! reach the introspection endpoint, and the open benchmark listing only ever listens on
 //! loopback.
 
-use serde_json::Value;
 use tessera_store::on_each_backend;
 use tessera_store::testing::Backend;
 
-use super::{OPAQUE_MODES, Server, Workspace, http};
+use super::{OPAQUE_MODES, Server, Workspace, demo_token_of, http};
 
 on_each_backend!(garbage_and_repeated_unknown_opaque_tokens_cost_no_introspection,);
 
@@ -78,22 +77,13 @@ async fn garbage_and_repeated_unknown_opaque_tokens_cost_no_introspection(backen
     );
 
     // A real opaque token is introspected and works.
-    let body: Value = http()
-        .post(format!("{}/oauth/token", server.url))
-        .basic_auth("demo-opaque", Some("demo-opaque-secret"))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "alice"),
-            ("password", "tessera-demo"),
-            ("scope", "admin"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = body["access_token"].as_str().unwrap().to_owned();
+    let token = demo_token_of(
+        &server.url,
+        ("demo-opaque", "demo-opaque-secret"),
+        "alice",
+        "admin",
+    )
+    .await;
     // One definition of the shape: what the authorization server issues passes it.
     assert_eq!(
         tessera_authz::OPAQUE_PREFIX,

@@ -101,3 +101,10 @@ fn networks_parse_and_match_by_prefix() {
         assert!(err.contains("is not an IP address"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn ipv6_addresses_are_limited_by_their_64_and_ipv4_ones_by_the_address() {
+    assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+    assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
+    assert_eq!(limit_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+}
