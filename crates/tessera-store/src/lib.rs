@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod batch;
+mod client_cache;
 mod convert;
 mod dialect;
 mod error;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditLog, AuditWriter};
 pub use batch::{TOKEN_BATCH, TokenBatcher};
+pub use client_cache::CHECK_EVERY as CLIENT_CHECK_EVERY;
 pub use error::StoreError;
 pub use model::KeySealing;
 pub use model::{
@@ -33,8 +35,8 @@ pub use model::{
     UnknownAuditKind, User, UserCredentials, UserPatch,
 };
 pub use pool::PoolStatus;
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{POSTGRES_POOL_SIZE, PgStore};
+pub use sqlite::{SQLITE_POOL_SIZE, SqliteStore};
 
 /// How long a spent or expired authorization code is kept to recognise a replay, and a
 /// revoked family's record after its last token is gone.
@@ -191,6 +193,14 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The opaque access token with this digest, active or not.
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>>;
+
+    /// The opaque access token with this digest, active or not, with its user as they are
+    /// now when it was issued to one (`None` for a client's own token, or when the user is
+    /// gone): one round trip for what a resource server and introspection need.
+    async fn find_access_token_with_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(StoredAccessToken, Option<User>)>>;
 
     /// Stores several opaque access tokens of no grant family (each with the time it was
     /// issued) in one transaction: all or none. [`TokenBatcher`] uses it for group commit.
@@ -448,10 +458,21 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// `sqlite::memory:` for SQLite, `postgres://` or `postgresql://` for PostgreSQL (the
 /// database must exist; it may be empty).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with_pool(url, None).await
+}
+
+/// [`open`], with at most `pool_size` connections open at once, or the backend's default
+/// ([`SQLITE_POOL_SIZE`], [`POSTGRES_POOL_SIZE`]) when `None`.
+pub async fn open_with_pool(url: &str, pool_size: Option<u32>) -> Result<Arc<dyn Store>> {
+    if pool_size == Some(0) {
+        return Err(StoreError::Config(
+            "the database pool size must be at least 1".into(),
+        ));
+    }
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await?)
+        Arc::new(SqliteStore::connect_with_pool(url, pool_size).await?)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PgStore::connect(url).await?)
+        Arc::new(PgStore::connect_with_pool(url, pool_size).await?)
     } else {
         return Err(StoreError::Config(
             "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DATABASE"

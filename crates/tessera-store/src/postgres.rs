@@ -18,9 +18,19 @@ use crate::{Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// Connections each process keeps open at most. N processes need N × this below the
-/// server's `max_connections` (100 by default).
-pub const MAX_CONNECTIONS: u32 = 10;
+/// Connections each process keeps open at most, unless told otherwise. N processes need
+/// N × this below the server's `max_connections` (100 by default).
+pub const POSTGRES_POOL_SIZE: u32 = 10;
+
+/// A connection idle for longer than this is pinged before it is used: one that the server
+/// or the network dropped meanwhile is replaced instead of failing a request. A busy
+/// connection is not (a ping per query would double the round trips)...
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// ...except for this long after a call found the database unavailable: connections that
+/// broke in the outage may wait in the pool, and each is pinged (and replaced) before use
+/// rather than fail the first request after the database is back.
+const PING_AFTER_OUTAGE: Duration = Duration::from_secs(10);
 
 /// How long a request waits for a connection before it is answered 503: also how long it
 /// takes to notice that the database is away.
@@ -32,7 +42,37 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A store on one PostgreSQL database, shared by every process pointed at it.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The clients read so far (see `client_cache`).
+    clients: std::sync::Arc<crate::client_cache::ClientCache>,
+    /// Until when every connection is pinged before use (see [`PING_AFTER_OUTAGE`]).
+    suspect: std::sync::Arc<Suspect>,
     pool: PgPool,
+}
+
+/// The end of the window in which connections are pinged before every use, in
+/// milliseconds since the store was opened (0: none).
+#[derive(Debug)]
+struct Suspect {
+    opened: std::time::Instant,
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Suspect {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn holds(&self) -> bool {
+        self.now_ms() < self.until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn begin(&self) {
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(PING_AFTER_OUTAGE.as_millis()).unwrap_or(u64::MAX));
+        self.until_ms
+            .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl PgStore {
@@ -42,6 +82,12 @@ impl PgStore {
     /// now, in the server's words; later connections are opened on demand and reopened
     /// after an outage. Does not migrate: see [`crate::Store::migrate`].
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_pool(url, None).await
+    }
+
+    /// [`connect`](Self::connect), with at most `pool_size` connections (default
+    /// [`POSTGRES_POOL_SIZE`]).
+    pub async fn connect_with_pool(url: &str, pool_size: Option<u32>) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
         let options = options.application_name("tessera");
@@ -58,11 +104,30 @@ impl PgStore {
                 )));
             }
         }
+        let suspect = std::sync::Arc::new(Suspect {
+            opened: std::time::Instant::now(),
+            until_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        let outage = std::sync::Arc::clone(&suspect);
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(pool_size.unwrap_or(POSTGRES_POOL_SIZE))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let ping = meta.idle_for > PING_AFTER_IDLE || outage.holds();
+                Box::pin(async move {
+                    if ping {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            suspect,
+            pool,
+            clients: Default::default(),
+        })
     }
 }
 
@@ -84,6 +149,13 @@ pub(crate) struct Postgres;
 
 type D = Postgres;
 type Adapter = PgStore;
+
+impl PgStore {
+    /// A call found the database unavailable: ping connections before use for a while.
+    fn saw_outage(&self) {
+        self.suspect.begin();
+    }
+}
 
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;

@@ -28,6 +28,7 @@ const INSERT: &str = concat!(
 );
 const BY_ID: &str = concat!(select_client!(), " WHERE client_id = $1");
 const ALL: &str = concat!(select_client!(), " ORDER BY client_id", by_bytes!());
+const GENERATION: &str = "SELECT generation FROM client_generation WHERE id = 1";
 
 pub(super) fn client_from_row(row: &Row) -> Result<Client> {
     Ok(Client {
@@ -83,6 +84,20 @@ pub(crate) async fn client_by_id(ex: impl Exec<'_>, client_id: &str) -> Result<O
         .fetch_optional(ex)
         .await?;
     row.as_ref().map(client_from_row).transpose()
+}
+
+/// The counter that every change to `clients` raises (see `crate::client_cache`).
+pub async fn client_generation(pool: &Pool) -> Result<i64> {
+    let generation: Option<i64> = sqlx::query_scalar(GENERATION).fetch_optional(pool).await?;
+    // The row is made by its migration and never deleted; without it, every read is a
+    // change, so nothing stale is ever kept.
+    Ok(generation.unwrap_or_else(never_read_generation))
+}
+
+/// A value no read of the counter returned before: forgets what the cache kept.
+fn never_read_generation() -> i64 {
+    static MISSING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+    MISSING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub async fn list_clients(pool: &Pool) -> Result<Vec<Client>> {

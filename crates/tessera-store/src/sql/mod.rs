@@ -16,8 +16,9 @@ mod clients;
 mod keys;
 mod rate_limits;
 mod revocations;
-pub(crate) mod tokens;
+#[macro_use]
 mod users;
+pub(crate) mod tokens;
 
 use crate::dialect::Dialect;
 use crate::{PoolStatus, Result, StoreError};
@@ -56,10 +57,12 @@ async fn find_all<T>(pool: &Pool, query: Query<'_>, from_row: FromRow<T>) -> Res
     query.fetch_all(pool).await?.iter().map(from_row).collect()
 }
 
-/// Implements [`crate::Store`] for the dialect's adapter: apart from the first three
+/// Implements [`crate::Store`] for the dialect's adapter: apart from the first few
 /// methods, each hands the pool to the function of the same name in its area's module.
+/// Every call that finds the database unavailable tells the adapter (`saw_outage`), and a
+/// call marked `clients` (a change to the clients) empties the adapter's client cache.
 macro_rules! store {
-    ($( $area:ident :: $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty; )*) => {
+    ($( $area:ident :: $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty $(, $changes:ident)?; )*) => {
         #[async_trait::async_trait]
         impl crate::Store for Adapter {
             async fn migrate(&self) -> Result<()> {
@@ -86,17 +89,86 @@ macro_rules! store {
                 }
             }
 
+            async fn find_client(&self, client_id: &str) -> Result<Option<crate::Client>> {
+                let found = self.find_client_kept(client_id).await;
+                if matches!(found, Err(StoreError::Unavailable(_))) {
+                    self.saw_outage();
+                }
+                found
+            }
+
+            async fn find_client_with_rate_limits(
+                &self,
+                client_id: &str,
+                keys: [&str; 2],
+            ) -> Result<(Option<crate::Client>, [Option<i64>; 2])> {
+                let found = self.find_client_with_rate_limits_kept(client_id, keys).await;
+                if matches!(found, Err(StoreError::Unavailable(_))) {
+                    self.saw_outage();
+                }
+                found
+            }
+
             $(
                 async fn $name(&self, $( $arg: $ty ),*) -> Result<$ret> {
-                    $area::$name(&self.pool, $( $arg ),*).await
+                    let done = $area::$name(&self.pool, $( $arg ),*).await;
+                    if matches!(done, Err(StoreError::Unavailable(_))) {
+                        self.saw_outage();
+                    }
+                    // A change to the clients: what this store kept may be stale now.
+                    $( store!(@$changes self); )?
+                    done
                 }
             )*
         }
     };
+    (@clients $store:ident) => {
+        $store.clients.empty()
+    };
+}
+
+/// Clients from memory (see `crate::client_cache`).
+impl Adapter {
+    async fn find_client_kept(&self, client_id: &str) -> Result<Option<crate::Client>> {
+        self.clients
+            .check(|| clients::client_generation(&self.pool))
+            .await?;
+        let epoch = match self.clients.get(client_id) {
+            Ok(client) => return Ok(Some(client)),
+            Err(epoch) => epoch,
+        };
+        let found = clients::find_client(&self.pool, client_id).await?;
+        if let Some(client) = &found {
+            self.clients.keep(epoch, client);
+        }
+        Ok(found)
+    }
+
+    async fn find_client_with_rate_limits_kept(
+        &self,
+        client_id: &str,
+        keys: [&str; 2],
+    ) -> Result<(Option<crate::Client>, [Option<i64>; 2])> {
+        self.clients
+            .check(|| clients::client_generation(&self.pool))
+            .await?;
+        let epoch = match self.clients.get(client_id) {
+            Ok(client) => {
+                let limits = rate_limits::rate_limits(&self.pool, keys).await?;
+                return Ok((Some(client), limits));
+            }
+            Err(epoch) => epoch,
+        };
+        let found = rate_limits::find_client_with_rate_limits(&self.pool, client_id, keys).await?;
+        if let (Some(client), _) = &found {
+            self.clients.keep(epoch, client);
+        }
+        Ok(found)
+    }
 }
 
 store! {
-    users::seed_if_empty(seed: &crate::Seed, now: Time) -> bool;
+    users::seed_if_empty(seed: &crate::Seed, now: Time) -> bool, clients;
     users::create_company(new: &crate::NewCompany, now: Time) -> crate::Company;
     users::list_companies() -> Vec<crate::Company>;
     users::create_user(new: &crate::NewUser, now: Time) -> crate::User;
@@ -112,6 +184,7 @@ store! {
     users::find_user_by_id(id: uuid::Uuid) -> Option<crate::User>;
     tokens::insert_access_token(token: &crate::NewAccessToken, now: Time) -> ();
     tokens::find_access_token(token_hash: &str) -> Option<crate::StoredAccessToken>;
+    tokens::find_access_token_with_user(token_hash: &str) -> Option<(crate::StoredAccessToken, Option<crate::User>)>;
     tokens::insert_access_tokens(tokens: &[(crate::NewAccessToken, Time)]) -> ();
     tokens::revoke_access_token(token_hash: &str, client_id: &str, now: Time) -> bool;
     tokens::insert_authorization_code(code: &crate::NewAuthorizationCode, now: Time) -> ();
@@ -123,8 +196,7 @@ store! {
     tokens::insert_login_session(session: &crate::NewLoginSession, now: Time) -> ();
     tokens::find_login_session(session_hash: &str) -> Option<crate::LoginSession>;
     tokens::purge_expired(now: Time) -> u64;
-    clients::create_client(new: &crate::NewClient, now: Time) -> crate::Client;
-    clients::find_client(client_id: &str) -> Option<crate::Client>;
+    clients::create_client(new: &crate::NewClient, now: Time) -> crate::Client, clients;
     clients::list_clients() -> Vec<crate::Client>;
     keys::published_keys() -> Vec<crate::StoredKey>;
     keys::active_key() -> Option<crate::StoredKey>;
@@ -137,8 +209,8 @@ store! {
     keys::seal_private_keys(keys: &[crate::KeySealing]) -> u64;
     revocations::revoke_jwt(jti: &str, until: Time, now: Time) -> ();
     revocations::revoke_user(id: uuid::Uuid, now: Time) -> Option<crate::User>;
-    revocations::delete_client(client_id: &str, now: Time) -> bool;
-    revocations::rotate_client_secret(client_id: &str, secret_hash: &str, revoke_tokens: bool, now: Time) -> crate::Client;
+    revocations::delete_client(client_id: &str, now: Time) -> bool, clients;
+    revocations::rotate_client_secret(client_id: &str, secret_hash: &str, revoke_tokens: bool, now: Time) -> crate::Client, clients;
     revocations::revocations(after: i64, now: Time) -> crate::RevocationPage;
     revocations::revocation_head() -> i64;
     revocations::jwt_revoked(token: crate::TokenIdentity<'_>, now: Time) -> bool;
@@ -147,6 +219,5 @@ store! {
     audit::purge_audit_events(before: Time) -> u64;
     rate_limits::acquire_rate_limit(key: &str, rule: crate::LimitRule, now_ms: i64) -> crate::RateLimitSlot;
     rate_limits::refund_rate_limit(key: &str, rule: crate::LimitRule, now_ms: i64) -> ();
-    rate_limits::find_client_with_rate_limits(client_id: &str, keys: [&str; 2]) -> (Option<crate::Client>, [Option<i64>; 2]);
     rate_limits::purge_rate_limits(now_ms: i64) -> u64;
 }

@@ -18,6 +18,9 @@ const ACQUIRE: &str = "INSERT INTO rate_limits (key, whole_at) VALUES ($1, $2 + 
      WHERE (CASE WHEN rate_limits.whole_at > $2 THEN rate_limits.whole_at ELSE $2 END) + $3 - $2 <= $4 \
      RETURNING whole_at";
 const READ: &str = "SELECT whole_at FROM rate_limits WHERE key = $1";
+/// The state of the keys `$1` and `$2`, for a client already known.
+const LIMITS: &str = "SELECT (SELECT whole_at FROM rate_limits WHERE key = $1) AS limit_a, \
+     (SELECT whole_at FROM rate_limits WHERE key = $2) AS limit_b";
 const REFUND: &str = "UPDATE rate_limits SET whole_at = \
      CASE WHEN whole_at - $2 > $3 THEN whole_at - $2 ELSE $3 END WHERE key = $1";
 const PURGE: &str = "DELETE FROM rate_limits WHERE whole_at <= $1";
@@ -90,6 +93,16 @@ pub async fn find_client_with_rate_limits(
         .await?;
     let limits = [row.try_get("limit_a")?, row.try_get("limit_b")?];
     Ok((client_from_row_if_any(&row)?, limits))
+}
+
+/// The stored `whole_at` of each of `keys`, in one round trip.
+pub async fn rate_limits(pool: &Pool, keys: [&str; 2]) -> Result<[Option<i64>; 2]> {
+    let row = sqlx::query(LIMITS)
+        .bind(keys[0])
+        .bind(keys[1])
+        .fetch_one(pool)
+        .await?;
+    Ok([row.try_get("limit_a")?, row.try_get("limit_b")?])
 }
 
 /// The client of a left-joined row, `None` when the join found none.

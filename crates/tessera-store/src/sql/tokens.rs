@@ -9,13 +9,14 @@
 use sqlx::Row as _;
 use uuid::Uuid;
 
+use super::users::{JOINED_USER_COLUMNS, user_from_columns};
 use super::{D, Exec, Pool, Row, Time, find};
 use crate::Result;
 use crate::convert::{corrupt, parse_name, stored_time};
 use crate::dialect::{Dialect, Lock};
 use crate::model::{
     LoginSession, NewAccessToken, NewAuthorizationCode, NewLoginSession, NewRefreshToken,
-    RedeemedCode, Redemption, Revoked, Rotation, StoredAccessToken, StoredRefreshToken,
+    RedeemedCode, Redemption, Revoked, Rotation, StoredAccessToken, StoredRefreshToken, User,
 };
 
 /// The statements of [`purge_expired`], in order, each committed on its own (a backlog
@@ -61,6 +62,15 @@ const INSERT_ACCESS: &str = "INSERT INTO access_tokens (token_hash, client_id, u
      $8, (SELECT revoked_at FROM revoked_families WHERE family_id = $8))";
 const FIND_ACCESS: &str = "SELECT token_hash, client_id, user_id, subject, scope, created_at, \
      expires_at, revoked_at, family_id FROM access_tokens WHERE token_hash = $1";
+/// An opaque token with its user (the `u_` columns, null for a client's token or a user
+/// who is gone).
+const FIND_ACCESS_WITH_USER: &str = concat!(
+    "SELECT t.token_hash, t.client_id, t.user_id, t.subject, t.scope, t.created_at, \
+     t.expires_at, t.revoked_at, t.family_id, ",
+    joined_user!(),
+    " FROM access_tokens t LEFT JOIN users u ON u.id = t.user_id \
+     LEFT JOIN companies c ON c.id = u.company_id WHERE t.token_hash = $1"
+);
 const REVOKE_ACCESS: &str = "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
      WHERE token_hash = $2 AND client_id = $3";
 const INSERT_CODE: &str = "INSERT INTO authorization_codes (code_hash, client_id, user_id, \
@@ -161,10 +171,39 @@ pub async fn insert_access_token(pool: &Pool, token: &NewAccessToken, now: Time)
     Ok(())
 }
 
+/// Rows per statement of [`insert_access_tokens`]: far below either database's limit on
+/// bound parameters (8 a row).
+const TOKENS_PER_INSERT: usize = 128;
+
 pub async fn insert_access_tokens(pool: &Pool, tokens: &[(NewAccessToken, Time)]) -> Result<()> {
+    if tokens.iter().any(|(token, _)| token.family_id.is_some()) {
+        // A family's token takes turns with the family's revocation: one at a time.
+        let mut tx = D::begin(pool, Lock::Rows).await?;
+        for (token, now) in tokens {
+            store_access_token(&mut *tx, token, *now).await?;
+        }
+        tx.commit().await?;
+        return Ok(());
+    }
+    // Tokens of no family: many rows per statement, one transaction, one sync.
     let mut tx = D::begin(pool, Lock::Rows).await?;
-    for (token, now) in tokens {
-        store_access_token(&mut *tx, token, *now).await?;
+    for chunk in tokens.chunks(TOKENS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO access_tokens (token_hash, client_id, user_id, subject, scope, \
+             created_at, expires_at, family_id) ",
+        );
+        insert.push_values(chunk, |mut row, (token, now)| {
+            row.push_bind(&token.token_hash)
+                .push_bind(token.client_id.as_str())
+                .push_bind(token.user_id.map(D::id))
+                .push_bind(&token.subject)
+                .push_bind(D::scopes(token.scope))
+                .push_bind(stored_time(*now))
+                .push_bind(stored_time(token.expires_at))
+                .push_bind(None::<<D as Dialect>::Id>);
+        });
+        // One statement text per batch size: not worth a place in the statement cache.
+        insert.build().persistent(false).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -173,6 +212,22 @@ pub async fn insert_access_tokens(pool: &Pool, tokens: &[(NewAccessToken, Time)]
 pub async fn find_access_token(pool: &Pool, token_hash: &str) -> Result<Option<StoredAccessToken>> {
     let query = sqlx::query(FIND_ACCESS).bind(token_hash);
     find(pool, query, access_token_from_row).await
+}
+
+pub async fn find_access_token_with_user(
+    pool: &Pool,
+    token_hash: &str,
+) -> Result<Option<(StoredAccessToken, Option<User>)>> {
+    let query = sqlx::query(FIND_ACCESS_WITH_USER).bind(token_hash);
+    find(pool, query, |row| {
+        let token = access_token_from_row(row)?;
+        let user = match D::get_opt_id(row, JOINED_USER_COLUMNS.id)? {
+            Some(_) => Some(user_from_columns(row, &JOINED_USER_COLUMNS)?),
+            None => None,
+        };
+        Ok((token, user))
+    })
+    .await
 }
 
 pub async fn revoke_access_token(

@@ -62,16 +62,67 @@ fn company_from_row(row: &Row) -> Result<Company> {
     })
 }
 
+/// Where a row holds a user's fields.
+pub(crate) struct UserColumns {
+    pub(crate) id: &'static str,
+    company: &'static str,
+    username: &'static str,
+    roles: &'static str,
+    disabled: &'static str,
+    created_at: &'static str,
+    updated_at: &'static str,
+    tokens_revoked_at: &'static str,
+}
+
+/// The columns of `select_user!()`.
+const USER_COLUMNS: UserColumns = UserColumns {
+    id: "id",
+    company: "company",
+    username: "username",
+    roles: "roles",
+    disabled: "disabled",
+    created_at: "created_at",
+    updated_at: "updated_at",
+    tokens_revoked_at: "tokens_revoked_at",
+};
+
+/// The columns of a user joined to a row of another table (`joined_user!()`).
+pub(crate) const JOINED_USER_COLUMNS: UserColumns = UserColumns {
+    id: "u_id",
+    company: "u_company",
+    username: "u_username",
+    roles: "u_roles",
+    disabled: "u_disabled",
+    created_at: "u_created_at",
+    updated_at: "u_updated_at",
+    tokens_revoked_at: "u_tokens_revoked_at",
+};
+
+/// The user's columns, named as [`JOINED_USER_COLUMNS`] says, of `u` (users) and `c` (its
+/// company) joined to a query on another table.
+macro_rules! joined_user {
+    () => {
+        "u.id AS u_id, c.slug AS u_company, u.username AS u_username, u.roles AS u_roles, \
+         u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
+         u.tokens_revoked_at AS u_tokens_revoked_at"
+    };
+}
+
 fn user_from_row(row: &Row) -> Result<User> {
+    user_from_columns(row, &USER_COLUMNS)
+}
+
+/// The user in `row`'s `columns`.
+pub(crate) fn user_from_columns(row: &Row, columns: &UserColumns) -> Result<User> {
     Ok(User {
-        id: D::get_id(row, "id")?,
-        company: parse_name(row.try_get("company")?, "company")?,
-        username: parse_name(row.try_get("username")?, "username")?,
-        roles: parse_words(D::get_words(row, "roles")?, "roles")?,
-        disabled: row.try_get("disabled")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        tokens_revoked_at: row.try_get("tokens_revoked_at")?,
+        id: D::get_id(row, columns.id)?,
+        company: parse_name(row.try_get(columns.company)?, "company")?,
+        username: parse_name(row.try_get(columns.username)?, "username")?,
+        roles: parse_words(D::get_words(row, columns.roles)?, "roles")?,
+        disabled: row.try_get(columns.disabled)?,
+        created_at: row.try_get(columns.created_at)?,
+        updated_at: row.try_get(columns.updated_at)?,
+        tokens_revoked_at: row.try_get(columns.tokens_revoked_at)?,
     })
 }
 

@@ -34,6 +34,8 @@ on_each_backend!(
     opaque_tokens_are_found_by_digest_and_revoked_only_by_their_client,
     migrations_are_idempotent_and_data_survives_a_reopen,
     concurrent_opaque_tokens_share_commits_and_one_bad_token_fails_alone,
+    an_opaque_token_comes_with_its_user_as_they_are_now,
+    clients_are_kept_in_memory_and_changes_reach_every_store,
 );
 
 /// A fresh, migrated database on `backend`, removed when this drops.
@@ -1526,4 +1528,190 @@ async fn sqlite_writes_values_in_the_formats_existing_databases_hold() {
         "2026-11-27T12:00:00.123456+00:00"
     );
     conn.close().await.unwrap();
+}
+
+async fn an_opaque_token_comes_with_its_user_as_they_are_now(backend: Backend) {
+    let t = fresh(backend).await;
+    t.store
+        .create_company(&company("acme"), now())
+        .await
+        .unwrap();
+    let bob = t
+        .store
+        .create_user(&user("acme", "bob", &[Role::Admin]), now())
+        .await
+        .unwrap();
+    t.store.create_client(&client("app"), now()).await.unwrap();
+    let issue = |hash: &str, user_id: Option<uuid::Uuid>| NewAccessToken {
+        token_hash: hash.into(),
+        client_id: "app".parse().unwrap(),
+        user_id,
+        subject: user_id.map_or("app".to_owned(), |id| id.to_string()),
+        scope: "basic admin".parse().unwrap(),
+        expires_at: now() + chrono::Duration::minutes(15),
+        family_id: None,
+    };
+    // Stored through the group-commit path (many rows in one statement) and alone.
+    t.store
+        .insert_access_tokens(&[
+            (issue("bob-token", Some(bob.id)), now()),
+            (issue("app-token", None), now()),
+        ])
+        .await
+        .unwrap();
+
+    let (token, found) = t
+        .store
+        .find_access_token_with_user("bob-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        token,
+        t.store
+            .find_access_token("bob-token")
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    assert_eq!(token.revoked_at, None);
+    assert_eq!(token.created_at, now());
+    let found = found.expect("a user's token comes with its user");
+    assert_eq!(
+        found,
+        t.store.find_user_by_id(bob.id).await.unwrap().unwrap()
+    );
+    assert_eq!(found.company.as_str(), "acme");
+    assert!(!found.disabled);
+
+    let (token, nobody) = t
+        .store
+        .find_access_token_with_user("app-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.user_id, None);
+    assert_eq!(nobody, None, "a client's own token speaks for no user");
+    assert!(
+        t.store
+            .find_access_token_with_user("no-such-digest")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The user as they are now: disabled, then deleted.
+    t.store
+        .set_user_disabled(&"bob".parse().unwrap(), true, now())
+        .await
+        .unwrap();
+    let (_, disabled) = t
+        .store
+        .find_access_token_with_user("bob-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(disabled.unwrap().disabled);
+    t.store
+        .delete_user(&"bob".parse().unwrap(), now())
+        .await
+        .unwrap();
+    match t
+        .store
+        .find_access_token_with_user("bob-token")
+        .await
+        .unwrap()
+    {
+        None => {}
+        Some((token, user)) => {
+            assert_eq!(token.user_id, Some(bob.id));
+            assert_eq!(user, None, "a deleted user is gone");
+        }
+    }
+}
+
+/// A client read once is answered from memory; a change made through the same store
+/// shows at once, and one made through another store on the same database (another
+/// server, the `tessera client` commands) within `CLIENT_CHECK_EVERY`, well inside the
+/// second the contract promises.
+async fn clients_are_kept_in_memory_and_changes_reach_every_store(backend: Backend) {
+    let t = fresh(backend).await;
+    let other = t.db.open().await;
+    t.store.create_client(&client("app"), now()).await.unwrap();
+    let first = t.store.find_client("app").await.unwrap().unwrap();
+    assert_eq!(first.secret_hash, client("app").secret_hash);
+
+    // Through the same store: at once.
+    t.store
+        .rotate_client_secret("app", "digest-2", false, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store
+            .find_client("app")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .as_deref(),
+        Some("digest-2")
+    );
+
+    // Through another store: within the bound. `other` reads the client first, so that
+    // the change below must reach a store that has it in memory.
+    assert!(other.find_client("app").await.unwrap().is_some());
+    let changed = std::time::Instant::now();
+    t.store
+        .rotate_client_secret("app", "digest-3", false, now())
+        .await
+        .unwrap();
+    let seen = loop {
+        let secret = other
+            .find_client("app")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .clone();
+        if secret.as_deref() == Some("digest-3") {
+            break changed.elapsed();
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(1),
+            "a rotated secret was still served from memory after a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(
+        seen <= tessera_store::CLIENT_CHECK_EVERY + std::time::Duration::from_millis(200),
+        "seen after {seen:?}"
+    );
+
+    // Deleted elsewhere: gone within the bound too, and with the rate limits' read.
+    assert!(other.delete_client("app", now()).await.unwrap());
+    assert!(
+        other.find_client("app").await.unwrap().is_none(),
+        "at once where deleted"
+    );
+    let deleted = std::time::Instant::now();
+    loop {
+        let (found, limits) = t
+            .store
+            .find_client_with_rate_limits("app", ["k1", "k2"])
+            .await
+            .unwrap();
+        assert_eq!(limits, [None, None]);
+        if found.is_none() {
+            break;
+        }
+        assert!(
+            deleted.elapsed() < std::time::Duration::from_secs(1),
+            "a deleted client was still served from memory after a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // And a client registered elsewhere is found at once (nothing is kept for an
+    // unknown id).
+    other.create_client(&client("new"), now()).await.unwrap();
+    assert!(t.store.find_client("new").await.unwrap().is_some());
 }
