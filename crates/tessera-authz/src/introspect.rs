@@ -89,22 +89,21 @@ async fn inspect(
                 "jti": claims.jti,
         }))));
     }
-    let stored = state
+    // The token and its user in one round trip.
+    let found = state
         .grants
         .store
-        .find_access_token(&secret::digest(token))
+        .find_access_token_with_user(&secret::digest(token))
         .await?
-        .filter(|stored| stored.is_active(now));
-    let Some(stored) = stored else {
+        .filter(|(stored, _)| stored.is_active(now));
+    let Some((stored, user)) = found else {
         return Ok(None);
     };
-    let username = match stored.user_id {
-        Some(id) => match state.grants.store.find_user_by_id(id).await? {
-            // A disabled or deleted user's tokens are inactive at once.
-            Some(user) if !user.disabled => Some(user.username.to_string()),
-            _ => return Ok(None),
-        },
-        None => None,
+    let username = match (stored.user_id, user) {
+        (None, _) => None,
+        (Some(_), Some(user)) if !user.disabled => Some(user.username.to_string()),
+        // A disabled or deleted user's tokens are inactive at once.
+        (Some(_), _) => return Ok(None),
     };
     Ok(Some(without_nulls(json!({
         "active": true,

@@ -17,7 +17,7 @@ use crate::args::{AuditCommand, Common, CompanyCommand, Cutoff, UserCommand};
 
 /// Opens and migrates the database, with an error that names it (without its password).
 pub async fn open(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
-    tessera_store::open(&common.database_url)
+    tessera_store::open_with_pool(&common.database_url, common.database_pool_size)
         .await
         .with_context(|| {
             format!(

@@ -42,6 +42,18 @@ pub struct Common {
     )]
     pub database_url_file: Option<std::path::PathBuf>,
 
+    /// The most database connections each server keeps open [default: 8 for SQLite, 10
+    /// for PostgreSQL]. With PostgreSQL, the servers on one database need the sum of
+    /// theirs below its `max_connections`.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATABASE_POOL_SIZE",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub database_pool_size: Option<u32>,
+
     /// Address the authorization server listens on (port 0 picks a free port).
     #[arg(long, global = true, env = "TESSERA_AUTHZ_ADDR", default_value = tessera_authz::DEFAULT_ADDR)]
     pub authz_addr: String,

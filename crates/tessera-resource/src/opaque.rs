@@ -27,8 +27,8 @@ struct Facts {
 /// Where an opaque token's facts come from.
 #[derive(Debug)]
 pub enum Source {
-    /// The token store the authorization server writes to, by SHA-256 digest: with the
-    /// user, two round trips per request for a user's token.
+    /// The token store the authorization server writes to, by SHA-256 digest: the token
+    /// and its user in one round trip per request.
     Store,
     /// The issuer's introspection endpoint (RFC 7662): with the user, two round trips per
     /// request for a user's token, one when the introspection cache keeps its answer.
@@ -74,8 +74,10 @@ impl OpaqueTokens for UserOpaque {
 impl UserOpaque {
     async fn stored(&self, token: &str, now: i64) -> (Result<Claims, GuardError>, u32) {
         let now = millis_to_utc(now.saturating_mul(1000));
-        let stored = match self.store.find_access_token(&secret::digest(token)).await {
-            Ok(Some(stored)) if stored.is_active(now) => stored,
+        // The token and its user in one round trip.
+        let digest = secret::digest(token);
+        let (stored, user) = match self.store.find_access_token_with_user(&digest).await {
+            Ok(Some((stored, user))) if stored.is_active(now) => (stored, user),
             Ok(_) => return (Err(INACTIVE), 1),
             Err(err) => return (Err(unavailable(&err)), 1),
         };
@@ -86,10 +88,13 @@ impl UserOpaque {
             iat: stored.created_at.timestamp(),
             exp: stored.expires_at.timestamp(),
         };
-        match stored.user_id {
-            Some(user_id) => (self.user_claims(facts, user_id, None).await, 2),
-            None => (Ok(self.claims(facts, None)), 1),
-        }
+        let claims = match (stored.user_id, user) {
+            (None, _) => Ok(self.claims(facts, None)),
+            // A disabled user's tokens stop working at once; a deleted user's are gone.
+            (Some(_), Some(user)) if !user.disabled => Ok(self.claims(facts, Some(user))),
+            (Some(_), _) => Err(INACTIVE),
+        };
+        (claims, 1)
     }
 
     async fn introspected(
