@@ -161,6 +161,11 @@ def proc_status(pid, key):
     return 0
 
 
+def per_request_us(cpu_seconds, requests):
+    """Server CPU microseconds a request, None without requests."""
+    return cpu_seconds / requests * 1e6 if requests else None
+
+
 def reset_peak(pid):
     """Restarts VmHWM (peak RSS) at the current RSS; False where the kernel refuses."""
     try:
@@ -340,6 +345,7 @@ def measure(row, concurrency, args, servers):
     servers.check_alive()
     seconds = result["duration_us"] / 1e6
     errors = sum(result["errors"].values())
+    cpu = sum(cpu1[n] - cpu0[n] for n in pids)
     return {
         "key": row["key"],
         "label": row["label"],
@@ -351,7 +357,10 @@ def measure(row, concurrency, args, servers):
         "p99_ms": result["latency_us"]["p99"] / 1000,
         "errors": errors,
         "error_kinds": {k: v for k, v in result["errors"].items() if v},
-        "server_cores": sum(cpu1[n] - cpu0[n] for n in pids) / wall,
+        "server_cores": cpu / wall,
+        # What a request costs the servers, whatever share of the cores they got: steadier
+        # than req/s when something else runs on the machine.
+        "server_us": per_request_us(cpu, result["requests"]),
         "cores_by_server": {n: round((cpu1[n] - cpu0[n]) / wall, 3) for n in pids},
         "loadgen_cores": ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall,
         "peak_rss": proc_status(target, "VmHWM"),
@@ -683,7 +692,8 @@ def measure_all(args, servers, workdir):
             results.append(r)
             flag = "" if r["errors"] == 0 else f"  ERRORS {r['error_kinds']}"
             print(f"  {r['label']:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
-                  f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}{flag}", flush=True)
+                  f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}"
+                  f"  {fmt_us(r.get('server_us'))} µs/req{flag}", flush=True)
 
     for row in rows:
         go(row)
@@ -1000,6 +1010,11 @@ def measure_revocation(args, servers, workdir, propagation, memory, database):
         "errors": errors,
         "error_kinds": kinds,
         "server_cores": sum(cpu1[n] - cpu0[n] for n in pids) / wall,
+        # The load ran before and after the loop: its requests within the loop are estimated
+        # from its rate, and the loop's own requests added.
+        "server_us": per_request_us(sum(cpu1[n] - cpu0[n] for n in pids),
+                                    sum(x["rps"] for x in load.values()) * wall
+                                    + propagation["polls"]),
         "cores_by_server": {n: round((cpu1[n] - cpu0[n]) / wall, 3) for n in pids},
         "loadgen_cores": None,
         "peak_rss": max(proc_status(pids[n], "VmHWM") for n in rs),
@@ -1065,6 +1080,11 @@ def ratios(results, concurrency):
 
 def fmt_bytes(n):
     return f"{n / 2**20:.1f} MB"
+
+
+def fmt_us(us):
+    """Microseconds a request; blank where not measured (results saved before it was)."""
+    return "" if us is None else f"{us:,.0f}"
 
 
 def svg_chart(results, concurrency):
@@ -1166,8 +1186,16 @@ def peer_rows(results, peers):
             continue
         rows.append([what, who, f"{a['rps']:,.0f}", f"{b['rps_ok']:,.0f}",
                      f"{a['rps'] / b['rps_ok']:.2f}×", f"{a['p99_ms']:.1f}",
-                     f"{b['p99_ms']:.1f}"])
+                     f"{b['p99_ms']:.1f}", fmt_us(a.get("server_us")),
+                     fmt_us(peer_us(b))])
     return rows
+
+
+def peer_us(row):
+    """The peer's server CPU microseconds a successful request, from the harness's cores
+    (CPU over the run's wall time) and successful requests a second."""
+    cores, rps = row.get("server_cores"), row.get("rps_ok")
+    return cores / rps * 1e6 if cores is not None and rps else None
 
 
 def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
@@ -1209,20 +1237,25 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
         f"{FEED_ENTRIES:,} revocations throughout. The propagation and memory rows have "
         "servers and a database of their own ([below](#revocation-feed))",
         "- *server CPU* is the CPU time all Tessera processes used during the row, in cores "
-        "(introspection rows include the authorization server answering); *peak RSS* is the "
-        "peak resident memory of the server under test during the row",
+        "(introspection rows include the authorization server answering); *server µs/req* "
+        "is that CPU time divided by the requests completed, what a request costs the "
+        "servers whatever share of the cores they got (steadier than req/s on a busy "
+        "machine); *peak RSS* is the peak resident memory of the server under test during "
+        "the row",
         "- on a shared two-core machine the rows that read the database vary by up to about "
         "20% from one run to the next; compare rows within one run (the ratios below), and "
         "rerun for a second sample",
         "",
         f"![requests per second by row and concurrency]({chart_name})",
         "",
-        "| row | c | req/s | p50 ms | p99 ms | server CPU | peak RSS | errors | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| row | c | req/s | p50 ms | p99 ms | server CPU | server µs/req | peak RSS | errors "
+        "| load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(f"| {r['label']} | {r['c']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['server_cores']:.2f} | "
+                     f"{fmt_us(r.get('server_us'))} | "
                      f"{fmt_bytes(r['peak_rss'])} | {r['errors']} | {r['generator']} |")
     lines += ["", "## Ratios (same run)", "", "| c | ratio | value |", "|---:|---|---:|"]
     for c, what, v in ratios(results, cs):
@@ -1251,9 +1284,12 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
                   "this run's). The "
                   "peers' resource routes return a fixed list; Tessera's list users from the "
                   "database, so the like-for-like authorization rows are `GET /me`, which "
-                  "reads nothing but the token.", "",
+                  "reads nothing but the token. Server µs/req: Tessera's as in the table "
+                  "above; the peer's is the harness's server CPU divided by its successful "
+                  "requests.", "",
                   "| what | peer | Tessera req/s | peer req/s | ratio | Tessera p99 ms | "
-                  "peer p99 ms |", "|---|---|---:|---:|---:|---:|---:|"]
+                  "peer p99 ms | Tessera server µs/req | peer server µs/req |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in peer_rows(results, peers):
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", explanation(k, cs, memory), ""]
@@ -1366,6 +1402,11 @@ def explanation(k, cs, memory=None):
         r = k.get((key, c))
         return r["rps"] if r else float("nan")
 
+    def cpu(key):
+        r = k.get((key, c))
+        us = r.get("server_us") if r else None
+        return float("nan") if us is None else us
+
     # One token in each row: the same load generator measured all of these.
     ceiling, jwt1 = rate("ceiling"), rate("jwt1")
     cached, store, intro = rate("jwt1-cached"), rate("opaque-store"), rate("opaque-introspection")
@@ -1377,14 +1418,19 @@ def explanation(k, cs, memory=None):
 
 Every API row runs the same handler over the same data: it lists the six users of `acme`
 from the database. The rows differ only in how the caller is authorized, so the gaps
-between them are the price of each way (at c={c}, in wall time per request across the
-whole machine, load generator included):
+between them are the price of each way. Costs a request are given at c={c} twice: first in
+server CPU (the `server µs/req` column: the CPU time of the Tessera processes divided by
+the requests, which holds steady whatever else runs on the machine), then in wall time
+(one second over req/s, which the load generator and anything else on the same cores
+share):
 
-- **No authorization** ({ceiling:,.0f} req/s, {per_req(ceiling):.0f} µs a request) is the
-  ceiling: the listing itself, with its one database query.
+- **No authorization** ({ceiling:,.0f} req/s; {cpu("ceiling"):.0f} µs of server CPU a
+  request, {per_req(ceiling):.0f} µs of wall time) is the ceiling: the listing itself,
+  with its one database query.
 - **A JWT verified on every request** ({jwt1:,.0f} req/s) adds one signature
   verification and the claim checks, and nothing else: no database, no network. That is
-  {per_req(jwt1) - per_req(ceiling):.0f} µs a request.
+  {cpu("jwt1") - cpu("ceiling"):.0f} µs of server CPU a request
+  ({per_req(jwt1) - per_req(ceiling):.0f} µs of wall time).
 - **A JWT with the verified-token cache** ({cached:,.0f} req/s): a token seen before
   costs a SHA-256 digest and a map lookup, so the difference with the ceiling all but
   vanishes ({cached / ceiling:.0%} of it). With {JWT_TOKENS:,} distinct tokens in rotation
@@ -1404,12 +1450,15 @@ whole machine, load generator included):
   on that resource server until its answer ages out.
 
 `GET /me` answers from the token alone, so it shows the price of each way with nothing
-else in the request: a JWT verified on every request ({me_jwt:,.0f} req/s,
-{per_req(me_jwt):.0f} µs), the same with the cache ({me_cached:,.0f} req/s,
+else in the request (server CPU, then wall time, a request): a JWT verified on every
+request ({me_jwt:,.0f} req/s, {cpu("me-jwt1"):.0f} µs, {per_req(me_jwt):.0f} µs), the same
+with the cache ({me_cached:,.0f} req/s, {cpu("me-jwt1-cached"):.0f} µs,
 {per_req(me_cached):.0f} µs), and an opaque token looked up in the store ({me_store:,.0f}
-req/s, {per_req(me_store):.0f} µs): the two lookups an opaque token needs cost
-{per_req(me_store) - per_req(me_jwt):.0f} µs a request more than a signature check, and
-{per_req(me_store) - per_req(me_cached):.0f} µs more than a cached JWT. That is the
+req/s, {cpu("me-opaque-store"):.0f} µs, {per_req(me_store):.0f} µs): the two lookups an
+opaque token needs cost {cpu("me-opaque-store") - cpu("me-jwt1"):.0f} µs of server CPU a
+request more than a signature check ({per_req(me_store) - per_req(me_jwt):.0f} µs of
+wall time), and {cpu("me-opaque-store") - cpu("me-jwt1-cached"):.0f} µs more than a
+cached JWT ({per_req(me_store) - per_req(me_cached):.0f} µs of wall time). That is the
 seed's argument in one number: a lookup per request is the expensive part, and with a
 cache in front of the signature check, JWT authorization costs next to nothing.
 
