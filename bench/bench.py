@@ -79,11 +79,13 @@ class BenchError(Exception):
 # ---- processes -------------------------------------------------------------------------
 
 class Servers:
-    """The Tessera processes of one run, stopped by PID whatever happens."""
+    """The Tessera processes of one run (or another server's, without a database), stopped
+    by PID whatever happens."""
 
     def __init__(self, binary, database_url, workdir):
         self.binary = binary
         self.database_url = database_url
+        self.backend = backend_name(database_url)
         self.workdir = workdir
         self.procs = {}  # name -> Popen
         self.peaks = {}  # name -> the highest VmHWM read before a reset
@@ -91,7 +93,9 @@ class Servers:
         # Nothing from the caller's TESSERA_* settings: a stray TESSERA_JWKS_URL or
         # TESSERA_TOKEN_CACHE_SIZE would change what a row measures, or where keys come from.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        self.env.update(TESSERA_DATABASE_URL=database_url, TESSERA_LOG="warn", NO_COLOR="1")
+        self.env.update(TESSERA_LOG="warn", NO_COLOR="1")
+        if database_url is not None:
+            self.env.update(TESSERA_DATABASE_URL=database_url)
 
     def run(self, *args, stdin=None):
         p = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True,
@@ -130,6 +134,12 @@ class Servers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def backend_name(database_url):
+    if database_url is None:
+        return None
+    return "SQLite" if database_url.startswith("sqlite://") else "PostgreSQL"
 
 
 def tail(path, lines=20):
@@ -335,6 +345,8 @@ def measure(row, concurrency, args, servers):
     servers.peaks[row["server"]] = max(servers.peaks.get(row["server"], 0),
                                        proc_status(target, "VmHWM"))
     peak_reset = reset_peak(target)
+    database = database_pids(servers)
+    db0 = processes_cpu(database)
     cpu0 = {n: proc_cpu(p) for n, p in pids.items()}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -342,6 +354,7 @@ def measure(row, concurrency, args, servers):
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = {n: proc_cpu(p) for n, p in pids.items()}
+    db1 = processes_cpu(database)
     servers.check_alive()
     seconds = result["duration_us"] / 1e6
     errors = sum(result["errors"].values())
@@ -367,7 +380,38 @@ def measure(row, concurrency, args, servers):
         "peak_since_start": not peak_reset,
         "server": row["server"],
         "generator": generator,
+        "backend": servers.backend,
+        # PostgreSQL's own work is in its processes, not in server_us (SQLite's is in it).
+        "database_us": None if not database else per_request_us(
+            sum(db1[p] - db0[p] for p in db1 if p in db0), result["requests"]),
     }
+
+
+def database_pids(servers):
+    """The PostgreSQL server's processes on this machine (every process named `postgres`;
+    the database is on loopback), none for SQLite, which runs inside Tessera's."""
+    if servers.backend != "PostgreSQL":
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == "postgres":
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def processes_cpu(pids):
+    """utime + stime of each process still running, in seconds."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = proc_cpu(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 # ---- the run ----------------------------------------------------------------------------
@@ -380,13 +424,13 @@ def psql(url, sql):
     return p.stdout
 
 
-def throwaway_database(url, workdir, name="bench"):
+def throwaway_database(url, workdir, name="bench", flag="--database-url"):
     """A fresh database and a function that drops it."""
     if url is None:
         return "sqlite://" + os.path.join(workdir, name + ".db"), lambda: None
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
-        raise BenchError("--database-url must be a postgres:// URL (SQLite is the default)")
+        raise BenchError(f"{flag} must be a postgres:// URL (SQLite is the default)")
     if parsed.hostname not in ("127.0.0.1", "localhost", "::1") or parsed.query or parsed.params:
         raise BenchError("the benchmark only talks to loopback: use a PostgreSQL on 127.0.0.1, "
                          "with no query parameters in the URL")
@@ -503,13 +547,8 @@ def run(args):
     info = machine(args.load_generator)
     workdir = tempfile.mkdtemp(prefix="tessera-bench-")
     try:
-        database_url, drop_database = throwaway_database(args.database_url, workdir)
-        servers = Servers(binary, database_url, workdir)
-        try:
-            results, memory = measure_all(args, servers, workdir)
-        finally:
-            servers.stop()
-            drop_database()
+        results, memory = measure_pass(args, binary, workdir, args.database_url, "bench",
+                                       "--database-url", first=True)
         # Its own servers and database, after the others have stopped.
         selected = lambda key: args.only is None or re.search(args.only, key)  # noqa: E731
         propagation = {} if selected("revocation-propagation") else None
@@ -520,6 +559,11 @@ def run(args):
                 results.append(row)
             if list_memory:
                 memory["revocation-list"] = list_memory
+        if args.postgres_url:
+            print("the same rows on PostgreSQL (--postgres-url)", flush=True)
+            again, memory["postgresql"] = measure_pass(args, binary, workdir, args.postgres_url,
+                                                       "pg", "--postgres-url", first=False)
+            results += again
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -527,7 +571,19 @@ def run(args):
     return info, results, memory, elapsed
 
 
-def measure_all(args, servers, workdir):
+def measure_pass(args, binary, workdir, url, name, flag, first):
+    """Every selected row on a throwaway database at `url` (SQLite without one), with
+    servers of its own. The alternating pairs run in the first pass only."""
+    database_url, drop_database = throwaway_database(url, workdir, name, flag)
+    servers = Servers(binary, database_url, workdir)
+    try:
+        return measure_all(args, servers, workdir, first)
+    finally:
+        servers.stop()
+        drop_database()
+
+
+def measure_all(args, servers, workdir, first=True):
     secrets = seed(servers)
     # The list the feed servers follow, in the database before anything starts.
     insert_revocations(servers.database_url, FEED_ENTRIES)
@@ -691,7 +747,8 @@ def measure_all(args, servers, workdir):
             r = measure(row, c, args, servers)
             results.append(r)
             flag = "" if r["errors"] == 0 else f"  ERRORS {r['error_kinds']}"
-            print(f"  {r['label']:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+            label = r["label"] if first else f"{r['backend']}: {r['label']}"
+            print(f"  {label:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
                   f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}"
                   f"  {fmt_us(r.get('server_us'))} µs/req{flag}", flush=True)
 
@@ -702,7 +759,8 @@ def measure_all(args, servers, workdir):
     keyed = {row["key"]: row for row in rows}
     # The servers are warm by now: a second of warm-up before each measurement is enough.
     again = argparse.Namespace(**dict(vars(args), warmup=min(args.warmup, 1)))
-    for off, on in FEED_PAIRS:
+    # The feed is in memory, whatever the database: its cost is measured once.
+    for off, on in FEED_PAIRS if first else []:
         if off not in keyed or on not in keyed:
             continue
         for c in args.concurrency:
@@ -1021,6 +1079,8 @@ def measure_revocation(args, servers, workdir, propagation, memory, database):
         "peak_since_start": False,
         "server": "rs-a",
         "generator": generator,
+        "backend": servers.backend,
+        "database_us": None,
         "propagation": propagation,
     }
     print(f"  revocation propagation ({database}): {count} revocations, revoked after "
@@ -1199,11 +1259,15 @@ def peer_us(row):
 
 
 def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
+    results, postgres = split_passes(results, args.database_url)
     k = by_key(results)
     cs = args.concurrency
     info = dict(info, wrk=info["wrk"].split(" [")[0])
     db = "SQLite (a file in a temporary directory)" if args.database_url is None else \
         "PostgreSQL (a throwaway database on the server given)"
+    if postgres:
+        db += ("; then the same rows again on PostgreSQL (a throwaway database on the server "
+               "given, servers of their own), [side by side](#sqlite-and-postgresql)")
     lines = [
         "# Benchmarks",
         "",
@@ -1260,6 +1324,8 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
     lines += ["", "## Ratios (same run)", "", "| c | ratio | value |", "|---:|---|---:|"]
     for c, what, v in ratios(results, cs):
         lines.append(f"| {c} | {what} | {v:.2f} |")
+    if postgres:
+        lines += backends_section(results, postgres)
     lines += ["", "## Memory", "",
               "| server | idle RSS | RSS after the run | peak RSS over the run |",
               "|---|---:|---:|---:|"]
@@ -1273,6 +1339,9 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
         if "idle_rss" not in m:
             continue
         lines.append(f"| {names.get(name, name)} | {fmt_bytes(m['idle_rss'])} | "
+                     f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
+    for name, m in memory.get("postgresql", {}).items():
+        lines.append(f"| {names.get(name, name)}, PostgreSQL run | {fmt_bytes(m['idle_rss'])} | "
                      f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
     lines += revocation_section(results, memory, cs)
     if peers:
@@ -1294,6 +1363,42 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", explanation(k, cs, memory), ""]
     return "\n".join(lines)
+
+
+def split_passes(results, database_url):
+    """The first run's rows, with the revocation phase's, and the rows of the PostgreSQL run
+    that --postgres-url adds after a SQLite one."""
+    first = "SQLite" if database_url is None else "PostgreSQL"
+    again = [r for r in results
+             if r.get("backend", first) != first and r["group"] != "revocation"]
+    return [r for r in results if not any(r is x for x in again)], again
+
+
+def backends_section(sqlite, postgres):
+    """The PostgreSQL run's rows beside the SQLite run's."""
+    k = by_key(sqlite)
+    lines = ["", "## SQLite and PostgreSQL", "",
+             "The same rows on the same machine, measured in the same way, first on SQLite "
+             "and then on PostgreSQL (a throwaway database, servers and seeding of their own; "
+             "the alternating pairs are measured on SQLite only, as the feed lives in "
+             "memory). *server µs/req* counts Tessera's processes: SQLite runs inside them, "
+             "PostgreSQL in processes of its own, whose CPU time a request (every `postgres` "
+             "process on the machine, during the row) is in the last column but one.", "",
+             "| row | c | SQLite req/s | PostgreSQL req/s | PostgreSQL / SQLite | SQLite server "
+             "µs/req | PostgreSQL server µs/req | PostgreSQL's own µs/req | PostgreSQL p99 ms "
+             "| PostgreSQL errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in postgres:
+        s = k.get((p["key"], p["c"]))
+        # A ratio across load generators would measure the generators too.
+        ratio = f"{p['rps'] / s['rps']:.2f}×" if s and s["rps"] and \
+            s["generator"] == p["generator"] else ""
+        cells = [p["label"], str(p["c"]), f"{s['rps']:,.0f}" if s else "not measured",
+                 f"{p['rps']:,.0f}", ratio, fmt_us(s.get("server_us")) if s else "",
+                 fmt_us(p.get("server_us")), fmt_us(p.get("database_us")),
+                 f"{p['p99_ms']:.2f}", str(p["errors"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def revocation_section(results, memory, cs):
@@ -1535,11 +1640,17 @@ it expires."""
                                 break_long_words=False) + "\n"
 
 
+DATABASE_FLAGS = ("--database-url", "--postgres-url", "--propagation-database-url")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", help="a postgres:// URL on 127.0.0.1 (a throwaway "
                     "database is created there and dropped); default SQLite")
+    ap.add_argument("--postgres-url", help="a postgres:// URL on 127.0.0.1: after the "
+                    "SQLite run, the same rows again on a throwaway database there, reported "
+                    "side by side with SQLite's (not with --database-url)")
     ap.add_argument("--propagation-database-url", help="a postgres:// URL on 127.0.0.1 for "
                     "the revocation propagation and memory phase alone (default: "
                     "--database-url, else SQLite)")
@@ -1577,6 +1688,9 @@ def main():
         ap.error("--concurrency takes numbers separated by commas, e.g. 16,64")
     if args.duration < 1 or args.warmup < 0 or any(c < 1 or c > 1024 for c in args.concurrency):
         ap.error("--duration must be at least 1, --warmup at least 0, concurrency 1 to 1024")
+    if args.postgres_url and args.database_url:
+        ap.error("--postgres-url adds a PostgreSQL run to the SQLite one; with --database-url "
+                 "the whole run is on PostgreSQL already")
     out = args.out or (None if args.smoke else os.path.join(ROOT, "docs", "benchmarks.md"))
     # The command as a reader would rerun it: where this run put its raw results or found
     # its binary is of no use to them.
@@ -1594,9 +1708,9 @@ def main():
             a = "PEER_RESULTS_DIR"
         elif a.startswith("--peers="):
             a = "--peers=PEER_RESULTS_DIR"
-        elif shown and shown[-1] in ("--database-url", "--propagation-database-url"):
+        elif shown and shown[-1] in DATABASE_FLAGS:
             a = without_password(a)
-        elif a.split("=", 1)[0] in ("--database-url", "--propagation-database-url") and "=" in a:
+        elif a.split("=", 1)[0] in DATABASE_FLAGS and "=" in a:
             flag, value = a.split("=", 1)
             a = flag + "=" + without_password(value)
         shown.append(a)
@@ -1630,18 +1744,19 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results, "memory": memory,
                        "elapsed_s": elapsed}, f, indent=1)
+    first, _ = split_passes(results, args.database_url)
     if out:
         chart = os.path.splitext(out)[0] + ".svg"
         with open(chart, "w") as f:
-            f.write(svg_chart(results, args.concurrency))
+            f.write(svg_chart(first, args.concurrency))
         with open(out, "w") as f:
             f.write(markdown(info, results, memory, args, elapsed, command,
                              os.path.basename(chart), peers))
         print(f"wrote {os.path.relpath(out)} and {os.path.relpath(chart)}")
     print(f"{len(results)} runs in {elapsed:.0f} s")
-    for c, what, v in ratios(results, args.concurrency):
+    for c, what, v in ratios(first, args.concurrency):
         print(f"  c={c:<3} {what:<62} {v:6.2f}")
-    for line in peer_rows(results, peers or {}):
+    for line in peer_rows(first, peers or {}):
         print("  " + " | ".join(line))
     if failed:
         for r in failed:
