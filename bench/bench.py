@@ -70,6 +70,10 @@ FAR_UNTIL = "2099-01-01T00:00:00+00:00"
 # The rows without and with the feed, measured again in alternation this many times each.
 FEED_PAIRS = [("me-jwt1", "me-jwt1-feed"), ("me-jwt1-cached", "me-jwt1-cached-feed")]
 FEED_PAIR_ROUNDS = 4
+# openssl speed's names of the signature algorithms behind RS256, ES256 and EdDSA.
+SIGNING = {"rsa2048": ("RSA-2048", "issue-rs256"), "ecdsap256": ("ECDSA P-256", "issue-es256"),
+           "ed25519": ("Ed25519", "issue-eddsa")}
+SIGNING_SECONDS = 3
 
 
 class BenchError(Exception):
@@ -416,6 +420,69 @@ def processes_cpu(pids):
 
 # ---- the run ----------------------------------------------------------------------------
 
+def signing_limit():
+    """Signatures a second on all cores by `openssl speed -multi`, measured now: what no
+    issuance of RS256, ES256 or EdDSA tokens can exceed on this machine in this run."""
+    if not shutil.which("openssl"):
+        return {"error": "openssl is not installed"}
+    cores = os.cpu_count() or 1
+    cmd = ["openssl", "speed", "-seconds", str(SIGNING_SECONDS), "-multi", str(cores), *SIGNING]
+    print(f"  signing limit: {' '.join(cmd)}", flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 10 * SIGNING_SECONDS,
+                       check=False)
+    if p.returncode != 0:
+        raise BenchError(f"openssl speed failed ({p.returncode}): {p.stderr.strip()[-300:]}")
+    rates = openssl_sign_rates(p.stdout)
+    missing = [a for a in SIGNING if a not in rates]
+    if missing:
+        raise BenchError(f"no sign/s for {', '.join(missing)} in openssl speed's output:\n"
+                         + p.stdout[-1500:])
+    version = subprocess.run(["openssl", "version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    print("  signing limit: " + ", ".join(f"{SIGNING[a][0]} {rates[a]:,.0f}/s" for a in SIGNING),
+          flush=True)
+    return {"sign_per_s": rates, "cores": cores, "seconds": SIGNING_SECONDS,
+            "openssl": version.split(" (")[0], "command": " ".join(cmd)}
+
+
+def openssl_sign_rates(output):
+    """sign/s by algorithm from `openssl speed -multi`: the summed table it prints last,
+    else the sum of the children's `+F` lines (machine-readable, one per child)."""
+    rows = {"rsa2048": r"^rsa\s+2048\s+bits\b", "ecdsap256": r"\(nistp256\)",
+            "ed25519": r"\(Ed25519\)"}
+    rates, header = {}, None
+    for line in output.splitlines():
+        if "sign/s" in line:
+            header = line.split()
+            continue
+        for algorithm, pattern in rows.items():
+            if header and re.search(pattern, line.strip()) and algorithm not in rates:
+                # The last len(header) fields are the header's columns, whatever the name
+                # before them (OpenSSL 3.2 added RSA encryption columns).
+                cells = line.split()[-len(header):]
+                try:
+                    rates[algorithm] = float(cells[header.index("sign/s")])
+                except (ValueError, IndexError):
+                    pass
+    if len(rates) == len(rows):
+        return rates
+    # +F2:index:bits:sign/s:verify/s (RSA), +F4:index:bits:sign/s:verify/s (ECDSA),
+    # +F6:index:bits:name:sign/s:verify/s (EdDSA).
+    sums = {}
+    for m in re.finditer(r"\+F([246]):(\d+):(\d+):([^\s]*)", output):
+        kind, bits, rest = m.group(1), m.group(3), m.group(4).split(":")
+        algorithm = {("2", "2048"): "rsa2048", ("4", "256"): "ecdsap256"}.get((kind, bits))
+        if kind == "6" and rest and rest[0] == "Ed25519":
+            algorithm, rest = "ed25519", rest[1:]
+        if algorithm is None or not rest:
+            continue
+        try:
+            sums[algorithm] = sums.get(algorithm, 0.0) + float(rest[0])
+        except ValueError:
+            continue
+    return {**sums, **rates}
+
+
 def psql(url, sql):
     p = subprocess.run(["psql", "-w", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
                        capture_output=True, text=True, timeout=120, check=False)
@@ -545,10 +612,11 @@ def run(args):
         raise BenchError(f"no tessera binary at {binary}")
     started = time.monotonic()
     info = machine(args.load_generator)
+    extra = {}  # what is measured besides the rows: the signing limit, the stock server
     workdir = tempfile.mkdtemp(prefix="tessera-bench-")
     try:
         results, memory = measure_pass(args, binary, workdir, args.database_url, "bench",
-                                       "--database-url", first=True)
+                                       "--database-url", True, extra)
         # Its own servers and database, after the others have stopped.
         selected = lambda key: args.only is None or re.search(args.only, key)  # noqa: E731
         propagation = {} if selected("revocation-propagation") else None
@@ -562,28 +630,29 @@ def run(args):
         if args.postgres_url:
             print("the same rows on PostgreSQL (--postgres-url)", flush=True)
             again, memory["postgresql"] = measure_pass(args, binary, workdir, args.postgres_url,
-                                                       "pg", "--postgres-url", first=False)
+                                                       "pg", "--postgres-url", False)
             results += again
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
-    return info, results, memory, elapsed
+    return info, results, memory, extra, elapsed
 
 
-def measure_pass(args, binary, workdir, url, name, flag, first):
+def measure_pass(args, binary, workdir, url, name, flag, first, extra=None):
     """Every selected row on a throwaway database at `url` (SQLite without one), with
-    servers of its own. The alternating pairs run in the first pass only."""
+    servers of its own. The alternating pairs and the signing limit are measured in the
+    first pass only, into `extra`."""
     database_url, drop_database = throwaway_database(url, workdir, name, flag)
     servers = Servers(binary, database_url, workdir)
     try:
-        return measure_all(args, servers, workdir, first)
+        return measure_all(args, servers, workdir, first, extra if first else {})
     finally:
         servers.stop()
         drop_database()
 
 
-def measure_all(args, servers, workdir, first=True):
+def measure_all(args, servers, workdir, first, extra):
     secrets = seed(servers)
     # The list the feed servers follow, in the database before anything starts.
     insert_revocations(servers.database_url, FEED_ENTRIES)
@@ -753,6 +822,10 @@ def measure_all(args, servers, workdir, first=True):
                   f"  {fmt_us(r.get('server_us'))} µs/req{flag}", flush=True)
 
     for row in rows:
+        # Just before the rows it bounds, on the same machine in the same state.
+        if first and args.signing_limit and row["group"] == "issue" and \
+                "signing_limit" not in extra:
+            extra["signing_limit"] = signing_limit()
         go(row)
     # The feed's cost is a few percent at most, less than what one row varies by from one
     # measurement to the next on two shared cores: measure each pair again, alternately.
@@ -1258,7 +1331,7 @@ def peer_us(row):
     return cores / rps * 1e6 if cores is not None and rps else None
 
 
-def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
+def markdown(info, results, memory, extra, args, elapsed, command, chart_name, peers=None):
     results, postgres = split_passes(results, args.database_url)
     k = by_key(results)
     cs = args.concurrency
@@ -1287,6 +1360,7 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
          "on the **same cores** as the servers" if info.get("oha") else
          f"- load generator: {info['wrk']} (2 threads), on the **same cores** as the servers"),
         f"- database: {db}; rate limits off; release build",
+        *signing_header(extra.get("signing_limit"), args),
         f"- every row: {args.warmup} s of warm-up, then {args.duration} s measured at each "
         f"concurrency (connections kept alive)",
         "- servers: one authorization server and six resource servers, each its own "
@@ -1321,6 +1395,7 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
                      f"{r['p99_ms']:.2f} | {r['server_cores']:.2f} | "
                      f"{fmt_us(r.get('server_us'))} | "
                      f"{fmt_bytes(r['peak_rss'])} | {r['errors']} | {r['generator']} |")
+    lines += signing_section(k, cs, extra.get("signing_limit"))
     lines += ["", "## Ratios (same run)", "", "| c | ratio | value |", "|---:|---|---:|"]
     for c, what, v in ratios(results, cs):
         lines.append(f"| {c} | {what} | {v:.2f} |")
@@ -1361,8 +1436,53 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in peer_rows(results, peers):
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", explanation(k, cs, memory), ""]
+    lines += ["", explanation(k, cs, memory, extra.get("signing_limit")), ""]
     return "\n".join(lines)
+
+
+def signing_header(limit, args):
+    """The report's line on the signing limit measured in this run."""
+    if limit is None:
+        return ["- signing limit: not measured (no issuance row in this run)"] \
+            if args.signing_limit else []
+    if "error" in limit:
+        return [f"- signing limit: not measured, {limit['error']}"]
+    rates = limit["sign_per_s"]
+    return [f"- signing limit, this run, just before the issuance rows (`{limit['command']}`, "
+            f"{limit['openssl']}, all {limit['cores']} cores): "
+            + ", ".join(f"{SIGNING[a][0]} {rates[a]:,.0f}" for a in SIGNING if a in rates)
+            + " signatures/s"]
+
+
+def signing_fractions(k, cs, limit):
+    """(row, c, req/s, the signing limit, req/s as a fraction of it) for each JWT issuance
+    row: a token is one signature, so no issuance runs faster than openssl signs."""
+    rates = (limit or {}).get("sign_per_s", {})
+    out = []
+    for algorithm, (_, key) in SIGNING.items():
+        for c in cs:
+            r = k.get((key, c))
+            if r and rates.get(algorithm):
+                out.append((r, algorithm, rates[algorithm], r["rps"] / rates[algorithm]))
+    return out
+
+
+def signing_section(k, cs, limit):
+    if limit is not None and "error" in limit:
+        return ["", f"**Against the signing limit.** Not measured: {limit['error']}."]
+    rows = signing_fractions(k, cs, limit)
+    if not rows:
+        return []
+    lines = ["", "**Against the signing limit.** Each JWT issued is one signature: issuance "
+             "as a fraction of the signatures a second `openssl speed` made on all cores "
+             "just before the issuance rows (the ceiling of a server that did nothing but "
+             "sign, with no load generator beside it):", "",
+             "| row | c | req/s | signatures/s (openssl, all cores) | of the limit |",
+             "|---|---:|---:|---:|---:|"]
+    for r, algorithm, rate, fraction in rows:
+        lines.append(f"| {r['label']} | {r['c']} | {r['rps']:,.0f} | {SIGNING[algorithm][0]} "
+                     f"{rate:,.0f} | {fraction:.2f} of the limit |")
+    return lines
 
 
 def split_passes(results, database_url):
@@ -1500,7 +1620,7 @@ def revocation_section(results, memory, cs):
     return lines
 
 
-def explanation(k, cs, memory=None):
+def explanation(k, cs, memory=None, limit=None):
     c = max(cs)
 
     def rate(key):
@@ -1569,8 +1689,8 @@ cache in front of the signature check, JWT authorization costs next to nothing.
 
 Issuance rows measure `POST /oauth/token` and friends on the authorization server. An
 RS256 signature is the most expensive step of a JWT (RSA-2048 signing, which the
-`signing` criterion benchmark measures on the same machine); ES256 and EdDSA sign in a
-fraction of that. Opaque issuance stores the token's digest durably before answering;
+`signing` criterion benchmark measures on the same machine{signing_note(k, c, limit)});
+ES256 and EdDSA sign in a fraction of that. Opaque issuance stores the token's digest durably before answering;
 concurrent issuances share one transaction and one disk sync (group commit), so the
 disk's sync rate does not cap them. The password grant is dominated by argon2id, by
 design: it is what makes a stolen password hash slow to crack; it runs on a few threads of
@@ -1578,6 +1698,22 @@ its own (one per CPU), each reusing one buffer: a login flood competes for the C
 never holds a request worker, and does not grow memory. Every issued token is also written to
 the audit log, in batches.
 """ + feed_explanation(k, cs, memory or {})
+
+
+def signing_note(k, c, limit):
+    """RS256 issuance against this run's RSA-2048 signing limit, for the prose."""
+    rate = (limit or {}).get("sign_per_s", {}).get("rsa2048")
+    r = k.get(("issue-rs256", c))
+    if not rate:
+        return ""
+    text = f", and `openssl speed` at {rate:,.0f} signatures/s on all cores in this run"
+    if r:
+        text += (f": RS256 client_credentials issuance ran at {r['rps'] / rate:.2f} of that "
+                 f"limit at c={c}, {r['server_us']:,.0f} µs of server CPU a token against "
+                 f"{limit['cores'] * 1e6 / rate:,.0f} µs of CPU a signature"
+                 if r.get("server_us") else f": RS256 issuance ran at {r['rps'] / rate:.2f} "
+                 f"of that limit at c={c}")
+    return text
 
 
 def feed_explanation(k, cs, memory):
@@ -1640,6 +1776,8 @@ it expires."""
                                 break_long_words=False) + "\n"
 
 
+# What a run measures besides its rows, saved with --json beside them.
+EXTRA = ("signing_limit", "stock_actix")
 DATABASE_FLAGS = ("--database-url", "--postgres-url", "--propagation-database-url")
 
 
@@ -1668,6 +1806,10 @@ def main():
     ap.add_argument("--smoke", action="store_true",
                     help="every row for 1 s at c=16 without warm-up, 10 revocations and "
                     "10,000 entries in the revocation phase; fails on any error")
+    ap.add_argument("--signing-limit", action=argparse.BooleanOptionalAction,
+                    help="measure RSA-2048, ECDSA P-256 and Ed25519 signatures a second on all "
+                    "cores (openssl speed -multi) before the issuance rows, and report issuance "
+                    "against them (default: on, off with --smoke)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--load-generator", choices=["wrk", "oha"], default="wrk",
                     help="oha (cargo install --locked oha) for every row of one request, as "
@@ -1682,6 +1824,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.duration, args.warmup, args.concurrency = 1, 0, "16"
+    if args.signing_limit is None:
+        args.signing_limit = not args.smoke
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",")]
     except ValueError:
@@ -1727,12 +1871,13 @@ def main():
             with open(args.from_json) as f:
                 saved = json.load(f)
             info, results, memory = saved["machine"], saved["results"], saved["memory"]
+            extra = {k: saved[k] for k in EXTRA if k in saved}
             elapsed = saved.get("elapsed_s", 0.0)
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"--from-json: cannot read {args.from_json}: {e}")
     else:
         try:
-            info, results, memory, elapsed = run(args)
+            info, results, memory, extra, elapsed = run(args)
         except BenchError as e:
             print(f"benchmark failed: {e}", file=sys.stderr)
             return 1
@@ -1742,7 +1887,7 @@ def main():
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": results, "memory": memory,
+            json.dump({"machine": info, "results": results, "memory": memory, **extra,
                        "elapsed_s": elapsed}, f, indent=1)
     first, _ = split_passes(results, args.database_url)
     if out:
@@ -1750,12 +1895,16 @@ def main():
         with open(chart, "w") as f:
             f.write(svg_chart(first, args.concurrency))
         with open(out, "w") as f:
-            f.write(markdown(info, results, memory, args, elapsed, command,
+            f.write(markdown(info, results, memory, extra, args, elapsed, command,
                              os.path.basename(chart), peers))
         print(f"wrote {os.path.relpath(out)} and {os.path.relpath(chart)}")
     print(f"{len(results)} runs in {elapsed:.0f} s")
     for c, what, v in ratios(first, args.concurrency):
         print(f"  c={c:<3} {what:<62} {v:6.2f}")
+    for r, algorithm, rate, fraction in signing_fractions(by_key(first), args.concurrency,
+                                                           extra.get("signing_limit")):
+        print(f"  c={r['c']:<3} {r['label'] + ' / ' + SIGNING[algorithm][0] + ' signing limit':<62}"
+              f" {fraction:6.2f}")
     for line in peer_rows(first, peers or {}):
         print("  " + " | ".join(line))
     if failed:
