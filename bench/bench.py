@@ -74,6 +74,8 @@ FEED_PAIR_ROUNDS = 4
 SIGNING = {"rsa2048": ("RSA-2048", "issue-rs256"), "ecdsap256": ("ECDSA P-256", "issue-es256"),
            "ed25519": ("Ed25519", "issue-eddsa")}
 SIGNING_SECONDS = 3
+# The stock actix-web server against Tessera's GET /me: at the peer harness's concurrency.
+STOCK_CONCURRENCY = 64
 
 
 class BenchError(Exception):
@@ -217,9 +219,14 @@ def token_request(authz, auth, form):
     return json.loads(body)
 
 
+def jwt_part(token, index):
+    """The JSON of a JWT's header (0) or payload (1), not verified."""
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 def jwt_alg(token):
-    header = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"]
+    return jwt_part(token, 0)["alg"]
 
 
 def wait_ready(url, servers, what, timeout=60):
@@ -598,6 +605,12 @@ def run(args):
         raise BenchError("wrk is not installed: apt-get install wrk")
     if args.load_generator == "oha" and not shutil.which("oha"):
         raise BenchError("oha is not installed: cargo install --locked oha")
+    if args.stock_actix:
+        if not shutil.which("oha"):
+            raise BenchError("--stock-actix measures with oha, which is not installed: "
+                             "cargo install --locked oha")
+        if not os.access(args.stock_actix, os.X_OK):
+            raise BenchError(f"--stock-actix: no executable at {args.stock_actix}")
     binary = args.binary
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     if binary is None and args.no_build:
@@ -639,20 +652,20 @@ def run(args):
     return info, results, memory, extra, elapsed
 
 
-def measure_pass(args, binary, workdir, url, name, flag, first, extra=None):
+def measure_pass(args, binary, workdir, url, name, flag, first_pass, extra=None):
     """Every selected row on a throwaway database at `url` (SQLite without one), with
     servers of its own. The alternating pairs and the signing limit are measured in the
     first pass only, into `extra`."""
     database_url, drop_database = throwaway_database(url, workdir, name, flag)
     servers = Servers(binary, database_url, workdir)
     try:
-        return measure_all(args, servers, workdir, first, extra if first else {})
+        return measure_all(args, servers, workdir, first_pass, extra if first_pass else {})
     finally:
         servers.stop()
         drop_database()
 
 
-def measure_all(args, servers, workdir, first, extra):
+def measure_all(args, servers, workdir, first_pass, extra):
     secrets = seed(servers)
     # The list the feed servers follow, in the database before anything starts.
     insert_revocations(servers.database_url, FEED_ENTRIES)
@@ -803,29 +816,32 @@ def measure_all(args, servers, workdir, first, extra):
                       label="issue: client_credentials, JWT EdDSA", server="authz", base=authz,
                       file=f("cc", post_lines("/oauth/token", jwt_auth, cc))),
     }
+    me_jwt = next(r for r in rows if r["key"] == "me-jwt1")
     if args.only:
         rows = [r for r in rows if re.search(args.only, r["key"])]
         later = {a: r for a, r in later.items() if re.search(args.only, r["key"])}
+    with_stock = first_pass and args.stock_actix and (
+        args.only is None or re.search(args.only, "stock-actix") or me_jwt in rows)
 
-    for row in [*rows, *later.values()]:
+    for row in [*rows, *later.values(), me_jwt]:
         row["requests"] = counts[row["file"]]
     results = []
 
     def go(row):
+        # Just before the rows it bounds, on the same machine in the same state.
+        if first_pass and args.signing_limit and row["group"] == "issue" and \
+                "signing_limit" not in extra:
+            extra["signing_limit"] = signing_limit()
         for c in args.concurrency:
             r = measure(row, c, args, servers)
             results.append(r)
             flag = "" if r["errors"] == 0 else f"  ERRORS {r['error_kinds']}"
-            label = r["label"] if first else f"{r['backend']}: {r['label']}"
+            label = r["label"] if first_pass else f"{r['backend']}: {r['label']}"
             print(f"  {label:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
                   f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}"
                   f"  {fmt_us(r.get('server_us'))} µs/req{flag}", flush=True)
 
     for row in rows:
-        # Just before the rows it bounds, on the same machine in the same state.
-        if first and args.signing_limit and row["group"] == "issue" and \
-                "signing_limit" not in extra:
-            extra["signing_limit"] = signing_limit()
         go(row)
     # The feed's cost is a few percent at most, less than what one row varies by from one
     # measurement to the next on two shared cores: measure each pair again, alternately.
@@ -833,7 +849,7 @@ def measure_all(args, servers, workdir, first, extra):
     # The servers are warm by now: a second of warm-up before each measurement is enough.
     again = argparse.Namespace(**dict(vars(args), warmup=min(args.warmup, 1)))
     # The feed is in memory, whatever the database: its cost is measured once.
-    for off, on in FEED_PAIRS if first else []:
+    for off, on in FEED_PAIRS if first_pass else []:
         if off not in keyed or on not in keyed:
             continue
         for c in args.concurrency:
@@ -851,6 +867,9 @@ def measure_all(args, servers, workdir, first, extra):
             print(f"  {keyed[on]['label']:<52} c={c:<3} feed / none, alternating: "
                   + ", ".join(f"{b / a:.3f}" for a, b in rounds)
                   + f" (median {paired['ratio']:.3f})", flush=True)
+    # Before the key rotations below: the stock server is given the RS256 key.
+    if with_stock:
+        extra["stock_actix"] = stock_actix(args, servers, workdir, authz, me_jwt, jwts[0])
     for algorithm, row in later.items():
         servers.run("keys", "rotate", "--now", "--key-algorithm", algorithm)
         deadline = time.monotonic() + 40
@@ -864,6 +883,71 @@ def measure_all(args, servers, workdir, first, extra):
                                            proc_status(servers.pid(name), "VmHWM"))
         memory[name]["rss_end"] = proc_status(servers.pid(name), "VmRSS")
     return results, memory
+
+
+# ---- the stock actix-web server, interleaved with Tessera's GET /me -----------------------
+
+def stock_actix(args, servers, workdir, authz, me_row, token):
+    """The peer harness's stock actix-web + jsonwebtoken server, trusting Tessera's keys,
+    issuer and audience, and Tessera's `GET /me` (verified every time), both with the same
+    admin JWT, measured in alternation with oha: the ratio of two servers on the same cores
+    at nearly the same moment, which the machine's noise moves far less than either rate."""
+    status, body, _ = http("GET", authz + "/.well-known/jwks.json")
+    if status != 200:
+        raise BenchError(f"the authorization server's JWKS answered {status}: {body[:200]!r}")
+    jwks = os.path.join(workdir, "stock-jwks.json")
+    with open(jwks, "wb") as f:
+        f.write(body)
+    aud = jwt_part(token, 1)["aud"]
+    audiences = aud if isinstance(aud, list) else [aud]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stock = Servers(args.stock_actix, None, workdir)
+    try:
+        stock.start("stock", env={"PORT": str(port), "JWKS_FILE": jwks, "ISSUER": authz,
+                                  "AUDIENCES": ",".join(audiences), "WORKERS": "2"})
+        wait_ready(base + "/open/companies/acme/users", stock, "the stock actix-web server")
+        users = "/companies/acme/users"
+        status, body, _ = http("GET", base + users, headers={"Authorization": "Bearer " + token})
+        if status != 200:
+            raise BenchError(f"the stock actix-web server answered {status} to Tessera's JWT "
+                             f"at {users} (issuer {authz}, audiences {audiences}): "
+                             f"{body[:300]!r}")
+        stock_row = dict(key="stock-actix", group="stock",
+                         label="stock actix-web + jsonwebtoken, RS256 JWT", server="stock",
+                         base=base, requests=1,
+                         file=requests_file(workdir, "stock", [
+                             ("GET", users, None, {"Authorization": "Bearer " + token})]))
+        # Both warm by now (Tessera's rows, the check above and each warm-up); oha for both,
+        # as the peer harness.
+        again = argparse.Namespace(**dict(vars(args), warmup=min(args.warmup, 1),
+                                          load_generator="oha"))
+        rounds = []
+        for i in range(1 if args.smoke else FEED_PAIR_ROUNDS):
+            order = ["tessera", "stock"] if i % 2 == 0 else ["stock", "tessera"]
+            got = {who: measure(me_row, STOCK_CONCURRENCY, again, servers) if who == "tessera"
+                   else measure(stock_row, STOCK_CONCURRENCY, again, stock) for who in order}
+            ratio = got["tessera"]["rps"] / got["stock"]["rps"] if got["stock"]["rps"] else None
+            rounds.append({"first": order[0], "tessera": got["tessera"], "stock": got["stock"],
+                           "ratio": ratio})
+    finally:
+        stock.stop()
+    median = lambda values: statistics.median(values) if values else None  # noqa: E731
+    summary = {
+        "binary": args.stock_actix, "concurrency": STOCK_CONCURRENCY, "warmup_s": again.warmup,
+        "issuer": authz, "audiences": audiences, "rounds": rounds,
+        "ratio": median([r["ratio"] for r in rounds if r["ratio"] is not None]),
+        **{f"{who}_{what}": median([r[who][field] for r in rounds
+                                    if r[who].get(field) is not None])
+           for who in ("tessera", "stock")
+           for what, field in (("rps", "rps"), ("us", "server_us"), ("p99_ms", "p99_ms"))},
+    }
+    print(f"  {'GET /me, JWT, verified every time / stock actix-web':<52} "
+          f"c={STOCK_CONCURRENCY:<3} alternating: "
+          + ", ".join(f"{r['ratio']:.3f}" for r in rounds if r["ratio"] is not None)
+          + (f" (median {summary['ratio']:.3f}); stock {summary['stock_rps']:,.0f} req/s, "
+             f"{fmt_us(summary['stock_us'])} µs/req" if summary["ratio"] else ""), flush=True)
+    return summary
 
 
 # ---- revocation: propagation under load, and the list's memory ---------------------------
@@ -1309,9 +1393,19 @@ PEER_PAIRS = [
 ]
 
 
-def peer_rows(results, peers):
+STOCK_WHAT = ("RS256 JWT verified per request: Tessera GET /me vs stock actix-web + "
+              "jsonwebtoken (same run, interleaved, median)")
+
+
+def peer_rows(results, peers, stock=None):
     k = by_key(results)
     rows = []
+    if stock and stock.get("ratio"):
+        rows.append([STOCK_WHAT, "actix-web + jsonwebtoken, this run",
+                     f"{stock['tessera_rps']:,.0f}", f"{stock['stock_rps']:,.0f}",
+                     f"{stock['ratio']:.2f}×", f"{stock['tessera_p99_ms']:.1f}",
+                     f"{stock['stock_p99_ms']:.1f}", fmt_us(stock.get("tessera_us")),
+                     fmt_us(stock.get("stock_us"))])
     for ours, theirs, what, who in PEER_PAIRS:
         a, b = k.get((ours, 64)), peers.get(theirs)
         # The peers are measured with oha: compare only rows this run measured with it.
@@ -1419,6 +1513,7 @@ def markdown(info, results, memory, extra, args, elapsed, command, chart_name, p
         lines.append(f"| {names.get(name, name)}, PostgreSQL run | {fmt_bytes(m['idle_rss'])} | "
                      f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
     lines += revocation_section(results, memory, cs)
+    lines += stock_section(extra.get("stock_actix"))
     if peers:
         lines += ["", "## Against other servers (c=64, same machine)", "",
                   "The peer harness (panva's node-oidc-provider, fastify + jose, and stock "
@@ -1434,10 +1529,45 @@ def markdown(info, results, memory, extra, args, elapsed, command, chart_name, p
                   "| what | peer | Tessera req/s | peer req/s | ratio | Tessera p99 ms | "
                   "peer p99 ms | Tessera server µs/req | peer server µs/req |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for row in peer_rows(results, peers):
+        for row in peer_rows(results, peers, extra.get("stock_actix")):
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", explanation(k, cs, memory, extra.get("signing_limit")), ""]
     return "\n".join(lines)
+
+
+def stock_section(stock):
+    """Tessera's GET /me against the stock actix-web server, round by round."""
+    if not stock:
+        return []
+    lines = ["", "## Against stock actix-web + jsonwebtoken (same run, interleaved)", "",
+             "The peer harness's stock actix-web 4 + jsonwebtoken server (aws-lc-rs, 2 "
+             "workers), started by this run with Tessera's JWKS, issuer and audience, checks "
+             "a JWT's RS256 signature, `typ` `at+jwt`, issuer, audience and expiry, then "
+             "scope `admin` and the `company` claim, and answers a fixed list of users; "
+             "Tessera's `GET /me` verifies the same and answers from the token's claims. "
+             "The stock server and Tessera's `GET /me, JWT, verified every time` "
+             "were measured with the same admin JWT, oha at "
+             f"c={stock['concurrency']}, one after the other in each round, the first "
+             "alternating, with "
+             f"{stock['warmup_s']} s of warm-up each: both see nearly the same machine, so "
+             "their ratio holds steadier than either rate. Server µs/req: Tessera's processes, "
+             "and the stock server's process.", "",
+             "| round | first | Tessera req/s | stock req/s | Tessera / stock | Tessera server "
+             "µs/req | stock server µs/req | Tessera p99 ms | stock p99 ms |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(stock["rounds"], 1):
+        t, st = r["tessera"], r["stock"]
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+        lines.append(f"| {i} | {'Tessera' if r['first'] == 'tessera' else 'stock'} | "
+                     f"{t['rps']:,.0f} | {st['rps']:,.0f} | {ratio} | "
+                     f"{fmt_us(t.get('server_us'))} | {fmt_us(st.get('server_us'))} | "
+                     f"{t['p99_ms']:.2f} | {st['p99_ms']:.2f} |")
+    if stock.get("ratio"):
+        lines.append(f"| median | | {stock['tessera_rps']:,.0f} | {stock['stock_rps']:,.0f} | "
+                     f"**{stock['ratio']:.2f}×** | {fmt_us(stock.get('tessera_us'))} | "
+                     f"{fmt_us(stock.get('stock_us'))} | {stock['tessera_p99_ms']:.2f} | "
+                     f"{stock['stock_p99_ms']:.2f} |")
+    return lines
 
 
 def signing_header(limit, args):
@@ -1476,7 +1606,9 @@ def signing_section(k, cs, limit):
     lines = ["", "**Against the signing limit.** Each JWT issued is one signature: issuance "
              "as a fraction of the signatures a second `openssl speed` made on all cores "
              "just before the issuance rows (the ceiling of a server that did nothing but "
-             "sign, with no load generator beside it):", "",
+             "sign, with no load generator beside it). Tessera signs with aws-lc, not "
+             "OpenSSL: where aws-lc's RSA is the faster, a fraction above 1 says so, not that "
+             "issuance outran signing:", "",
              "| row | c | req/s | signatures/s (openssl, all cores) | of the limit |",
              "|---|---:|---:|---:|---:|"]
     for r, algorithm, rate, fraction in rows:
@@ -1778,6 +1910,14 @@ it expires."""
 
 # What a run measures besides its rows, saved with --json beside them.
 EXTRA = ("signing_limit", "stock_actix")
+def peers_path(path):
+    """A path into the peer harness as PEERS/..., wherever this machine keeps it."""
+    parts = os.path.normpath(path).split(os.sep)
+    if "rust-ceiling" in parts:
+        return "/".join(["PEERS", *parts[parts.index("rust-ceiling"):]])
+    return "STOCK_ACTIX_BINARY"
+
+
 DATABASE_FLAGS = ("--database-url", "--postgres-url", "--propagation-database-url")
 
 
@@ -1802,7 +1942,8 @@ def main():
     ap.add_argument("--no-build", action="store_true",
                     help="run the release binary already built (target/release/tessera)")
     ap.add_argument("--only", help="only rows whose key matches this regular expression "
-                    "(the revocation phase: revocation-propagation, revocation-memory)")
+                    "(the revocation phase: revocation-propagation, revocation-memory; the "
+                    "stock server's pairs: me-jwt1 or stock-actix)")
     ap.add_argument("--smoke", action="store_true",
                     help="every row for 1 s at c=16 without warm-up, 10 revocations and "
                     "10,000 entries in the revocation phase; fails on any error")
@@ -1810,6 +1951,10 @@ def main():
                     help="measure RSA-2048, ECDSA P-256 and Ed25519 signatures a second on all "
                     "cores (openssl speed -multi) before the issuance rows, and report issuance "
                     "against them (default: on, off with --smoke)")
+    ap.add_argument("--stock-actix", metavar="BINARY", help="the peer harness's stock "
+                    "actix-web + jsonwebtoken server (rust-ceiling/target/release/actix): "
+                    "started with Tessera's keys and measured against GET /me with the same "
+                    "JWT, alternately, at c=64 with oha")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--load-generator", choices=["wrk", "oha"], default="wrk",
                     help="oha (cargo install --locked oha) for every row of one request, as "
@@ -1852,6 +1997,10 @@ def main():
             a = "PEER_RESULTS_DIR"
         elif a.startswith("--peers="):
             a = "--peers=PEER_RESULTS_DIR"
+        elif shown and shown[-1] == "--stock-actix":
+            a = peers_path(a)
+        elif a.startswith("--stock-actix="):
+            a = "--stock-actix=" + peers_path(a.split("=", 1)[1])
         elif shown and shown[-1] in DATABASE_FLAGS:
             a = without_password(a)
         elif a.split("=", 1)[0] in DATABASE_FLAGS and "=" in a:
@@ -1882,6 +2031,8 @@ def main():
             print(f"benchmark failed: {e}", file=sys.stderr)
             return 1
     failed = [r for r in results if r["errors"] or r["requests"] == 0]
+    failed += [r for pair in (extra.get("stock_actix") or {}).get("rounds", [])
+               for r in (pair["tessera"], pair["stock"]) if r["errors"] or r["requests"] == 0]
     for path in (args.json, out):
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -1889,23 +2040,23 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results, "memory": memory, **extra,
                        "elapsed_s": elapsed}, f, indent=1)
-    first, _ = split_passes(results, args.database_url)
+    first_run, _ = split_passes(results, args.database_url)
     if out:
         chart = os.path.splitext(out)[0] + ".svg"
         with open(chart, "w") as f:
-            f.write(svg_chart(first, args.concurrency))
+            f.write(svg_chart(first_run, args.concurrency))
         with open(out, "w") as f:
             f.write(markdown(info, results, memory, extra, args, elapsed, command,
                              os.path.basename(chart), peers))
         print(f"wrote {os.path.relpath(out)} and {os.path.relpath(chart)}")
     print(f"{len(results)} runs in {elapsed:.0f} s")
-    for c, what, v in ratios(first, args.concurrency):
+    for c, what, v in ratios(first_run, args.concurrency):
         print(f"  c={c:<3} {what:<62} {v:6.2f}")
-    for r, algorithm, rate, fraction in signing_fractions(by_key(first), args.concurrency,
+    for r, algorithm, rate, fraction in signing_fractions(by_key(first_run), args.concurrency,
                                                            extra.get("signing_limit")):
         print(f"  c={r['c']:<3} {r['label'] + ' / ' + SIGNING[algorithm][0] + ' signing limit':<62}"
               f" {fraction:6.2f}")
-    for line in peer_rows(first, peers or {}):
+    for line in peer_rows(first_run, peers or {}, extra.get("stock_actix")):
         print("  " + " | ".join(line))
     if failed:
         for r in failed:
