@@ -1425,6 +1425,92 @@ def peer_us(row):
     return cores / rps * 1e6 if cores is not None and rps else None
 
 
+# The performance targets, all at c=64: (what, Tessera's row, the reference, the least
+# ratio). A row is (backend, key); a reference is a peer scenario, this run's signing limit,
+# or another Tessera row. The stock server's target takes the interleaved median instead.
+TARGET_C = 64
+TARGETS = [
+    ("client_credentials ES256 (SQLite) / node-oidc-provider ES256",
+     ("SQLite", "issue-es256"), ("peer", "A.token.es256.c64"), 5),
+    ("client_credentials EdDSA (SQLite) / node-oidc-provider EdDSA",
+     ("SQLite", "issue-eddsa"), ("peer", "A.token.eddsa.c64"), 5),
+    ("client_credentials RS256 (SQLite) / this run's RSA-2048 signing limit (openssl, all "
+     "cores)", ("SQLite", "issue-rs256"), ("signing", "rsa2048"), 0.8),
+    ("opaque issuance, stored durably (SQLite) / node-oidc-provider opaque (in memory)",
+     ("SQLite", "issue-opaque"), ("peer", "A.token.opaque.c64"), 2),
+    ("introspection endpoint (SQLite) / node-oidc-provider introspection",
+     ("SQLite", "introspect"), ("peer", "A.introspect.opaque.c64"), 3),
+    ("GET /me, RS256 JWT verified every time / stock actix-web + jsonwebtoken (interleaved, "
+     "median)", ("stock", None), ("stock", None), 0.9),
+    ("introspection endpoint (PostgreSQL) / node-oidc-provider introspection",
+     ("PostgreSQL", "introspect"), ("peer", "A.introspect.opaque.c64"), 1.5),
+    ("client_credentials ES256 (PostgreSQL) / node-oidc-provider ES256",
+     ("PostgreSQL", "issue-es256"), ("peer", "A.token.es256.c64"), 3),
+    ("GET /me, opaque token, token store (PostgreSQL) / GET /me, JWT verified every time "
+     "(PostgreSQL)", ("PostgreSQL", "me-opaque-store"), ("PostgreSQL", "me-jwt1"), 0.4),
+]
+
+
+def targets(results, peers, extra):
+    """(what, Tessera's value, the reference's, their ratio, the least ratio, met) for each
+    target; a value is text, the ratio None where either side was not measured."""
+    rows = {(r.get("backend"), r["key"], r["c"]): r for r in results
+            if r["group"] != "revocation"}
+    limit = (extra.get("signing_limit") or {}).get("sign_per_s", {})
+    stock = extra.get("stock_actix") or {}
+    measured = {backend for backend, _, _ in rows}
+    missing = {"PostgreSQL": "not measured (no --postgres-url)", "SQLite": "not measured (no "
+               "SQLite run)", "stock": "not measured (no --stock-actix)"}
+    out = []
+    for what, (backend, key), (kind, ref), least in TARGETS:
+        if backend == "stock":
+            ratio = stock.get("ratio")
+            ours = f"{stock['tessera_rps']:,.0f} req/s" if ratio else missing["stock"]
+            theirs = f"{stock['stock_rps']:,.0f} req/s" if ratio else ""
+            out.append((what, ours, theirs, ratio, least))
+            continue
+        r = rows.get((backend, key, TARGET_C))
+        if kind == "peer":
+            b = (peers or {}).get(ref) or {}
+            value, theirs = b.get("rps_ok"), (f"{b['rps_ok']:,.0f} req/s" if b.get("rps_ok")
+                                              else "not in the peers' results")
+            # The peers are measured with oha: a rate from another generator would not compare.
+            comparable = r is not None and r["generator"] == "oha"
+        elif kind == "signing":
+            value = limit.get(ref)
+            theirs = f"{value:,.0f} signatures/s" if value else "not measured"
+            comparable = True
+        else:
+            b = rows.get((kind, ref, TARGET_C))
+            value = b["rps"] if b else None
+            theirs = f"{value:,.0f} req/s" if b else ""
+            comparable = b is not None and r is not None and b["generator"] == r["generator"]
+        if r is None:
+            ours = "not measured" if backend in measured else missing[backend]
+        elif not comparable:
+            ours = f"{r['rps']:,.0f} req/s (by {r['generator']}: not comparable)"
+        else:
+            ours = f"{r['rps']:,.0f} req/s"
+        ratio = r["rps"] / value if r is not None and comparable and value else None
+        out.append((what, ours, theirs, ratio, least))
+    return [(what, ours, theirs, ratio, least, None if ratio is None else ratio >= least)
+            for what, ours, theirs, ratio, least in out]
+
+
+def targets_section(results, peers, extra):
+    lines = ["", "## Targets", "",
+             f"All at c={TARGET_C}; the peers' figures from the peer harness's results, "
+             "measured on this machine with oha; PostgreSQL rows need `--postgres-url` (or a "
+             "run with `--database-url`).", "",
+             "| target | Tessera | reference | ratio | target | met |",
+             "|---|---:|---:|---:|---:|---|"]
+    for what, ours, theirs, ratio, least, met in targets(results, peers, extra):
+        lines.append(f"| {what} | {ours} | {theirs} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}×'} | ≥ {least:g}× | "
+                     f"{'' if met is None else 'yes' if met else '**no**'} |")
+    return lines
+
+
 def markdown(info, results, memory, extra, args, elapsed, command, chart_name, peers=None):
     results, postgres = split_passes(results, args.database_url)
     k = by_key(results)
@@ -1531,6 +1617,8 @@ def markdown(info, results, memory, extra, args, elapsed, command, chart_name, p
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in peer_rows(results, peers, extra.get("stock_actix")):
             lines.append("| " + " | ".join(row) + " |")
+    if peers:
+        lines += targets_section([*results, *postgres], peers, extra)
     lines += ["", explanation(k, cs, memory, extra.get("signing_limit")), ""]
     return "\n".join(lines)
 
@@ -2021,6 +2109,9 @@ def main():
                 saved = json.load(f)
             info, results, memory = saved["machine"], saved["results"], saved["memory"]
             extra = {k: saved[k] for k in EXTRA if k in saved}
+            # Saved before results named their backend: the run's own.
+            for r in results:
+                r.setdefault("backend", "SQLite" if args.database_url is None else "PostgreSQL")
             elapsed = saved.get("elapsed_s", 0.0)
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"--from-json: cannot read {args.from_json}: {e}")
@@ -2058,6 +2149,10 @@ def main():
               f" {fraction:6.2f}")
     for line in peer_rows(first_run, peers or {}, extra.get("stock_actix")):
         print("  " + " | ".join(line))
+    for what, ours, theirs, ratio, least, met in targets(results, peers, extra) if peers else []:
+        print(f"  target: {what}: {ours} against {theirs}"
+              + ("" if ratio is None else f", {ratio:.2f}× (at least {least:g}×: "
+                 f"{'met' if met else 'NOT met'})"))
     if failed:
         for r in failed:
             print(f"errors in {r['label']} c={r['c']}: {r['error_kinds'] or 'no requests'}",
