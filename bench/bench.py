@@ -1,17 +1,34 @@
 #!/usr/bin/env python3
-"""Tessera's HTTP benchmark: real servers on loopback, a throwaway database, wrk.
+"""Tessera's HTTP benchmark: real servers on loopback, a throwaway database, wrk or oha.
 
     python3 bench/bench.py                    # SQLite, c=16 and 64, writes docs/benchmarks.md
     python3 bench/bench.py --database-url postgres://postgres@127.0.0.1:5432/postgres
     python3 bench/bench.py --smoke            # every row for 1 s at c=16, checks, writes nothing
+
+The full report, as docs/benchmarks.md shows it (PEER_RESULTS_DIR: a results directory of
+the peer harness run on this machine; PEERS: the harness's own directory):
+
+    python3 bench/bench.py --duration 5 --warmup 2 --concurrency 64 --load-generator oha \
+        --peers PEER_RESULTS_DIR --stock-actix PEERS/rust-ceiling/target/release/actix \
+        --postgres-url postgres://postgres@127.0.0.1:5432/postgres \
+        --propagation-database-url postgres://postgres@127.0.0.1:5432/postgres
 
 It builds the release binary, seeds a fresh database with the `tessera` admin commands,
 starts one authorization server and six resource servers (JWT cache off, cache on,
 opaque tokens by introspection without and with an answer cache, and JWT cache off and on
 following the revocation feed, which holds 10,000 entries) as separate processes, and
 measures each row at each concurrency for a fixed time after a warm-up: requests/s,
-p50/p99 latency, the CPU every Tessera process used, the peak resident memory of the
-server under test, and errors.
+p50/p99 latency, the CPU every Tessera process used (in cores, and in microseconds a
+request, which holds steady when something else shares the machine), the peak resident
+memory of the server under test, and errors. Just before the issuance rows it measures the
+signing limit of this machine with `openssl speed -multi` on all cores (`--signing-limit`,
+off with --smoke), and shows JWT issuance as a fraction of it.
+
+With `--stock-actix BINARY` it also starts the peer harness's stock actix-web +
+jsonwebtoken server, trusting Tessera's keys, and measures it and Tessera's `GET /me` with
+the same JWT in alternation, at c=64 with oha. With `--postgres-url` it then runs every
+row again on PostgreSQL, with servers of their own, reported beside SQLite's. With
+`--peers` it compares the rows with the peer harness's and checks the performance targets.
 
 Then, on a database of its own (`--propagation-database-url`, else `--database-url`, else
 SQLite), two authorization servers and two resource servers, each following another
@@ -21,7 +38,8 @@ at each of them (100 revocations, polling every 5 ms).
 
 Rate limits are off. Only loopback is ever contacted. Every process it starts is stopped
 by its PID. Python's standard library and wrk (Debian package `wrk`) are all it needs;
-`psql` for PostgreSQL, and oha with `--load-generator oha`.
+`psql` for PostgreSQL, oha with `--load-generator oha` or `--stock-actix`, and `openssl`
+for the signing limit (without it the report says it was not measured).
 """
 
 import argparse
