@@ -1487,7 +1487,7 @@ def targets(results, peers, extra):
         if backend == "stock":
             ratio = stock.get("ratio")
             ours = f"{stock['tessera_rps']:,.0f} req/s" if ratio else missing["stock"]
-            theirs = f"{stock['stock_rps']:,.0f} req/s" if ratio else ""
+            theirs = f"{stock['stock_rps']:,.0f} req/s" if ratio else "not measured"
             out.append((what, ours, theirs, ratio, least))
             continue
         r = rows.get((backend, key, TARGET_C))
@@ -1504,7 +1504,7 @@ def targets(results, peers, extra):
         else:
             b = rows.get((kind, ref, TARGET_C))
             value = b["rps"] if b else None
-            theirs = f"{value:,.0f} req/s" if b else ""
+            theirs = f"{value:,.0f} req/s" if b else "not measured"
             comparable = b is not None and r is not None and b["generator"] == r["generator"]
         if r is None:
             ours = "not measured" if backend in measured else missing[backend]
