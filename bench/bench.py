@@ -1888,7 +1888,7 @@ def explanation(k, cs, memory=None, limit=None):
 
 Every API row runs the same handler over the same data: it lists the six users of `acme`
 from the database. The rows differ only in how the caller is authorized, so the gaps
-between them are the price of each way. Costs a request are given at c={c} twice: first in
+between them are the price of each way. Each cost per request is given at c={c} twice: in
 server CPU (the `server µs/req` column: the CPU time of the Tessera processes divided by
 the requests, which holds steady whatever else runs on the machine), then in wall time
 (one second over req/s, which the load generator and anything else on the same cores
