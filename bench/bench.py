@@ -1,17 +1,34 @@
 #!/usr/bin/env python3
-"""Tessera's HTTP benchmark: real servers on loopback, a throwaway database, wrk.
+"""Tessera's HTTP benchmark: real servers on loopback, a throwaway database, wrk or oha.
 
     python3 bench/bench.py                    # SQLite, c=16 and 64, writes docs/benchmarks.md
     python3 bench/bench.py --database-url postgres://postgres@127.0.0.1:5432/postgres
     python3 bench/bench.py --smoke            # every row for 1 s at c=16, checks, writes nothing
+
+The full report, as docs/benchmarks.md shows it (PEER_RESULTS_DIR: a results directory of
+the peer harness run on this machine; PEERS: the harness's own directory):
+
+    python3 bench/bench.py --duration 5 --warmup 2 --concurrency 64 --load-generator oha \
+        --peers PEER_RESULTS_DIR --stock-actix PEERS/rust-ceiling/target/release/actix \
+        --postgres-url postgres://postgres@127.0.0.1:5432/postgres \
+        --propagation-database-url postgres://postgres@127.0.0.1:5432/postgres
 
 It builds the release binary, seeds a fresh database with the `tessera` admin commands,
 starts one authorization server and six resource servers (JWT cache off, cache on,
 opaque tokens by introspection without and with an answer cache, and JWT cache off and on
 following the revocation feed, which holds 10,000 entries) as separate processes, and
 measures each row at each concurrency for a fixed time after a warm-up: requests/s,
-p50/p99 latency, the CPU every Tessera process used, the peak resident memory of the
-server under test, and errors.
+p50/p99 latency, the CPU every Tessera process used (in cores, and in microseconds a
+request, which holds steady when something else shares the machine), the peak resident
+memory of the server under test, and errors. Just before the issuance rows it measures the
+signing limit of this machine with `openssl speed -multi` on all cores (`--signing-limit`,
+off with --smoke), and shows JWT issuance as a fraction of it.
+
+With `--stock-actix BINARY` it also starts the peer harness's stock actix-web +
+jsonwebtoken server, trusting Tessera's keys, and measures it and Tessera's `GET /me` with
+the same JWT in alternation, at c=64 with oha. With `--postgres-url` it then runs every
+row again on PostgreSQL, with servers of their own, reported beside SQLite's. With
+`--peers` it compares the rows with the peer harness's and checks the performance targets.
 
 Then, on a database of its own (`--propagation-database-url`, else `--database-url`, else
 SQLite), two authorization servers and two resource servers, each following another
@@ -21,7 +38,8 @@ at each of them (100 revocations, polling every 5 ms).
 
 Rate limits are off. Only loopback is ever contacted. Every process it starts is stopped
 by its PID. Python's standard library and wrk (Debian package `wrk`) are all it needs;
-`psql` for PostgreSQL, and oha with `--load-generator oha`.
+`psql` for PostgreSQL, oha with `--load-generator oha` or `--stock-actix`, and `openssl`
+for the signing limit (without it the report says it was not measured).
 """
 
 import argparse
@@ -70,6 +88,12 @@ FAR_UNTIL = "2099-01-01T00:00:00+00:00"
 # The rows without and with the feed, measured again in alternation this many times each.
 FEED_PAIRS = [("me-jwt1", "me-jwt1-feed"), ("me-jwt1-cached", "me-jwt1-cached-feed")]
 FEED_PAIR_ROUNDS = 4
+# openssl speed's names of the signature algorithms behind RS256, ES256 and EdDSA.
+SIGNING = {"rsa2048": ("RSA-2048", "issue-rs256"), "ecdsap256": ("ECDSA P-256", "issue-es256"),
+           "ed25519": ("Ed25519", "issue-eddsa")}
+SIGNING_SECONDS = 3
+# The stock actix-web server against Tessera's GET /me: at the peer harness's concurrency.
+STOCK_CONCURRENCY = 64
 
 
 class BenchError(Exception):
@@ -79,11 +103,13 @@ class BenchError(Exception):
 # ---- processes -------------------------------------------------------------------------
 
 class Servers:
-    """The Tessera processes of one run, stopped by PID whatever happens."""
+    """The Tessera processes of one run (or another server's, without a database), stopped
+    by PID whatever happens."""
 
     def __init__(self, binary, database_url, workdir):
         self.binary = binary
         self.database_url = database_url
+        self.backend = backend_name(database_url)
         self.workdir = workdir
         self.procs = {}  # name -> Popen
         self.peaks = {}  # name -> the highest VmHWM read before a reset
@@ -91,7 +117,9 @@ class Servers:
         # Nothing from the caller's TESSERA_* settings: a stray TESSERA_JWKS_URL or
         # TESSERA_TOKEN_CACHE_SIZE would change what a row measures, or where keys come from.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        self.env.update(TESSERA_DATABASE_URL=database_url, TESSERA_LOG="warn", NO_COLOR="1")
+        self.env.update(TESSERA_LOG="warn", NO_COLOR="1")
+        if database_url is not None:
+            self.env.update(TESSERA_DATABASE_URL=database_url)
 
     def run(self, *args, stdin=None):
         p = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True,
@@ -132,6 +160,12 @@ class Servers:
                 p.wait()
 
 
+def backend_name(database_url):
+    if database_url is None:
+        return None
+    return "SQLite" if database_url.startswith("sqlite://") else "PostgreSQL"
+
+
 def tail(path, lines=20):
     try:
         with open(path) as f:
@@ -159,6 +193,11 @@ def proc_status(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def per_request_us(cpu_seconds, requests):
+    """Server CPU microseconds a request, None without requests."""
+    return cpu_seconds / requests * 1e6 if requests else None
 
 
 def reset_peak(pid):
@@ -198,9 +237,14 @@ def token_request(authz, auth, form):
     return json.loads(body)
 
 
+def jwt_part(token, index):
+    """The JSON of a JWT's header (0) or payload (1), not verified."""
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 def jwt_alg(token):
-    header = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"]
+    return jwt_part(token, 0)["alg"]
 
 
 def wait_ready(url, servers, what, timeout=60):
@@ -330,6 +374,8 @@ def measure(row, concurrency, args, servers):
     servers.peaks[row["server"]] = max(servers.peaks.get(row["server"], 0),
                                        proc_status(target, "VmHWM"))
     peak_reset = reset_peak(target)
+    database = database_pids(servers)
+    db0 = processes_cpu(database)
     cpu0 = {n: proc_cpu(p) for n, p in pids.items()}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -337,9 +383,11 @@ def measure(row, concurrency, args, servers):
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = {n: proc_cpu(p) for n, p in pids.items()}
+    db1 = processes_cpu(database)
     servers.check_alive()
     seconds = result["duration_us"] / 1e6
     errors = sum(result["errors"].values())
+    cpu = sum(cpu1[n] - cpu0[n] for n in pids)
     return {
         "key": row["key"],
         "label": row["label"],
@@ -351,17 +399,117 @@ def measure(row, concurrency, args, servers):
         "p99_ms": result["latency_us"]["p99"] / 1000,
         "errors": errors,
         "error_kinds": {k: v for k, v in result["errors"].items() if v},
-        "server_cores": sum(cpu1[n] - cpu0[n] for n in pids) / wall,
+        "server_cores": cpu / wall,
+        # What a request costs the servers, whatever share of the cores they got: steadier
+        # than req/s when something else runs on the machine.
+        "server_us": per_request_us(cpu, result["requests"]),
+        # The server under test alone, as another server's single process is measured.
+        "target_us": per_request_us(cpu1[row["server"]] - cpu0[row["server"]],
+                                    result["requests"]),
         "cores_by_server": {n: round((cpu1[n] - cpu0[n]) / wall, 3) for n in pids},
         "loadgen_cores": ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall,
         "peak_rss": proc_status(target, "VmHWM"),
         "peak_since_start": not peak_reset,
         "server": row["server"],
         "generator": generator,
+        "backend": servers.backend,
+        # PostgreSQL's own work is in its processes, not in server_us (SQLite's is in it).
+        "database_us": None if not database else per_request_us(
+            sum(db1[p] - db0[p] for p in db1 if p in db0), result["requests"]),
     }
 
 
+def database_pids(servers):
+    """The PostgreSQL server's processes on this machine (every process named `postgres`;
+    the database is on loopback), none for SQLite, which runs inside Tessera's."""
+    if servers.backend != "PostgreSQL":
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() == "postgres":
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def processes_cpu(pids):
+    """utime + stime of each process still running, in seconds."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = proc_cpu(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 # ---- the run ----------------------------------------------------------------------------
+
+def signing_limit():
+    """Signatures a second on all cores by `openssl speed -multi`, measured now: what no
+    issuance of RS256, ES256 or EdDSA tokens can exceed on this machine in this run."""
+    if not shutil.which("openssl"):
+        return {"error": "openssl is not installed"}
+    cores = os.cpu_count() or 1
+    cmd = ["openssl", "speed", "-seconds", str(SIGNING_SECONDS), "-multi", str(cores), *SIGNING]
+    print(f"  signing limit: {' '.join(cmd)}", flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 10 * SIGNING_SECONDS,
+                       check=False)
+    if p.returncode != 0:
+        raise BenchError(f"openssl speed failed ({p.returncode}): {p.stderr.strip()[-300:]}")
+    rates = openssl_sign_rates(p.stdout)
+    missing = [a for a in SIGNING if a not in rates]
+    if missing:
+        raise BenchError(f"no sign/s for {', '.join(missing)} in openssl speed's output:\n"
+                         + p.stdout[-1500:])
+    version = subprocess.run(["openssl", "version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    print("  signing limit: " + ", ".join(f"{SIGNING[a][0]} {rates[a]:,.0f}/s" for a in SIGNING),
+          flush=True)
+    return {"sign_per_s": rates, "cores": cores, "seconds": SIGNING_SECONDS,
+            "openssl": version.split(" (")[0], "command": " ".join(cmd)}
+
+
+def openssl_sign_rates(output):
+    """sign/s by algorithm from `openssl speed -multi`: the summed table it prints last,
+    else the sum of the children's `+F` lines (machine-readable, one per child)."""
+    rows = {"rsa2048": r"^rsa\s+2048\s+bits\b", "ecdsap256": r"\(nistp256\)",
+            "ed25519": r"\(Ed25519\)"}
+    rates, header = {}, None
+    for line in output.splitlines():
+        if "sign/s" in line:
+            header = line.split()
+            continue
+        for algorithm, pattern in rows.items():
+            if header and re.search(pattern, line.strip()) and algorithm not in rates:
+                # The last len(header) fields are the header's columns, whatever the name
+                # before them (OpenSSL 3.2 added RSA encryption columns).
+                cells = line.split()[-len(header):]
+                try:
+                    rates[algorithm] = float(cells[header.index("sign/s")])
+                except (ValueError, IndexError):
+                    pass
+    if len(rates) == len(rows):
+        return rates
+    # +F2:index:bits:sign/s:verify/s (RSA), +F4:index:bits:sign/s:verify/s (ECDSA),
+    # +F6:index:bits:name:sign/s:verify/s (EdDSA).
+    sums = {}
+    for m in re.finditer(r"\+F([246]):(\d+):(\d+):([^\s]*)", output):
+        kind, bits, rest = m.group(1), m.group(3), m.group(4).split(":")
+        algorithm = {("2", "2048"): "rsa2048", ("4", "256"): "ecdsap256"}.get((kind, bits))
+        if kind == "6" and rest and rest[0] == "Ed25519":
+            algorithm, rest = "ed25519", rest[1:]
+        if algorithm is None or not rest:
+            continue
+        try:
+            sums[algorithm] = sums.get(algorithm, 0.0) + float(rest[0])
+        except ValueError:
+            continue
+    return {**sums, **rates}
+
 
 def psql(url, sql):
     p = subprocess.run(["psql", "-w", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
@@ -371,13 +519,13 @@ def psql(url, sql):
     return p.stdout
 
 
-def throwaway_database(url, workdir, name="bench"):
+def throwaway_database(url, workdir, name="bench", flag="--database-url"):
     """A fresh database and a function that drops it."""
     if url is None:
         return "sqlite://" + os.path.join(workdir, name + ".db"), lambda: None
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
-        raise BenchError("--database-url must be a postgres:// URL (SQLite is the default)")
+        raise BenchError(f"{flag} must be a postgres:// URL (SQLite is the default)")
     if parsed.hostname not in ("127.0.0.1", "localhost", "::1") or parsed.query or parsed.params:
         raise BenchError("the benchmark only talks to loopback: use a PostgreSQL on 127.0.0.1, "
                          "with no query parameters in the URL")
@@ -478,6 +626,12 @@ def run(args):
         raise BenchError("wrk is not installed: apt-get install wrk")
     if args.load_generator == "oha" and not shutil.which("oha"):
         raise BenchError("oha is not installed: cargo install --locked oha")
+    if args.stock_actix:
+        if not shutil.which("oha"):
+            raise BenchError("--stock-actix measures with oha, which is not installed: "
+                             "cargo install --locked oha")
+        if not os.access(args.stock_actix, os.X_OK):
+            raise BenchError(f"--stock-actix: no executable at {args.stock_actix}")
     binary = args.binary
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     if binary is None and args.no_build:
@@ -492,15 +646,11 @@ def run(args):
         raise BenchError(f"no tessera binary at {binary}")
     started = time.monotonic()
     info = machine(args.load_generator)
+    extra = {}  # what is measured besides the rows: the signing limit, the stock server
     workdir = tempfile.mkdtemp(prefix="tessera-bench-")
     try:
-        database_url, drop_database = throwaway_database(args.database_url, workdir)
-        servers = Servers(binary, database_url, workdir)
-        try:
-            results, memory = measure_all(args, servers, workdir)
-        finally:
-            servers.stop()
-            drop_database()
+        results, memory = measure_pass(args, binary, workdir, args.database_url, "bench",
+                                       "--database-url", True, extra)
         # Its own servers and database, after the others have stopped.
         selected = lambda key: args.only is None or re.search(args.only, key)  # noqa: E731
         propagation = {} if selected("revocation-propagation") else None
@@ -511,14 +661,32 @@ def run(args):
                 results.append(row)
             if list_memory:
                 memory["revocation-list"] = list_memory
+        if args.postgres_url:
+            print("the same rows on PostgreSQL (--postgres-url)", flush=True)
+            again, memory["postgresql"] = measure_pass(args, binary, workdir, args.postgres_url,
+                                                       "pg", "--postgres-url", False)
+            results += again
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
-    return info, results, memory, elapsed
+    return info, results, memory, extra, elapsed
 
 
-def measure_all(args, servers, workdir):
+def measure_pass(args, binary, workdir, url, name, flag, first_pass, extra=None):
+    """Every selected row on a throwaway database at `url` (SQLite without one), with
+    servers of its own. The alternating pairs and the signing limit are measured in the
+    first pass only, into `extra`."""
+    database_url, drop_database = throwaway_database(url, workdir, name, flag)
+    servers = Servers(binary, database_url, workdir)
+    try:
+        return measure_all(args, servers, workdir, first_pass, extra if first_pass else {})
+    finally:
+        servers.stop()
+        drop_database()
+
+
+def measure_all(args, servers, workdir, first_pass, extra):
     secrets = seed(servers)
     # The list the feed servers follow, in the database before anything starts.
     insert_revocations(servers.database_url, FEED_ENTRIES)
@@ -669,21 +837,30 @@ def measure_all(args, servers, workdir):
                       label="issue: client_credentials, JWT EdDSA", server="authz", base=authz,
                       file=f("cc", post_lines("/oauth/token", jwt_auth, cc))),
     }
+    me_jwt = next(r for r in rows if r["key"] == "me-jwt1")
     if args.only:
         rows = [r for r in rows if re.search(args.only, r["key"])]
         later = {a: r for a, r in later.items() if re.search(args.only, r["key"])}
+    with_stock = first_pass and args.stock_actix and (
+        args.only is None or re.search(args.only, "stock-actix") or me_jwt in rows)
 
-    for row in [*rows, *later.values()]:
+    for row in [*rows, *later.values(), me_jwt]:
         row["requests"] = counts[row["file"]]
     results = []
 
     def go(row):
+        # Just before the rows it bounds, on the same machine in the same state.
+        if first_pass and args.signing_limit and row["group"] == "issue" and \
+                "signing_limit" not in extra:
+            extra["signing_limit"] = signing_limit()
         for c in args.concurrency:
             r = measure(row, c, args, servers)
             results.append(r)
             flag = "" if r["errors"] == 0 else f"  ERRORS {r['error_kinds']}"
-            print(f"  {r['label']:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
-                  f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}{flag}", flush=True)
+            label = r["label"] if first_pass else f"{r['backend']}: {r['label']}"
+            print(f"  {label:<52} c={c:<3} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+                  f"  p99 {r['p99_ms']:7.2f} ms  cpu {r['server_cores']:.2f}"
+                  f"  {fmt_us(r.get('server_us'))} µs/req{flag}", flush=True)
 
     for row in rows:
         go(row)
@@ -692,7 +869,8 @@ def measure_all(args, servers, workdir):
     keyed = {row["key"]: row for row in rows}
     # The servers are warm by now: a second of warm-up before each measurement is enough.
     again = argparse.Namespace(**dict(vars(args), warmup=min(args.warmup, 1)))
-    for off, on in FEED_PAIRS:
+    # The feed is in memory, whatever the database: its cost is measured once.
+    for off, on in FEED_PAIRS if first_pass else []:
         if off not in keyed or on not in keyed:
             continue
         for c in args.concurrency:
@@ -710,6 +888,9 @@ def measure_all(args, servers, workdir):
             print(f"  {keyed[on]['label']:<52} c={c:<3} feed / none, alternating: "
                   + ", ".join(f"{b / a:.3f}" for a, b in rounds)
                   + f" (median {paired['ratio']:.3f})", flush=True)
+    # Before the key rotations below: the stock server is given the RS256 key.
+    if with_stock:
+        extra["stock_actix"] = stock_actix(args, servers, workdir, authz, me_jwt, jwts[0])
     for algorithm, row in later.items():
         servers.run("keys", "rotate", "--now", "--key-algorithm", algorithm)
         deadline = time.monotonic() + 40
@@ -723,6 +904,71 @@ def measure_all(args, servers, workdir):
                                            proc_status(servers.pid(name), "VmHWM"))
         memory[name]["rss_end"] = proc_status(servers.pid(name), "VmRSS")
     return results, memory
+
+
+# ---- the stock actix-web server, interleaved with Tessera's GET /me -----------------------
+
+def stock_actix(args, servers, workdir, authz, me_row, token):
+    """The peer harness's stock actix-web + jsonwebtoken server, trusting Tessera's keys,
+    issuer and audience, and Tessera's `GET /me` (verified every time), both with the same
+    admin JWT, measured in alternation with oha: the ratio of two servers on the same cores
+    at nearly the same moment, which the machine's noise moves far less than either rate."""
+    status, body, _ = http("GET", authz + "/.well-known/jwks.json")
+    if status != 200:
+        raise BenchError(f"the authorization server's JWKS answered {status}: {body[:200]!r}")
+    jwks = os.path.join(workdir, "stock-jwks.json")
+    with open(jwks, "wb") as f:
+        f.write(body)
+    aud = jwt_part(token, 1)["aud"]
+    audiences = aud if isinstance(aud, list) else [aud]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stock = Servers(args.stock_actix, None, workdir)
+    try:
+        stock.start("stock", env={"PORT": str(port), "JWKS_FILE": jwks, "ISSUER": authz,
+                                  "AUDIENCES": ",".join(audiences), "WORKERS": "2"})
+        wait_ready(base + "/open/companies/acme/users", stock, "the stock actix-web server")
+        users = "/companies/acme/users"
+        status, body, _ = http("GET", base + users, headers={"Authorization": "Bearer " + token})
+        if status != 200:
+            raise BenchError(f"the stock actix-web server answered {status} to Tessera's JWT "
+                             f"at {users} (issuer {authz}, audiences {audiences}): "
+                             f"{body[:300]!r}")
+        stock_row = dict(key="stock-actix", group="stock",
+                         label="stock actix-web + jsonwebtoken, RS256 JWT", server="stock",
+                         base=base, requests=1,
+                         file=requests_file(workdir, "stock", [
+                             ("GET", users, None, {"Authorization": "Bearer " + token})]))
+        # Both warm by now (Tessera's rows, the check above and each warm-up); oha for both,
+        # as the peer harness.
+        again = argparse.Namespace(**dict(vars(args), warmup=min(args.warmup, 1),
+                                          load_generator="oha"))
+        rounds = []
+        for i in range(1 if args.smoke else FEED_PAIR_ROUNDS):
+            order = ["tessera", "stock"] if i % 2 == 0 else ["stock", "tessera"]
+            got = {who: measure(me_row, STOCK_CONCURRENCY, again, servers) if who == "tessera"
+                   else measure(stock_row, STOCK_CONCURRENCY, again, stock) for who in order}
+            ratio = got["tessera"]["rps"] / got["stock"]["rps"] if got["stock"]["rps"] else None
+            rounds.append({"first": order[0], "tessera": got["tessera"], "stock": got["stock"],
+                           "ratio": ratio})
+    finally:
+        stock.stop()
+    median = lambda values: statistics.median(values) if values else None  # noqa: E731
+    summary = {
+        "binary": args.stock_actix, "concurrency": STOCK_CONCURRENCY, "warmup_s": again.warmup,
+        "issuer": authz, "audiences": audiences, "rounds": rounds,
+        "ratio": median([r["ratio"] for r in rounds if r["ratio"] is not None]),
+        **{f"{who}_{what}": median([r[who][field] for r in rounds
+                                    if r[who].get(field) is not None])
+           for who in ("tessera", "stock")
+           for what, field in (("rps", "rps"), ("us", "target_us"), ("p99_ms", "p99_ms"))},
+    }
+    print(f"  {'GET /me, JWT, verified every time / stock actix-web':<52} "
+          f"c={STOCK_CONCURRENCY:<3} alternating: "
+          + ", ".join(f"{r['ratio']:.3f}" for r in rounds if r["ratio"] is not None)
+          + (f" (median {summary['ratio']:.3f}); stock {summary['stock_rps']:,.0f} req/s, "
+             f"{fmt_us(summary['stock_us'])} µs/req" if summary["ratio"] else ""), flush=True)
+    return summary
 
 
 # ---- revocation: propagation under load, and the list's memory ---------------------------
@@ -1000,12 +1246,19 @@ def measure_revocation(args, servers, workdir, propagation, memory, database):
         "errors": errors,
         "error_kinds": kinds,
         "server_cores": sum(cpu1[n] - cpu0[n] for n in pids) / wall,
+        # The load ran before and after the loop: its requests within the loop are estimated
+        # from its rate, and the loop's own requests added.
+        "server_us": per_request_us(sum(cpu1[n] - cpu0[n] for n in pids),
+                                    sum(x["rps"] for x in load.values()) * wall
+                                    + propagation["polls"]),
         "cores_by_server": {n: round((cpu1[n] - cpu0[n]) / wall, 3) for n in pids},
         "loadgen_cores": None,
         "peak_rss": max(proc_status(pids[n], "VmHWM") for n in rs),
         "peak_since_start": False,
         "server": "rs-a",
         "generator": generator,
+        "backend": servers.backend,
+        "database_us": None,
         "propagation": propagation,
     }
     print(f"  revocation propagation ({database}): {count} revocations, revoked after "
@@ -1065,6 +1318,11 @@ def ratios(results, concurrency):
 
 def fmt_bytes(n):
     return f"{n / 2**20:.1f} MB"
+
+
+def fmt_us(us):
+    """Microseconds a request; blank where not measured (results saved before it was)."""
+    return "" if us is None else f"{us:,.0f}"
 
 
 def svg_chart(results, concurrency):
@@ -1156,9 +1414,19 @@ PEER_PAIRS = [
 ]
 
 
-def peer_rows(results, peers):
+STOCK_WHAT = ("RS256 JWT verified per request: Tessera GET /me vs stock actix-web + "
+              "jsonwebtoken (same run, interleaved, median)")
+
+
+def peer_rows(results, peers, stock=None):
     k = by_key(results)
     rows = []
+    if stock and stock.get("ratio"):
+        rows.append([STOCK_WHAT, "actix-web + jsonwebtoken, this run",
+                     f"{stock['tessera_rps']:,.0f}", f"{stock['stock_rps']:,.0f}",
+                     f"{stock['ratio']:.2f}×", f"{stock['tessera_p99_ms']:.1f}",
+                     f"{stock['stock_p99_ms']:.1f}", fmt_us(stock.get("tessera_us")),
+                     fmt_us(stock.get("stock_us"))])
     for ours, theirs, what, who in PEER_PAIRS:
         a, b = k.get((ours, 64)), peers.get(theirs)
         # The peers are measured with oha: compare only rows this run measured with it.
@@ -1166,16 +1434,114 @@ def peer_rows(results, peers):
             continue
         rows.append([what, who, f"{a['rps']:,.0f}", f"{b['rps_ok']:,.0f}",
                      f"{a['rps'] / b['rps_ok']:.2f}×", f"{a['p99_ms']:.1f}",
-                     f"{b['p99_ms']:.1f}"])
+                     f"{b['p99_ms']:.1f}", fmt_us(a.get("server_us")),
+                     fmt_us(peer_us(b))])
     return rows
 
 
-def markdown(info, results, memory, args, elapsed, command, chart_name, peers=None):
+def peer_us(row):
+    """The peer's server CPU microseconds a successful request, from the harness's cores
+    (CPU over the run's wall time) and successful requests a second."""
+    cores, rps = row.get("server_cores"), row.get("rps_ok")
+    return cores / rps * 1e6 if cores is not None and rps else None
+
+
+# The performance targets, all at c=64: (what, Tessera's row, the reference, the least
+# ratio). A row is (backend, key); a reference is a peer scenario, this run's signing limit,
+# or another Tessera row. The stock server's target takes the interleaved median instead.
+TARGET_C = 64
+TARGETS = [
+    ("client_credentials ES256 (SQLite) / node-oidc-provider ES256",
+     ("SQLite", "issue-es256"), ("peer", "A.token.es256.c64"), 5),
+    ("client_credentials EdDSA (SQLite) / node-oidc-provider EdDSA",
+     ("SQLite", "issue-eddsa"), ("peer", "A.token.eddsa.c64"), 5),
+    ("client_credentials RS256 (SQLite) / this run's RSA-2048 signing limit (openssl, all "
+     "cores)", ("SQLite", "issue-rs256"), ("signing", "rsa2048"), 0.8),
+    ("opaque issuance, stored durably (SQLite) / node-oidc-provider opaque (in memory)",
+     ("SQLite", "issue-opaque"), ("peer", "A.token.opaque.c64"), 2),
+    ("introspection endpoint (SQLite) / node-oidc-provider introspection",
+     ("SQLite", "introspect"), ("peer", "A.introspect.opaque.c64"), 3),
+    ("GET /me, RS256 JWT verified every time / stock actix-web + jsonwebtoken (interleaved, "
+     "median)", ("stock", None), ("stock", None), 0.9),
+    ("introspection endpoint (PostgreSQL) / node-oidc-provider introspection",
+     ("PostgreSQL", "introspect"), ("peer", "A.introspect.opaque.c64"), 1.5),
+    ("client_credentials ES256 (PostgreSQL) / node-oidc-provider ES256",
+     ("PostgreSQL", "issue-es256"), ("peer", "A.token.es256.c64"), 3),
+    ("GET /me, opaque token, token store (PostgreSQL) / GET /me, JWT verified every time "
+     "(PostgreSQL)", ("PostgreSQL", "me-opaque-store"), ("PostgreSQL", "me-jwt1"), 0.4),
+]
+
+
+def targets(results, peers, extra):
+    """(what, Tessera's value, the reference's, their ratio, the least ratio, met) for each
+    target; a value is text, the ratio None where either side was not measured."""
+    rows = {(r.get("backend"), r["key"], r["c"]): r for r in results
+            if r["group"] != "revocation"}
+    limit = (extra.get("signing_limit") or {}).get("sign_per_s", {})
+    stock = extra.get("stock_actix") or {}
+    measured = {backend for backend, _, _ in rows}
+    missing = {"PostgreSQL": "not measured (no --postgres-url)", "SQLite": "not measured (no "
+               "SQLite run)", "stock": "not measured (no --stock-actix)"}
+    out = []
+    for what, (backend, key), (kind, ref), least in TARGETS:
+        if backend == "stock":
+            ratio = stock.get("ratio")
+            ours = f"{stock['tessera_rps']:,.0f} req/s" if ratio else missing["stock"]
+            theirs = f"{stock['stock_rps']:,.0f} req/s" if ratio else "not measured"
+            out.append((what, ours, theirs, ratio, least))
+            continue
+        r = rows.get((backend, key, TARGET_C))
+        if kind == "peer":
+            b = (peers or {}).get(ref) or {}
+            value, theirs = b.get("rps_ok"), (f"{b['rps_ok']:,.0f} req/s" if b.get("rps_ok")
+                                              else "not in the peers' results")
+            # The peers are measured with oha: a rate from another generator would not compare.
+            comparable = r is not None and r["generator"] == "oha"
+        elif kind == "signing":
+            value = limit.get(ref)
+            theirs = f"{value:,.0f} signatures/s" if value else "not measured"
+            comparable = True
+        else:
+            b = rows.get((kind, ref, TARGET_C))
+            value = b["rps"] if b else None
+            theirs = f"{value:,.0f} req/s" if b else "not measured"
+            comparable = b is not None and r is not None and b["generator"] == r["generator"]
+        if r is None:
+            ours = "not measured" if backend in measured else missing[backend]
+        elif not comparable:
+            ours = f"{r['rps']:,.0f} req/s (by {r['generator']}: not comparable)"
+        else:
+            ours = f"{r['rps']:,.0f} req/s"
+        ratio = r["rps"] / value if r is not None and comparable and value else None
+        out.append((what, ours, theirs, ratio, least))
+    return [(what, ours, theirs, ratio, least, None if ratio is None else ratio >= least)
+            for what, ours, theirs, ratio, least in out]
+
+
+def targets_section(results, peers, extra):
+    lines = ["", "## Targets", "",
+             f"All at c={TARGET_C}; the peers' figures from the peer harness's results, "
+             "measured on this machine with oha; PostgreSQL rows need `--postgres-url` (or a "
+             "run with `--database-url`).", "",
+             "| target | Tessera | reference | ratio | target | met |",
+             "|---|---:|---:|---:|---:|---|"]
+    for what, ours, theirs, ratio, least, met in targets(results, peers, extra):
+        lines.append(f"| {what} | {ours} | {theirs} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}×'} | ≥ {least:g}× | "
+                     f"{'' if met is None else 'yes' if met else '**no**'} |")
+    return lines
+
+
+def markdown(info, results, memory, extra, args, elapsed, command, chart_name, peers=None):
+    results, postgres = split_passes(results, args.database_url)
     k = by_key(results)
     cs = args.concurrency
     info = dict(info, wrk=info["wrk"].split(" [")[0])
     db = "SQLite (a file in a temporary directory)" if args.database_url is None else \
         "PostgreSQL (a throwaway database on the server given)"
+    if postgres:
+        db += ("; then the same rows again on PostgreSQL (a throwaway database on the server "
+               "given, servers of their own), [side by side](#sqlite-and-postgresql)")
     lines = [
         "# Benchmarks",
         "",
@@ -1195,6 +1561,7 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
          "on the **same cores** as the servers" if info.get("oha") else
          f"- load generator: {info['wrk']} (2 threads), on the **same cores** as the servers"),
         f"- database: {db}; rate limits off; release build",
+        *signing_header(extra.get("signing_limit"), args),
         f"- every row: {args.warmup} s of warm-up, then {args.duration} s measured at each "
         f"concurrency (connections kept alive)",
         "- servers: one authorization server and six resource servers, each its own "
@@ -1209,24 +1576,32 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
         f"{FEED_ENTRIES:,} revocations throughout. The propagation and memory rows have "
         "servers and a database of their own ([below](#revocation-feed))",
         "- *server CPU* is the CPU time all Tessera processes used during the row, in cores "
-        "(introspection rows include the authorization server answering); *peak RSS* is the "
-        "peak resident memory of the server under test during the row",
+        "(introspection rows include the authorization server answering); *server µs/req* "
+        "is that CPU time divided by the requests completed, what a request costs the "
+        "servers whatever share of the cores they got (steadier than req/s on a busy "
+        "machine); *peak RSS* is the peak resident memory of the server under test during "
+        "the row",
         "- on a shared two-core machine the rows that read the database vary by up to about "
         "20% from one run to the next; compare rows within one run (the ratios below), and "
         "rerun for a second sample",
         "",
         f"![requests per second by row and concurrency]({chart_name})",
         "",
-        "| row | c | req/s | p50 ms | p99 ms | server CPU | peak RSS | errors | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| row | c | req/s | p50 ms | p99 ms | server CPU | server µs/req | peak RSS | errors "
+        "| load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(f"| {r['label']} | {r['c']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['server_cores']:.2f} | "
+                     f"{fmt_us(r.get('server_us'))} | "
                      f"{fmt_bytes(r['peak_rss'])} | {r['errors']} | {r['generator']} |")
+    lines += signing_section(k, cs, extra.get("signing_limit"))
     lines += ["", "## Ratios (same run)", "", "| c | ratio | value |", "|---:|---|---:|"]
     for c, what, v in ratios(results, cs):
         lines.append(f"| {c} | {what} | {v:.2f} |")
+    if postgres:
+        lines += backends_section(results, postgres)
     lines += ["", "## Memory", "",
               "| server | idle RSS | RSS after the run | peak RSS over the run |",
               "|---|---:|---:|---:|"]
@@ -1241,7 +1616,11 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
             continue
         lines.append(f"| {names.get(name, name)} | {fmt_bytes(m['idle_rss'])} | "
                      f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
+    for name, m in memory.get("postgresql", {}).items():
+        lines.append(f"| {names.get(name, name)}, PostgreSQL run | {fmt_bytes(m['idle_rss'])} | "
+                     f"{fmt_bytes(m.get('rss_end', 0))} | {fmt_bytes(m.get('peak_rss_run', 0))} |")
     lines += revocation_section(results, memory, cs)
+    lines += stock_section(extra.get("stock_actix"))
     if peers:
         lines += ["", "## Against other servers (c=64, same machine)", "",
                   "The peer harness (panva's node-oidc-provider, fastify + jose, and stock "
@@ -1251,13 +1630,140 @@ def markdown(info, results, memory, args, elapsed, command, chart_name, peers=No
                   "this run's). The "
                   "peers' resource routes return a fixed list; Tessera's list users from the "
                   "database, so the like-for-like authorization rows are `GET /me`, which "
-                  "reads nothing but the token.", "",
+                  "reads nothing but the token. Server µs/req: Tessera's as in the table "
+                  "above (in the stock server's row, its resource server process alone, "
+                  "as [above](#against-stock-actix-web--jsonwebtoken-same-run-interleaved)); "
+                  "the peer's is the harness's server CPU divided by its successful "
+                  "requests.", "",
                   "| what | peer | Tessera req/s | peer req/s | ratio | Tessera p99 ms | "
-                  "peer p99 ms |", "|---|---|---:|---:|---:|---:|---:|"]
-        for row in peer_rows(results, peers):
+                  "peer p99 ms | Tessera server µs/req | peer server µs/req |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in peer_rows(results, peers, extra.get("stock_actix")):
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", explanation(k, cs, memory), ""]
+    if peers:
+        lines += targets_section([*results, *postgres], peers, extra)
+    lines += ["", explanation(k, cs, memory, extra.get("signing_limit")), ""]
     return "\n".join(lines)
+
+
+def stock_section(stock):
+    """Tessera's GET /me against the stock actix-web server, round by round."""
+    if not stock:
+        return []
+    lines = ["", "## Against stock actix-web + jsonwebtoken (same run, interleaved)", "",
+             "The peer harness's stock actix-web 4 + jsonwebtoken server (aws-lc-rs, 2 "
+             "workers), started by this run with Tessera's JWKS, issuer and audience, checks "
+             "a JWT's RS256 signature, `typ` `at+jwt`, issuer, audience and expiry, then "
+             "scope `admin` and the `company` claim, and answers a fixed list of users; "
+             "Tessera's `GET /me` verifies the signature, type, issuer, audience and expiry "
+             "too, then scope `basic`, and answers from the token's claims. "
+             "The stock server and Tessera's `GET /me, JWT, verified every time` "
+             "were measured with the same admin JWT, oha at "
+             f"c={stock['concurrency']}, one after the other in each round, the first "
+             "alternating, with "
+             f"{stock['warmup_s']} s of warm-up each: both see nearly the same machine, so "
+             "their ratio holds steadier than either rate. Server µs/req: the CPU time of "
+             "Tessera's resource server process, and of the stock server's, divided by the "
+             "requests each answered.", "",
+             "| round | first | Tessera req/s | stock req/s | Tessera / stock | Tessera server "
+             "µs/req | stock server µs/req | Tessera p99 ms | stock p99 ms |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(stock["rounds"], 1):
+        t, st = r["tessera"], r["stock"]
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+        lines.append(f"| {i} | {'Tessera' if r['first'] == 'tessera' else 'stock'} | "
+                     f"{t['rps']:,.0f} | {st['rps']:,.0f} | {ratio} | "
+                     f"{fmt_us(t.get('target_us'))} | {fmt_us(st.get('target_us'))} | "
+                     f"{t['p99_ms']:.2f} | {st['p99_ms']:.2f} |")
+    if stock.get("ratio"):
+        lines.append(f"| median | | {stock['tessera_rps']:,.0f} | {stock['stock_rps']:,.0f} | "
+                     f"**{stock['ratio']:.2f}×** | {fmt_us(stock.get('tessera_us'))} | "
+                     f"{fmt_us(stock.get('stock_us'))} | {stock['tessera_p99_ms']:.2f} | "
+                     f"{stock['stock_p99_ms']:.2f} |")
+    return lines
+
+
+def signing_header(limit, args):
+    """The report's line on the signing limit measured in this run."""
+    if limit is None:
+        return ["- signing limit: not measured (no issuance row in this run)"] \
+            if args.signing_limit else []
+    if "error" in limit:
+        return [f"- signing limit: not measured, {limit['error']}"]
+    rates = limit["sign_per_s"]
+    return [f"- signing limit, this run, just before the issuance rows (`{limit['command']}`, "
+            f"{limit['openssl']}, all {limit['cores']} cores): "
+            + ", ".join(f"{SIGNING[a][0]} {rates[a]:,.0f}" for a in SIGNING if a in rates)
+            + " signatures/s"]
+
+
+def signing_fractions(k, cs, limit):
+    """(row, c, req/s, the signing limit, req/s as a fraction of it) for each JWT issuance
+    row: a token is one signature, so no issuance runs faster than openssl signs."""
+    rates = (limit or {}).get("sign_per_s", {})
+    out = []
+    for algorithm, (_, key) in SIGNING.items():
+        for c in cs:
+            r = k.get((key, c))
+            if r and rates.get(algorithm):
+                out.append((r, algorithm, rates[algorithm], r["rps"] / rates[algorithm]))
+    return out
+
+
+def signing_section(k, cs, limit):
+    if limit is not None and "error" in limit:
+        return ["", f"**Against the signing limit.** Not measured: {limit['error']}."]
+    rows = signing_fractions(k, cs, limit)
+    if not rows:
+        return []
+    lines = ["", "**Against the signing limit.** Each JWT issued is one signature: issuance "
+             "as a fraction of the signatures a second `openssl speed` made on all cores "
+             "just before the issuance rows (the ceiling of a server that did nothing but "
+             "sign, with no load generator beside it). Tessera signs with aws-lc, not "
+             "OpenSSL: where aws-lc's RSA is the faster, a fraction above 1 says so, not that "
+             "issuance outran signing:", "",
+             "| row | c | req/s | signatures/s (openssl, all cores) | of the limit |",
+             "|---|---:|---:|---:|---:|"]
+    for r, algorithm, rate, fraction in rows:
+        lines.append(f"| {r['label']} | {r['c']} | {r['rps']:,.0f} | {SIGNING[algorithm][0]} "
+                     f"{rate:,.0f} | {fraction:.2f} of the limit |")
+    return lines
+
+
+def split_passes(results, database_url):
+    """The first run's rows, with the revocation phase's, and the rows of the PostgreSQL run
+    that --postgres-url adds after a SQLite one."""
+    first = "SQLite" if database_url is None else "PostgreSQL"
+    again = [r for r in results
+             if r.get("backend", first) != first and r["group"] != "revocation"]
+    return [r for r in results if not any(r is x for x in again)], again
+
+
+def backends_section(sqlite, postgres):
+    """The PostgreSQL run's rows beside the SQLite run's."""
+    k = by_key(sqlite)
+    lines = ["", "## SQLite and PostgreSQL", "",
+             "The same rows on the same machine, measured in the same way, first on SQLite "
+             "and then on PostgreSQL (a throwaway database, servers and seeding of their own; "
+             "the alternating pairs are measured on SQLite only, as the feed lives in "
+             "memory). *server µs/req* counts Tessera's processes: SQLite runs inside them, "
+             "PostgreSQL in processes of its own, whose CPU time a request (every `postgres` "
+             "process on the machine, during the row) is in the last column but one.", "",
+             "| row | c | SQLite req/s | PostgreSQL req/s | PostgreSQL / SQLite | SQLite server "
+             "µs/req | PostgreSQL server µs/req | PostgreSQL's own µs/req | PostgreSQL p99 ms "
+             "| PostgreSQL errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in postgres:
+        s = k.get((p["key"], p["c"]))
+        # A ratio across load generators would measure the generators too.
+        ratio = f"{p['rps'] / s['rps']:.2f}×" if s and s["rps"] and \
+            s["generator"] == p["generator"] else ""
+        cells = [p["label"], str(p["c"]), f"{s['rps']:,.0f}" if s else "not measured",
+                 f"{p['rps']:,.0f}", ratio, fmt_us(s.get("server_us")) if s else "",
+                 fmt_us(p.get("server_us")), fmt_us(p.get("database_us")),
+                 f"{p['p99_ms']:.2f}", str(p["errors"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def revocation_section(results, memory, cs):
@@ -1359,12 +1865,17 @@ def revocation_section(results, memory, cs):
     return lines
 
 
-def explanation(k, cs, memory=None):
+def explanation(k, cs, memory=None, limit=None):
     c = max(cs)
 
     def rate(key):
         r = k.get((key, c))
         return r["rps"] if r else float("nan")
+
+    def cpu(key):
+        r = k.get((key, c))
+        us = r.get("server_us") if r else None
+        return float("nan") if us is None else us
 
     # One token in each row: the same load generator measured all of these.
     ceiling, jwt1 = rate("ceiling"), rate("jwt1")
@@ -1377,14 +1888,19 @@ def explanation(k, cs, memory=None):
 
 Every API row runs the same handler over the same data: it lists the six users of `acme`
 from the database. The rows differ only in how the caller is authorized, so the gaps
-between them are the price of each way (at c={c}, in wall time per request across the
-whole machine, load generator included):
+between them are the price of each way. Each cost per request is given at c={c} twice: in
+server CPU (the `server µs/req` column: the CPU time of the Tessera processes divided by
+the requests, which holds steady whatever else runs on the machine), then in wall time
+(one second over req/s, which the load generator and anything else on the same cores
+share):
 
-- **No authorization** ({ceiling:,.0f} req/s, {per_req(ceiling):.0f} µs a request) is the
-  ceiling: the listing itself, with its one database query.
+- **No authorization** ({ceiling:,.0f} req/s; {cpu("ceiling"):.0f} µs of server CPU a
+  request, {per_req(ceiling):.0f} µs of wall time) is the ceiling: the listing itself,
+  with its one database query.
 - **A JWT verified on every request** ({jwt1:,.0f} req/s) adds one signature
   verification and the claim checks, and nothing else: no database, no network. That is
-  {per_req(jwt1) - per_req(ceiling):.0f} µs a request.
+  {cpu("jwt1") - cpu("ceiling"):.0f} µs of server CPU a request
+  ({per_req(jwt1) - per_req(ceiling):.0f} µs of wall time).
 - **A JWT with the verified-token cache** ({cached:,.0f} req/s): a token seen before
   costs a SHA-256 digest and a map lookup, so the difference with the ceiling all but
   vanishes ({cached / ceiling:.0%} of it). With {JWT_TOKENS:,} distinct tokens in rotation
@@ -1404,19 +1920,22 @@ whole machine, load generator included):
   on that resource server until its answer ages out.
 
 `GET /me` answers from the token alone, so it shows the price of each way with nothing
-else in the request: a JWT verified on every request ({me_jwt:,.0f} req/s,
-{per_req(me_jwt):.0f} µs), the same with the cache ({me_cached:,.0f} req/s,
+else in the request (server CPU, then wall time, a request): a JWT verified on every
+request ({me_jwt:,.0f} req/s, {cpu("me-jwt1"):.0f} µs, {per_req(me_jwt):.0f} µs), the same
+with the cache ({me_cached:,.0f} req/s, {cpu("me-jwt1-cached"):.0f} µs,
 {per_req(me_cached):.0f} µs), and an opaque token looked up in the store ({me_store:,.0f}
-req/s, {per_req(me_store):.0f} µs): the two lookups an opaque token needs cost
-{per_req(me_store) - per_req(me_jwt):.0f} µs a request more than a signature check, and
-{per_req(me_store) - per_req(me_cached):.0f} µs more than a cached JWT. That is the
+req/s, {cpu("me-opaque-store"):.0f} µs, {per_req(me_store):.0f} µs): the two lookups an
+opaque token needs cost {cpu("me-opaque-store") - cpu("me-jwt1"):.0f} µs of server CPU a
+request more than a signature check ({per_req(me_store) - per_req(me_jwt):.0f} µs of
+wall time), and {cpu("me-opaque-store") - cpu("me-jwt1-cached"):.0f} µs more than a
+cached JWT ({per_req(me_store) - per_req(me_cached):.0f} µs of wall time). That is the
 seed's argument in one number: a lookup per request is the expensive part, and with a
 cache in front of the signature check, JWT authorization costs next to nothing.
 
 Issuance rows measure `POST /oauth/token` and friends on the authorization server. An
 RS256 signature is the most expensive step of a JWT (RSA-2048 signing, which the
-`signing` criterion benchmark measures on the same machine); ES256 and EdDSA sign in a
-fraction of that. Opaque issuance stores the token's digest durably before answering;
+`signing` criterion benchmark measures on the same machine{signing_note(k, c, limit)});
+ES256 and EdDSA sign in a fraction of that. Opaque issuance stores the token's digest durably before answering;
 concurrent issuances share one transaction and one disk sync (group commit), so the
 disk's sync rate does not cap them. The password grant is dominated by argon2id, by
 design: it is what makes a stolen password hash slow to crack; it runs on a few threads of
@@ -1424,6 +1943,22 @@ its own (one per CPU), each reusing one buffer: a login flood competes for the C
 never holds a request worker, and does not grow memory. Every issued token is also written to
 the audit log, in batches.
 """ + feed_explanation(k, cs, memory or {})
+
+
+def signing_note(k, c, limit):
+    """RS256 issuance against this run's RSA-2048 signing limit, for the prose."""
+    rate = (limit or {}).get("sign_per_s", {}).get("rsa2048")
+    r = k.get(("issue-rs256", c))
+    if not rate:
+        return ""
+    text = f", and `openssl speed` at {rate:,.0f} signatures/s on all cores in this run"
+    if r:
+        text += (f": RS256 client_credentials issuance ran at {r['rps'] / rate:.2f} of that "
+                 f"limit at c={c}, {r['server_us']:,.0f} µs of server CPU a token against "
+                 f"{limit['cores'] * 1e6 / rate:,.0f} µs of CPU a signature"
+                 if r.get("server_us") else f": RS256 issuance ran at {r['rps'] / rate:.2f} "
+                 f"of that limit at c={c}")
+    return text
 
 
 def feed_explanation(k, cs, memory):
@@ -1486,11 +2021,27 @@ it expires."""
                                 break_long_words=False) + "\n"
 
 
+# What a run measures besides its rows, saved with --json beside them.
+EXTRA = ("signing_limit", "stock_actix")
+def peers_path(path):
+    """A path into the peer harness as PEERS/..., wherever this machine keeps it."""
+    parts = os.path.normpath(path).split(os.sep)
+    if "rust-ceiling" in parts:
+        return "/".join(["PEERS", *parts[parts.index("rust-ceiling"):]])
+    return "STOCK_ACTIX_BINARY"
+
+
+DATABASE_FLAGS = ("--database-url", "--postgres-url", "--propagation-database-url")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", help="a postgres:// URL on 127.0.0.1 (a throwaway "
                     "database is created there and dropped); default SQLite")
+    ap.add_argument("--postgres-url", help="a postgres:// URL on 127.0.0.1: after the "
+                    "SQLite run, the same rows again on a throwaway database there, reported "
+                    "side by side with SQLite's (not with --database-url)")
     ap.add_argument("--propagation-database-url", help="a postgres:// URL on 127.0.0.1 for "
                     "the revocation propagation and memory phase alone (default: "
                     "--database-url, else SQLite)")
@@ -1504,10 +2055,19 @@ def main():
     ap.add_argument("--no-build", action="store_true",
                     help="run the release binary already built (target/release/tessera)")
     ap.add_argument("--only", help="only rows whose key matches this regular expression "
-                    "(the revocation phase: revocation-propagation, revocation-memory)")
+                    "(the revocation phase: revocation-propagation, revocation-memory; the "
+                    "stock server's pairs: me-jwt1 or stock-actix)")
     ap.add_argument("--smoke", action="store_true",
                     help="every row for 1 s at c=16 without warm-up, 10 revocations and "
                     "10,000 entries in the revocation phase; fails on any error")
+    ap.add_argument("--signing-limit", action=argparse.BooleanOptionalAction,
+                    help="measure RSA-2048, ECDSA P-256 and Ed25519 signatures a second on all "
+                    "cores (openssl speed -multi) before the issuance rows, and report issuance "
+                    "against them (default: on, off with --smoke)")
+    ap.add_argument("--stock-actix", metavar="BINARY", help="the peer harness's stock "
+                    "actix-web + jsonwebtoken server (rust-ceiling/target/release/actix): "
+                    "started with Tessera's keys and measured against GET /me with the same "
+                    "JWT, alternately, at c=64 with oha")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--load-generator", choices=["wrk", "oha"], default="wrk",
                     help="oha (cargo install --locked oha) for every row of one request, as "
@@ -1522,12 +2082,17 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.smoke:
         args.duration, args.warmup, args.concurrency = 1, 0, "16"
+    if args.signing_limit is None:
+        args.signing_limit = not args.smoke
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",")]
     except ValueError:
         ap.error("--concurrency takes numbers separated by commas, e.g. 16,64")
     if args.duration < 1 or args.warmup < 0 or any(c < 1 or c > 1024 for c in args.concurrency):
         ap.error("--duration must be at least 1, --warmup at least 0, concurrency 1 to 1024")
+    if args.postgres_url and args.database_url:
+        ap.error("--postgres-url adds a PostgreSQL run to the SQLite one; with --database-url "
+                 "the whole run is on PostgreSQL already")
     out = args.out or (None if args.smoke else os.path.join(ROOT, "docs", "benchmarks.md"))
     # The command as a reader would rerun it: where this run put its raw results or found
     # its binary is of no use to them.
@@ -1545,9 +2110,13 @@ def main():
             a = "PEER_RESULTS_DIR"
         elif a.startswith("--peers="):
             a = "--peers=PEER_RESULTS_DIR"
-        elif shown and shown[-1] in ("--database-url", "--propagation-database-url"):
+        elif shown and shown[-1] == "--stock-actix":
+            a = peers_path(a)
+        elif a.startswith("--stock-actix="):
+            a = "--stock-actix=" + peers_path(a.split("=", 1)[1])
+        elif shown and shown[-1] in DATABASE_FLAGS:
             a = without_password(a)
-        elif a.split("=", 1)[0] in ("--database-url", "--propagation-database-url") and "=" in a:
+        elif a.split("=", 1)[0] in DATABASE_FLAGS and "=" in a:
             flag, value = a.split("=", 1)
             a = flag + "=" + without_password(value)
         shown.append(a)
@@ -1564,36 +2133,51 @@ def main():
             with open(args.from_json) as f:
                 saved = json.load(f)
             info, results, memory = saved["machine"], saved["results"], saved["memory"]
+            extra = {k: saved[k] for k in EXTRA if k in saved}
+            # Saved before results named their backend: the run's own.
+            for r in results:
+                r.setdefault("backend", "SQLite" if args.database_url is None else "PostgreSQL")
             elapsed = saved.get("elapsed_s", 0.0)
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"--from-json: cannot read {args.from_json}: {e}")
     else:
         try:
-            info, results, memory, elapsed = run(args)
+            info, results, memory, extra, elapsed = run(args)
         except BenchError as e:
             print(f"benchmark failed: {e}", file=sys.stderr)
             return 1
     failed = [r for r in results if r["errors"] or r["requests"] == 0]
+    failed += [r for pair in (extra.get("stock_actix") or {}).get("rounds", [])
+               for r in (pair["tessera"], pair["stock"]) if r["errors"] or r["requests"] == 0]
     for path in (args.json, out):
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": results, "memory": memory,
+            json.dump({"machine": info, "results": results, "memory": memory, **extra,
                        "elapsed_s": elapsed}, f, indent=1)
+    first_run, _ = split_passes(results, args.database_url)
     if out:
         chart = os.path.splitext(out)[0] + ".svg"
         with open(chart, "w") as f:
-            f.write(svg_chart(results, args.concurrency))
+            f.write(svg_chart(first_run, args.concurrency))
         with open(out, "w") as f:
-            f.write(markdown(info, results, memory, args, elapsed, command,
+            f.write(markdown(info, results, memory, extra, args, elapsed, command,
                              os.path.basename(chart), peers))
         print(f"wrote {os.path.relpath(out)} and {os.path.relpath(chart)}")
     print(f"{len(results)} runs in {elapsed:.0f} s")
-    for c, what, v in ratios(results, args.concurrency):
+    for c, what, v in ratios(first_run, args.concurrency):
         print(f"  c={c:<3} {what:<62} {v:6.2f}")
-    for line in peer_rows(results, peers or {}):
+    for r, algorithm, rate, fraction in signing_fractions(by_key(first_run), args.concurrency,
+                                                           extra.get("signing_limit")):
+        print(f"  c={r['c']:<3} {r['label'] + ' / ' + SIGNING[algorithm][0] + ' signing limit':<62}"
+              f" {fraction:6.2f}")
+    for line in peer_rows(first_run, peers or {}, extra.get("stock_actix")):
         print("  " + " | ".join(line))
+    for what, ours, theirs, ratio, least, met in targets(results, peers, extra) if peers else []:
+        print(f"  target: {what}: {ours} against {theirs}"
+              + ("" if ratio is None else f", {ratio:.2f}× (at least {least:g}×: "
+                 f"{'met' if met else 'NOT met'})"))
     if failed:
         for r in failed:
             print(f"errors in {r['label']} c={r['c']}: {r['error_kinds'] or 'no requests'}",
