@@ -1642,8 +1642,37 @@ def markdown(info, results, memory, extra, args, elapsed, command, chart_name, p
             lines.append("| " + " | ".join(row) + " |")
     if peers:
         lines += targets_section([*results, *postgres], peers, extra)
+    lines += profile_section(args.profile)
     lines += ["", explanation(k, cs, memory, extra.get("signing_limit")), ""]
     return "\n".join(lines)
+
+
+def profile_section(paths):
+    """The tables of `bench/profile.py --json` runs, if any were given."""
+    if not paths:
+        return []
+    import profile as callgrind_profile  # bench/profile.py, beside this file
+    lines = ["", "## Where the CPU goes", "",
+             "Measured by `bench/profile.py` (callgrind: instructions, which do not depend on "
+             "what else the machine runs), one request at a time over a kept-alive connection "
+             "after a warm-up. *whole process* is every instruction the server executed in user "
+             "space, split by the crate or C library of the function that executed it; the "
+             "kernel's share (system calls, context switches, the socket and file I/O) is not "
+             "in it, and is the difference between these counts and the *server µs/req* above "
+             "(`user` and `sys` time of the process). An ES256 signature under valgrind runs "
+             "millions of instructions in aws-lc (its CPU-feature and random-number paths "
+             "differ under emulation), far from its 24 µs on the hardware (`cargo bench -p "
+             "tessera-core --bench signing`): read that column without the aws-lc line. The "
+             "RS256 verification in the last column draws no randomness and is "
+             "representative. The PostgreSQL line "
+             "is the CPU time of the database's own processes per request, requests sent one "
+             "at a time (so each opaque token is a commit and a disk sync of its own)."]
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        lines += ["", f"{data['backend']}, {data['requests']:,} requests a scenario:", "",
+                  callgrind_profile.markdown(data["results"], data["backend"])]
+    return lines
 
 
 def stock_section(stock):
@@ -1908,8 +1937,8 @@ share):
   cache serves {many_cached:,.0f} req/s against {many:,.0f} without it. The cache holds a
   token until it expires and never past the removal of its key, so it changes no answer;
   it helps whenever clients reuse their tokens, which is what access tokens are for.
-- **An opaque token in the token store** ({store:,.0f} req/s) means two more
-  database round trips per request: the token by its digest, then the user, for the
+- **An opaque token in the token store** ({store:,.0f} req/s) means one more
+  database round trip per request: the token by its digest, joined with its user for the
   company and roles that a JWT carries in its claims.
 - **An opaque token by introspection** ({intro:,.0f} req/s) replaces the token lookup
   with an HTTP call to the authorization server, which authenticates the resource server
@@ -1924,8 +1953,8 @@ else in the request (server CPU, then wall time, a request): a JWT verified on e
 request ({me_jwt:,.0f} req/s, {cpu("me-jwt1"):.0f} µs, {per_req(me_jwt):.0f} µs), the same
 with the cache ({me_cached:,.0f} req/s, {cpu("me-jwt1-cached"):.0f} µs,
 {per_req(me_cached):.0f} µs), and an opaque token looked up in the store ({me_store:,.0f}
-req/s, {cpu("me-opaque-store"):.0f} µs, {per_req(me_store):.0f} µs): the two lookups an
-opaque token needs cost {cpu("me-opaque-store") - cpu("me-jwt1"):.0f} µs of server CPU a
+req/s, {cpu("me-opaque-store"):.0f} µs, {per_req(me_store):.0f} µs): the lookup an
+opaque token needs costs {cpu("me-opaque-store") - cpu("me-jwt1"):.0f} µs of server CPU a
 request more than a signature check ({per_req(me_store) - per_req(me_jwt):.0f} µs of
 wall time), and {cpu("me-opaque-store") - cpu("me-jwt1-cached"):.0f} µs more than a
 cached JWT ({per_req(me_store) - per_req(me_cached):.0f} µs of wall time). That is the
@@ -2075,6 +2104,9 @@ def main():
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: write the report from the results a run saved "
                     "with --json (give it the flags that run had)")
+    ap.add_argument("--profile", metavar="JSON", action="append",
+                    help="add the breakdown of a `bench/profile.py --json` run to the report "
+                         "(once per backend)")
     ap.add_argument("--peers", metavar="DIR", help="a results directory of the peer harness "
                     "(results.json) measured on this machine: adds the comparison table")
     args = ap.parse_args()

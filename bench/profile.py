@@ -278,10 +278,12 @@ def main():
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    backend = "PostgreSQL" if args.database_url else "SQLite"
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    print(markdown(results, "PostgreSQL" if args.database_url else "SQLite"))
+            json.dump({"backend": backend, "requests": args.requests, "results": results}, f,
+                      indent=2)
+    print(markdown(results, backend))
 
 
 def markdown(results, backend):

@@ -151,14 +151,26 @@ pub async fn healthz(store: web::Data<dyn Store>, guard: web::Data<Guard>) -> Ht
 /// `GET /me`: who the token speaks for, from its claims alone.
 pub async fn me(auth: Scoped<Basic>) -> HttpResponse {
     let claims = auth.claims();
-    HttpResponse::Ok().json(serde_json::json!({
-        "sub": claims.sub,
-        "username": claims.username,
-        "company": claims.company,
-        "roles": claims.roles,
-        "scope": claims.scope,
-        "client_id": claims.client_id,
-    }))
+    HttpResponse::Ok().json(Me {
+        client_id: claims.client_id.as_deref(),
+        company: claims.company.as_deref(),
+        roles: claims.roles.as_deref(),
+        scope: claims.scope.as_deref(),
+        sub: &claims.sub,
+        username: claims.username.as_deref(),
+    })
+}
+
+/// The body of `GET /me`, borrowed from the token's claims (an absent claim is `null`),
+/// members in the order it has always had.
+#[derive(Serialize)]
+struct Me<'a> {
+    client_id: Option<&'a str>,
+    company: Option<&'a str>,
+    roles: Option<&'a [String]>,
+    scope: Option<&'a str>,
+    sub: &'a str,
+    username: Option<&'a str>,
 }
 
 pub async fn list(admin: CompanyAdmin, store: StoreData) -> Result<HttpResponse, ApiError> {

@@ -123,6 +123,12 @@ impl Store for CountingStore {
     async fn find_access_token(&self, token_hash: &str) -> Result<Option<StoredAccessToken>> {
         self.count().find_access_token(token_hash).await
     }
+    async fn find_access_token_with_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(StoredAccessToken, Option<User>)>> {
+        self.count().find_access_token_with_user(token_hash).await
+    }
     async fn insert_access_tokens(&self, tokens: &[(NewAccessToken, DateTime<Utc>)]) -> Result<()> {
         self.count().insert_access_tokens(tokens).await
     }
