@@ -107,32 +107,25 @@ pub async fn authenticate(
         .limits
         .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
-    let client = match state
-        .limits
-        .find_client(state.grants.store.as_ref(), &attempt, id, now_ms)
-        .await
-    {
+    let store = state.grants.store.as_ref();
+    let mut client = match state.limits.find_client(store, &attempt, id, now_ms).await {
         Ok(client) => client,
-        Err(refused) => {
-            if matches!(refused, Refused::Store(_)) {
-                // Nothing was checked: not a failed guess.
-                state.limits.refund(&attempt, now_ms).await;
+        Err(refused) => return Err(refused_before_checking(state, &attempt, refused, now_ms).await),
+    };
+    let mut authenticated = matches_client(client.as_ref(), secret);
+    if !authenticated && client.is_some() && secret.is_some() {
+        // The client came from memory: its secret may have been rotated elsewhere a moment
+        // ago (servers see that within a second). Read it again before refusing, so that
+        // a new secret works at once everywhere.
+        store.forget_clients();
+        client = match state.limits.find_client(store, &attempt, id, now_ms).await {
+            Ok(client) => client,
+            Err(refused) => {
+                return Err(refused_before_checking(state, &attempt, refused, now_ms).await);
             }
-            return Err(refused.into());
-        }
-    };
-    let authenticated = match (&client, secret) {
-        (Some(client), Some(secret)) => match &client.secret_hash {
-            Some(digest) => secret::matches_digest(secret, digest),
-            // RFC 6749 §2.1: a public client has no secret to present.
-            None => false,
-        },
-        (Some(client), None) => client.is_public(),
-        (None, secret) => {
-            let _ = secret::matches_digest(secret.map_or("", |s| s.as_str()), NO_CLIENT_DIGEST);
-            false
-        }
-    };
+        };
+        authenticated = matches_client(client.as_ref(), secret);
+    }
     match client {
         Some(client) if authenticated => {
             state.limits.refund(&attempt, now_ms).await;
@@ -166,6 +159,38 @@ pub async fn authenticate(
             Err(ApiError::invalid_client(basic))
         }
     }
+}
+
+/// Whether `secret` (or its absence, for a public client) authenticates `client`. An
+/// unknown client compares against a digest no secret hashes to, so that it takes as long
+/// as a wrong secret.
+fn matches_client(client: Option<&Client>, secret: Option<&String>) -> bool {
+    match (client, secret) {
+        (Some(client), Some(secret)) => match &client.secret_hash {
+            Some(digest) => secret::matches_digest(secret, digest),
+            // RFC 6749 §2.1: a public client has no secret to present.
+            None => false,
+        },
+        (Some(client), None) => client.is_public(),
+        (None, secret) => {
+            let _ = secret::matches_digest(secret.map_or("", |s| s.as_str()), NO_CLIENT_DIGEST);
+            false
+        }
+    }
+}
+
+/// The answer when the client could not be looked up (the database away, or a limit
+/// refused first): nothing was checked, so a store failure is not a failed guess.
+async fn refused_before_checking(
+    state: &AppState,
+    attempt: &crate::limits::Attempt,
+    refused: Refused,
+    now_ms: i64,
+) -> ApiError {
+    if matches!(refused, Refused::Store(_)) {
+        state.limits.refund(attempt, now_ms).await;
+    }
+    refused.into()
 }
 
 fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, ApiError> {

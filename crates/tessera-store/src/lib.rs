@@ -284,8 +284,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Registers a client. A taken client id is a [`StoreError::Conflict`].
     async fn create_client(&self, new: &NewClient, now: DateTime<Utc>) -> Result<Client>;
 
-    /// The client with this exact id, if any.
+    /// The client with this exact id, if any. Stores keep clients in memory: a change made
+    /// through this store shows at once, one made elsewhere within
+    /// [`CLIENT_CHECK_EVERY`] plus one read.
     async fn find_client(&self, client_id: &str) -> Result<Option<Client>>;
+
+    /// Forgets the clients kept in memory, so that the next lookup reads the database:
+    /// for a caller that has reason to think one changed elsewhere (a secret that does not
+    /// match may have been rotated a moment ago).
+    fn forget_clients(&self) {}
 
     /// All clients, by id.
     async fn list_clients(&self) -> Result<Vec<Client>>;

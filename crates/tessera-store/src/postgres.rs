@@ -24,10 +24,11 @@ pub const POSTGRES_POOL_SIZE: u32 = 10;
 
 /// A connection idle for longer than this is pinged before it is used: one that the server
 /// or the network dropped meanwhile is replaced instead of failing a request. A busy
-/// connection is not (a ping per query would double the round trips)...
+/// connection is not: a ping before each use put a second round trip on every request's
+/// path (sqlx also pings a connection as it goes back to the pool, off that path)...
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// ...except for this long after a call found the database unavailable: connections that
+/// ...except for this long after a call found a connection broken: connections that
 /// broke in the outage may wait in the pool, and each is pinged (and replaced) before use
 /// rather than fail the first request after the database is back.
 const PING_AFTER_OUTAGE: Duration = Duration::from_secs(10);
@@ -151,9 +152,23 @@ type D = Postgres;
 type Adapter = PgStore;
 
 impl PgStore {
-    /// A call found the database unavailable: ping connections before use for a while.
-    fn saw_outage(&self) {
-        self.suspect.begin();
+    /// A call failed with `err`: when a connection broke (not a pool merely busy, nor a
+    /// statement refused), ping connections before use for a while.
+    fn saw_outage(&self, err: &StoreError) {
+        let StoreError::Unavailable(err) = err else {
+            return;
+        };
+        let broken = match err {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            // Connection exceptions (class 08) and the server shutting down (57P).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        };
+        if broken {
+            self.suspect.begin();
+        }
     }
 }
 

@@ -158,7 +158,7 @@ type Adapter = SqliteStore;
 
 impl SqliteStore {
     /// A file on this machine has no connections to weed out after an outage.
-    fn saw_outage(&self) {}
+    fn saw_outage(&self, _err: &StoreError) {}
 }
 
 impl Dialect for Sqlite {

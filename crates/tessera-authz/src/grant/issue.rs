@@ -244,9 +244,8 @@ impl GrantEngine {
 /// part of a millisecond, but moving it to the blocking pool cost more than it saved: at
 /// 64 connections the pool ran up to 64 signing threads on two cores, with twice the
 /// context switches per token, and issued fewer RS256 tokens a second than signing in
-/// place on the two workers (which is what the CPU allows at best). Nothing is held
-/// meanwhile: the client comes from memory, and a grant's database work is done before
-/// its token is signed.
+/// place on the two workers (which is what the CPU allows at best). No database
+/// connection is held while signing: each query returns its connection when it ends.
 fn sign(key: &SigningKey, claims: &AccessTokenClaims) -> Result<String, GrantError> {
     key.sign_access_token(claims)
         .map_err(|e| GrantError::internal("signing an access token failed", e))

@@ -81,6 +81,10 @@ macro_rules! store {
                 D::SHARES_RATE_LIMITS
             }
 
+            fn forget_clients(&self) {
+                self.clients.empty();
+            }
+
             fn pool_status(&self) -> PoolStatus {
                 PoolStatus {
                     open: self.pool.size(),
@@ -91,8 +95,8 @@ macro_rules! store {
 
             async fn find_client(&self, client_id: &str) -> Result<Option<crate::Client>> {
                 let found = self.find_client_kept(client_id).await;
-                if matches!(found, Err(StoreError::Unavailable(_))) {
-                    self.saw_outage();
+                if let Err(err) = &found {
+                    self.saw_outage(err);
                 }
                 found
             }
@@ -103,8 +107,8 @@ macro_rules! store {
                 keys: [&str; 2],
             ) -> Result<(Option<crate::Client>, [Option<i64>; 2])> {
                 let found = self.find_client_with_rate_limits_kept(client_id, keys).await;
-                if matches!(found, Err(StoreError::Unavailable(_))) {
-                    self.saw_outage();
+                if let Err(err) = &found {
+                    self.saw_outage(err);
                 }
                 found
             }
@@ -112,8 +116,8 @@ macro_rules! store {
             $(
                 async fn $name(&self, $( $arg: $ty ),*) -> Result<$ret> {
                     let done = $area::$name(&self.pool, $( $arg ),*).await;
-                    if matches!(done, Err(StoreError::Unavailable(_))) {
-                        self.saw_outage();
+                    if let Err(err) = &done {
+                        self.saw_outage(err);
                     }
                     // A change to the clients: what this store kept may be stale now.
                     $( store!(@$changes self); )?

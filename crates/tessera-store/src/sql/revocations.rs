@@ -90,9 +90,17 @@ const REVOKE_CLIENT: &[(&str, bool)] = revoke_everything_of!(
     "client_id",
     "UPDATE clients SET tokens_revoked_at = $1 WHERE client_id = $2"
 );
+const CLIENT_REVOKED_AT: &str = "UPDATE clients SET tokens_revoked_at = $1 WHERE client_id = $2";
 const ROTATE_SECRET: &str =
     "UPDATE clients SET secret_hash = $1 WHERE client_id = $2 AND secret_hash IS NOT NULL";
 const DELETE_CLIENT: &str = "DELETE FROM clients WHERE client_id = $1";
+
+/// How much later than the change a client's cutoff and `tokens_revoked_at` lie. Servers
+/// keep clients in memory and see a change made elsewhere within 250 ms (plus one read):
+/// one that has not seen a deletion or a rotation with `--revoke-tokens` yet may still
+/// issue the client a JWT meanwhile, and the cutoff must cover it. The servers that have
+/// seen the change issue the client's next token only after this second.
+const CLIENT_GRACE: TimeDelta = TimeDelta::seconds(1);
 
 /// Whose tokens a cutoff covers: everything issued to one user, or to one client.
 #[derive(Clone, Copy, Debug)]
@@ -105,13 +113,20 @@ pub(crate) enum Owner<'a> {
 
 /// Adds, in the caller's transaction, the feed entry that cuts off every JWT of `owner`
 /// issued up to `now` (its whole second, as `iat` counts), kept until the longest-lived
-/// of them has expired, plus the verifiers' leeway.
+/// of them has expired, plus the verifiers' leeway. A client's cutoff reaches one second
+/// further ([`CLIENT_GRACE`]).
 pub(crate) async fn cut_off(
     tx: &mut <<D as Dialect>::Db as sqlx::Database>::Connection,
     owner: Owner<'_>,
     now: Time,
 ) -> Result<()> {
-    let issued_before = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now);
+    let issued_before = match owner {
+        Owner::User(_) => now,
+        Owner::Client(_) => now + CLIENT_GRACE,
+    };
+    let issued_before = issued_before
+        .duration_trunc(TimeDelta::seconds(1))
+        .unwrap_or(issued_before);
     let entry = match owner {
         Owner::User(id) => Revoked::Sub {
             sub: id.to_string(),
@@ -179,6 +194,14 @@ pub(crate) async fn revoke_everything(
             Owner::Client(client_id) => query.bind(client_id),
         };
         query.execute(&mut *tx).await?;
+    }
+    if let Owner::Client(client_id) = owner {
+        // The client's tokens from servers that still hold it in memory (CLIENT_GRACE).
+        sqlx::query(CLIENT_REVOKED_AT)
+            .bind(stored_time(now + CLIENT_GRACE))
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
     }
     cut_off(tx, owner, now).await
 }

@@ -177,12 +177,11 @@ const TOKENS_PER_INSERT: usize = 128;
 
 pub async fn insert_access_tokens(pool: &Pool, tokens: &[(NewAccessToken, Time)]) -> Result<()> {
     if tokens.iter().any(|(token, _)| token.family_id.is_some()) {
-        // A family's token takes turns with the family's revocation: one at a time.
-        let mut tx = D::begin(pool, Lock::Rows).await?;
+        // A family's token takes turns with the family's revocation, under the family's
+        // lock: one at a time (the batcher never sends these).
         for (token, now) in tokens {
-            store_access_token(&mut *tx, token, *now).await?;
+            insert_access_token(pool, token, *now).await?;
         }
-        tx.commit().await?;
         return Ok(());
     }
     // Tokens of no family: many rows per statement, one transaction, one sync.
