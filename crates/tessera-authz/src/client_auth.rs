@@ -30,6 +30,9 @@ pub struct ClientRequest {
     pub form: Form,
     /// The authenticated client.
     pub client: Client,
+    /// Whether the client authenticated with HTTP Basic (a `401` then carries the
+    /// `WWW-Authenticate: Basic` challenge).
+    pub used_basic: bool,
 }
 
 impl FromRequest for ClientRequest {
@@ -48,12 +51,15 @@ impl FromRequest for ClientRequest {
             let address = state.address(&req);
             let form = Form::read(&req, payload).await?;
             let client = authenticate(&req, &form, &state, address).await?;
+            // Authentication succeeded: an Authorization header was well-formed Basic.
+            let used_basic = req.headers().contains_key(header::AUTHORIZATION);
             Ok(ClientRequest {
                 state,
                 now,
                 address,
                 form,
                 client,
+                used_basic,
             })
         })
     }

@@ -156,6 +156,7 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
         address,
         form,
         client,
+        ..
     } = request;
     let token = form.require("token")?;
     let event = |detail: String| {

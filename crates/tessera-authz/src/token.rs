@@ -48,9 +48,33 @@ pub async fn token(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     if let Some(attempt) = attempt {
         public_grant_decided(state, client, &attempt, &outcome, address).await;
     }
-    let issued = outcome?;
+    let issued = match outcome {
+        Err(GrantError::Store(err)) if err.is_missing_reference() => {
+            return Err(client_gone(state, client, request.used_basic, err).await);
+        }
+        outcome => outcome?,
+    };
     self::issued(state, client, grant, issued.user.as_ref(), address).await;
     Ok(render(issued))
+}
+
+/// The answer to a grant whose token could not be stored because a row it names is gone.
+/// A server keeps clients in memory and sees a deletion made elsewhere within a second:
+/// when the client itself is gone, the request is `invalid_client`, as it would have been
+/// a moment later; anything else stays the error it was.
+async fn client_gone(
+    state: &AppState,
+    client: &Client,
+    used_basic: bool,
+    err: tessera_store::StoreError,
+) -> ApiError {
+    let store = state.grants.store.as_ref();
+    store.forget_clients();
+    match store.find_client(client.client_id.as_str()).await {
+        Ok(None) => ApiError::invalid_client(used_basic),
+        Ok(Some(_)) => err.into(),
+        Err(lookup) => lookup.into(),
+    }
 }
 
 /// Settles a public client's grant `attempt`: a refused grant keeps its slot (and says

@@ -50,6 +50,14 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// A write named a row that is gone (a foreign-key violation): say, a token for a
+    /// client deleted meanwhile.
+    pub fn is_missing_reference(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db)) if db.is_foreign_key_violation())
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::from_sqlx(err, || "a unique value is already taken".into())

@@ -575,6 +575,7 @@ async fn a_username_no_database_can_hold_is_an_unknown_user_not_a_server_error(b
 }
 
 on_each_backend!(
+    a_client_deleted_by_another_process_gets_invalid_client_not_a_server_error,
     a_username_no_database_can_hold_is_an_unknown_user_not_a_server_error,
     password_grant_issues_an_rs256_at_jwt_that_an_independent_verifier_accepts,
     every_token_has_its_own_jti,
@@ -602,3 +603,38 @@ on_each_backend!(
     a_body_client_id_that_differs_from_the_basic_one_is_invalid_request,
     an_oversized_chunked_body_without_content_length_is_an_oauth_413,
 );
+
+/// A client deleted through another process (`tessera client delete`), asking for an opaque
+/// token from a server that read it a moment before and may still hold it in memory: the
+/// token cannot be stored, and the answer is `401 invalid_client` with the Basic challenge,
+/// as it is once the server has seen the deletion; never a server error.
+async fn a_client_deleted_by_another_process_gets_invalid_client_not_a_server_error(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let grant = [("grant_type", "client_credentials"), ("scope", "basic")];
+    assert_token(
+        app.token(Auth::Basic("opaque-app", APP_SECRET), &grant)
+            .await,
+    )
+    .await;
+    // Another process: a store of its own on the same database.
+    let elsewhere = app.db().open().await;
+    assert!(
+        elsewhere
+            .delete_client("opaque-app", chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    let response = app
+        .token(Auth::Basic("opaque-app", APP_SECRET), &grant)
+        .await;
+    let challenge = response.headers().get("www-authenticate").cloned();
+    assert_oauth_error(response, 401, "invalid_client").await;
+    assert!(
+        challenge.is_some_and(|c| c.to_str().unwrap().starts_with("Basic")),
+        "the Basic challenge"
+    );
+    // Others are untouched.
+    assert_token(app.token(Auth::Basic("machine", APP_SECRET), &grant).await).await;
+}
