@@ -1651,7 +1651,13 @@ def profile_section(paths):
     """The tables of `bench/profile.py --json` runs, if any were given."""
     if not paths:
         return []
-    import profile as callgrind_profile  # bench/profile.py, beside this file
+    # bench/profile.py, loaded by its path: plain `import profile` would find the standard
+    # library's module of that name whenever this directory is not first on the path.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "tessera_bench_profile", os.path.join(ROOT, "bench", "profile.py"))
+    callgrind_profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(callgrind_profile)
     lines = ["", "## Where the CPU goes", "",
              "Measured by `bench/profile.py` (callgrind: instructions, which do not depend on "
              "what else the machine runs), one request at a time over a kept-alive connection "

@@ -114,24 +114,24 @@ pub async fn authenticate(
         .begin_client_secret(id, address, now_ms)
         .map_err(|(_, limited)| ApiError::rate_limited(limited))?;
     let store = state.grants.store.as_ref();
-    let mut client = match state.limits.find_client(store, &attempt, id, now_ms).await {
-        Ok(client) => client,
-        Err(refused) => return Err(refused_before_checking(state, &attempt, refused, now_ms).await),
-    };
-    let mut authenticated = matches_client(client.as_ref(), secret);
-    if !authenticated && client.is_some() && secret.is_some() {
-        // The client came from memory: its secret may have been rotated elsewhere a moment
-        // ago (servers see that within a second). Read it again before refusing, so that
-        // a new secret works at once everywhere.
-        store.forget_clients();
-        client = match state.limits.find_client(store, &attempt, id, now_ms).await {
+    let mut read_again = false;
+    let (client, authenticated) = loop {
+        let client = match state.limits.find_client(store, &attempt, id, now_ms).await {
             Ok(client) => client,
             Err(refused) => {
                 return Err(refused_before_checking(state, &attempt, refused, now_ms).await);
             }
         };
-        authenticated = matches_client(client.as_ref(), secret);
-    }
+        let authenticated = matches_client(client.as_ref(), secret);
+        if authenticated || read_again || client.is_none() || secret.is_none() {
+            break (client, authenticated);
+        }
+        // The client came from memory: its secret may have been rotated elsewhere a moment
+        // ago (servers see that within a second). Read it again before refusing, so that
+        // a new secret works at once everywhere.
+        store.forget_clients();
+        read_again = true;
+    };
     match client {
         Some(client) if authenticated => {
             state.limits.refund(&attempt, now_ms).await;

@@ -88,11 +88,9 @@ impl UserOpaque {
             iat: stored.created_at.timestamp(),
             exp: stored.expires_at.timestamp(),
         };
-        let claims = match (stored.user_id, user) {
-            (None, _) => Ok(self.claims(facts, None)),
-            // A disabled user's tokens stop working at once; a deleted user's are gone.
-            (Some(_), Some(user)) if !user.disabled => Ok(self.claims(facts, Some(user))),
-            (Some(_), _) => Err(INACTIVE),
+        let claims = match stored.user_id {
+            None => Ok(self.claims(facts, None)),
+            Some(_) => self.claims_of_user(facts, user, None),
         };
         (claims, 1)
     }
@@ -151,13 +149,27 @@ impl UserOpaque {
         username: Option<&str>,
     ) -> Result<Claims, GuardError> {
         match self.store.find_user_by_id(user_id).await {
-            Ok(Some(user))
+            Ok(user) => self.claims_of_user(facts, user, username),
+            Err(err) => Err(unavailable(&err)),
+        }
+    }
+
+    /// Claims for a user's token from `user` as they are now (`None`: deleted): a disabled
+    /// or deleted user's tokens stop working at once. With `username`, the user must also
+    /// bear that name.
+    fn claims_of_user(
+        &self,
+        facts: Facts,
+        user: Option<User>,
+        username: Option<&str>,
+    ) -> Result<Claims, GuardError> {
+        match user {
+            Some(user)
                 if !user.disabled && username.is_none_or(|name| user.username.as_str() == name) =>
             {
                 Ok(self.claims(facts, Some(user)))
             }
-            Ok(_) => Err(INACTIVE),
-            Err(err) => Err(unavailable(&err)),
+            _ => Err(INACTIVE),
         }
     }
 

@@ -94,11 +94,7 @@ macro_rules! store {
             }
 
             async fn find_client(&self, client_id: &str) -> Result<Option<crate::Client>> {
-                let found = self.find_client_kept(client_id).await;
-                if let Err(err) = &found {
-                    self.saw_outage(err);
-                }
-                found
+                self.observed(self.find_client_kept(client_id).await)
             }
 
             async fn find_client_with_rate_limits(
@@ -106,19 +102,12 @@ macro_rules! store {
                 client_id: &str,
                 keys: [&str; 2],
             ) -> Result<(Option<crate::Client>, [Option<i64>; 2])> {
-                let found = self.find_client_with_rate_limits_kept(client_id, keys).await;
-                if let Err(err) = &found {
-                    self.saw_outage(err);
-                }
-                found
+                self.observed(self.find_client_with_rate_limits_kept(client_id, keys).await)
             }
 
             $(
                 async fn $name(&self, $( $arg: $ty ),*) -> Result<$ret> {
-                    let done = $area::$name(&self.pool, $( $arg ),*).await;
-                    if let Err(err) = &done {
-                        self.saw_outage(err);
-                    }
+                    let done = self.observed($area::$name(&self.pool, $( $arg ),*).await);
                     // A change to the clients: what this store kept may be stale now.
                     $( store!(@$changes self); )?
                     done
@@ -131,13 +120,30 @@ macro_rules! store {
     };
 }
 
-/// Clients from memory (see `crate::client_cache`).
+/// Clients from memory (see `crate::client_cache`), and what every call's outcome tells.
 impl Adapter {
-    async fn find_client_kept(&self, client_id: &str) -> Result<Option<crate::Client>> {
+    /// `done`, after telling the adapter when it found the database away.
+    fn observed<T>(&self, done: Result<T>) -> Result<T> {
+        if let Err(err) = &done {
+            self.saw_outage(err);
+        }
+        done
+    }
+
+    /// The client `client_id` from memory, once the cache reflects the changes made
+    /// elsewhere; else the epoch to keep it under once read.
+    async fn kept_client(
+        &self,
+        client_id: &str,
+    ) -> Result<std::result::Result<crate::Client, u64>> {
         self.clients
             .check(|| clients::client_generation(&self.pool))
             .await?;
-        let epoch = match self.clients.get(client_id) {
+        Ok(self.clients.get(client_id))
+    }
+
+    async fn find_client_kept(&self, client_id: &str) -> Result<Option<crate::Client>> {
+        let epoch = match self.kept_client(client_id).await? {
             Ok(client) => return Ok(Some(client)),
             Err(epoch) => epoch,
         };
@@ -153,10 +159,7 @@ impl Adapter {
         client_id: &str,
         keys: [&str; 2],
     ) -> Result<(Option<crate::Client>, [Option<i64>; 2])> {
-        self.clients
-            .check(|| clients::client_generation(&self.pool))
-            .await?;
-        let epoch = match self.clients.get(client_id) {
+        let epoch = match self.kept_client(client_id).await? {
             Ok(client) => {
                 let limits = rate_limits::rate_limits(&self.pool, keys).await?;
                 return Ok((Some(client), limits));
