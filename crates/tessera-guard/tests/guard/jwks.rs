@@ -915,8 +915,12 @@ async fn a_healthy_issuer_keeps_a_set_verifying_past_a_hard_age_shorter_than_its
             "round {round}: the set reached its hard age"
         );
         assert_eq!(api.status("/whoami", &token).await, 200, "round {round}");
+        // The issuer counts the fetch when it answers; the guard stores the set a moment
+        // later: wait for both.
         for _ in 0..500 {
-            if jwks.hits.load(Ordering::SeqCst) == round + 2 {
+            if jwks.hits.load(Ordering::SeqCst) == round + 2
+                && api.jwks.age() == Some(Duration::ZERO)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
