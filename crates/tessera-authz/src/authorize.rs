@@ -22,7 +22,7 @@ use tessera_store::{NewLoginSession, StoreError, User};
 
 use crate::error::ErrorChain;
 use crate::form::Form;
-use crate::grant::{self, AuthorizationRequest, ENDPOINT, GrantError, Refusal};
+use crate::grant::{self, AuthorizationRequest, GrantError, Refusal};
 use crate::pages::render;
 use crate::passwords::SignIn;
 use crate::state::{AppState, Extracting, extract};
@@ -37,7 +37,7 @@ const SESSION_TTL_SECS: i64 = 30 * 60;
 /// plant one. Over plain http (development on loopback), where the prefix is unavailable,
 /// they are scoped to the endpoint instead.
 #[derive(Clone, Copy)]
-enum Cookie {
+pub(crate) enum Cookie {
     /// The login session's secret.
     Session,
     /// The login form's double-submitted CSRF token.
@@ -87,6 +87,9 @@ fn describe(scope: Scope) -> &'static str {
     match scope {
         Scope::Basic => "See your profile: your username, company and roles",
         Scope::Admin => "Manage your company's users: add, change and remove them",
+        Scope::OpenId => "Sign you in: know who you are when you come back",
+        Scope::Profile => "See your name and username",
+        Scope::Email => "See your email address",
     }
 }
 
@@ -109,7 +112,12 @@ fn redirect(
 /// The consent page may post only here and redirect only to the client: CSP
 /// `form-action` also governs where a form's redirect may go.
 fn consent_form_action(request: &AuthorizationRequest) -> String {
-    match url::Url::parse(&request.redirect_uri) {
+    form_action_to(&request.redirect_uri)
+}
+
+/// CSP `form-action` for a page whose form posts here and may then redirect to `uri`.
+pub(crate) fn form_action_to(uri: &str) -> String {
+    match url::Url::parse(uri) {
         // CSP host sources cannot name an IPv6 literal: allow the scheme instead.
         Ok(url) if matches!(url.host(), Some(url::Host::Ipv6(_))) => {
             format!("'self' {}:", url.scheme())
@@ -146,7 +154,7 @@ fn respond(refusal: Refusal, state: &AppState, redirect_status: StatusCode) -> H
 
 /// The page for a store failure: 503 when the database is away, 500 otherwise; the cause
 /// goes to the log only.
-fn store_failure_page(err: StoreError) -> HttpResponse {
+pub(crate) fn store_failure_page(err: StoreError) -> HttpResponse {
     match err {
         StoreError::Unavailable(_) => {
             tracing::warn!(error = %ErrorChain(&err), "database unavailable");
@@ -165,7 +173,7 @@ fn store_failure_page(err: StoreError) -> HttpResponse {
     }
 }
 
-fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     let title = match status {
         StatusCode::FORBIDDEN => "Request refused",
         StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
@@ -199,7 +207,7 @@ fn redirect_to_client(
 }
 
 /// A redirect that leaks nothing: no caching, and no `Referer` carrying the code.
-fn see_other(status: StatusCode, location: &str) -> HttpResponse {
+pub(crate) fn see_other(status: StatusCode, location: &str) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -208,7 +216,7 @@ fn see_other(status: StatusCode, location: &str) -> HttpResponse {
 }
 
 /// The value of one of our cookies in the request's `Cookie` headers.
-fn cookie<'a>(req: &'a HttpRequest, state: &AppState, which: Cookie) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(req: &'a HttpRequest, state: &AppState, which: Cookie) -> Option<&'a str> {
     let name = which.name(state.secure_cookies);
     req.headers()
         .get_all(header::COOKIE)
@@ -220,12 +228,21 @@ fn cookie<'a>(req: &'a HttpRequest, state: &AppState, which: Cookie) -> Option<&
         .filter(|value| !value.is_empty())
 }
 
+/// Where the cookies go over plain http: the authorization endpoint and the logout
+/// endpoint, and nothing outside `/oauth`.
+const COOKIE_PATH_HTTP: &str = "/oauth";
+
 /// `Set-Cookie` for one of ours: `HttpOnly`, `SameSite=Lax`; over https `Secure` and
-/// `__Host-` (see [`Cookie`]), over http scoped to the endpoint.
-fn set_cookie(state: &AppState, which: Cookie, value: &str, max_age: Option<i64>) -> String {
+/// `__Host-` (see [`Cookie`]), over http scoped to `/oauth`. `Max-Age=0` removes it.
+pub(crate) fn set_cookie(
+    state: &AppState,
+    which: Cookie,
+    value: &str,
+    max_age: Option<i64>,
+) -> String {
     let secure = state.secure_cookies;
     let name = which.name(secure);
-    let path = if secure { "/" } else { ENDPOINT };
+    let path = if secure { "/" } else { COOKIE_PATH_HTTP };
     let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(seconds) = max_age {
         cookie.push_str(&format!("; Max-Age={seconds}"));
@@ -242,7 +259,7 @@ fn set_cookie(state: &AppState, which: Cookie, value: &str, max_age: Option<i64>
 /// for a form on a page with `Referrer-Policy: no-referrer`, as ours are. Browsers that
 /// send neither still meet the token checks of [`check_login_token`] and
 /// [`SignedIn::consent_token`].
-fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), &'static str> {
+pub(crate) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), &'static str> {
     const ANOTHER_SITE: &str = "The form was sent from another site.";
     let header = |name| req.headers().get(name).map(HeaderValue::as_bytes);
     if header(header::HeaderName::from_static("sec-fetch-site"))
@@ -258,7 +275,7 @@ fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), &'static str>
     Ok(())
 }
 
-const EXPIRED_FORM: &str = "The form has expired or was not sent from this browser. Go back to the application and start again.";
+pub(crate) const EXPIRED_FORM: &str = "The form has expired or was not sent from this browser. Go back to the application and start again.";
 
 /// Whether `sent` equals `expected`, in constant time.
 fn same_token(expected: &str, sent: Option<&str>) -> bool {
@@ -268,7 +285,11 @@ fn same_token(expected: &str, sent: Option<&str>) -> bool {
 /// The login form's token is double-submitted: the field must equal the browser's CSRF
 /// cookie. (At worst, a forged login signs the victim in as the forger, whose name the
 /// consent page then shows.)
-fn check_login_token(req: &HttpRequest, state: &AppState, form: &Form) -> Result<(), &'static str> {
+pub(crate) fn check_login_token(
+    req: &HttpRequest,
+    state: &AppState,
+    form: &Form,
+) -> Result<(), &'static str> {
     match cookie(req, state, Cookie::Csrf) {
         Some(expected) if same_token(expected, form.get("csrf")) => Ok(()),
         _ => Err(EXPIRED_FORM),
@@ -276,10 +297,12 @@ fn check_login_token(req: &HttpRequest, state: &AppState, form: &Form) -> Result
 }
 
 /// A browser's live login session.
-struct SignedIn {
-    user: User,
+pub(crate) struct SignedIn {
+    pub(crate) user: User,
     /// The session's secret, from the cookie.
-    secret: String,
+    pub(crate) secret: String,
+    /// When the user entered their password for this session.
+    auth_time: DateTime<Utc>,
 }
 
 impl SignedIn {
@@ -294,7 +317,7 @@ impl SignedIn {
 
 /// Who this browser is signed in as, if its session is live and the user may still sign
 /// in.
-async fn signed_in(
+pub(crate) async fn signed_in(
     req: &HttpRequest,
     state: &AppState,
     now: DateTime<Utc>,
@@ -315,17 +338,18 @@ async fn signed_in(
     Ok(user.filter(|user| !user.disabled).map(|user| SignedIn {
         user,
         secret: secret.to_owned(),
+        auth_time: session.created_at,
     }))
 }
 
 /// A fresh 256-bit secret, or `None` (logged) when the OS cannot give one.
-fn fresh_secret(what: &str) -> Option<String> {
+pub(crate) fn fresh_secret(what: &str) -> Option<String> {
     secret::generate()
         .inspect_err(|err| tracing::error!(error = %ErrorChain(err), "generating {what} failed"))
         .ok()
 }
 
-fn server_error_page() -> HttpResponse {
+pub(crate) fn server_error_page() -> HttpResponse {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side.",
@@ -353,7 +377,10 @@ fn refuse_admin(
 }
 
 /// `GET /oauth/authorize`: checks the request, then shows the login page or, to a
-/// signed-in browser, the consent page.
+/// signed-in browser, the consent page; with consent remembered for every scope asked,
+/// redirects with a code at once. `prompt=none` never shows a page: what a page would
+/// ask for comes back to the client as `login_required`, `consent_required` or
+/// `interaction_required`.
 pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let now = state.now();
     let form = match Form::parse(req.query_string().as_bytes()) {
@@ -364,51 +391,143 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(request) => request,
         Err(refusal) => return respond(refusal, &state, StatusCode::FOUND),
     };
-    let hidden = request.hidden_fields();
-    match signed_in(&req, &state, now).await {
-        Err(err) => store_failure_page(err),
-        Ok(Some(session)) => {
-            if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::FOUND)
-            {
-                return refused;
-            }
-            let page = ConsentPage {
-                client_name: &request.client.name,
-                username: session.user.username.as_str(),
-                scopes: request
-                    .scope
-                    .iter()
-                    .map(|s| (s.as_str(), describe(s)))
-                    .collect(),
-                hidden: &hidden,
-                csrf: &session.consent_token(),
-            };
-            render(StatusCode::OK, &page, &consent_form_action(&request))
+    let session = match signed_in(&req, &state, now).await {
+        Ok(session) => session,
+        Err(err) => return store_failure_page(err),
+    };
+    let refuse = |error: ErrorCode, description: &str| {
+        redirect(
+            &request,
+            &state,
+            StatusCode::FOUND,
+            &[
+                ("error", error.as_str()),
+                ("error_description", description),
+            ],
+        )
+    };
+    let session = match session {
+        None if request.prompt.none => {
+            return refuse(ErrorCode::LoginRequired, "the user is not signed in");
         }
-        Ok(None) => {
-            // One login CSRF secret per browser, kept while it lasts.
-            let existing = cookie(&req, &state, Cookie::Csrf).filter(|c| c.len() == 43);
-            let Some(csrf) = existing
-                .map(str::to_owned)
-                .or_else(|| fresh_secret("a CSRF token"))
-            else {
-                return server_error_page();
-            };
-            let page = LoginPage {
-                client_name: &request.client.name,
-                hidden: &hidden,
-                csrf: &csrf,
-                username: "",
-                error: None,
-            };
-            let mut response = render(StatusCode::OK, &page, "'self'");
-            if existing.is_none()
-                && let Ok(value) =
-                    HeaderValue::from_str(&set_cookie(&state, Cookie::Csrf, &csrf, None))
-            {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
+        None => return login_page(&req, &state, &request),
+        Some(session) => session,
+    };
+    let hinted_other = request
+        .login_hint
+        .as_deref()
+        .is_some_and(|hint| hint != session.user.username.as_str());
+    let stale = !request.authenticated_recently(session.auth_time, now);
+    if request.prompt.none && stale {
+        return refuse(
+            ErrorCode::LoginRequired,
+            "the user signed in longer ago than max_age allows",
+        );
+    }
+    if request.prompt.none && hinted_other {
+        return refuse(
+            ErrorCode::InteractionRequired,
+            "the browser is signed in as another user than login_hint names",
+        );
+    }
+    if request.prompt.login || stale || hinted_other {
+        return login_page(&req, &state, &request);
+    }
+    if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::FOUND) {
+        return refused;
+    }
+    if !request.prompt.consent {
+        let remembered = match state
+            .grants
+            .store
+            .find_consent(session.user.id, request.client.client_id.as_str())
+            .await
+        {
+            Ok(remembered) => remembered,
+            Err(err) => return store_failure_page(err),
+        };
+        if remembered.is_some_and(|granted| request.scope.is_subset(granted)) {
+            return code_for(&state, &request, &session, now, StatusCode::FOUND).await;
+        }
+    }
+    if request.prompt.none {
+        return refuse(
+            ErrorCode::ConsentRequired,
+            "the user has not allowed this application these scopes",
+        );
+    }
+    let hidden = request.hidden_fields();
+    let page = ConsentPage {
+        client_name: &request.client.name,
+        username: session.user.username.as_str(),
+        scopes: request
+            .scope
+            .iter()
+            .map(|s| (s.as_str(), describe(s)))
+            .collect(),
+        hidden: &hidden,
+        csrf: &session.consent_token(),
+    };
+    render(StatusCode::OK, &page, &consent_form_action(&request))
+}
+
+/// The login page for `request`, the username filled from `login_hint`, with this
+/// browser's login CSRF secret (set as a cookie when it has none yet).
+fn login_page(req: &HttpRequest, state: &AppState, request: &AuthorizationRequest) -> HttpResponse {
+    let Some((csrf, fresh)) = csrf_secret(req, state) else {
+        return server_error_page();
+    };
+    let hidden = request.hidden_fields();
+    let page = LoginPage {
+        client_name: &request.client.name,
+        hidden: &hidden,
+        csrf: &csrf,
+        username: request.login_hint.as_deref().unwrap_or(""),
+        error: None,
+    };
+    let mut response = render(StatusCode::OK, &page, "'self'");
+    if fresh {
+        set_csrf_cookie(state, &csrf, &mut response);
+    }
+    response
+}
+
+/// This browser's CSRF secret for the forms that need no login session (login, logout),
+/// and whether it is new. One per browser, kept while it lasts. `None` (logged) when the
+/// OS cannot give one.
+pub(crate) fn csrf_secret(req: &HttpRequest, state: &AppState) -> Option<(String, bool)> {
+    let existing = cookie(req, state, Cookie::Csrf).filter(|c| c.len() == 43);
+    match existing {
+        Some(csrf) => Some((csrf.to_owned(), false)),
+        None => fresh_secret("a CSRF token").map(|csrf| (csrf, true)),
+    }
+}
+
+/// Sets the CSRF cookie on `response`.
+pub(crate) fn set_csrf_cookie(state: &AppState, csrf: &str, response: &mut HttpResponse) {
+    if let Ok(value) = HeaderValue::from_str(&set_cookie(state, Cookie::Csrf, csrf, None)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Issues a code for `request` to the signed-in user and sends it to the client.
+async fn code_for(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    session: &SignedIn,
+    now: DateTime<Utc>,
+    status: StatusCode,
+) -> HttpResponse {
+    match state
+        .grants
+        .issue_code(request, &session.user, session.auth_time, now)
+        .await
+    {
+        Ok(code) => redirect(request, state, status, &[("code", &code)]),
+        Err(GrantError::Store(err)) => store_failure_page(err),
+        Err(err) => {
+            tracing::error!(error = %ErrorChain(&err), "issuing an authorization code failed");
+            server_error_page()
         }
     }
 }
@@ -521,7 +640,7 @@ async fn signed_in_as(
         return store_failure_page(err);
     }
     tracing::info!(user = %user.username, client_id = %request.client.client_id, "signed in at the authorization endpoint");
-    let mut response = see_other(StatusCode::SEE_OTHER, &request.location());
+    let mut response = see_other(StatusCode::SEE_OTHER, &request.location_after_login());
     let cookie = set_cookie(state, Cookie::Session, &session, Some(SESSION_TTL_SECS));
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -565,14 +684,21 @@ pub async fn consent(req: HttpRequest, post: PagePost, state: web::Data<AppState
     if let Some(refused) = refuse_admin(&request, &session.user, &state, StatusCode::SEE_OTHER) {
         return refused;
     }
-    match state.grants.issue_code(&request, &session.user, now).await {
-        Ok(code) => redirect(&request, &state, StatusCode::SEE_OTHER, &[("code", &code)]),
-        Err(GrantError::Store(err)) => store_failure_page(err),
-        Err(err) => {
-            tracing::error!(error = %ErrorChain(&err), "issuing an authorization code failed");
-            server_error_page()
-        }
+    // Remembered, so that the next request for no more than this skips the page.
+    if let Err(err) = state
+        .grants
+        .store
+        .remember_consent(
+            session.user.id,
+            request.client.client_id.as_str(),
+            request.scope,
+            now,
+        )
+        .await
+    {
+        return store_failure_page(err);
     }
+    code_for(&state, &request, &session, now, StatusCode::SEE_OTHER).await
 }
 
 #[cfg(test)]

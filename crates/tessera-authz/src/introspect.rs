@@ -4,15 +4,15 @@ use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
-use tessera_core::{AccessTokenClaims, secret};
-use tessera_store::{AuditKind, NewAuditEvent, REVOCATION_LEEWAY, TokenIdentity};
+use tessera_core::{AccessTokenClaims, ScopeSet, secret};
+use tessera_store::{AuditKind, NewAuditEvent, REVOCATION_LEEWAY, TokenIdentity, User};
 
 use crate::client_auth::ClientRequest;
 use crate::error::{ApiError, no_store};
 use crate::state::AppState;
 
 /// Tokens longer than this are not ours: inactive at once, no lookup.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// RFC 7662 §2: for resource servers. Any authenticated confidential client may ask;
 /// public clients cannot authenticate and get `invalid_client`.
@@ -40,12 +40,33 @@ pub async fn introspect(request: ClientRequest) -> Result<HttpResponse, ApiError
     Ok(response.json(body))
 }
 
-/// The introspection response of an active token, or `None`.
-async fn inspect(
+/// An access token this server issued that is active now: not expired, not revoked, and
+/// its user (if it speaks for one) still there and enabled.
+pub(crate) struct ActiveToken {
+    /// The scope granted.
+    pub scope: ScopeSet,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// `sub`: the user's id, or the client's for a client's own token.
+    pub sub: String,
+    /// The username, for a user's token.
+    pub username: Option<String>,
+    /// Expiry and issue time, in seconds.
+    pub exp: i64,
+    pub iat: i64,
+    /// `jti`, for a JWT.
+    pub jti: Option<String>,
+    /// The user as they are now, for a user's token.
+    pub user: Option<User>,
+}
+
+/// `token` if it is one of ours and active at `now`, or `None`, whatever made it
+/// inactive.
+pub(crate) async fn active_token(
     state: &AppState,
     token: &str,
     now: DateTime<Utc>,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<ActiveToken>, ApiError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Ok(None);
     }
@@ -64,30 +85,30 @@ async fn inspect(
         if state.grants.store.jwt_revoked(identity, now).await? {
             return Ok(None);
         }
-        // Introspection also says that a JWT's user is gone or disabled, as it does for
-        // opaque tokens.
-        if claims.username.is_some() {
-            let user = match uuid::Uuid::parse_str(&claims.sub) {
-                Ok(id) => state.grants.store.find_user_by_id(id).await?,
-                Err(_) => None,
-            };
-            if user.is_none_or(|u| u.disabled) {
-                return Ok(None);
+        // A JWT's user that is gone or disabled makes it inactive, as for opaque tokens.
+        let user = match claims.username {
+            None => None,
+            Some(_) => {
+                let user = match uuid::Uuid::parse_str(&claims.sub) {
+                    Ok(id) => state.grants.store.find_user_by_id(id).await?,
+                    Err(_) => None,
+                };
+                match user {
+                    Some(user) if !user.disabled => Some(user),
+                    _ => return Ok(None),
+                }
             }
-        }
-        return Ok(Some(without_nulls(json!({
-                "active": true,
-                "token_type": "Bearer",
-                "scope": claims.scope,
-                "client_id": claims.client_id,
-                "username": claims.username,
-                "sub": claims.sub,
-                "exp": claims.exp,
-                "iat": claims.iat,
-                "iss": claims.iss,
-                "aud": claims.aud,
-                "jti": claims.jti,
-        }))));
+        };
+        return Ok(Some(ActiveToken {
+            scope: claims.scope,
+            client_id: claims.client_id,
+            sub: claims.sub,
+            username: claims.username,
+            exp: claims.exp,
+            iat: claims.iat,
+            jti: Some(claims.jti),
+            user,
+        }));
     }
     // The token and its user in one round trip.
     let found = state
@@ -99,23 +120,45 @@ async fn inspect(
     let Some((stored, user)) = found else {
         return Ok(None);
     };
-    let username = match (stored.user_id, user) {
+    let user = match (stored.user_id, user) {
         (None, _) => None,
-        (Some(_), Some(user)) if !user.disabled => Some(user.username.to_string()),
+        (Some(_), Some(user)) if !user.disabled => Some(user),
         // A disabled or deleted user's tokens are inactive at once.
         (Some(_), _) => return Ok(None),
+    };
+    Ok(Some(ActiveToken {
+        scope: stored.scope,
+        client_id: stored.client_id.to_string(),
+        sub: stored.subject,
+        username: user.as_ref().map(|user| user.username.to_string()),
+        exp: stored.expires_at.timestamp(),
+        iat: stored.created_at.timestamp(),
+        jti: None,
+        user,
+    }))
+}
+
+/// The introspection response of an active token, or `None`.
+async fn inspect(
+    state: &AppState,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Value>, ApiError> {
+    let Some(active) = active_token(state, token, now).await? else {
+        return Ok(None);
     };
     Ok(Some(without_nulls(json!({
         "active": true,
         "token_type": "Bearer",
-        "scope": stored.scope,
-        "client_id": stored.client_id,
-        "username": username,
-        "sub": stored.subject,
-        "exp": stored.expires_at.timestamp(),
-        "iat": stored.created_at.timestamp(),
+        "scope": active.scope,
+        "client_id": active.client_id,
+        "username": active.username,
+        "sub": active.sub,
+        "exp": active.exp,
+        "iat": active.iat,
         "iss": state.grants.issuer,
         "aud": state.grants.audience,
+        "jti": active.jti,
     }))))
 }
 
@@ -128,9 +171,16 @@ fn without_nulls(mut value: Value) -> Value {
     value
 }
 
-/// Our own JWT, verified with our signing key: signature, issuer, audience, expiry.
-fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
-    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+/// Our own access token, verified with our signing key: `typ` (so an ID token never
+/// passes for one), signature, issuer, audience, expiry.
+pub(crate) fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if !header.typ.as_deref().is_some_and(|typ| {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    }) {
+        return None;
+    }
+    let kid = header.kid?;
     let (algorithm, key) = state.grants.keys.verifying_key(&kid)?;
     let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[&state.grants.issuer]);

@@ -469,6 +469,21 @@ impl KeyManager {
         self.ring().verifying.get(kid).cloned()
     }
 
+    /// The algorithms of the published keys, by their JWA names, sorted, each once: what
+    /// an ID token or access token from this server may be signed with.
+    pub fn algorithms(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ring()
+            .verifying
+            .values()
+            .filter_map(|(algorithm, _)| serde_json::to_value(algorithm).ok())
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The JWKS with its entity tag and a `max-age` that never reaches past the next
     /// activation.
     pub fn jwks(&self) -> JwksResponse {

@@ -11,6 +11,7 @@ mod grant;
 mod introspect;
 pub mod keys;
 pub mod limits;
+mod logout;
 mod pages;
 mod passwords;
 pub mod retention;
@@ -18,6 +19,7 @@ mod settings;
 mod startup;
 mod state;
 mod token;
+mod userinfo;
 mod wellknown;
 
 pub use grant::CODE_TTL_SECS;

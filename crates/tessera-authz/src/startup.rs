@@ -19,7 +19,7 @@ use crate::passwords::{PasswordVerifier, Passwords};
 use crate::retention;
 use crate::settings::{MAX_ACCESS_TOKEN_TTL_SECS, MAX_REFRESH_TOKEN_TTL_SECS, Settings};
 use crate::state::AppState;
-use crate::{authorize, feed, introspect, pages, token, wellknown};
+use crate::{authorize, feed, introspect, logout, pages, token, userinfo, wellknown};
 
 /// Why the server could not start. Each message is one line, fit for a terminal.
 #[derive(Debug, Error)]
@@ -368,9 +368,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(cross_origin("/oauth/introspect").post(introspect::introspect))
         .service(cross_origin("/oauth/revoke").post(introspect::revoke))
         .service(web::resource("/oauth/revocations").get(feed::revocations))
+        .service(
+            cross_origin("/oauth/userinfo")
+                .get(userinfo::userinfo)
+                .post(userinfo::userinfo),
+        )
+        .service(
+            web::resource("/oauth/logout")
+                .get(logout::logout)
+                .post(logout::logout_form),
+        )
         .service(cross_origin("/.well-known/jwks.json").get(wellknown::get_jwks))
         .service(
             cross_origin("/.well-known/oauth-authorization-server").get(wellknown::get_metadata),
+        )
+        .service(
+            cross_origin("/.well-known/openid-configuration")
+                .get(wellknown::get_openid_configuration),
         )
         .service(web::resource("/healthz").get(wellknown::healthz))
         .service(web::resource("/").get(pages::index));

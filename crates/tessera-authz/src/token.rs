@@ -23,6 +23,8 @@ struct TokenResponse {
     scope: ScopeSet,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 /// The token endpoint.
@@ -146,5 +148,6 @@ fn render(issued: Issued) -> HttpResponse {
         expires_in: issued.expires_in,
         scope: issued.scope,
         refresh_token: issued.refresh_token,
+        id_token: issued.id_token,
     })
 }

@@ -32,6 +32,68 @@ pub fn metadata(issuer: &str) -> serde_json::Value {
     })
 }
 
+/// The claims an ID token or the UserInfo endpoint may carry (OpenID Connect Discovery
+/// `claims_supported`); `company` and `roles` come from UserInfo only.
+pub const CLAIMS_SUPPORTED: [&str; 16] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "sid",
+    "name",
+    "preferred_username",
+    "updated_at",
+    "email",
+    "email_verified",
+    "company",
+    "roles",
+];
+
+/// The OpenID Connect Discovery 1.0 document for `issuer`: the RFC 8414 metadata and what
+/// OpenID Connect adds, `algorithms` being those of the published keys. Like the
+/// metadata, built from configuration, never from the request.
+pub fn openid_configuration(issuer: &str, algorithms: &[String]) -> serde_json::Value {
+    let mut document = metadata(issuer);
+    if let Some(members) = document.as_object_mut() {
+        for (name, value) in [
+            (
+                "userinfo_endpoint",
+                json!(format!("{issuer}/oauth/userinfo")),
+            ),
+            (
+                "end_session_endpoint",
+                json!(format!("{issuer}/oauth/logout")),
+            ),
+            ("subject_types_supported", json!(["public"])),
+            ("id_token_signing_alg_values_supported", json!(algorithms)),
+            ("claims_supported", json!(CLAIMS_SUPPORTED)),
+            ("claims_parameter_supported", json!(false)),
+            ("request_parameter_supported", json!(false)),
+            ("request_uri_parameter_supported", json!(false)),
+            (
+                "prompt_values_supported",
+                json!(["none", "login", "consent", "select_account"]),
+            ),
+        ] {
+            members.insert(name.to_owned(), value);
+        }
+    }
+    document
+}
+
+/// `GET /.well-known/openid-configuration`.
+pub async fn get_openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let document = openid_configuration(&state.grants.issuer, &state.grants.keys.algorithms());
+    HttpResponse::Ok()
+        // Short: the signing algorithms follow the published keys.
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(document)
+}
+
 pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))

@@ -75,9 +75,21 @@ pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
             username,
             company,
             mut roles,
+            name,
+            email,
         } => {
             roles.sort();
             roles.dedup();
+            let name = name
+                .as_deref()
+                .map(tessera_core::profile::check_name)
+                .transpose()?
+                .map(str::to_owned);
+            let email = email
+                .as_deref()
+                .map(tessera_core::profile::check_email)
+                .transpose()?
+                .map(str::to_owned);
             let password = read_password(&username)?;
             password::check_policy(&password, username.as_str())?;
             let password_hash =
@@ -89,6 +101,8 @@ pub async fn user(common: &Common, cmd: UserCommand) -> anyhow::Result<()> {
                         username,
                         password_hash,
                         roles,
+                        name,
+                        email,
                     },
                     Utc::now(),
                 )

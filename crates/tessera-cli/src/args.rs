@@ -518,6 +518,12 @@ pub enum UserCommand {
         /// Role within the company; give it twice for both.
         #[arg(long = "role", required = true, value_name = "admin|user")]
         roles: Vec<Role>,
+        /// Display name, released by the OpenID Connect `profile` scope.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Email address, released by the OpenID Connect `email` scope (never verified).
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
     },
     /// List users.
     List {
@@ -572,7 +578,11 @@ pub struct ClientAdd {
     #[arg(long = "grant", value_name = "GRANT")]
     pub grants: Vec<GrantType>,
     /// Scope the client may be granted; repeat for several.
-    #[arg(long = "scope", required = true, value_name = "basic|admin")]
+    #[arg(
+        long = "scope",
+        required = true,
+        value_name = "basic|admin|openid|profile|email"
+    )]
     pub scopes: Vec<Scope>,
     /// Access token format.
     #[arg(long, default_value = "jwt", value_name = "jwt|opaque")]
@@ -580,6 +590,10 @@ pub struct ClientAdd {
     /// Redirect URI for the authorization code flow; repeat for several.
     #[arg(long = "redirect-uri", value_name = "URI")]
     pub redirect_uris: Vec<String>,
+    /// Where an OpenID Connect logout may send the browser back to (RP-Initiated Logout,
+    /// `post_logout_redirect_uri`), compared exactly; repeat for several.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
     /// A public client (no secret), e.g. a single-page or mobile app.
     #[arg(long)]
     pub public: bool,

@@ -85,7 +85,11 @@ async fn add(common: &Common, mut new: ClientAdd) -> anyhow::Result<()> {
     new.grants.sort();
     new.grants.dedup();
     check_grants(&new)?;
-    for uri in &new.redirect_uris {
+    for uri in new
+        .redirect_uris
+        .iter()
+        .chain(&new.post_logout_redirect_uris)
+    {
         check_redirect_uri(uri)?;
     }
     let store = open(common).await?;
@@ -105,6 +109,7 @@ async fn add(common: &Common, mut new: ClientAdd) -> anyhow::Result<()> {
         grant_types: new.grants,
         scopes: new.scopes.into_iter().collect::<ScopeSet>(),
         redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
         access_token_format: new.token_format,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,

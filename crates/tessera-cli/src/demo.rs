@@ -56,6 +56,8 @@ pub fn seed() -> anyhow::Result<Seed> {
                     username: username.parse()?,
                     password_hash: password_hash.clone(),
                     roles: roles.to_vec(),
+                    name: None,
+                    email: None,
                 })
             })
             .collect::<anyhow::Result<_>>()?,
@@ -107,6 +109,7 @@ fn demo_client(
         },
         scopes: "basic admin".parse::<ScopeSet>()?,
         redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
         access_token_format: format,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,

@@ -105,7 +105,7 @@ impl std::str::FromStr for SigningAlgorithm {
 }
 
 /// The JOSE header of an access token (RFC 9068 §2.1).
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 struct Header<'a> {
     alg: &'static str,
     typ: &'static str,
@@ -147,6 +147,8 @@ pub struct SigningKey {
     pkcs8_der: Vec<u8>,
     jwk: Jwk,
     encoded_header: String,
+    /// The header of an ID token: `typ` `JWT` instead of `at+jwt`.
+    encoded_id_header: String,
 }
 
 impl SigningKey {
@@ -243,6 +245,12 @@ impl SigningKey {
         };
         let encoded_header =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(ErrorKind::Serialization)?);
+        let id_header = Header {
+            typ: "JWT",
+            ..header
+        };
+        let encoded_id_header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&id_header).map_err(ErrorKind::Serialization)?);
         Ok(SigningKey {
             kid,
             algorithm,
@@ -250,6 +258,7 @@ impl SigningKey {
             pkcs8_der: der.to_vec(),
             jwk,
             encoded_header,
+            encoded_id_header,
         })
     }
 
@@ -296,14 +305,37 @@ impl SigningKey {
     /// Signs `claims` as an RFC 9068 access token: header
     /// `{"alg":<algorithm>,"typ":"at+jwt","kid":…}`, compact serialisation.
     pub fn sign_access_token(&self, claims: &AccessTokenClaims) -> Result<String, Error> {
+        self.sign(&self.encoded_header, claims)
+    }
+
+    /// Signs `claims` as an OpenID Connect ID token: header
+    /// `{"alg":<algorithm>,"typ":"JWT","kid":…}`. The `typ` differs from an access
+    /// token's, so neither can pass for the other where `typ` is checked.
+    pub fn sign_id_token(&self, claims: &impl Serialize) -> Result<String, Error> {
+        self.sign(&self.encoded_id_header, claims)
+    }
+
+    /// The OpenID Connect hash of `token` for `at_hash` (Core §3.1.3.6): the left half of
+    /// its digest by the hash of this key's algorithm (SHA-256; SHA-512 for Ed25519),
+    /// base64url.
+    pub fn token_hash(&self, token: &str) -> String {
+        use aws_lc_rs::digest::{SHA256, SHA512, digest};
+        let algorithm = match self.algorithm {
+            SigningAlgorithm::EdDSA => &SHA512,
+            _ => &SHA256,
+        };
+        let hash = digest(algorithm, token.as_bytes());
+        let bytes = hash.as_ref();
+        URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
+    }
+
+    /// A compact JWS of `claims` under the encoded `header`.
+    fn sign(&self, header: &str, claims: &impl Serialize) -> Result<String, Error> {
         let claims = serde_json::to_vec(claims).map_err(ErrorKind::Serialization)?;
         let mut token = String::with_capacity(
-            self.encoded_header.len()
-                + claims.len() * 4 / 3
-                + self.key_pair.signature_len() * 4 / 3
-                + 8,
+            header.len() + claims.len() * 4 / 3 + self.key_pair.signature_len() * 4 / 3 + 8,
         );
-        token.push_str(&self.encoded_header);
+        token.push_str(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
         let signing_input = token.as_bytes();

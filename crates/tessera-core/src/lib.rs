@@ -11,11 +11,12 @@ mod oauth;
 #[cfg(feature = "password")]
 pub mod password;
 pub mod pkce;
+pub mod profile;
 mod scope;
 pub mod seal;
 pub mod secret;
 
-pub use claims::AccessTokenClaims;
+pub use claims::{AccessTokenClaims, IdTokenClaims};
 pub use clock::{Clock, millis_to_utc};
 pub use error::{Error, ErrorKind, ParseError};
 pub use issuer::parse_issuer;

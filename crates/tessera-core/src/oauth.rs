@@ -34,6 +34,19 @@ pub enum ErrorCode {
     InsufficientScope,
     /// RFC 7009 §2.2.1: the server cannot revoke this type of token.
     UnsupportedTokenType,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, and the user must sign in first.
+    LoginRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, and the user must consent first.
+    ConsentRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none`, and the user must act on a page.
+    InteractionRequired,
+    /// OpenID Connect Core §3.1.2.6: the `request` parameter (a request object) is not
+    /// supported.
+    RequestNotSupported,
+    /// OpenID Connect Core §3.1.2.6: the `request_uri` parameter is not supported.
+    RequestUriNotSupported,
+    /// OpenID Connect Core §3.1.2.6: the `registration` parameter is not supported.
+    RegistrationNotSupported,
     /// Tessera's own code, not an RFC one: the company user API has no such resource (or
     /// will not say whether it exists).
     NotFound,
@@ -59,6 +72,12 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::RegistrationNotSupported => "registration_not_supported",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
         }
@@ -81,7 +100,13 @@ impl ErrorCode {
             | ErrorCode::UnsupportedGrantType
             | ErrorCode::UnsupportedResponseType
             | ErrorCode::InvalidScope
-            | ErrorCode::UnsupportedTokenType => 400,
+            | ErrorCode::UnsupportedTokenType
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
+            | ErrorCode::InteractionRequired
+            | ErrorCode::RequestNotSupported
+            | ErrorCode::RequestUriNotSupported
+            | ErrorCode::RegistrationNotSupported => 400,
         }
     }
 }

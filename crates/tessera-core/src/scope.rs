@@ -15,17 +15,32 @@ pub enum Scope {
     Basic,
     /// Manage the users of your own company.
     Admin,
+    /// OpenID Connect sign-in: an ID token, and the UserInfo endpoint.
+    OpenId,
+    /// The `name`, `preferred_username` and `updated_at` claims (OpenID Connect).
+    Profile,
+    /// The `email` and `email_verified` claims (OpenID Connect).
+    Email,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 2] = [Scope::Basic, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::Basic,
+        Scope::Admin,
+        Scope::OpenId,
+        Scope::Profile,
+        Scope::Email,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Basic => "basic",
             Scope::Admin => "admin",
+            Scope::OpenId => "openid",
+            Scope::Profile => "profile",
+            Scope::Email => "email",
         }
     }
 
@@ -34,7 +49,7 @@ impl Scope {
     /// issues, the resource server when it reads an opaque token's user as they are now.
     pub fn required_role(self) -> Option<Role> {
         match self {
-            Scope::Basic => None,
+            Scope::Basic | Scope::OpenId | Scope::Profile | Scope::Email => None,
             Scope::Admin => Some(Role::Admin),
         }
     }
@@ -43,6 +58,9 @@ impl Scope {
         match self {
             Scope::Basic => 1,
             Scope::Admin => 2,
+            Scope::OpenId => 4,
+            Scope::Profile => 8,
+            Scope::Email => 16,
         }
     }
 }
@@ -60,6 +78,9 @@ impl FromStr for Scope {
         match s {
             "basic" => Ok(Scope::Basic),
             "admin" => Ok(Scope::Admin),
+            "openid" => Ok(Scope::OpenId),
+            "profile" => Ok(Scope::Profile),
+            "email" => Ok(Scope::Email),
             _ => Err(ParseError::new("scope", format!("unknown scope {:?}", s))),
         }
     }
@@ -140,8 +161,8 @@ impl FromIterator<Scope> for ScopeSet {
     }
 }
 
-/// The longest scope list accepted: room for every scope several times over.
-pub const MAX_SCOPE_LIST_BYTES: usize = 64;
+/// The longest scope list accepted: room for every scope (32 bytes) several times over.
+pub const MAX_SCOPE_LIST_BYTES: usize = 128;
 
 impl FromStr for ScopeSet {
     type Err = ParseError;
@@ -150,7 +171,7 @@ impl FromStr for ScopeSet {
         if s.is_empty() {
             return Err(ParseError::new("scope", "the scope list is empty"));
         }
-        // Two scopes exist; a list longer than this is padding, refused before any work.
+        // Five scopes exist; a list longer than this is padding, refused before any work.
         if s.len() > MAX_SCOPE_LIST_BYTES {
             return Err(ParseError::new(
                 "scope",

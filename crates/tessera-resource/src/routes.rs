@@ -73,6 +73,10 @@ struct UserView {
     roles: Vec<Role>,
     disabled: bool,
     created_at: DateTime<Utc>,
+    /// `null` when unset.
+    name: Option<String>,
+    /// `null` when unset.
+    email: Option<String>,
 }
 
 impl From<User> for UserView {
@@ -84,6 +88,8 @@ impl From<User> for UserView {
             roles: user.roles,
             disabled: user.disabled,
             created_at: user.created_at,
+            name: user.name,
+            email: user.email,
         }
     }
 }
@@ -203,6 +209,31 @@ struct CreateUser {
     username: String,
     password: String,
     roles: Vec<Role>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// A profile field as sent: absent leaves it, `null` clears it, a string is checked.
+fn checked_profile(
+    value: Option<String>,
+    check: fn(&str) -> Result<&str, tessera_core::ParseError>,
+) -> Result<Option<String>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(text) => match check(&text) {
+            Ok(_) => Ok(Some(text)),
+            Err(err) => Err(ApiError::invalid_request(err.to_string())),
+        },
+    }
+}
+
+/// Tells a member sent as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// `POST /companies/{company}/users`. A taken username is `409`, counted against the
@@ -275,6 +306,8 @@ async fn insert_user(
         .parse()
         .map_err(|e: tessera_core::ParseError| ApiError::invalid_request(e.to_string()))?;
     let roles = checked_roles(body.roles)?;
+    let name = checked_profile(body.name, tessera_core::profile::check_name)?;
+    let email = checked_profile(body.email, tessera_core::profile::check_email)?;
     password::check_policy(&body.password, username.as_str())
         .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let password_hash = work.hasher.hash(body.password).await?;
@@ -286,6 +319,8 @@ async fn insert_user(
                 username,
                 password_hash,
                 roles,
+                name,
+                email,
             },
             now,
         )
@@ -329,6 +364,11 @@ struct PatchUser {
     disabled: Option<bool>,
     #[serde(default)]
     password: Option<String>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
 }
 
 pub async fn update(
@@ -342,11 +382,24 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path.1)?;
     let body: PatchUser = read_json(&req, payload).await?;
-    if body.roles.is_none() && body.disabled.is_none() && body.password.is_none() {
+    if body.roles.is_none()
+        && body.disabled.is_none()
+        && body.password.is_none()
+        && body.name.is_none()
+        && body.email.is_none()
+    {
         return Err(ApiError::invalid_request(
-            "nothing to change: give roles, disabled or password",
+            "nothing to change: give roles, disabled, password, name or email",
         ));
     }
+    let name = body
+        .name
+        .map(|name| checked_profile(name, tessera_core::profile::check_name))
+        .transpose()?;
+    let email = body
+        .email
+        .map(|email| checked_profile(email, tessera_core::profile::check_email))
+        .transpose()?;
     let existing = find_user(&store, &admin, id).await?;
     let roles = body.roles.map(checked_roles).transpose()?;
     let password_hash = match body.password {
@@ -369,10 +422,20 @@ pub async fn update(
     if password_hash.is_some() {
         changed.push("password changed".to_owned());
     }
+    // The fields changed, not their values: a name or an address is personal data, and
+    // the audit log is kept long.
+    if name.is_some() {
+        changed.push("name changed".to_owned());
+    }
+    if email.is_some() {
+        changed.push("email changed".to_owned());
+    }
     let patch = UserPatch {
         roles,
         disabled: body.disabled,
         password_hash,
+        name,
+        email,
     };
     let now = audit.clock.now_utc();
     let user = store

@@ -31,6 +31,7 @@ async fn filled(backend: Backend) -> (TestDatabase, Arc<dyn Store>, Vec<String>)
         access_token_format: TokenFormat::Opaque,
         access_token_ttl_secs: Some(3600),
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     };
     store.create_client(&client, now).await.expect("client");
     let mut tokens = Vec::with_capacity(STORED);

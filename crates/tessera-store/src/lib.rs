@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tessera_core::{CompanySlug, Username};
+use tessera_core::{CompanySlug, ScopeSet, Username};
 use uuid::Uuid;
 
 pub use audit::{AuditLog, AuditWriter};
@@ -272,6 +272,22 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The login session with this digest, expired or not: expiry is the caller's to check.
     async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>>;
+
+    /// Ends the login session with this digest (a logout). Whether there was one.
+    async fn delete_login_session(&self, session_hash: &str) -> Result<bool>;
+
+    /// The scopes `user_id` has allowed `client_id`, remembered from the consent page.
+    async fn find_consent(&self, user_id: Uuid, client_id: &str) -> Result<Option<ScopeSet>>;
+
+    /// Remembers that `user_id` allowed `client_id` the scopes `scope`, beside what was
+    /// remembered before. Returns everything now remembered.
+    async fn remember_consent(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        scope: ScopeSet,
+        now: DateTime<Utc>,
+    ) -> Result<ScopeSet>;
 
     /// Deletes what can no longer be used, and returns how many rows went: login sessions,
     /// opaque access tokens and refresh-token families past their end; authorization codes

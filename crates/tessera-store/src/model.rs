@@ -47,6 +47,10 @@ pub struct User {
     /// When everything issued to the user was last revoked (a password, role or status
     /// change, or "sign out everywhere"); tokens issued at or before it are refused.
     pub tokens_revoked_at: Option<DateTime<Utc>>,
+    /// Display name (the OpenID Connect `name` claim), when set.
+    pub name: Option<String>,
+    /// Email address (the `email` claim), when set. Not verified.
+    pub email: Option<String>,
 }
 
 impl User {
@@ -85,6 +89,10 @@ pub struct NewUser {
     pub password_hash: String,
     /// Roles within the company.
     pub roles: Vec<Role>,
+    /// Display name, when set.
+    pub name: Option<String>,
+    /// Email address, when set.
+    pub email: Option<String>,
 }
 
 impl std::fmt::Debug for NewUser {
@@ -106,6 +114,10 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     /// New argon2id PHC string.
     pub password_hash: Option<String>,
+    /// A new display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// A new email address (`Some(None)` clears it).
+    pub email: Option<Option<String>>,
 }
 
 impl std::fmt::Debug for UserPatch {
@@ -114,6 +126,8 @@ impl std::fmt::Debug for UserPatch {
             .field("roles", &self.roles)
             .field("disabled", &self.disabled)
             .field("password", &self.password_hash.as_ref().map(|_| "[new]"))
+            .field("name", &self.name)
+            .field("email", &self.email)
             .finish()
     }
 }
@@ -178,6 +192,9 @@ pub struct NewClient {
     pub scopes: ScopeSet,
     /// Registered redirect URIs, compared by exact string match.
     pub redirect_uris: Vec<String>,
+    /// Where a logout may send the browser back to (OpenID Connect RP-Initiated Logout),
+    /// compared by exact string match.
+    pub post_logout_redirect_uris: Vec<String>,
     /// The format of the access tokens it receives.
     pub access_token_format: TokenFormat,
     /// Access-token lifetime in seconds; `None` uses the server's default.
@@ -391,6 +408,8 @@ impl NewUser {
             created_at: now,
             updated_at: now,
             tokens_revoked_at: None,
+            name: self.name.clone(),
+            email: self.email.clone(),
         }
     }
 }
@@ -483,6 +502,10 @@ pub struct NewAuthorizationCode {
     pub code_challenge: String,
     /// When it stops being redeemable.
     pub expires_at: DateTime<Utc>,
+    /// The OpenID Connect `nonce` of the request, exactly as sent.
+    pub nonce: Option<String>,
+    /// When the user entered their password for the login session that consented.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// An authorization code, as its one successful redemption found it.
@@ -504,6 +527,10 @@ pub struct RedeemedCode {
     pub expires_at: DateTime<Utc>,
     /// The grant family this redemption starts; tag what it issues with it.
     pub family_id: Uuid,
+    /// The OpenID Connect `nonce` of the request.
+    pub nonce: Option<String>,
+    /// When the user entered their password.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// What presenting an authorization code found.
@@ -535,6 +562,9 @@ pub struct NewRefreshToken {
     pub scope: ScopeSet,
     /// The family's absolute end.
     pub expires_at: DateTime<Utc>,
+    /// When the user entered their password, for a family started by the code flow:
+    /// every ID token of the family names it.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// A refresh token as stored.
@@ -558,6 +588,8 @@ pub struct StoredRefreshToken {
     pub used_at: Option<DateTime<Utc>>,
     /// When its family was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the user entered their password, for a family started by the code flow.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// What presenting a refresh token found.

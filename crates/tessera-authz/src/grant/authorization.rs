@@ -15,6 +15,53 @@ pub const CODE_TTL_SECS: i64 = 60;
 /// The authorization endpoint; its forms post below it.
 pub const ENDPOINT: &str = "/oauth/authorize";
 
+/// The longest `nonce` or `login_hint` an authorization request may carry, in bytes: each
+/// goes back through a form and a redirect, and the nonce into the ID token.
+pub const MAX_ECHOED_BYTES: usize = 1024;
+
+/// What `prompt` asks for (OpenID Connect Core §3.1.2.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prompt {
+    /// `none`: never show a page; answer with an error instead.
+    pub none: bool,
+    /// `login` (or `select_account`): ask for the password again, even when signed in.
+    pub login: bool,
+    /// `consent`: show the consent page, even when consent is remembered.
+    pub consent: bool,
+}
+
+impl Prompt {
+    /// The prompt list as sent, or why it is refused.
+    fn parse(raw: &str) -> Result<Prompt, &'static str> {
+        let mut prompt = Prompt::default();
+        for value in raw.split(' ') {
+            match value {
+                "none" => prompt.none = true,
+                "login" | "select_account" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => return Err("prompt may hold only none, login, consent and select_account"),
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err("prompt=none cannot be combined with another value");
+        }
+        Ok(prompt)
+    }
+
+    /// The wire form, or `None` when nothing is asked.
+    fn to_wire(self) -> Option<String> {
+        let values: Vec<&str> = [
+            (self.none, "none"),
+            (self.login, "login"),
+            (self.consent, "consent"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        (!values.is_empty()).then(|| values.join(" "))
+    }
+}
+
 /// An authorization request that passed every check.
 #[derive(Debug)]
 pub struct AuthorizationRequest {
@@ -28,9 +75,24 @@ pub struct AuthorizationRequest {
     pub scope: ScopeSet,
     /// The S256 PKCE challenge.
     pub code_challenge: String,
+    /// The OpenID Connect `nonce`, put in the ID token exactly as sent.
+    pub nonce: Option<String>,
+    /// What `prompt` asks for.
+    pub prompt: Prompt,
+    /// `max_age`: the most seconds since the user last entered their password.
+    pub max_age: Option<i64>,
+    /// `login_hint`: the username the login page starts with.
+    pub login_hint: Option<String>,
 }
 
 impl AuthorizationRequest {
+    /// Whether a login session whose password was entered at `auth_time` is recent enough
+    /// for `max_age` at `now`.
+    pub fn authenticated_recently(&self, auth_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.max_age
+            .is_none_or(|max_age| (now - auth_time).num_seconds() <= max_age)
+    }
+
     /// The request as hidden form fields, so that the next POST can check it again.
     pub fn hidden_fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![
@@ -44,13 +106,47 @@ impl AuthorizationRequest {
         if let Some(state) = &self.state {
             fields.push(("state", state.clone()));
         }
+        if let Some(nonce) = &self.nonce {
+            fields.push(("nonce", nonce.clone()));
+        }
+        if let Some(prompt) = self.prompt.to_wire() {
+            fields.push(("prompt", prompt));
+        }
+        if let Some(max_age) = self.max_age {
+            fields.push(("max_age", max_age.to_string()));
+        }
+        if let Some(hint) = &self.login_hint {
+            fields.push(("login_hint", hint.clone()));
+        }
         fields
     }
 
     /// `/oauth/authorize?…` for this request: where a POST sends the browser next.
     pub fn location(&self) -> String {
+        Self::location_of(self.hidden_fields())
+    }
+
+    /// Where the login form sends the browser once the password was right: this request
+    /// without what asked for the password (`prompt=login`, `max_age`), which the new
+    /// login session has just met, so that the next page is the consent page and not the
+    /// login page again.
+    pub fn location_after_login(&self) -> String {
+        let prompt = Prompt {
+            login: false,
+            ..self.prompt
+        };
+        let fields = self
+            .hidden_fields()
+            .into_iter()
+            .filter(|(name, _)| !matches!(*name, "prompt" | "max_age"))
+            .chain(prompt.to_wire().map(|p| ("prompt", p)))
+            .collect();
+        Self::location_of(fields)
+    }
+
+    fn location_of(fields: Vec<(&'static str, String)>) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in self.hidden_fields() {
+        for (name, value) in fields {
             query.append_pair(name, &value);
         }
         format!("{ENDPOINT}?{}", query.finish())
@@ -123,6 +219,10 @@ pub async fn check(
         state: params.get("state").map(str::to_owned),
         scope: ScopeSet::only(Scope::Basic),
         code_challenge: String::new(),
+        nonce: None,
+        prompt: Prompt::default(),
+        max_age: None,
+        login_hint: None,
         client,
     };
     let refuse = |request, error, description: &'static str| {
@@ -192,9 +292,64 @@ pub async fn check(
             "this client may not request that scope",
         );
     }
+    // OpenID Connect Core §3.1.2.6: what Tessera does not implement is named as such.
+    for (name, error, description) in [
+        (
+            "request",
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ),
+        (
+            "request_uri",
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        ),
+        (
+            "registration",
+            ErrorCode::RegistrationNotSupported,
+            "the registration parameter is not supported",
+        ),
+    ] {
+        if params.get(name).is_some() {
+            return refuse(request, error, description);
+        }
+    }
+    let echoed = |name: &str| params.get(name).map(str::to_owned);
+    let (nonce, login_hint) = (echoed("nonce"), echoed("login_hint"));
+    if [&nonce, &login_hint]
+        .into_iter()
+        .flatten()
+        .any(|value| value.len() > MAX_ECHOED_BYTES || value.chars().any(char::is_control))
+    {
+        return refuse(
+            request,
+            ErrorCode::InvalidRequest,
+            "nonce and login_hint must be printable and at most 1024 bytes",
+        );
+    }
+    let prompt = match params.get("prompt").map(Prompt::parse) {
+        None => Prompt::default(),
+        Some(Ok(prompt)) => prompt,
+        Some(Err(description)) => return refuse(request, ErrorCode::InvalidRequest, description),
+    };
+    let max_age = match params.get("max_age").map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(seconds)) => Some(i64::from(seconds)),
+        Some(Err(_)) => {
+            return refuse(
+                request,
+                ErrorCode::InvalidRequest,
+                "max_age must be a whole number of seconds",
+            );
+        }
+    };
     Ok(AuthorizationRequest {
         scope,
         code_challenge: challenge.to_owned(),
+        nonce,
+        prompt,
+        max_age,
+        login_hint,
         ..request
     })
 }
@@ -206,6 +361,7 @@ impl GrantEngine {
         &self,
         request: &AuthorizationRequest,
         user: &User,
+        auth_time: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<String, GrantError> {
         let code = secret::generate()
@@ -218,6 +374,8 @@ impl GrantEngine {
             scope: request.scope,
             code_challenge: request.code_challenge.clone(),
             expires_at: now + Duration::seconds(CODE_TTL_SECS),
+            nonce: request.nonce.clone(),
+            auth_time: Some(auth_time),
         };
         self.store.insert_authorization_code(&record, now).await?;
         Ok(code)

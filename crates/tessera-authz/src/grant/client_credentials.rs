@@ -30,6 +30,7 @@ impl GrantEngine {
             expires_in,
             scope,
             refresh_token: None,
+            id_token: None,
             user: None,
         })
     }

@@ -7,7 +7,7 @@ use tessera_core::{pkce, secret};
 use tessera_store::{Client, Redemption};
 use uuid::Uuid;
 
-use super::issue::Family;
+use super::issue::{Family, SignIn};
 use super::{GrantEngine, GrantError, Issued, scope};
 
 impl GrantEngine {
@@ -82,6 +82,10 @@ impl GrantEngine {
             Family::Existing {
                 id: redeemed.family_id,
                 granted: redeemed.scope,
+                sign_in: redeemed.auth_time.map(|auth_time| SignIn {
+                    auth_time,
+                    nonce: redeemed.nonce,
+                }),
             },
             now,
         )

@@ -2,7 +2,9 @@
 //! of a grant family.
 
 use chrono::{DateTime, Utc};
-use tessera_core::{AccessTokenClaims, GrantType, ScopeSet, SigningKey, TokenFormat, secret};
+use tessera_core::{
+    AccessTokenClaims, GrantType, IdTokenClaims, Scope, ScopeSet, SigningKey, TokenFormat, secret,
+};
 use tessera_store::{Client, NewAccessToken, NewRefreshToken, User};
 use uuid::Uuid;
 
@@ -24,8 +26,21 @@ pub(super) enum Subject<'a> {
 pub(super) enum Family {
     /// A password grant: a family starts here if the client may refresh.
     New,
-    /// A redeemed code's family, and the scope the user consented to.
-    Existing { id: Uuid, granted: ScopeSet },
+    /// A redeemed code's family, the scope the user consented to, and the sign-in behind
+    /// it (for the ID token).
+    Existing {
+        id: Uuid,
+        granted: ScopeSet,
+        sign_in: Option<SignIn>,
+    },
+}
+
+/// The sign-in an authorization code came from: what its ID tokens name.
+pub(super) struct SignIn {
+    /// When the user entered their password.
+    pub auth_time: DateTime<Utc>,
+    /// The relying party's `nonce`, for the first ID token only.
+    pub nonce: Option<String>,
 }
 
 /// A new random secret: `prefix` and 256 bits from the OS CSPRNG, base64url.
@@ -47,10 +62,14 @@ impl GrantEngine {
         now: DateTime<Utc>,
     ) -> Result<Issued, GrantError> {
         let refreshable = client.allows_grant(GrantType::RefreshToken);
-        let (family_id, granted) = match family {
-            Family::Existing { id, granted } => (Some(id), granted),
-            Family::New if refreshable => (Some(Uuid::new_v4()), scope),
-            Family::New => (None, scope),
+        let (family_id, granted, sign_in) = match family {
+            Family::Existing {
+                id,
+                granted,
+                sign_in,
+            } => (Some(id), granted, sign_in),
+            Family::New if refreshable => (Some(Uuid::new_v4()), scope, None),
+            Family::New => (None, scope, None),
         };
         let (access_token, expires_in) = self
             .access_token(client, Subject::User(&user), scope, family_id, now)
@@ -74,6 +93,7 @@ impl GrantEngine {
                             expires_at: now
                                 .checked_add_signed(lifetime)
                                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                            auth_time: sign_in.as_ref().map(|s| s.auth_time),
                         },
                         now,
                     )
@@ -82,13 +102,66 @@ impl GrantEngine {
             }
             _ => None,
         };
+        let id_token = match (family_id, sign_in) {
+            (Some(sid), Some(sign_in)) => {
+                self.id_token(client, &user, scope, sid, sign_in, &access_token, now)?
+            }
+            _ => None,
+        };
         Ok(Issued {
             access_token,
             expires_in,
             scope,
             refresh_token,
+            id_token,
             user: Some(user),
         })
+    }
+
+    /// The OpenID Connect ID token (Core §2, §3.1.3.6) of `user`'s sign-in for `client`,
+    /// issued beside `access_token` from the grant `sid`, when `scope` holds `openid`:
+    /// signed by the active key, with the standard claims of `profile` and `email` when
+    /// granted.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn id_token(
+        &self,
+        client: &Client,
+        user: &User,
+        scope: ScopeSet,
+        sid: Uuid,
+        sign_in: SignIn,
+        access_token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, GrantError> {
+        if !scope.contains(Scope::OpenId) {
+            return Ok(None);
+        }
+        let key = self.keys.signer();
+        let iat = now.timestamp();
+        let profile = scope.contains(Scope::Profile);
+        let email = scope
+            .contains(Scope::Email)
+            .then_some(())
+            .and(user.email.clone());
+        let claims = IdTokenClaims {
+            iss: self.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: client.client_id.to_string(),
+            exp: iat.saturating_add(self.access_token_ttl_of(client)),
+            iat,
+            auth_time: sign_in.auth_time.timestamp(),
+            nonce: sign_in.nonce,
+            at_hash: Some(key.token_hash(access_token)),
+            sid: sid.to_string(),
+            name: user.name.clone().filter(|_| profile),
+            preferred_username: profile.then(|| user.username.to_string()),
+            updated_at: profile.then(|| user.updated_at.timestamp()),
+            email_verified: email.as_ref().map(|_| false),
+            email,
+        };
+        key.sign_id_token(&claims)
+            .map(Some)
+            .map_err(|e| GrantError::internal("signing an ID token failed", e))
     }
 
     /// Issues one access token in the client's format; the opaque kind is stored, tagged

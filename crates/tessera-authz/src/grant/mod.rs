@@ -29,7 +29,7 @@ mod refresh;
 mod request;
 mod scope;
 
-pub use authorization::{AuthorizationRequest, CODE_TTL_SECS, ENDPOINT, Refusal, check};
+pub use authorization::{AuthorizationRequest, CODE_TTL_SECS, Refusal, check};
 pub use issue::{OPAQUE_PREFIX, REFRESH_PREFIX};
 pub use request::{Parameters, TokenRequest};
 pub use scope::ADMIN_NEEDS_ROLE;
@@ -172,6 +172,8 @@ pub struct Issued {
     pub scope: ScopeSet,
     /// The next refresh token, when the client may refresh.
     pub refresh_token: Option<String>,
+    /// The OpenID Connect ID token, when `openid` was granted through the code flow.
+    pub id_token: Option<String>,
     /// The user the token speaks for; `None` for a client's own token.
     pub user: Option<User>,
 }

@@ -8,7 +8,7 @@ use tessera_core::{ErrorCode, secret};
 use tessera_store::{AuditKind, Client, NewAuditEvent, Rotation};
 use uuid::Uuid;
 
-use super::issue::{REFRESH_PREFIX, Subject, new_secret};
+use super::issue::{REFRESH_PREFIX, SignIn, Subject, new_secret};
 use super::{GrantEngine, GrantError, Issued, scope};
 
 impl GrantEngine {
@@ -102,13 +102,32 @@ impl GrantEngine {
             .rotate_refresh_token(&digest, &secret::digest(&successor), now)
             .await?
         {
-            Rotation::Rotated(_) => Ok(Issued {
-                access_token,
-                expires_in,
-                scope,
-                refresh_token: Some(successor),
-                user: Some(user),
-            }),
+            Rotation::Rotated(spent) => {
+                // Core §12.2: the new ID token names the same sign-in, without a nonce.
+                let id_token = match spent.auth_time {
+                    Some(auth_time) => self.id_token(
+                        client,
+                        &user,
+                        scope,
+                        spent.family_id,
+                        SignIn {
+                            auth_time,
+                            nonce: None,
+                        },
+                        &access_token,
+                        now,
+                    )?,
+                    None => None,
+                };
+                Ok(Issued {
+                    access_token,
+                    expires_in,
+                    scope,
+                    refresh_token: Some(successor),
+                    id_token,
+                    user: Some(user),
+                })
+            }
             Rotation::Reused { family_id } => {
                 Err(self.reused(client, family_id, now, address).await)
             }

@@ -146,10 +146,21 @@ async fn the_code_flow_signs_in_asks_consent_and_issues_tokens(backend: Backend)
     assert_eq!(claims["scope"], "basic admin");
     assert_eq!(claims["company"], "acme");
 
-    // A second authorization in the same browser skips the login page.
+    // A second authorization in the same browser skips the login page, and, for no
+    // more than was allowed, the consent page too: the code comes back at once.
     let again = request("web", REDIRECT_URI, "basic", "s2", &Pkce::new().challenge);
-    let page = browser
+    let back = browser
         .get(&format!("/oauth/authorize?{}", query(&again)))
+        .await;
+    assert_eq!(back.status().as_u16(), 302);
+    let params = redirect_params(&back);
+    assert_eq!(params.get("state").map(String::as_str), Some("s2"));
+    assert!(params.contains_key("code"), "{params:?}");
+    // prompt=consent asks again all the same.
+    let mut asked = request("web", REDIRECT_URI, "basic", "s3", &Pkce::new().challenge);
+    asked.push(("prompt", "consent".to_owned()));
+    let page = browser
+        .get(&format!("/oauth/authorize?{}", query(&asked)))
         .await;
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await.unwrap().contains("Allow"));
@@ -286,6 +297,8 @@ async fn an_expired_code_is_refused(backend: Backend) {
                 scope: "basic".parse::<ScopeSet>().unwrap(),
                 code_challenge: pkce.challenge.clone(),
                 expires_at: issued + chrono::Duration::seconds(tessera_authz::CODE_TTL_SECS),
+                nonce: None,
+                auth_time: None,
             },
             issued,
         )
@@ -538,7 +551,7 @@ async fn pkce_is_required_s256_only_and_errors_go_back_with_the_exact_state() {
     cases.push((no_type, "invalid_request"));
     let mut bad_scope = base();
     bad_scope.retain(|(k, _)| *k != "scope");
-    bad_scope.push(("scope", "basic openid".into()));
+    bad_scope.push(("scope", "basic offline_access".into()));
     cases.push((bad_scope, "invalid_scope"));
 
     for (params, error) in cases {

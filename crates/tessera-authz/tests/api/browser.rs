@@ -235,7 +235,9 @@ pub async fn obtain_code(
     pkce: &Pkce,
 ) -> String {
     let mut browser = Browser::new(app);
-    let params = request(client, redirect_uri, scope, "s1", &pkce.challenge);
+    // The consent page every time, though an earlier run of the flow was remembered.
+    let mut params = request(client, redirect_uri, scope, "s1", &pkce.challenge);
+    params.push(("prompt", "consent".to_owned()));
     let consent = sign_in(&mut browser, &params, username).await;
     assert_eq!(consent.status().as_u16(), 200, "the consent page");
     let response = decide(&mut browser, &params, "allow").await;

@@ -22,6 +22,11 @@ pub const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 pub const REDIRECT_URI_WITH_QUERY: &str = "https://app.example.com/cb?tenant=acme";
 /// A registered IPv6 loopback redirect URI.
 pub const REDIRECT_URI_IPV6: &str = "http://[::1]:9/callback";
+/// Where a logout may send the browser back to from `web` and `web-opaque`.
+pub const LOGOUT_URI: &str = "http://127.0.0.1:9/signed-out";
+/// alice's display name and email address.
+pub const ALICE_NAME: &str = "Alice Liddell";
+pub const ALICE_EMAIL: &str = "alice@acme.example";
 
 /// The argon2 hash of [`PASSWORD`], computed once per test process.
 fn password_hash() -> &'static str {
@@ -79,6 +84,8 @@ fn user(company: &str, username: &str, roles: &[Role]) -> NewUser {
         username: username.parse().unwrap(),
         password_hash: password_hash().to_owned(),
         roles: roles.to_vec(),
+        name: None,
+        email: None,
     }
 }
 
@@ -93,6 +100,7 @@ fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) ->
         access_token_format: TokenFormat::Jwt,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     }
 }
 
@@ -104,7 +112,9 @@ fn client(id: &str, secret: Option<&str>, grants: &[GrantType], scopes: &str) ->
 ///   client_credentials only), `spa` (public, password, basic), `short-lived` (confidential,
 ///   password, 60-second tokens), `opaque-app` (like `app`, opaque tokens), `resource-server`
 ///   (confidential, no grant: it only introspects);
-/// - for the browser flow: `web` (public, authorization_code + refresh_token, basic admin,
+/// - alice has the name [`ALICE_NAME`] and the address [`ALICE_EMAIL`];
+/// - for the browser flow: `web` (public, authorization_code + refresh_token, basic admin
+///   openid profile email, post-logout URI [`LOGOUT_URI`],
 ///   redirect URIs [`REDIRECT_URI`], [`REDIRECT_URI_WITH_QUERY`] and [`REDIRECT_URI_IPV6`]), `web-opaque` (the
 ///   same, confidential, opaque tokens, [`REDIRECT_URI`] only), `refresher` (confidential,
 ///   password + refresh_token, basic admin) and `refresher-opaque` (the same, opaque).
@@ -114,9 +124,10 @@ pub fn seed() -> Seed {
         "web",
         None,
         &[AuthorizationCode, RefreshToken],
-        "basic admin",
+        "basic admin openid profile email",
     );
     web.name = "Acme Web".into();
+    web.post_logout_redirect_uris = vec![LOGOUT_URI.into()];
     web.redirect_uris = vec![
         REDIRECT_URI.into(),
         REDIRECT_URI_WITH_QUERY.into(),
@@ -126,9 +137,10 @@ pub fn seed() -> Seed {
         "web-opaque",
         Some(APP_SECRET),
         &[AuthorizationCode, RefreshToken],
-        "basic admin",
+        "basic admin openid profile email",
     );
     web_opaque.redirect_uris = vec![REDIRECT_URI.into()];
+    web_opaque.post_logout_redirect_uris = vec![LOGOUT_URI.into()];
     web_opaque.access_token_format = TokenFormat::Opaque;
     let refresher = client(
         "refresher",
@@ -155,7 +167,11 @@ pub fn seed() -> Seed {
     Seed {
         companies: vec![company("acme"), company("globex")],
         users: vec![
-            user("acme", "alice", &[Role::Admin, Role::User]),
+            NewUser {
+                name: Some(ALICE_NAME.into()),
+                email: Some(ALICE_EMAIL.into()),
+                ..user("acme", "alice", &[Role::Admin, Role::User])
+            },
             user("acme", "bob", &[Role::User]),
             user("acme", "dora", &[Role::Admin]),
             user("globex", "carol", &[Role::Admin]),

@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod introspect;
 mod keys;
+mod oidc;
 mod refresh;
 mod token;
 mod wellknown;

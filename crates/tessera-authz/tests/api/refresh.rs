@@ -55,6 +55,8 @@ async fn set_roles(app: &TestApp, username: &str, roles: &[Role]) {
                 roles: Some(roles.to_vec()),
                 disabled: None,
                 password_hash: None,
+                name: None,
+                email: None,
             },
             Utc::now(),
         )

@@ -73,7 +73,7 @@ async fn metadata_comes_from_configuration_not_the_host_header(backend: Backend)
     assert_eq!(body["authorization_response_iss_parameter_supported"], true);
     assert_eq!(
         body["scopes_supported"],
-        serde_json::json!(["basic", "admin"])
+        serde_json::json!(["basic", "admin", "openid", "profile", "email"])
     );
     assert_eq!(
         body["token_endpoint_auth_methods_supported"],

@@ -26,13 +26,13 @@ const DEMO_PASSWORD: &str = "tessera-demo";
 
 /// Where the client app receives the browser: a loopback listener that answers every
 /// request with a small page and remembers the paths it was asked for.
-struct Callback {
-    url: String,
-    seen: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Callback {
+    pub(crate) url: String,
+    pub(crate) seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Callback {
-    fn start() -> Callback {
+    pub(crate) fn start() -> Callback {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/callback", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -130,14 +130,14 @@ fn hidden_fields(html: &str) -> Vec<(String, String)> {
 }
 
 /// A browser without a browser: a cookie jar and form posts, for the `oauth2` test.
-struct FormClient {
+pub(crate) struct FormClient {
     http: reqwest::Client,
     origin: String,
     cookies: BTreeMap<String, String>,
 }
 
 impl FormClient {
-    fn new(origin: &str) -> Self {
+    pub(crate) fn new(origin: &str) -> Self {
         FormClient {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -168,13 +168,13 @@ impl FormClient {
         response
     }
 
-    async fn get(&mut self, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, url: &str) -> reqwest::Response {
         let request = self.http.get(url);
         self.send(request).await
     }
 
     /// Submits the page's form: its hidden fields plus `extra`.
-    async fn submit(
+    pub(crate) async fn submit(
         &mut self,
         page: &str,
         action: &str,
@@ -191,12 +191,14 @@ impl FormClient {
     }
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// The `oauth2` crate's HTTP client: our reqwest, no redirects followed.
-async fn oauth_http(request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, std::io::Error> {
+pub(crate) async fn oauth_http(
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, std::io::Error> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -399,7 +401,7 @@ async fn the_oauth2_crate_runs_the_code_flow_and_its_token_calls_the_api(backend
 }
 
 /// `token` gets `401 invalid_token` at the resource server's `/me` within 10 s.
-async fn refused_within_seconds(resource: &str, token: &str) {
+pub(crate) async fn refused_within_seconds(resource: &str, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let response = http()
@@ -424,7 +426,7 @@ async fn refused_within_seconds(resource: &str, token: &str) {
 on_each_backend!(the_oauth2_crate_runs_the_code_flow_and_its_token_calls_the_api);
 
 /// chromedriver, started by the test and stopped when dropped.
-struct Chromedriver {
+pub(crate) struct Chromedriver {
     child: Child,
     url: String,
     http: reqwest::Client,
@@ -446,7 +448,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 impl Chromedriver {
     /// Starts chromedriver, or `None` when Chromium is not installed and the browser test
     /// was not asked for (`TESSERA_TEST_BROWSER=1` makes a missing browser a failure).
-    async fn start() -> Option<Chromedriver> {
+    pub(crate) async fn start() -> Option<Chromedriver> {
         let required = std::env::var("TESSERA_TEST_BROWSER").is_ok_and(|v| v == "1");
         let installed =
             std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
@@ -496,7 +498,7 @@ impl Chromedriver {
     }
 
     /// A new headless Chromium session.
-    async fn session(&self, profile: &std::path::Path) -> Session<'_> {
+    pub(crate) async fn session(&self, profile: &std::path::Path) -> Session<'_> {
         let body = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -530,7 +532,7 @@ impl Chromedriver {
 }
 
 /// One browser session, spoken to in the W3C WebDriver protocol.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     driver: &'a Chromedriver,
     id: String,
 }
@@ -549,18 +551,18 @@ impl Session<'_> {
         response["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    async fn current_url(&self) -> String {
+    pub(crate) async fn current_url(&self) -> String {
         let url = self.call(reqwest::Method::GET, "/url", None).await;
         url.as_str().unwrap().to_owned()
     }
 
     /// The element matching `css`, waiting up to 10 seconds for it to appear.
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let found = self
@@ -582,7 +584,7 @@ impl Session<'_> {
         }
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -592,7 +594,7 @@ impl Session<'_> {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.call(
             reqwest::Method::POST,
@@ -602,13 +604,13 @@ impl Session<'_> {
         .await;
     }
 
-    async fn page_source(&self) -> String {
+    pub(crate) async fn page_source(&self) -> String {
         let source = self.call(reqwest::Method::GET, "/source", None).await;
         source.as_str().unwrap().to_owned()
     }
 
     /// Saves a PNG of the page under `target/screenshots/` and returns its path.
-    async fn screenshot(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let encoded = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(encoded.as_str().unwrap())
@@ -627,7 +629,7 @@ impl Session<'_> {
         path
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.call(reqwest::Method::DELETE, "", None).await;
     }
 }

@@ -10,6 +10,7 @@ mod flows;
 mod keys;
 mod limits;
 mod metrics_listener;
+mod oidc;
 mod resource_hardening;
 mod revocation;
 mod rotation;

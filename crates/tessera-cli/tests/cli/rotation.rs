@@ -69,6 +69,8 @@ async fn seeded(backend: Backend) -> (TestDatabase, Arc<dyn Store>) {
                 username: "alice".parse().unwrap(),
                 password_hash: password::hash(PASSWORD).unwrap(),
                 roles: vec![Role::Admin],
+                name: None,
+                email: None,
             },
             now,
         )
@@ -88,6 +90,7 @@ async fn seeded(backend: Backend) -> (TestDatabase, Arc<dyn Store>) {
                 access_token_format: TokenFormat::Jwt,
                 access_token_ttl_secs: None,
                 refresh_token_ttl_secs: None,
+                post_logout_redirect_uris: vec![],
             },
             now,
         )

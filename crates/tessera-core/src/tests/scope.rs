@@ -23,7 +23,8 @@ fn look_alikes_and_stray_whitespace_are_unknown_not_normalised() {
         "admin ",
         " admin",
         "basic  admin",
-        "openid",
+        "OpenID",
+        "offline_access",
         "",
         "basic,admin",
         "admin\u{200b}",
@@ -61,6 +62,10 @@ fn the_admin_scope_needs_the_admin_role_and_basic_needs_none() {
     assert!(!ScopeSet::only(Scope::Admin).is_permitted_for(&[]));
     assert_eq!(Scope::Admin.required_role(), Some(Role::Admin));
     assert_eq!(Scope::Basic.required_role(), None);
+    // The OpenID Connect scopes need no role.
+    let oidc: ScopeSet = "openid profile email".parse().unwrap();
+    assert_eq!(oidc.permitted_for(&[]), oidc);
+    assert_eq!(oidc.to_string(), "openid profile email");
 }
 
 mod props {
@@ -75,7 +80,11 @@ mod props {
             6 => Just("admin"),
             1 => Just("Admin"),
             1 => Just("аdmin"),
-            1 => Just("openid"),
+            2 => Just("openid"),
+            1 => Just("profile"),
+            1 => Just("email"),
+            1 => Just("OpenID"),
+            1 => Just("offline_access"),
             1 => Just(""),
             1 => Just("basic\u{200b}"),
         ];
@@ -128,7 +137,9 @@ mod props {
             let tokens: Vec<&str> = list.split(' ').collect();
             let well_formed = !list.is_empty()
                 && list.len() <= MAX_SCOPE_LIST_BYTES
-                && tokens.iter().all(|t| matches!(*t, "basic" | "admin"));
+                && tokens
+                    .iter()
+                    .all(|t| matches!(*t, "basic" | "admin" | "openid" | "profile" | "email"));
             match list.parse::<ScopeSet>() {
                 Ok(set) => {
                     prop_assert!(well_formed, "{list:?} accepted");
@@ -155,7 +166,7 @@ mod props {
         }
 
         #[test]
-        fn every_set_round_trips_through_display(bits in 0u8..4) {
+        fn every_set_round_trips_through_display(bits in 0u8..32) {
             let set: ScopeSet = Scope::ALL
                 .into_iter()
                 .enumerate()

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tessera_core::{CompanySlug, Role, SigningKey, Username};
+use tessera_core::{CompanySlug, Role, ScopeSet, SigningKey, Username};
 use tessera_guard::testing::TestIssuer;
 use tessera_resource::{Application, Settings};
 pub use tessera_store::on_each_backend;
@@ -197,6 +197,23 @@ impl Store for CountingStore {
     async fn find_login_session(&self, session_hash: &str) -> Result<Option<LoginSession>> {
         self.count().find_login_session(session_hash).await
     }
+    async fn delete_login_session(&self, session_hash: &str) -> Result<bool> {
+        self.count().delete_login_session(session_hash).await
+    }
+    async fn find_consent(&self, user_id: Uuid, client_id: &str) -> Result<Option<ScopeSet>> {
+        self.count().find_consent(user_id, client_id).await
+    }
+    async fn remember_consent(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        scope: ScopeSet,
+        now: DateTime<Utc>,
+    ) -> Result<ScopeSet> {
+        self.count()
+            .remember_consent(user_id, client_id, scope, now)
+            .await
+    }
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
         self.count().purge_expired(now).await
     }
@@ -359,6 +376,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
                 username: name.parse().unwrap(),
                 password_hash: hash.clone(),
                 roles: vec![role],
+                name: None,
+                email: None,
             };
             users.push(inner.create_user(&new, Utc::now()).await.unwrap());
         }
@@ -374,6 +393,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         access_token_format: tessera_core::TokenFormat::Opaque,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     };
     inner.create_client(&client, Utc::now()).await.unwrap();
     let store = Arc::new(CountingStore {

@@ -13,6 +13,8 @@ macro_rules! select_client {
         concat!(
             "SELECT client_id, name, secret_hash, grant_types, scopes, ",
             json_text!("redirect_uris"),
+            ", ",
+            json_text!("post_logout_redirect_uris"),
             ", access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at, \
              tokens_revoked_at FROM clients"
         )
@@ -21,10 +23,12 @@ macro_rules! select_client {
 
 const INSERT: &str = concat!(
     "INSERT INTO clients (client_id, name, secret_hash, grant_types, scopes, redirect_uris, \
-     access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6",
+     access_token_format, access_token_ttl_secs, refresh_token_ttl_secs, created_at, \
+     post_logout_redirect_uris) VALUES ($1, $2, $3, $4, $5, $6",
     jsonb!(),
-    ", $7, $8, $9, $10)"
+    ", $7, $8, $9, $10, $11",
+    jsonb!(),
+    ")"
 );
 const BY_ID: &str = concat!(select_client!(), " WHERE client_id = $1");
 const ALL: &str = concat!(select_client!(), " ORDER BY client_id", by_bytes!());
@@ -39,6 +43,10 @@ pub(super) fn client_from_row(row: &Row) -> Result<Client> {
             grant_types: parse_words(D::get_words(row, "grant_types")?, "grant types")?,
             scopes: D::get_scopes(row, "scopes")?,
             redirect_uris: from_json(row.try_get("redirect_uris")?, "redirect URIs")?,
+            post_logout_redirect_uris: from_json(
+                row.try_get("post_logout_redirect_uris")?,
+                "post-logout redirect URIs",
+            )?,
             access_token_format: parse_name(row.try_get("access_token_format")?, "token format")?,
             access_token_ttl_secs: row.try_get("access_token_ttl_secs")?,
             refresh_token_ttl_secs: row.try_get("refresh_token_ttl_secs")?,
@@ -62,6 +70,10 @@ pub async fn create_client(ex: impl Exec<'_>, new: &NewClient, now: Time) -> Res
         .bind(new.access_token_ttl_secs)
         .bind(new.refresh_token_ttl_secs)
         .bind(now)
+        .bind(to_json(
+            &new.post_logout_redirect_uris,
+            "post-logout redirect URIs",
+        )?)
         .execute(ex)
         .await
         .map_err(|e| {

@@ -202,6 +202,9 @@ store! {
     tokens::rotate_refresh_token(token_hash: &str, successor_hash: &str, now: Time) -> crate::Rotation;
     tokens::insert_login_session(session: &crate::NewLoginSession, now: Time) -> ();
     tokens::find_login_session(session_hash: &str) -> Option<crate::LoginSession>;
+    tokens::delete_login_session(session_hash: &str) -> bool;
+    tokens::find_consent(user_id: uuid::Uuid, client_id: &str) -> Option<tessera_core::ScopeSet>;
+    tokens::remember_consent(user_id: uuid::Uuid, client_id: &str, scope: tessera_core::ScopeSet, now: Time) -> tessera_core::ScopeSet;
     tokens::purge_expired(now: Time) -> u64;
     clients::create_client(new: &crate::NewClient, now: Time) -> crate::Client, clients;
     clients::list_clients() -> Vec<crate::Client>;

@@ -84,7 +84,8 @@ macro_rules! revoke_everything_of {
 const REVOKE_USER: &[(&str, bool)] = revoke_everything_of!(
     "user_id",
     "UPDATE users SET tokens_revoked_at = $1 WHERE id = $2",
-    ("DELETE FROM login_sessions WHERE user_id = $1", false)
+    ("DELETE FROM login_sessions WHERE user_id = $1", false),
+    ("DELETE FROM consents WHERE user_id = $1", false)
 );
 const REVOKE_CLIENT: &[(&str, bool)] = revoke_everything_of!(
     "client_id",

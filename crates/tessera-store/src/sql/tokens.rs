@@ -52,7 +52,7 @@ pub(crate) const PURGES: &[(&str, bool)] = &[
 macro_rules! refresh_columns {
     () => {
         "token_hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, \
-         revoked_at"
+         revoked_at, auth_time"
     };
 }
 
@@ -74,11 +74,12 @@ const FIND_ACCESS_WITH_USER: &str = concat!(
 const REVOKE_ACCESS: &str = "UPDATE access_tokens SET revoked_at = COALESCE(revoked_at, $1) \
      WHERE token_hash = $2 AND client_id = $3";
 const INSERT_CODE: &str = "INSERT INTO authorization_codes (code_hash, client_id, user_id, \
-     redirect_uri, scope, code_challenge, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     redirect_uri, scope, code_challenge, created_at, expires_at, nonce, auth_time) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const REDEEM_CODE: &str = "UPDATE authorization_codes SET redeemed_at = $1, family_id = $2 \
      WHERE code_hash = $3 AND redeemed_at IS NULL \
-     RETURNING client_id, user_id, redirect_uri, scope, code_challenge, created_at, expires_at";
+     RETURNING client_id, user_id, redirect_uri, scope, code_challenge, created_at, expires_at, \
+     nonce, auth_time";
 const CODE_FAMILY: &str = "SELECT family_id FROM authorization_codes WHERE code_hash = $1";
 const RECORD_REVOKED_FAMILY: &str = "INSERT INTO revoked_families (family_id, revoked_at) \
      VALUES ($1, $2) ON CONFLICT (family_id) DO NOTHING";
@@ -89,11 +90,11 @@ const REVOKE_FAMILY: [&str; 2] = [
 ];
 /// The first refresh token of a family, stored revoked when the family is.
 const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, family_id, client_id, \
-     user_id, scope, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-     (SELECT revoked_at FROM revoked_families WHERE family_id = $2))";
+     user_id, scope, created_at, expires_at, auth_time, revoked_at) VALUES ($1, $2, $3, $4, $5, \
+     $6, $7, $8, (SELECT revoked_at FROM revoked_families WHERE family_id = $2))";
 /// A successor, of a family that the rotation holds the lock of and found live.
 const INSERT_SUCCESSOR: &str = "INSERT INTO refresh_tokens (token_hash, family_id, client_id, \
-     user_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     user_id, scope, created_at, expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 const FIND_REFRESH: &str = concat!(
     "SELECT ",
     refresh_columns!(),
@@ -113,6 +114,13 @@ const INSERT_SESSION: &str = "INSERT INTO login_sessions (session_hash, user_id,
      expires_at) VALUES ($1, $2, $3, $4)";
 const FIND_SESSION: &str =
     "SELECT user_id, created_at, expires_at FROM login_sessions WHERE session_hash = $1";
+const DELETE_SESSION: &str = "DELETE FROM login_sessions WHERE session_hash = $1";
+/// Remembers the consent, widening what was remembered: the scopes are the union of the
+/// two, computed by the caller under the row's lock.
+const FIND_CONSENT: &str = "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2";
+const UPSERT_CONSENT: &str = "INSERT INTO consents (user_id, client_id, scope, granted_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id) \
+     DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at";
 
 fn access_token_from_row(row: &Row) -> Result<StoredAccessToken> {
     Ok(StoredAccessToken {
@@ -139,6 +147,7 @@ fn refresh_token_from_row(row: &Row) -> Result<StoredRefreshToken> {
         expires_at: row.try_get("expires_at")?,
         used_at: row.try_get("used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        auth_time: row.try_get("auth_time")?,
     })
 }
 
@@ -258,6 +267,8 @@ pub async fn insert_authorization_code(
         .bind(&code.code_challenge)
         .bind(stored_time(now))
         .bind(stored_time(code.expires_at))
+        .bind(&code.nonce)
+        .bind(code.auth_time.map(stored_time))
         .execute(pool)
         .await?;
     Ok(())
@@ -288,6 +299,8 @@ pub async fn redeem_authorization_code(
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             family_id,
+            nonce: row.try_get("nonce")?,
+            auth_time: row.try_get("auth_time")?,
         }));
     }
     let earlier = sqlx::query(CODE_FAMILY)
@@ -347,6 +360,7 @@ pub async fn insert_refresh_token(pool: &Pool, token: &NewRefreshToken, now: Tim
         .bind(D::scopes(token.scope))
         .bind(stored_time(now))
         .bind(stored_time(token.expires_at))
+        .bind(token.auth_time.map(stored_time))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -394,6 +408,7 @@ pub async fn rotate_refresh_token(
         .bind(D::scopes(spent.scope))
         .bind(now)
         .bind(spent.expires_at)
+        .bind(spent.auth_time)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -424,6 +439,57 @@ pub async fn find_login_session(pool: &Pool, session_hash: &str) -> Result<Optio
         })
     })
     .transpose()
+}
+
+pub async fn delete_login_session(pool: &Pool, session_hash: &str) -> Result<bool> {
+    let done = sqlx::query(DELETE_SESSION)
+        .bind(session_hash)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn find_consent(
+    pool: &Pool,
+    user_id: Uuid,
+    client_id: &str,
+) -> Result<Option<tessera_core::ScopeSet>> {
+    let row = sqlx::query(FIND_CONSENT)
+        .bind(D::id(user_id))
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| D::get_scopes(&row, "scope")).transpose()
+}
+
+pub async fn remember_consent(
+    pool: &Pool,
+    user_id: Uuid,
+    client_id: &str,
+    scope: tessera_core::ScopeSet,
+    now: Time,
+) -> Result<tessera_core::ScopeSet> {
+    let mut tx = D::begin(pool, Lock::Rows).await?;
+    let earlier = sqlx::query(FIND_CONSENT)
+        .bind(D::id(user_id))
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let mut remembered = scope;
+    if let Some(row) = earlier {
+        for granted in D::get_scopes(&row, "scope")?.iter() {
+            remembered.insert(granted);
+        }
+    }
+    sqlx::query(UPSERT_CONSENT)
+        .bind(D::id(user_id))
+        .bind(client_id)
+        .bind(D::scopes(remembered))
+        .bind(stored_time(now))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(remembered)
 }
 
 pub async fn purge_expired(pool: &Pool, now: Time) -> Result<u64> {

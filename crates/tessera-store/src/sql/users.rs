@@ -15,7 +15,8 @@ use crate::{Result, StoreError};
 macro_rules! select_user {
     () => {
         "SELECT u.id, c.slug AS company, u.username, u.password_hash, u.roles, u.disabled, \
-         u.created_at, u.updated_at, u.tokens_revoked_at FROM users u JOIN companies c ON c.id = u.company_id"
+         u.created_at, u.updated_at, u.tokens_revoked_at, u.name, u.email \
+         FROM users u JOIN companies c ON c.id = u.company_id"
     };
 }
 
@@ -25,7 +26,7 @@ macro_rules! returning_user {
     () => {
         " RETURNING id, (SELECT slug FROM companies WHERE companies.id = users.company_id) \
          AS company, username, password_hash, roles, disabled, created_at, updated_at, \
-         tokens_revoked_at"
+         tokens_revoked_at, name, email"
     };
 }
 
@@ -48,7 +49,8 @@ const SET_DISABLED: &str = concat!(
 );
 const UPDATE: &str = concat!(
     "UPDATE users SET roles = COALESCE($1, roles), disabled = COALESCE($2, disabled), \
-     password_hash = COALESCE($3, password_hash), updated_at = $4 \
+     password_hash = COALESCE($3, password_hash), updated_at = $4, \
+     name = CASE WHEN $7 THEN $8 ELSE name END, email = CASE WHEN $9 THEN $10 ELSE email END \
      WHERE id = $5 AND company_id = (SELECT id FROM companies WHERE slug = $6)",
     returning_user!()
 );
@@ -72,6 +74,8 @@ pub(crate) struct UserColumns {
     created_at: &'static str,
     updated_at: &'static str,
     tokens_revoked_at: &'static str,
+    name: &'static str,
+    email: &'static str,
 }
 
 /// The columns of `select_user!()`.
@@ -84,6 +88,8 @@ const USER_COLUMNS: UserColumns = UserColumns {
     created_at: "created_at",
     updated_at: "updated_at",
     tokens_revoked_at: "tokens_revoked_at",
+    name: "name",
+    email: "email",
 };
 
 /// The columns of a user joined to a row of another table (`joined_user!()`).
@@ -96,6 +102,8 @@ pub(crate) const JOINED_USER_COLUMNS: UserColumns = UserColumns {
     created_at: "u_created_at",
     updated_at: "u_updated_at",
     tokens_revoked_at: "u_tokens_revoked_at",
+    name: "u_name",
+    email: "u_email",
 };
 
 /// The user's columns, named as [`JOINED_USER_COLUMNS`] says, of `u` (users) and `c` (its
@@ -104,7 +112,7 @@ macro_rules! joined_user {
     () => {
         "u.id AS u_id, c.slug AS u_company, u.username AS u_username, u.roles AS u_roles, \
          u.disabled AS u_disabled, u.created_at AS u_created_at, u.updated_at AS u_updated_at, \
-         u.tokens_revoked_at AS u_tokens_revoked_at"
+         u.tokens_revoked_at AS u_tokens_revoked_at, u.name AS u_name, u.email AS u_email"
     };
 }
 
@@ -123,6 +131,8 @@ pub(crate) fn user_from_columns(row: &Row, columns: &UserColumns) -> Result<User
         created_at: row.try_get(columns.created_at)?,
         updated_at: row.try_get(columns.updated_at)?,
         tokens_revoked_at: row.try_get(columns.tokens_revoked_at)?,
+        name: row.try_get(columns.name)?,
+        email: row.try_get(columns.email)?,
     })
 }
 
@@ -174,8 +184,9 @@ pub async fn create_user(ex: impl Exec<'_>, new: &NewUser, now: Time) -> Result<
     let now = stored_time(now);
     let id = Uuid::new_v4();
     let done = sqlx::query(
-        "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, updated_at) \
-         SELECT $1, c.id, $2, $3, $4, false, $5, $5 FROM companies c WHERE c.slug = $6",
+        "INSERT INTO users (id, company_id, username, password_hash, roles, disabled, created_at, \
+         updated_at, name, email) \
+         SELECT $1, c.id, $2, $3, $4, false, $5, $5, $7, $8 FROM companies c WHERE c.slug = $6",
     )
     .bind(D::id(id))
     .bind(new.username.as_str())
@@ -183,9 +194,13 @@ pub async fn create_user(ex: impl Exec<'_>, new: &NewUser, now: Time) -> Result<
     .bind(D::words(&new.roles))
     .bind(now)
     .bind(new.company.as_str())
+    .bind(&new.name)
+    .bind(&new.email)
     .execute(ex)
     .await
-    .map_err(|e| StoreError::from_sqlx(e, || format!("username {} is already taken", new.username)))?;
+    .map_err(|e| {
+        StoreError::from_sqlx(e, || format!("username {} is already taken", new.username))
+    })?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!(
             "company {} does not exist",
@@ -335,7 +350,11 @@ async fn update(
         .bind(&patch.password_hash)
         .bind(stored_time(now))
         .bind(D::id(id))
-        .bind(company.as_str());
+        .bind(company.as_str())
+        .bind(patch.name.is_some())
+        .bind(patch.name.clone().flatten())
+        .bind(patch.email.is_some())
+        .bind(patch.email.clone().flatten());
     let Some(after) = query.fetch_optional(&mut *tx).await? else {
         return Ok(None);
     };

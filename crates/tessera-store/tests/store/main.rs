@@ -67,6 +67,8 @@ fn user(company: &str, username: &str, roles: &[Role]) -> NewUser {
         username: username.parse().unwrap(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
         roles: roles.to_vec(),
+        name: None,
+        email: None,
     }
 }
 
@@ -81,6 +83,7 @@ fn client(id: &str) -> NewClient {
         access_token_format: TokenFormat::Jwt,
         access_token_ttl_secs: Some(600),
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     }
 }
 
@@ -395,6 +398,8 @@ async fn user_lookups_and_changes_by_id_never_cross_companies(backend: Backend) 
         roles: Some(vec![Role::Admin]),
         disabled: Some(true),
         password_hash: None,
+        name: None,
+        email: None,
     };
     assert_eq!(
         t.store
@@ -746,6 +751,8 @@ async fn with_a_code(backend: Backend, code_hash: &str) -> (TestStore, NewAuthor
         scope: "basic admin".parse().unwrap(),
         code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
         expires_at: now() + chrono::Duration::seconds(60),
+        nonce: None,
+        auth_time: None,
     };
     t.store
         .insert_authorization_code(&code, now())
@@ -774,6 +781,8 @@ async fn an_authorization_code_is_redeemed_once_and_a_replay_names_its_family(ba
             created_at: now(),
             expires_at: code.expires_at,
             family_id: first_family,
+            nonce: None,
+            auth_time: None,
         })
     );
     // What the first redemption issued, and a token of another grant.
@@ -891,6 +900,7 @@ async fn with_a_refresh_token(backend: Backend) -> (TestStore, NewRefreshToken) 
         user_id: code.user_id,
         scope: code.scope,
         expires_at: now() + chrono::Duration::days(30),
+        auth_time: None,
     };
     t.store.insert_refresh_token(&token, now()).await.unwrap();
     (t, token)

@@ -30,7 +30,7 @@ async fn consented_code(fx: &Fixture, asked: &str) -> (String, String) {
     assert!(request.refused_to(&alice).is_none());
     let code = fx
         .engine
-        .issue_code(&request, &alice, fx.clock.now_utc())
+        .issue_code(&request, &alice, fx.clock.now_utc(), fx.clock.now_utc())
         .await
         .unwrap();
     (code, verifier)

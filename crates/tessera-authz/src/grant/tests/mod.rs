@@ -61,6 +61,7 @@ fn new_client(id: &str, grants: &[GrantType], format: TokenFormat, public: bool)
         access_token_format: format,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     }
 }
 
@@ -70,6 +71,8 @@ fn new_user(username: &str, roles: &[Role], hash: &str) -> NewUser {
         username: username.parse().unwrap(),
         password_hash: hash.to_owned(),
         roles: roles.to_vec(),
+        name: None,
+        email: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn any_grant_registration() -> NewClient {
         access_token_format: TokenFormat::Jwt,
         access_token_ttl_secs: None,
         refresh_token_ttl_secs: None,
+        post_logout_redirect_uris: vec![],
     }
 }
 
