@@ -94,10 +94,25 @@ fn verify_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
         .map(|data| data.claims)
 }
 
-/// Checks a logout request's parameters; a refusal is a page here (never a redirect to
-/// a URI that is not known to be the client's).
-async fn check(state: &AppState, params: &Form) -> Result<LogoutRequest, HttpResponse> {
-    let bad = |message: &str| Err(error_page(StatusCode::BAD_REQUEST, message));
+/// Why a logout request is refused: a `400` page saying why, or the store's failure.
+enum Refused {
+    Bad(&'static str),
+    Store(tessera_store::StoreError),
+}
+
+impl Refused {
+    /// The page: never a redirect to a URI that is not known to be the client's.
+    fn page(self) -> HttpResponse {
+        match self {
+            Refused::Bad(why) => error_page(StatusCode::BAD_REQUEST, why),
+            Refused::Store(err) => store_failure_page(err),
+        }
+    }
+}
+
+/// Checks a logout request's parameters.
+async fn check(state: &AppState, params: &Form) -> Result<LogoutRequest, Refused> {
+    let bad = |why: &'static str| Err(Refused::Bad(why));
     let raw_hint = params.get("id_token_hint").map(str::to_owned);
     let hint = match &raw_hint {
         None => None,
@@ -119,7 +134,7 @@ async fn check(state: &AppState, params: &Form) -> Result<LogoutRequest, HttpRes
         Some(id) => match state.grants.store.find_client(&id).await {
             Ok(Some(client)) => Some(client),
             Ok(None) => return bad("The application is not registered here (unknown client_id)."),
-            Err(err) => return Err(store_failure_page(err)),
+            Err(err) => return Err(Refused::Store(err)),
         },
     };
     let post_logout_redirect_uri = match (params.get("post_logout_redirect_uri"), &client) {
@@ -195,7 +210,7 @@ async fn answer(
     let now = state.now();
     let request = match check(state, params).await {
         Ok(request) => request,
-        Err(refused) => return refused,
+        Err(refused) => return refused.page(),
     };
     let session = match signed_in(req, state, now).await {
         Ok(session) => session,

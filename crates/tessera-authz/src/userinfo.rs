@@ -40,34 +40,52 @@ fn refuse(status: StatusCode, error: Option<(ErrorCode, &str)>) -> HttpResponse 
     }
 }
 
-/// The bearer token of the request's one `Authorization` header, or the refusal.
-fn bearer(req: &HttpRequest) -> Result<&str, HttpResponse> {
-    let mut headers = req.headers().get_all(header::AUTHORIZATION);
-    let Some(value) = headers.next() else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, None));
-    };
-    if headers.next().is_some() {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            Some((ErrorCode::InvalidRequest, "send one Authorization header")),
-        ));
+/// Why the request carries no usable bearer token.
+enum NoToken {
+    /// No `Authorization` header, or another scheme: a bare challenge.
+    Missing,
+    /// Two `Authorization` headers.
+    Twice,
+    /// A `Bearer` header whose token cannot be one.
+    Malformed,
+}
+
+impl NoToken {
+    fn response(self) -> HttpResponse {
+        match self {
+            NoToken::Missing => refuse(StatusCode::UNAUTHORIZED, None),
+            NoToken::Twice => refuse(
+                StatusCode::BAD_REQUEST,
+                Some((ErrorCode::InvalidRequest, "send one Authorization header")),
+            ),
+            NoToken::Malformed => invalid_token(),
+        }
     }
-    let invalid = || {
-        refuse(
-            StatusCode::UNAUTHORIZED,
-            Some((ErrorCode::InvalidToken, "the access token is invalid")),
-        )
-    };
-    let value = value.to_str().map_err(|_| invalid())?;
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, None));
-    };
+}
+
+/// `401 invalid_token`.
+fn invalid_token() -> HttpResponse {
+    refuse(
+        StatusCode::UNAUTHORIZED,
+        Some((ErrorCode::InvalidToken, "the access token is invalid")),
+    )
+}
+
+/// The bearer token of the request's one `Authorization` header.
+fn bearer(req: &HttpRequest) -> Result<&str, NoToken> {
+    let mut headers = req.headers().get_all(header::AUTHORIZATION);
+    let value = headers.next().ok_or(NoToken::Missing)?;
+    if headers.next().is_some() {
+        return Err(NoToken::Twice);
+    }
+    let value = value.to_str().map_err(|_| NoToken::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(NoToken::Missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(refuse(StatusCode::UNAUTHORIZED, None));
+        return Err(NoToken::Missing);
     }
     let token = token.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(invalid());
+        return Err(NoToken::Malformed);
     }
     Ok(token)
 }
@@ -77,20 +95,14 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let now = state.now();
     let token = match bearer(&req) {
         Ok(token) => token,
-        Err(refused) => return refused,
+        Err(no_token) => return no_token.response(),
     };
     let active = match active_token(&state, token, now).await {
         Ok(active) => active,
         Err(err) => return actix_web::ResponseError::error_response(&err),
     };
-    let invalid = || {
-        refuse(
-            StatusCode::UNAUTHORIZED,
-            Some((ErrorCode::InvalidToken, "the access token is invalid")),
-        )
-    };
     let Some(active) = active else {
-        return invalid();
+        return invalid_token();
     };
     if !active.scope.contains(Scope::OpenId) {
         return refuse(
@@ -103,7 +115,7 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     }
     // A client's own token speaks for no user.
     let Some(user) = active.user else {
-        return invalid();
+        return invalid_token();
     };
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(user.id.to_string()));

@@ -552,6 +552,28 @@ async fn userinfo_gives_the_granted_claims_and_rfc6750_errors(backend: Backend) 
         .unwrap();
     assert_eq!(bare.status().as_u16(), 401);
     assert_eq!(bare.headers()[WWW_AUTHENTICATE], "Bearer realm=\"tessera\"");
+    // Another scheme is no bearer token either; two headers are a malformed request.
+    let basic_auth = app
+        .http
+        .get(format!("{}/oauth/userinfo", app.address))
+        .basic_auth("web", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic_auth.status().as_u16(), 401);
+    assert_eq!(
+        basic_auth.headers()[WWW_AUTHENTICATE],
+        "Bearer realm=\"tessera\""
+    );
+    let twice = app
+        .http
+        .get(format!("{}/oauth/userinfo", app.address))
+        .header("authorization", format!("Bearer {access}"))
+        .header("authorization", format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_bearer_error(twice, 400, "invalid_request").await;
     // Garbage, and a token of a client that does not exist.
     for junk in [
         "x",

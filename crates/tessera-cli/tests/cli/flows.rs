@@ -339,9 +339,11 @@ async fn the_oauth2_crate_runs_the_code_flow_and_its_token_calls_the_api(backend
     // A second authorization, its code redeemed twice: the replay revokes what the first
     // redemption issued, its JWT included.
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    // The first consent covers `basic` and is remembered: `prompt=consent` shows the page.
     let (authorize_url, _) = client
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("basic".into()))
+        .add_extra_param("prompt", "consent")
         .set_pkce_challenge(challenge)
         .url();
     let mut page = browser

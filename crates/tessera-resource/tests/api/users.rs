@@ -52,7 +52,9 @@ async fn an_admin_lists_their_company_from_claims_alone_with_no_database_query_t
             "company",
             "created_at",
             "disabled",
+            "email",
             "id",
+            "name",
             "roles",
             "username"
         ]
@@ -241,7 +243,104 @@ async fn me_needs_basic_and_reports_client_credentials_tokens_without_user_claim
     assert_eq!(me["client_id"], "test-client");
 }
 
+async fn users_carry_an_optional_name_and_email_that_patch_sets_and_null_clears(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.alice_admin();
+    let response = app
+        .send(
+            Method::POST,
+            "/companies/acme/users",
+            Some(&token),
+            Some(json!({
+                "username": "ada", "password": "a long password", "roles": ["user"],
+                "name": "Ada Lovelace", "email": "ada@acme.example",
+            })),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let ada: Value = response.json().await.unwrap();
+    assert_eq!(ada["name"], "Ada Lovelace");
+    assert_eq!(ada["email"], "ada@acme.example");
+    let location = format!("/companies/acme/users/{}", ada["id"].as_str().unwrap());
+    // Unset is null, not absent.
+    let bob: Value = app
+        .get(
+            &format!("/companies/acme/users/{}", app.user("bob").id),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (bob.get("name"), bob.get("email")),
+        (Some(&Value::Null), Some(&Value::Null))
+    );
+
+    // A new name, the address cleared with null; what is left out stays.
+    let response = app
+        .send(
+            Method::PATCH,
+            &location,
+            Some(&token),
+            Some(json!({"name": "Augusta Ada King", "email": null})),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    let patched: Value = response.json().await.unwrap();
+    assert_eq!(patched["name"], "Augusta Ada King");
+    assert_eq!(patched["email"], Value::Null);
+    assert_eq!(patched["roles"], json!(["user"]));
+    let response = app
+        .send(
+            Method::PATCH,
+            &location,
+            Some(&token),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    let unchanged: Value = response.json().await.unwrap();
+    assert_eq!(unchanged["name"], "Augusta Ada King");
+
+    // Bad values are clear 400s, and change nothing.
+    for (body, needle) in [
+        (json!({"name": ""}), "name is empty"),
+        (json!({"name": " padded"}), "whitespace"),
+        (json!({"name": "two\nlines"}), "control character"),
+        (json!({"name": "x".repeat(201)}), "longer than 200"),
+        (json!({"email": "not-an-address"}), "no @"),
+        (json!({"email": "ada@localhost"}), "domain"),
+        (json!({"email": 42}), "invalid type"),
+    ] {
+        let response = app
+            .send(Method::PATCH, &location, Some(&token), Some(body.clone()))
+            .await;
+        assert_eq!(response.status().as_u16(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_request", "{body}");
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{body}: {error}"
+        );
+    }
+    let response = app
+        .send(
+            Method::POST,
+            "/companies/acme/users",
+            Some(&token),
+            Some(json!({"username": "eve", "password": "a long password", "roles": ["user"], "email": "eve"})),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 400);
+    let after: Value = app.get(&location, Some(&token)).await.json().await.unwrap();
+    assert_eq!(after, unchanged);
+}
+
 on_each_backend!(
+    users_carry_an_optional_name_and_email_that_patch_sets_and_null_clears,
     an_admin_lists_their_company_from_claims_alone_with_no_database_query_to_authorize,
     the_first_request_fetches_the_keys_and_says_so,
     an_admin_creates_reads_updates_and_deletes_users_of_their_company,

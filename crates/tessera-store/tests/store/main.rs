@@ -16,6 +16,7 @@ use tessera_store::{
 
 mod audit;
 mod keys;
+mod oidc;
 mod rate_limits;
 mod revocations;
 
