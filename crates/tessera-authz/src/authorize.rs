@@ -87,7 +87,7 @@ fn describe(scope: Scope) -> &'static str {
     match scope {
         Scope::Basic => "See your profile: your username, company and roles",
         Scope::Admin => "Manage your company's users: add, change and remove them",
-        Scope::OpenId => "Sign you in: know who you are when you come back",
+        Scope::OpenId => "Sign you in: know who you are, your company and your roles",
         Scope::Profile => "See your name and username",
         Scope::Email => "See your email address",
     }
@@ -413,15 +413,25 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         None => return login_page(&req, &state, &request),
         Some(session) => session,
     };
-    let hinted_other = request
-        .login_hint
-        .as_deref()
-        .is_some_and(|hint| hint != session.user.username.as_str());
+    // A hint at someone else (`login_hint`, or an `id_token_hint` this server issued to
+    // another user) asks for their sign-in, not this one's.
+    let id_hint_other = form
+        .get("id_token_hint")
+        .and_then(|hint| crate::logout::verify_hint(&state, hint))
+        .is_some_and(|hint| hint.sub != session.user.id.to_string());
+    let hinted_other = request.hints_at_another_than(&session.user) || id_hint_other;
     let stale = !request.authenticated_recently(session.auth_time, now);
     if request.prompt.none && stale {
         return refuse(
             ErrorCode::LoginRequired,
             "the user signed in longer ago than max_age allows",
+        );
+    }
+    // Core §3.1.2.1: the user the ID token names is not the one signed in.
+    if request.prompt.none && id_hint_other {
+        return refuse(
+            ErrorCode::LoginRequired,
+            "the browser is signed in as another user than id_token_hint names",
         );
     }
     if request.prompt.none && hinted_other {
@@ -588,6 +598,17 @@ pub async fn login(req: HttpRequest, post: PagePost, state: web::Data<AppState>)
     };
     let (status, message, retry_after) = match signed_in {
         SignIn::Succeeded(user) => {
+            // A session this browser had before (another user's, or one too old for
+            // max_age) ends: the new one replaces it.
+            if let Some(old) = cookie(&req, &state, Cookie::Session)
+                && let Err(err) = state
+                    .grants
+                    .store
+                    .delete_login_session(&secret::digest(old))
+                    .await
+            {
+                return store_failure_page(err);
+            }
             return signed_in_as(&state, &request, user, now).await;
         }
         SignIn::Failed => (

@@ -4,10 +4,13 @@
 //! issued to it, expired or not), `post_logout_redirect_uri` (registered exactly with
 //! `client add --post-logout-redirect-uri`) and `state`. When the hint names the user
 //! signed in at this browser, the logout happens at once; otherwise (no hint, or another
-//! user) the browser is asked first, with a form protected like the login form. A logout
-//! ends the browser's login session (its cookie is cleared) and revokes the grant the
-//! hint's `sid` names, its JWTs included (through the revocation feed). The browser goes
-//! back only to a URI registered for the hint's client; anything else gets a page here.
+//! user, or a hint that does not verify, which counts as none) the browser is asked first,
+//! with a form protected like the login form. A logout ends the browser's login session
+//! (its cookie is cleared) and revokes the grant the hint's `sid` names, its JWTs included
+//! (through the revocation feed), when the hint's user is the one signed in here or, with
+//! nobody signed in, when the hint has not expired; another user signed in here ends only
+//! their own session. The browser goes back only to a URI registered for the hint's (or
+//! `client_id`'s) client; anything else gets a page here.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -75,7 +78,7 @@ impl LogoutRequest {
 /// An ID token this server issued, verified as a hint: `typ` `JWT` (an access token is not
 /// a hint), a published key's signature, our issuer, an audience. Expiry is not checked:
 /// an expired ID token still says who signed in where (RP-Initiated Logout §2).
-fn verify_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
+pub(crate) fn verify_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
     if token.len() > MAX_TOKEN_BYTES {
         return None;
     }
@@ -113,14 +116,16 @@ impl Refused {
 /// Checks a logout request's parameters.
 async fn check(state: &AppState, params: &Form) -> Result<LogoutRequest, Refused> {
     let bad = |why: &'static str| Err(Refused::Bad(why));
-    let raw_hint = params.get("id_token_hint").map(str::to_owned);
-    let hint = match &raw_hint {
-        None => None,
-        Some(raw) => match verify_hint(state, raw) {
-            Some(hint) => Some(hint),
-            None => return bad("The id_token_hint is not an ID token this server issued."),
-        },
-    };
+    // A hint that does not verify (its key has left the JWKS, it is an access token, or
+    // it is junk) is treated as absent: the user can still sign out, after confirming, and
+    // the browser is sent back only where `client_id` vouches for.
+    let hint = params
+        .get("id_token_hint")
+        .and_then(|raw| verify_hint(state, raw));
+    let raw_hint = hint
+        .as_ref()
+        .and(params.get("id_token_hint"))
+        .map(str::to_owned);
     let client_id = match (params.get("client_id"), &hint) {
         (Some(sent), Some(hint)) if sent != hint.aud => {
             return bad("The client_id is not the audience of the id_token_hint.");
@@ -238,10 +243,18 @@ async fn answer(
     {
         return store_failure_page(err);
     }
-    // The grant the relying party signed the user in with is revoked, its JWTs included.
+    // The grant the relying party signed the user in with is revoked, its JWTs included:
+    // when its user is the one signed in here, or, with nobody signed in, when the hint is
+    // still current (the relying party's own recent token, not one that leaked long ago).
+    // Another user signed in at this browser ends only their own session.
+    let hint_current = request
+        .hint
+        .as_ref()
+        .is_some_and(|hint| now.timestamp() < hint.exp);
     let grant = request
         .hint
         .as_ref()
+        .filter(|_| hint_matches || (session.is_none() && hint_current))
         .and_then(|hint| Uuid::parse_str(&hint.sid).ok());
     let mut revoked = 0;
     if let Some(family) = grant {
@@ -254,21 +267,31 @@ async fn answer(
             Err(err) => return store_failure_page(err),
         }
     }
-    if let Some(session) = &session {
+    if session.is_some() || grant.is_some() {
         let mut event = NewAuditEvent::new(AuditKind::UserSignedOut, now)
-            .actor(session.user.username.as_str())
-            .company(session.user.company.as_str())
-            .target(session.user.username.as_str())
             .address(state.address(req).to_string())
             .detail(match grant {
                 Some(family) => format!("logout; grant {family} revoked, {revoked} tokens"),
-                None => "logout".to_owned(),
+                None => "logout; login session ended".to_owned(),
             });
+        match (&session, &request.hint) {
+            (Some(session), _) => {
+                event = event
+                    .actor(session.user.username.as_str())
+                    .company(session.user.company.as_str())
+                    .target(session.user.username.as_str());
+                tracing::info!(user = %session.user.username, "signed out at the logout endpoint");
+            }
+            (None, Some(hint)) => {
+                event = event.target(format!("user {}", hint.sub));
+                tracing::info!(sub = %hint.sub, "grant revoked at the logout endpoint");
+            }
+            (None, None) => {}
+        }
         if let Some(client) = &request.client {
             event = event.client_id(client.client_id.as_str());
         }
         state.audit(event).await;
-        tracing::info!(user = %session.user.username, "signed out at the logout endpoint");
     }
     let mut response = match &request.post_logout_redirect_uri {
         Some(uri) => match url::Url::parse(uri) {

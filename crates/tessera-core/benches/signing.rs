@@ -2,6 +2,10 @@
 //! authorization server does), beside `jsonwebtoken::encode`, which parses an RSA key
 //! again on every call.
 //!
+//! The `openid` group: what a token response of the code flow costs with OpenID Connect
+//! (the access token, then an ID token carrying its `at_hash`) beside the access token
+//! alone.
+//!
 //! `cargo bench -p tessera-core --bench signing`
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -9,7 +13,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tessera_core::{AccessTokenClaims, SigningAlgorithm, SigningKey};
+use tessera_core::{AccessTokenClaims, IdTokenClaims, SigningAlgorithm, SigningKey};
 
 const RSA_PEM: &str = include_str!("../../../testdata/keys/rsa-2048-a.pem");
 
@@ -66,5 +70,49 @@ fn signing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signing);
+/// An ID token as the code flow issues it with `openid profile email`.
+fn id_claims(at_hash: String) -> IdTokenClaims {
+    IdTokenClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "2f1c6a59-4a4e-4c53-9d0c-0f5a1e3b2c11".into(),
+        aud: "wiki".into(),
+        exp: 1_900_000_900,
+        iat: 1_900_000_000,
+        auth_time: 1_899_999_000,
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        at_hash: Some(at_hash),
+        sid: "5d0e1c4b-7a8f-4e2d-9b3c-1f6a8e7d2c40".into(),
+        name: Some("Ada Lovelace".into()),
+        preferred_username: Some("ada".into()),
+        updated_at: Some(1_899_000_000),
+        email: Some("ada@acme.example".into()),
+        email_verified: Some(false),
+    }
+}
+
+fn openid(c: &mut Criterion) {
+    let claims = claims();
+    let keys = [
+        SigningKey::from_pkcs8_pem(RSA_PEM).expect("RSA fixture"),
+        SigningKey::generate(SigningAlgorithm::ES256).expect("ES256"),
+        SigningKey::generate(SigningAlgorithm::EdDSA).expect("EdDSA"),
+    ];
+    let mut group = c.benchmark_group("openid");
+    for key in &keys {
+        let alg = key.algorithm().as_str();
+        group.bench_function(format!("{alg} access token alone"), |b| {
+            b.iter(|| key.sign_access_token(black_box(&claims)))
+        });
+        group.bench_function(format!("{alg} access token + ID token"), |b| {
+            b.iter(|| {
+                let access = key.sign_access_token(black_box(&claims)).expect("signs");
+                let id = key.sign_id_token(&id_claims(key.token_hash(&access)));
+                (access, id)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signing, openid);
 criterion_main!(benches);

@@ -37,6 +37,8 @@ pub(crate) enum Lock {
     Family(Uuid),
     /// Signing-key transitions, across every instance on the database.
     Keys,
+    /// One user's remembered consents: two Allows at once each add their scopes.
+    Consent(Uuid),
 }
 
 /// One SQL dialect: how its schema stores ids, word lists and scopes, how it takes the

@@ -126,8 +126,8 @@ impl std::fmt::Debug for UserPatch {
             .field("roles", &self.roles)
             .field("disabled", &self.disabled)
             .field("password", &self.password_hash.as_ref().map(|_| "[new]"))
-            .field("name", &self.name)
-            .field("email", &self.email)
+            .field("name", &self.name.as_ref().map(|_| "[new]"))
+            .field("email", &self.email.as_ref().map(|_| "[new]"))
             .finish()
     }
 }

@@ -218,6 +218,13 @@ impl Dialect for Postgres {
                 lock_family(&mut tx, family).await?;
                 return Ok(tx);
             }
+            Lock::Consent(user) => {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(format!("tessera.consent:{user}"))
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(tx);
+            }
             // Two processes seeding at once: the second waits here, then finds data.
             Lock::Seed => "SELECT pg_advisory_xact_lock(hashtext('tessera.seed'))",
             Lock::Keys => {

@@ -88,9 +88,23 @@ pub struct AuthorizationRequest {
 impl AuthorizationRequest {
     /// Whether a login session whose password was entered at `auth_time` is recent enough
     /// for `max_age` at `now`.
+    /// Compared to the microsecond: `max_age=0` is met by no earlier sign-in, as Core says
+    /// (it asks for the password like `prompt=login`).
     pub fn authenticated_recently(&self, auth_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         self.max_age
-            .is_none_or(|max_age| (now - auth_time).num_seconds() <= max_age)
+            .is_none_or(|max_age| now - auth_time <= Duration::seconds(max_age))
+    }
+
+    /// Whether `login_hint` names someone other than `user`: neither their username nor
+    /// their email address (both compared without regard to ASCII case).
+    pub fn hints_at_another_than(&self, user: &User) -> bool {
+        self.login_hint.as_deref().is_some_and(|hint| {
+            !hint.eq_ignore_ascii_case(user.username.as_str())
+                && !user
+                    .email
+                    .as_deref()
+                    .is_some_and(|email| hint.eq_ignore_ascii_case(email))
+        })
     }
 
     /// The request as hidden form fields, so that the next POST can check it again.
@@ -127,9 +141,9 @@ impl AuthorizationRequest {
     }
 
     /// Where the login form sends the browser once the password was right: this request
-    /// without what asked for the password (`prompt=login`, `max_age`), which the new
-    /// login session has just met, so that the next page is the consent page and not the
-    /// login page again.
+    /// without what asked for the password (`prompt=login`, `max_age`, `login_hint`), which
+    /// the new login session has just answered, so that the next page is the consent page
+    /// and not the login page again.
     pub fn location_after_login(&self) -> String {
         let prompt = Prompt {
             login: false,
@@ -138,7 +152,7 @@ impl AuthorizationRequest {
         let fields = self
             .hidden_fields()
             .into_iter()
-            .filter(|(name, _)| !matches!(*name, "prompt" | "max_age"))
+            .filter(|(name, _)| !matches!(*name, "prompt" | "max_age" | "login_hint"))
             .chain(prompt.to_wire().map(|p| ("prompt", p)))
             .collect();
         Self::location_of(fields)

@@ -1,7 +1,7 @@
 //! The client credentials grant (RFC 6749 §4.4).
 
 use chrono::{DateTime, Utc};
-use tessera_core::{ErrorCode, ScopeSet};
+use tessera_core::{ErrorCode, Scope, ScopeSet};
 use tessera_store::Client;
 
 use super::issue::Subject;
@@ -20,6 +20,16 @@ impl GrantEngine {
             return Err(GrantError::new(
                 ErrorCode::UnauthorizedClient,
                 "public clients may not use the client_credentials grant",
+            ));
+        }
+        // A client's own token speaks for no user: there is no one to sign in or describe.
+        if [Scope::OpenId, Scope::Profile, Scope::Email]
+            .into_iter()
+            .any(|user_scope| scope.contains(user_scope))
+        {
+            return Err(GrantError::new(
+                ErrorCode::InvalidScope,
+                "openid, profile and email describe a user; a client's own token has none",
             ));
         }
         let (access_token, expires_in) = self

@@ -96,38 +96,37 @@ impl GrantEngine {
                 now,
             )
             .await?;
+        // Core §12.2: the new ID token names the same sign-in, without a nonce. Made before
+        // the rotation too, for the same reason.
+        let id_token = match found.auth_time {
+            Some(auth_time) => self.id_token(
+                client,
+                &user,
+                scope,
+                found.family_id,
+                SignIn {
+                    auth_time,
+                    nonce: None,
+                },
+                &access_token,
+                now,
+            )?,
+            None => None,
+        };
         let successor = new_secret(REFRESH_PREFIX)?;
         match self
             .store
             .rotate_refresh_token(&digest, &secret::digest(&successor), now)
             .await?
         {
-            Rotation::Rotated(spent) => {
-                // Core §12.2: the new ID token names the same sign-in, without a nonce.
-                let id_token = match spent.auth_time {
-                    Some(auth_time) => self.id_token(
-                        client,
-                        &user,
-                        scope,
-                        spent.family_id,
-                        SignIn {
-                            auth_time,
-                            nonce: None,
-                        },
-                        &access_token,
-                        now,
-                    )?,
-                    None => None,
-                };
-                Ok(Issued {
-                    access_token,
-                    expires_in,
-                    scope,
-                    refresh_token: Some(successor),
-                    id_token,
-                    user: Some(user),
-                })
-            }
+            Rotation::Rotated(_) => Ok(Issued {
+                access_token,
+                expires_in,
+                scope,
+                refresh_token: Some(successor),
+                id_token,
+                user: Some(user),
+            }),
             Rotation::Reused { family_id } => {
                 Err(self.reused(client, family_id, now, address).await)
             }

@@ -467,9 +467,18 @@ async fn cors_answers_only_the_configured_origins_and_never_with_credentials(bac
             .is_none()
     );
     assert_token(token).await;
+    // UserInfo is called from such pages too, with the bearer token in a header.
+    let userinfo = preflight(allowed, "/oauth/userinfo").await.unwrap();
+    assert_eq!(userinfo.status().as_u16(), 204);
+    assert_eq!(userinfo.headers()["access-control-allow-origin"], allowed);
+    let evil = preflight("https://evil.example", "/oauth/userinfo")
+        .await
+        .unwrap();
+    assert_eq!(evil.status().as_u16(), 403);
     for path in [
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
     ] {
         let response = app
             .http

@@ -231,6 +231,71 @@ async fn prompt_none_answers_by_redirect_and_never_shows_a_page(backend: Backend
             scope.parse::<tessera_core::ScopeSet>().unwrap().to_string()
         );
     }
+    // max_age=0 is met by no earlier sign-in, however recent.
+    let params = oidc_request(
+        "openid",
+        "n5b",
+        &pkce,
+        &[("prompt", "none"), ("max_age", "0")],
+    );
+    assert_redirected_error(
+        &authorize(&mut browser, &params).await,
+        &app,
+        "n5b",
+        "login_required",
+    );
+    // An ID token of another user as id_token_hint: that user is not signed in here.
+    let bobs = {
+        let mut bob_browser = Browser::new(&app);
+        let pkce = Pkce::new();
+        let params = oidc_request("openid", "b", &pkce, &[]);
+        let consent = sign_in(&mut bob_browser, &params, "bob").await;
+        let csrf = form_token(&consent.text().await.unwrap());
+        let mut form = borrowed(&params);
+        form.extend([("csrf", csrf.as_str()), ("decision", "allow")]);
+        let back = bob_browser.post("/oauth/authorize/consent", &form).await;
+        let code = redirect_params(&back)["code"].clone();
+        redeem(&app, &code, &pkce).await["id_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let params = oidc_request(
+        "openid",
+        "n5c",
+        &pkce,
+        &[("prompt", "none"), ("id_token_hint", &bobs)],
+    );
+    assert_redirected_error(
+        &authorize(&mut browser, &params).await,
+        &app,
+        "n5c",
+        "login_required",
+    );
+    // alice's own ID token as the hint, and her address as login_hint: a code.
+    let pkce = Pkce::new();
+    let params = oidc_request(
+        "openid",
+        "n5d",
+        &pkce,
+        &[("prompt", "none"), ("login_hint", "Alice@ACME.example")],
+    );
+    let alices = redeem(
+        &app,
+        &code_of(&authorize(&mut browser, &params).await),
+        &pkce,
+    )
+    .await;
+    let pkce = Pkce::new();
+    let hint = alices["id_token"].as_str().unwrap();
+    let params = oidc_request(
+        "openid",
+        "n5e",
+        &pkce,
+        &[("prompt", "none"), ("id_token_hint", hint)],
+    );
+    code_of(&authorize(&mut browser, &params).await);
+
     // A wider scope was never allowed.
     let params = oidc_request("openid admin", "n6", &pkce, &[("prompt", "none")]);
     assert_redirected_error(
@@ -339,6 +404,23 @@ async fn prompt_login_and_max_age_ask_for_the_password_and_login_hint_fills_the_
     let params = oidc_request(OIDC_SCOPE, "l2", &pkce, &[("login_hint", "alice")]);
     let page = authorize(&mut fresh, &params).await.text().await.unwrap();
     assert!(page.contains(r#"name="username" value="alice""#), "{page}");
+
+    // A hint at another user shows alice's browser the login page; signing in as anyone
+    // then goes on (the hint is dropped), never back to the login page.
+    let pkce_b = Pkce::new();
+    let params = oidc_request("openid", "l2b", &pkce_b, &[("login_hint", "bob")]);
+    let page = authorize(&mut browser, &params).await.text().await.unwrap();
+    assert!(page.contains(r#"name="username" value="bob""#), "{page}");
+    let csrf = browser.cookie("tessera_csrf").unwrap().to_owned();
+    let mut form = borrowed(&params);
+    form.extend([
+        ("csrf", csrf.as_str()),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ]);
+    let next = location(&browser.post("/oauth/authorize/login", &form).await);
+    assert!(!next.contains("login_hint"), "{next}");
+    code_of(&browser.get(&next).await);
 
     // Signed in and allowed, yet prompt=login shows the login page again.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -879,8 +961,6 @@ async fn a_logout_without_a_matching_hint_asks_first_and_refuses_unregistered_ur
             vec![("post_logout_redirect_uri", LOGOUT_URI)],
             "needs id_token_hint or client_id",
         ),
-        (vec![("id_token_hint", access)], "not an ID token"),
-        (vec![("id_token_hint", "e30.e30.")], "not an ID token"),
         (
             vec![("id_token_hint", id_token), ("client_id", "app")],
             "not the audience",
@@ -895,6 +975,27 @@ async fn a_logout_without_a_matching_hint_asks_first_and_refuses_unregistered_ur
     }
     // None of that signed anyone out.
     assert_eq!(app.introspect(access).await["active"], true);
+    // A hint that is no ID token of ours (an access token, junk) counts as none: the
+    // user is asked, and the relying party's redirect URI is not trusted on its word.
+    for junk in [access, "e30.e30."] {
+        let response = browser
+            .get(&logout_query(&[
+                ("id_token_hint", junk),
+                ("post_logout_redirect_uri", LOGOUT_URI),
+            ]))
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            400,
+            "no client vouches for the URI"
+        );
+        let response = browser.get(&logout_query(&[("id_token_hint", junk)])).await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(!clears_session(&response));
+        let html = response.text().await.unwrap();
+        assert!(html.contains("Sign out?"), "{html}");
+        assert!(!html.contains(junk), "the junk hint is not carried on");
+    }
 
     // No hint: the confirmation page, whose form needs this browser's CSRF token.
     let query = logout_query(&[
@@ -987,3 +1088,151 @@ async fn signing_out_everywhere_forgets_remembered_consent(backend: Backend) {
     assert!(page.text().await.unwrap().contains("Allow"));
 }
 on_each_backend!(signing_out_everywhere_forgets_remembered_consent);
+
+async fn a_hint_revokes_its_grant_only_for_the_user_signed_in_or_with_nobody_signed_in(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (_, alices) = signed_in_with_openid(&app).await;
+    let hint = alices["id_token"].as_str().unwrap();
+    let alices_access = alices["access_token"].as_str().unwrap();
+
+    // bob is signed in at this browser and confirms a logout carrying alice's hint: his
+    // session ends, alice's grant lives on.
+    let mut bobs_browser = Browser::new(&app);
+    let pkce = Pkce::new();
+    let consent = sign_in(
+        &mut bobs_browser,
+        &oidc_request("openid", "b", &pkce, &[]),
+        "bob",
+    )
+    .await;
+    assert_eq!(consent.status().as_u16(), 200);
+    let page = bobs_browser
+        .get(&logout_query(&[("id_token_hint", hint)]))
+        .await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Signed in as <strong>bob</strong>"), "{html}");
+    let csrf = form_token(&html);
+    let response = bobs_browser
+        .post(
+            "/oauth/logout",
+            &[
+                ("id_token_hint", hint),
+                ("decision", "logout"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(clears_session(&response));
+    assert_eq!(app.introspect(alices_access).await["active"], true);
+    let params = oidc_request("openid", "b2", &pkce, &[("prompt", "none")]);
+    assert_redirected_error(
+        &authorize(&mut bobs_browser, &params).await,
+        &app,
+        "b2",
+        "login_required",
+    );
+
+    // With nobody signed in, the confirmed logout of a current hint revokes its grant,
+    // and the audit log says so.
+    let mut empty = Browser::new(&app);
+    let page = empty.get(&logout_query(&[("id_token_hint", hint)])).await;
+    let csrf = form_token(&page.text().await.unwrap());
+    let response = empty
+        .post(
+            "/oauth/logout",
+            &[
+                ("id_token_hint", hint),
+                ("decision", "logout"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        app.introspect(alices_access).await,
+        serde_json::json!({"active": false})
+    );
+    app.audit.flush().await;
+    let events = app
+        .store
+        .list_audit_events(&tessera_store::AuditFilter {
+            kind: Some(tessera_store::AuditKind::UserSignedOut),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let alice = app
+        .store
+        .find_user_credentials("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let revoked = events
+        .iter()
+        .find(|e| e.event.target.as_deref() == Some(&format!("user {}", alice.id)))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let sid = parts(hint).1["sid"].as_str().unwrap().to_owned();
+    assert!(
+        revoked.event.detail.as_deref().unwrap().contains(&sid),
+        "{revoked:?}"
+    );
+    assert_eq!(revoked.event.client_id.as_deref(), Some(WEB));
+    // bob's own logout was recorded too, naming him.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.actor.as_deref() == Some("bob"))
+    );
+}
+on_each_backend!(a_hint_revokes_its_grant_only_for_the_user_signed_in_or_with_nobody_signed_in);
+
+async fn the_client_credentials_grant_refuses_the_openid_scopes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // A client that may have every scope and the client_credentials grant.
+    app.store
+        .create_client(
+            &tessera_store::NewClient {
+                client_id: "robot".parse().unwrap(),
+                name: "robot".into(),
+                secret_hash: Some(tessera_core::secret::digest(APP_SECRET)),
+                grant_types: vec![tessera_core::GrantType::ClientCredentials],
+                scopes: "basic openid profile email".parse().unwrap(),
+                redirect_uris: vec![],
+                post_logout_redirect_uris: vec![],
+                access_token_format: tessera_core::TokenFormat::Jwt,
+                access_token_ttl_secs: None,
+                refresh_token_ttl_secs: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    for scope in ["openid", "basic profile", "email"] {
+        let response = app
+            .token(
+                Auth::Basic("robot", APP_SECRET),
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        let body = assert_oauth_error(response, 400, "invalid_scope").await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("describe a user"),
+            "{body}"
+        );
+    }
+    let token = app
+        .token(
+            Auth::Basic("robot", APP_SECRET),
+            &[("grant_type", "client_credentials"), ("scope", "basic")],
+        )
+        .await;
+    assert_token(token).await;
+}
+on_each_backend!(the_client_credentials_grant_refuses_the_openid_scopes);

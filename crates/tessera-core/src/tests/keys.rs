@@ -575,3 +575,67 @@ fn a_pem_document_that_is_not_pkcs8_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn at_hash_is_the_left_half_of_the_algorithms_digest() {
+    // Values computed by Python's hashlib for the same token.
+    let token = "jHkWEdUXMU1BwAsC4vtUsZwnNlpA9wX_5Ko5MsXpkaS";
+    let rsa = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let es256 = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
+    let eddsa = SigningKey::generate(SigningAlgorithm::EdDSA).unwrap();
+    assert_eq!(rsa.token_hash(token), "RxJDa-bs9A--CM9ikOKslA");
+    assert_eq!(es256.token_hash(token), "RxJDa-bs9A--CM9ikOKslA");
+    // Ed25519 hashes with SHA-512, as the openidconnect crate and others do.
+    assert_eq!(
+        eddsa.token_hash(token),
+        "He-OU044EZEIhm9fGNyTnr6x5BaZDIKO-Fz1u8LASQM"
+    );
+}
+
+#[test]
+fn an_id_token_is_typed_jwt_and_verifies_with_the_same_key() {
+    let key = SigningKey::from_pkcs8_pem(KEY_A).unwrap();
+    let claims = crate::IdTokenClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "0b6f5e0e-4f4c-4a53-8c8e-1d2a6f1f9d10".into(),
+        aud: "wiki".into(),
+        exp: 4_000_000_900,
+        iat: 4_000_000_000,
+        auth_time: 3_999_999_000,
+        nonce: Some("n-0S6".into()),
+        at_hash: Some(key.token_hash("access")),
+        sid: "5d0e1c4b-7a8f-4e2d-9b3c-1f6a8e7d2c40".into(),
+        name: None,
+        preferred_username: Some("alice".into()),
+        updated_at: Some(3_999_000_000),
+        email: None,
+        email_verified: None,
+    };
+    let token = key.sign_id_token(&claims).unwrap();
+    let header = decode_header(&token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    assert_eq!(header.kid.as_deref(), Some(key.kid()));
+    let decoding = DecodingKey::from_jwk(key.public_jwk()).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&["wiki"]);
+    let data = decode::<crate::IdTokenClaims>(&token, &decoding, &validation).unwrap();
+    assert_eq!(data.claims, claims);
+    // Members without a value are left out, not sent as null.
+    let payload = token.split('.').nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        json.get("name").is_none() && json.get("email").is_none(),
+        "{json}"
+    );
+    // The access token of the same key keeps its own type.
+    let access = key.sign_access_token(&self::claims()).unwrap();
+    assert_eq!(
+        decode_header(&access).unwrap().typ.as_deref(),
+        Some("at+jwt")
+    );
+}

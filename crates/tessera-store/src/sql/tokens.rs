@@ -116,7 +116,7 @@ const FIND_SESSION: &str =
     "SELECT user_id, created_at, expires_at FROM login_sessions WHERE session_hash = $1";
 const DELETE_SESSION: &str = "DELETE FROM login_sessions WHERE session_hash = $1";
 /// Remembers the consent, widening what was remembered: the scopes are the union of the
-/// two, computed by the caller under the row's lock.
+/// two, computed in the transaction that holds the user's consent lock.
 const FIND_CONSENT: &str = "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2";
 const UPSERT_CONSENT: &str = "INSERT INTO consents (user_id, client_id, scope, granted_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id) \
@@ -469,7 +469,8 @@ pub async fn remember_consent(
     scope: tessera_core::ScopeSet,
     now: Time,
 ) -> Result<tessera_core::ScopeSet> {
-    let mut tx = D::begin(pool, Lock::Rows).await?;
+    // The union is computed here, so concurrent Allows of one user take turns.
+    let mut tx = D::begin(pool, Lock::Consent(user_id)).await?;
     let earlier = sqlx::query(FIND_CONSENT)
         .bind(D::id(user_id))
         .bind(client_id)

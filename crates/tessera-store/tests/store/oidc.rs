@@ -65,6 +65,21 @@ async fn names_and_addresses_are_stored_changed_and_cleared(
     assert_eq!(renamed.updated_at, later);
     // A name change alone revokes nothing.
     assert_eq!(renamed.tokens_revoked_at, None);
+    let readdressed = t
+        .store
+        .update_user(
+            &acme,
+            ada.id,
+            &UserPatch {
+                email: Some(Some("ada.king@acme.example".into())),
+                ..UserPatch::default()
+            },
+            later,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(readdressed.name.as_deref(), Some("Augusta Ada King"));
     let untouched = t
         .store
         .update_user(
@@ -80,6 +95,7 @@ async fn names_and_addresses_are_stored_changed_and_cleared(
         .unwrap()
         .unwrap();
     assert_eq!(untouched.name.as_deref(), Some("Augusta Ada King"));
+    assert_eq!(untouched.email.as_deref(), Some("ada.king@acme.example"));
     // A user created without them has neither.
     let bob = t
         .store
@@ -236,6 +252,26 @@ async fn consent_is_remembered_widened_and_forgotten_with_everything_else(
         .remember_consent(ada.id, "blog", scopes("basic"), now())
         .await
         .unwrap();
+
+    // Allows at once each add their scopes: none is lost to another's write.
+    let mut writes = Vec::new();
+    let bob_id = bob.id;
+    for scope in ["basic", "admin", "openid", "profile", "email"] {
+        let store = t.store.clone();
+        writes.push(tokio::spawn(async move {
+            store
+                .remember_consent(bob_id, "blog", scope.parse().unwrap(), now())
+                .await
+                .unwrap()
+        }));
+    }
+    for write in writes {
+        write.await.unwrap();
+    }
+    assert_eq!(
+        t.store.find_consent(bob.id, "blog").await.unwrap(),
+        Some(scopes("basic admin openid profile email"))
+    );
 
     // "Sign out everywhere" forgets ada's, and only hers.
     t.store.revoke_user(ada.id, Utc::now()).await.unwrap();
