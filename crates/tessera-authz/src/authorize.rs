@@ -417,7 +417,7 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     // another user) asks for their sign-in, not this one's.
     let id_hint_other = form
         .get("id_token_hint")
-        .and_then(|hint| crate::logout::verify_hint(&state, hint))
+        .and_then(|hint| crate::introspect::verify_hint(&state, hint))
         .is_some_and(|hint| hint.sub != session.user.id.to_string());
     let hinted_other = request.hints_at_another_than(&session.user) || id_hint_other;
     let stale = !request.authenticated_recently(session.auth_time, now);

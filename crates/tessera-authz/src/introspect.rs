@@ -1,10 +1,11 @@
-//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009).
+//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009), and the checks of
+//! this server's own tokens they and UserInfo, logout and the authorization endpoint share.
 
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::Validation;
 use serde_json::{Value, json};
-use tessera_core::{AccessTokenClaims, ScopeSet, secret};
+use tessera_core::{AccessTokenClaims, IdTokenClaims, ScopeSet, secret};
 use tessera_store::{AuditKind, NewAuditEvent, REVOCATION_LEEWAY, TokenIdentity, User};
 
 use crate::client_auth::ClientRequest;
@@ -192,6 +193,29 @@ pub(crate) fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenCl
         .ok()?
         .claims;
     (state.now().timestamp() < claims.exp).then_some(claims)
+}
+
+/// An ID token this server issued, verified as a hint (a logout's or an authorization
+/// request's `id_token_hint`): `typ` `JWT` (an access token is not
+/// a hint), a published key's signature, our issuer, an audience. Expiry is not checked:
+/// an expired ID token still says who signed in where (RP-Initiated Logout §2).
+pub(crate) fn verify_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.typ.as_deref() != Some("JWT") {
+        return None;
+    }
+    let (algorithm, key) = state.grants.keys.verifying_key(&header.kid?)?;
+    let mut validation = Validation::new(algorithm);
+    validation.set_issuer(&[&state.grants.issuer]);
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["iss", "aud", "sub"]);
+    jsonwebtoken::decode::<IdTokenClaims>(token, &key, &validation)
+        .ok()
+        .map(|data| data.claims)
 }
 
 /// RFC 7009: revokes an access token of the calling client (opaque, or a JWT through the

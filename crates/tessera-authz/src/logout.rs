@@ -16,7 +16,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use jsonwebtoken::Validation;
 use tessera_core::{IdTokenClaims, secret};
 use tessera_store::{AuditKind, Client, NewAuditEvent};
 use uuid::Uuid;
@@ -26,7 +25,7 @@ use crate::authorize::{
     store_failure_page,
 };
 use crate::form::Form;
-use crate::introspect::MAX_TOKEN_BYTES;
+use crate::introspect::verify_hint;
 use crate::pages::render;
 use crate::state::AppState;
 
@@ -73,28 +72,6 @@ impl LogoutRequest {
         }
         fields
     }
-}
-
-/// An ID token this server issued, verified as a hint: `typ` `JWT` (an access token is not
-/// a hint), a published key's signature, our issuer, an audience. Expiry is not checked:
-/// an expired ID token still says who signed in where (RP-Initiated Logout §2).
-pub(crate) fn verify_hint(state: &AppState, token: &str) -> Option<IdTokenClaims> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return None;
-    }
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.typ.as_deref() != Some("JWT") {
-        return None;
-    }
-    let (algorithm, key) = state.grants.keys.verifying_key(&header.kid?)?;
-    let mut validation = Validation::new(algorithm);
-    validation.set_issuer(&[&state.grants.issuer]);
-    validation.validate_aud = false;
-    validation.validate_exp = false;
-    validation.set_required_spec_claims(&["iss", "aud", "sub"]);
-    jsonwebtoken::decode::<IdTokenClaims>(token, &key, &validation)
-        .ok()
-        .map(|data| data.claims)
 }
 
 /// Why a logout request is refused: a `400` page saying why, or the store's failure.
