@@ -72,7 +72,7 @@ pub(crate) async fn active_token(
         return Ok(None);
     }
     if token.contains('.') {
-        let Some(claims) = inspect_jwt(state, token) else {
+        let Some(claims) = inspect_jwt_fresh(state, token).await else {
             return Ok(None);
         };
         // Revoked through the feed: inactive here too.
@@ -172,6 +172,17 @@ fn without_nulls(mut value: Value) -> Value {
     value
 }
 
+/// [`inspect_jwt`], after re-reading the keys when the token names a key this server has
+/// not loaded yet (one another instance has just started signing with).
+pub(crate) async fn inspect_jwt_fresh(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    if let Some(claims) = inspect_jwt(state, token) {
+        return Some(claims);
+    }
+    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+    state.grants.keys.reload_for_unknown_kid(&kid).await;
+    inspect_jwt(state, token)
+}
+
 /// Our own access token, verified with our signing key: `typ` (so an ID token never
 /// passes for one), signature, issuer, audience, expiry.
 pub(crate) fn inspect_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
@@ -245,7 +256,7 @@ pub async fn revoke(request: ClientRequest) -> Result<HttpResponse, ApiError> {
     // token, which RFC 7009 §2.2 answers with 200.
     if token.contains('.')
         && token.len() <= MAX_TOKEN_BYTES
-        && let Some(claims) = inspect_jwt(&state, token)
+        && let Some(claims) = inspect_jwt_fresh(&state, token).await
         && claims.client_id == client.client_id.as_str()
     {
         let until = chrono::DateTime::from_timestamp(claims.exp, 0)

@@ -366,6 +366,11 @@ pub struct KeyManager {
     ticking: tokio::sync::Mutex<()>,
     /// Set while the keys cannot be loaded.
     stale: std::sync::atomic::AtomicBool,
+    /// When a token with an unknown `kid` last made this server re-read the keys, Unix
+    /// milliseconds: at most one such reload a second.
+    unknown_kid_reload: std::sync::atomic::AtomicI64,
+    /// When the keys were last read from the store, Unix milliseconds.
+    loaded_at: std::sync::atomic::AtomicI64,
     /// Where key transitions made here are recorded.
     audit: Option<AuditLog>,
 }
@@ -426,6 +431,8 @@ impl KeyManager {
             parsed: std::sync::Mutex::new(parsed),
             ticking: tokio::sync::Mutex::new(()),
             stale: std::sync::atomic::AtomicBool::new(false),
+            unknown_kid_reload: std::sync::atomic::AtomicI64::new(0),
+            loaded_at: std::sync::atomic::AtomicI64::new(0),
             audit,
         };
         manager.tick().await?;
@@ -616,16 +623,81 @@ impl KeyManager {
         Ok(())
     }
 
+    /// Re-reads the keys when they were last read more than a second ago, for the JWKS:
+    /// a key that another instance (or `tessera keys rotate --now`) has just activated is
+    /// published by every instance within a second, not only after each one's next
+    /// [`KEY_REFRESH_INTERVAL`] tick. A resource server that meets a token signed by such a
+    /// key fetches the JWKS once and then waits out its cooldown: the set it gets must
+    /// hold the key. Failures leave the keys as they were (the tick reports them).
+    /// One request a second tries, for at most 300 ms: while the database is away the
+    /// JWKS is served from memory, as ever.
+    pub async fn reload_if_older_than_a_second(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now_millis();
+        let loaded = self.loaded_at.load(Ordering::Acquire);
+        if now - loaded < 1000
+            || self
+                .loaded_at
+                .compare_exchange(loaded, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(300), self.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %crate::error::ErrorChain(&err), "reloading the signing keys for the JWKS failed");
+            }
+            Err(_) => tracing::warn!("reloading the signing keys for the JWKS timed out"),
+        }
+    }
+
+    /// Re-reads the keys when `kid` is not among those this server knows: another instance
+    /// (or `tessera keys rotate --now`) may have activated a key this one has not loaded
+    /// yet, up to [`KEY_REFRESH_INTERVAL`] ago. At most one such reload a second, whatever
+    /// the `kid`s, so made-up ones cost the database little. Failures leave the keys as
+    /// they were.
+    pub async fn reload_for_unknown_kid(&self, kid: &str) {
+        use std::sync::atomic::Ordering;
+        if self.ring().verifying.contains_key(kid) {
+            return;
+        }
+        let now = self.clock.now_millis();
+        let last = self.unknown_kid_reload.load(Ordering::Acquire);
+        if now - last < 1000
+            || self
+                .unknown_kid_reload
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(err) = self.reload().await {
+            tracing::warn!(error = %crate::error::ErrorChain(&err), "reloading the signing keys for an unknown kid failed");
+        }
+    }
+
     /// Re-reads the keys and rebuilds the ring if they changed. With a master key, a
     /// private key found unencrypted (stored by `tessera keys rotate` run without the
     /// master key, say) is sealed in place first.
+    /// Keys loaded after a failure make the instance ready again at once, not only at
+    /// the next tick.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let _serialised = self.ticking.lock().await;
-        self.reload_locked().await
+        let reloaded = self.reload_locked().await;
+        if reloaded.is_ok() {
+            self.stale
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        reloaded
     }
 
     async fn reload_locked(&self) -> Result<(), KeyError> {
         let keys = self.store.published_keys().await?;
+        self.loaded_at.store(
+            self.clock.now_millis(),
+            std::sync::atomic::Ordering::Release,
+        );
         if let Some(master) = &self.master {
             // Only when a key in the clear is there: the steady state writes nothing.
             if keys.iter().any(is_plaintext) {

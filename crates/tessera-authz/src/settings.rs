@@ -79,6 +79,12 @@ pub struct Settings {
     /// [`crate::retention::AUDIT_PURGE_INTERVAL`]. `None` keeps them forever. Default
     /// [`crate::retention::DEFAULT_AUDIT_RETENTION`] (90 days); at least one hour.
     pub audit_retention: Option<Duration>,
+    /// Whether a token is delivered only once the audit log has stored its issuance
+    /// (`--audit-durability durable`): no token given out goes unrecorded, even if the
+    /// process is killed a moment later, at the price of a database commit in every token
+    /// response (group-committed). Default `false` (buffered): records are written within
+    /// about 20 ms, and a killed process loses those not written yet.
+    pub durable_token_audit: bool,
     /// Where to serve `/metrics` and a copy of `/healthz` on a listener of their own, so
     /// that they need not face the clients; the main listener then answers `/metrics`
     /// with 404. Default none: `/metrics` is served on the main listener.
@@ -120,6 +126,7 @@ impl Default for Settings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             feed_reader_secret: None,
             audit_retention: Some(crate::retention::DEFAULT_AUDIT_RETENTION),
+            durable_token_audit: false,
             metrics_addr: None,
         }
     }

@@ -326,6 +326,7 @@ async fn wire(
     };
     let state = AppState {
         secure_cookies: issuer.starts_with("https://"),
+        durable_token_audit: settings.durable_token_audit,
         origin: url::Url::parse(&issuer)
             .map(|u| u.origin().ascii_serialization())
             .map_err(|e| StartupError::Config(format!("invalid issuer {issuer:?}: {e}")))?,

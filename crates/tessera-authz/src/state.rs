@@ -23,6 +23,8 @@ pub struct AppState {
     pub grants: GrantEngine,
     /// Whether cookies carry `Secure`: whenever the issuer is https.
     pub secure_cookies: bool,
+    /// [`Settings::durable_token_audit`](crate::Settings).
+    pub durable_token_audit: bool,
     /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
     pub origin: String,
     /// The RFC 8414 metadata document, serialised once from configuration.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use actix_web::HttpResponse;
 use serde::Serialize;
-use tessera_core::{GrantType, ScopeSet};
+use tessera_core::{ErrorCode, GrantType, ScopeSet};
 use tessera_store::{AuditKind, Client, NewAuditEvent, User};
 
 use crate::client_auth::ClientRequest;
@@ -56,7 +56,27 @@ pub async fn token(request: ClientRequest) -> Result<HttpResponse, ApiError> {
         }
         outcome => outcome?,
     };
-    self::issued(state, client, grant, issued.user.as_ref(), address).await;
+    let recorded = self::issued(
+        state,
+        client,
+        grant,
+        issued.user.as_ref(),
+        &issued.token_id,
+        address,
+    )
+    .await;
+    // A token is delivered only once the audit log holds its issuance, so that no token
+    // given out goes unrecorded, even if this process is killed a moment later. When the
+    // record cannot be stored in time (the database is away), the token is not delivered
+    // and the client retries. A refresh is the exception: its old refresh token is spent
+    // already, and a retry would look like reuse and revoke the grant; its record stays
+    // queued and is written when the database is back.
+    if !recorded && grant != GrantType::RefreshToken {
+        return Err(ApiError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the token could not be recorded in the audit log; retry later",
+        ));
+    }
     Ok(render(issued))
 }
 
@@ -115,19 +135,22 @@ impl From<GrantError> for ApiError {
     }
 }
 
-/// Counts and audits a delivered access token (never the token itself).
+/// Counts and audits an issued access token (never the token itself): whether the audit
+/// log stored the record in time.
 async fn issued(
     state: &AppState,
     client: &Client,
     grant: GrantType,
     user: Option<&User>,
+    token_id: &str,
     address: IpAddr,
-) {
+) -> bool {
     let format = client.access_token_format.to_string();
     state.tokens_issued.inc(&[grant.as_str(), format.as_str()]);
     let mut event = NewAuditEvent::new(AuditKind::TokenIssued, state.now())
         .client_id(client.client_id.as_str())
         .address(address.to_string())
+        .target(token_id)
         .detail(format!("grant={grant} format={format}"));
     event = match user {
         Some(user) => event
@@ -135,7 +158,12 @@ async fn issued(
             .company(user.company.as_str()),
         None => event.actor(client.client_id.as_str()),
     };
-    state.audit(event).await;
+    if state.durable_token_audit {
+        state.grants.audit.record_durable(event).await
+    } else {
+        state.audit(event).await;
+        true
+    }
 }
 
 /// The RFC 6749 §5.1 response for `issued`, never to be cached.

@@ -104,6 +104,7 @@ pub async fn get_metadata(state: web::Data<AppState>) -> HttpResponse {
 /// The JWKS, with `Cache-Control: public, max-age=N` (N never reaching past the next key
 /// activation) and a strong `ETag`; `If-None-Match` with that tag gets `304`.
 pub async fn get_jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    state.grants.keys.reload_if_older_than_a_second().await;
     let jwks = state.grants.keys.jwks();
     let cache_control = format!("public, max-age={}", jwks.max_age);
     let fresh = req
@@ -135,6 +136,12 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 
 /// Liveness and readiness: 200 when the database answers, 503 when it does not.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    // Keys that could not be loaded (the database was away at the last tick) are tried
+    // again here, at most once a second: an instance is back in rotation as soon as the
+    // database is, not at its next tick up to 10 s later.
+    if state.grants.keys.is_stale() {
+        state.grants.keys.reload_if_older_than_a_second().await;
+    }
     if state.grants.keys.is_stale() {
         // The database may answer, but this instance could not load the current keys
         // (e.g. a key sealed under another master key): take it out of rotation.

@@ -288,6 +288,14 @@ pub struct Common {
     #[arg(long, global = true, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_name = "DURATION|off", value_parser = parse_audit_retention)]
     pub audit_retention: AuditRetention,
 
+    /// When the authorization server delivers a token: `buffered` at once, its audit
+    /// record written within about 20 ms (a process killed meanwhile loses the records
+    /// not written yet); `durable` only once the record is stored, so no token given out
+    /// goes unrecorded, at the price of a database commit in every token response
+    /// (group-committed; docs/security.md has the measured cost).
+    #[arg(long, global = true, env = "TESSERA_AUDIT_DURABILITY", default_value = "buffered", value_parser = ["buffered", "durable"])]
+    pub audit_durability: String,
+
     /// Serve `/metrics` and a copy of `/healthz` of the one server `tessera authz` or
     /// `tessera resource` runs on this address of their own (port 0 picks a free port);
     /// its main address then answers `/metrics` with 404. `tessera serve` runs two

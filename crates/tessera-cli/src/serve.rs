@@ -30,6 +30,7 @@ fn authz_settings(
         request_timeout: common.request_timeout,
         feed_reader_secret,
         audit_retention: common.audit_retention.0,
+        durable_token_audit: common.audit_durability == "durable",
         metrics_addr: common
             .single_metrics_addr(common.authz_metrics_addr.as_ref(), "--authz-metrics-addr")?,
         ..tessera_authz::Settings::default()

@@ -26,21 +26,36 @@ pub const BATCH: usize = 256;
 pub const GATHER: Duration = Duration::from_millis(20);
 
 /// The pauses before each retry of a batch that failed: a database that is away for a
-/// moment (a restart, a failover) loses nothing, and one that stays away holds the writer
-/// up about two seconds per batch.
+/// moment (a restart, a failover) loses nothing, and one that refuses the batch for
+/// another reason holds the writer up about two seconds.
 const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(100),
     Duration::from_millis(400),
     Duration::from_millis(1600),
 ];
 
+/// How long the writer keeps retrying a batch while the database is unavailable (an
+/// outage, a network cut), pausing [`OUTAGE_PAUSE`] after the backoff above: events
+/// queue meanwhile (up to [`QUEUE`], then `record` waits), and nothing is lost to an
+/// outage shorter than this.
+pub const OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The pause between retries once the backoff is spent, during an outage.
+const OUTAGE_PAUSE: Duration = Duration::from_secs(2);
+
 /// What travels on the channel. A flush marker is answered once everything queued before
 /// it has been written (or given up on), which keeps "before" exact without a counter.
 #[derive(Debug)]
 enum Message {
     Event(NewAuditEvent),
+    /// An event whose sender waits until it is stored: answered after its batch commits
+    /// (`true`), or once the batch was given up on (`false`).
+    Durable(NewAuditEvent, oneshot::Sender<bool>),
     Flush(oneshot::Sender<()>),
 }
+
+/// How long [`AuditLog::record_durable`] waits for its event to be stored.
+pub const DURABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// A handle to the audit log, cheap to clone: every handler holds one. Records go through a
 /// bounded channel to one writer task that inserts them in batches.
@@ -87,6 +102,30 @@ impl AuditLog {
         }
     }
 
+    /// Queues `event` and waits until it is stored, at most [`DURABLE_WAIT`]: for what must
+    /// be in the log before the caller goes on (a token is delivered only once its
+    /// issuance is recorded, so a process killed a moment later has lost no record of a
+    /// token it gave out). The writer does not wait for a batch to fill while such an
+    /// event waits; events that arrive meanwhile go in the next transaction, so under load
+    /// each commit carries many. `false` when the event is not stored in time (the
+    /// database is away, or the writer is not running).
+    pub async fn record_durable(&self, event: NewAuditEvent) -> bool {
+        let (done, stored) = oneshot::channel();
+        if let Err(mpsc::error::SendError(Message::Durable(event, _))) =
+            self.sender.send(Message::Durable(event, done)).await
+        {
+            tracing::error!(
+                kind = event.kind.as_str(),
+                "audit event lost: the audit writer is not running"
+            );
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(DURABLE_WAIT, stored).await,
+            Ok(Ok(true))
+        )
+    }
+
     /// Waits until every event recorded through any handle before this call has been
     /// written, or given up on after the retries: for tests, and for shutdown before the
     /// runtime stops. Returns at once when the writer is not running.
@@ -128,20 +167,29 @@ impl AuditWriter {
         let mut messages = Vec::with_capacity(BATCH);
         let mut events = Vec::with_capacity(BATCH);
         let mut flushes = Vec::new();
+        let mut durables = Vec::new();
         // Zero means the channel is closed and drained: every handle is gone.
         while self.receiver.recv_many(&mut messages, BATCH).await > 0 {
             self.gather(&mut messages).await;
             for message in messages.drain(..) {
                 match message {
                     Message::Event(event) => events.push(event),
+                    Message::Durable(event, done) => {
+                        events.push(event);
+                        durables.push(done);
+                    }
                     Message::Flush(done) => flushes.push(done),
                 }
             }
             // A flush marker waits for the events queued before it, which are all in this
             // batch or an earlier one: answering after the batch is written is enough.
             if !events.is_empty() {
-                self.write(&events).await;
+                let stored = self.write(&events).await;
                 events.clear();
+                for done in durables.drain(..) {
+                    // The caller may have stopped waiting.
+                    let _ = done.send(stored);
+                }
             }
             for done in flushes.drain(..) {
                 // The caller may have stopped waiting; nothing to tell it then.
@@ -157,8 +205,11 @@ impl AuditWriter {
     /// writer sleeps through the wait instead of waking for each event: every wake-up
     /// would cost the request worker that sent the event a switch to this task's thread.
     async fn gather(&mut self, messages: &mut Vec<Message>) {
-        let flushing =
-            |messages: &[Message]| messages.iter().any(|m| matches!(m, Message::Flush(_)));
+        let flushing = |messages: &[Message]| {
+            messages
+                .iter()
+                .any(|m| matches!(m, Message::Flush(_) | Message::Durable(..)))
+        };
         if messages.len() >= BATCH || flushing(messages) {
             return;
         }
@@ -171,15 +222,21 @@ impl AuditWriter {
         }
     }
 
-    /// Appends one batch, retrying as [`RETRY_BACKOFF`] says.
-    async fn write(&self, events: &[NewAuditEvent]) {
+    /// Appends one batch, retrying as [`RETRY_BACKOFF`] says, and for as long as
+    /// [`OUTAGE_PATIENCE`] while the database is unavailable.
+    async fn write(&self, events: &[NewAuditEvent]) -> bool {
         let mut pauses = RETRY_BACKOFF.iter();
+        let started = tokio::time::Instant::now();
+        let mut tries = 0;
         loop {
+            tries += 1;
             let err = match self.store.record_audit_events(events).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(err) => err,
             };
-            match pauses.next() {
+            let outage = matches!(err, crate::StoreError::Unavailable(_))
+                && started.elapsed() < OUTAGE_PATIENCE;
+            match pauses.next().or(outage.then_some(&OUTAGE_PAUSE)) {
                 Some(pause) => {
                     tracing::warn!(
                         events = events.len(),
@@ -195,9 +252,9 @@ impl AuditWriter {
                         error = %error_chain(&err),
                         "{} audit events lost: writing them failed {} times",
                         events.len(),
-                        RETRY_BACKOFF.len() + 1
+                        tries
                     );
-                    return;
+                    return false;
                 }
             }
         }

@@ -40,8 +40,11 @@ impl StoreError {
             sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_outage) => {
                 StoreError::Unavailable(err)
             }
+            // A protocol error is a conversation with the server cut short: a connection
+            // closed during the handshake by a network cut or a proxy, say.
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
@@ -69,4 +72,25 @@ impl From<sqlx::Error> for StoreError {
 /// and 57P0x (shutdown, restart, database dropped).
 fn is_outage(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_cut_mid_conversation_is_unavailable_not_a_database_error() {
+        // What sqlx reports when a proxy or a network cut closes the connection during the
+        // TLS negotiation: seen by the reliability soak as 500s during a database cut.
+        let cut = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(matches!(
+            StoreError::from_sqlx(cut, String::new),
+            StoreError::Unavailable(_)
+        ));
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(StoreError::from(io), StoreError::Unavailable(_)));
+        // A query the database refuses is still its own error.
+        let decode = sqlx::Error::ColumnNotFound("x".into());
+        assert!(matches!(StoreError::from(decode), StoreError::Database(_)));
+    }
 }

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use tessera_core::{CompanySlug, ScopeSet, Username};
 use uuid::Uuid;
 
-pub use audit::{AuditLog, AuditWriter};
+pub use audit::{AuditLog, AuditWriter, DURABLE_WAIT as AUDIT_DURABLE_WAIT};
 pub use batch::{TOKEN_BATCH, TokenBatcher};
 pub use client_cache::CHECK_EVERY as CLIENT_CHECK_EVERY;
 pub use error::StoreError;

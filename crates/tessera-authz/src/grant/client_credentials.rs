@@ -32,11 +32,12 @@ impl GrantEngine {
                 "openid, profile and email describe a user; a client's own token has none",
             ));
         }
-        let (access_token, expires_in) = self
+        let (access_token, expires_in, token_id) = self
             .access_token(client, Subject::Client, scope, None, now)
             .await?;
         Ok(Issued {
             access_token,
+            token_id,
             expires_in,
             scope,
             refresh_token: None,

@@ -71,7 +71,7 @@ impl GrantEngine {
             Family::New if refreshable => (Some(Uuid::new_v4()), scope, None),
             Family::New => (None, scope, None),
         };
-        let (access_token, expires_in) = self
+        let (access_token, expires_in, token_id) = self
             .access_token(client, Subject::User(&user), scope, family_id, now)
             .await?;
         let refresh_token = match family_id {
@@ -110,6 +110,7 @@ impl GrantEngine {
         };
         Ok(Issued {
             access_token,
+            token_id,
             expires_in,
             scope,
             refresh_token,
@@ -165,7 +166,8 @@ impl GrantEngine {
     }
 
     /// Issues one access token in the client's format; the opaque kind is stored, tagged
-    /// with its grant family. Returns the token and its lifetime in seconds.
+    /// with its grant family. Returns the token, its lifetime in seconds and what the
+    /// audit log names it by (see [`Issued::token_id`]).
     pub(super) async fn access_token(
         &self,
         client: &Client,
@@ -173,7 +175,7 @@ impl GrantEngine {
         scope: ScopeSet,
         family_id: Option<Uuid>,
         now: DateTime<Utc>,
-    ) -> Result<(String, i64), GrantError> {
+    ) -> Result<(String, i64, String), GrantError> {
         let ttl = self.access_token_ttl_of(client);
         let now = match subject {
             Subject::User(user) => {
@@ -186,7 +188,7 @@ impl GrantEngine {
             }
         };
         let iat = now.timestamp();
-        let token = match client.access_token_format {
+        let (token, token_id) = match client.access_token_format {
             TokenFormat::Jwt => {
                 let (sub, company, roles, username) = match subject {
                     Subject::User(user) => (
@@ -197,13 +199,14 @@ impl GrantEngine {
                     ),
                     Subject::Client => (client.client_id.to_string(), None, None, None),
                 };
+                let jti = Uuid::new_v4().to_string();
                 let claims = AccessTokenClaims {
                     iss: self.issuer.clone(),
                     sub,
                     aud: self.audience.clone(),
                     exp: iat.saturating_add(ttl),
                     iat,
-                    jti: Uuid::new_v4().to_string(),
+                    jti: jti.clone(),
                     client_id: client.client_id.to_string(),
                     scope,
                     company,
@@ -211,7 +214,7 @@ impl GrantEngine {
                     username,
                     sid: family_id.map(|family| family.to_string()),
                 };
-                sign(&self.keys.signer(), &claims)?
+                (sign(&self.keys.signer(), &claims)?, format!("jti {jti}"))
             }
             TokenFormat::Opaque => {
                 // Only the digest is stored. The prefix lets secret scanners recognise a
@@ -221,8 +224,10 @@ impl GrantEngine {
                     Subject::User(user) => (Some(user.id), user.id.to_string()),
                     Subject::Client => (None, client.client_id.to_string()),
                 };
+                let token_hash = secret::digest(&token);
+                let token_id = format!("sha256 {}", &token_hash[..16]);
                 let record = NewAccessToken {
-                    token_hash: secret::digest(&token),
+                    token_hash,
                     client_id: client.client_id.clone(),
                     user_id,
                     subject,
@@ -233,10 +238,10 @@ impl GrantEngine {
                     family_id,
                 };
                 self.opaque_tokens.insert(record, now).await?;
-                token
+                (token, token_id)
             }
         };
-        Ok((token, ttl))
+        Ok((token, ttl, token_id))
     }
 
     /// The lifetime of the client's access tokens, in seconds: its own, bounded by what

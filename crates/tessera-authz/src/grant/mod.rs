@@ -166,6 +166,9 @@ impl From<StoreError> for GrantError {
 pub struct Issued {
     /// The access token (a JWT or an opaque token).
     pub access_token: String,
+    /// What the audit log names the access token by, never the token itself: `jti <jti>`
+    /// for a JWT, `sha256 <the first 16 hex digits of its digest>` for an opaque token.
+    pub token_id: String,
     /// Its lifetime in seconds.
     pub expires_in: i64,
     /// The scope granted.

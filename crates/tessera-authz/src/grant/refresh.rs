@@ -87,7 +87,7 @@ impl GrantEngine {
         // with, where failing after the rotation would make the retry look like reuse. An
         // opaque token of a rotation that then loses is revoked with its family, or never
         // delivered.
-        let (access_token, expires_in) = self
+        let (access_token, expires_in, token_id) = self
             .access_token(
                 client,
                 Subject::User(&user),
@@ -121,6 +121,7 @@ impl GrantEngine {
         {
             Rotation::Rotated(_) => Ok(Issued {
                 access_token,
+                token_id,
                 expires_in,
                 scope,
                 refresh_token: Some(successor),

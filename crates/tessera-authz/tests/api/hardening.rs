@@ -999,3 +999,44 @@ async fn a_stored_public_client_with_the_password_grant_is_refused_before_any_pa
     // Through a confidential client alice signs in as ever.
     assert_token(app.password_grant("alice", PASSWORD, None).await).await;
 }
+
+async fn with_durable_audit_a_token_is_delivered_only_once_its_record_is_stored(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.durable_token_audit = true).await;
+    for (client, format) in [("machine", "jwt"), ("opaque-app", "opaque")] {
+        let body = assert_token(
+            app.token(
+                Auth::Basic(client, APP_SECRET),
+                &[("grant_type", "client_credentials")],
+            )
+            .await,
+        )
+        .await;
+        let token = body["access_token"].as_str().unwrap();
+        let expected = if format == "jwt" {
+            let jti = app.verify(token).await.claims["jti"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            format!("jti {jti}")
+        } else {
+            let digest = tessera_core::secret::digest(token);
+            format!("sha256 {}", &digest[..16])
+        };
+        // No flush: the record is in the table by the time the token is.
+        let events = app
+            .store
+            .list_audit_events(&AuditFilter {
+                kind: Some(AuditKind::TokenIssued),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event.target.as_deref() == Some(expected.as_str())),
+            "{expected} not in {events:?}"
+        );
+    }
+}
+on_each_backend!(with_durable_audit_a_token_is_delivered_only_once_its_record_is_stored);

@@ -19,6 +19,7 @@ on_each_backend!(
     private_keys_are_sealed_under_the_master_key_and_refused_without_it,
     two_servers_on_one_database_agree_on_the_signing_key,
     an_instance_that_cannot_load_the_keys_reports_unready_and_recovers,
+    a_key_activated_elsewhere_is_known_at_once_to_introspection_revocation_and_the_jwks,
 );
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -467,4 +468,117 @@ async fn an_instance_that_cannot_load_the_keys_reports_unready_and_recovers(back
     app.keys.tick().await.unwrap();
     assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
     assert_eq!(app.signing_kid_seen().await, kid);
+}
+
+/// `tessera keys rotate --now` (or another instance) activates a key: an instance that has
+/// not ticked since must still introspect and revoke tokens signed with it, and publish it
+/// in its JWKS within a second, or a resource server that fetches the JWKS there refuses
+/// good tokens until its cooldown ends (the reliability soak found both).
+async fn a_key_activated_elsewhere_is_known_at_once_to_introspection_revocation_and_the_jwks(
+    backend: Backend,
+) {
+    let first = spawn_app(backend).await;
+    let store = first.store.clone();
+    let new_key = tessera_core::SigningKey::generate(SigningAlgorithm::ES256).unwrap();
+    let now = chrono::Utc::now();
+    store
+        .activate_key_now(
+            &tessera_store::NewKey::from(&new_key),
+            now,
+            now + chrono::Duration::hours(2),
+        )
+        .await
+        .unwrap();
+    // A second instance, started now, signs with the new key; the first has not ticked.
+    let issuer = first.issuer.clone();
+    let second = start(store.clone(), |s| s.issuer = Some(issuer)).await;
+    assert_eq!(second.kid, new_key.kid());
+    assert_ne!(first.kid, new_key.kid());
+    async fn token(app: &TestApp) -> reqwest::Response {
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+    }
+    let body = assert_token(token(&second).await).await;
+    let signed_elsewhere = body["access_token"].as_str().unwrap().to_owned();
+
+    // Introspection at the first instance knows the key.
+    assert_eq!(first.introspect(&signed_elsewhere).await["active"], true);
+    // Its JWKS publishes it (within a second of the activation).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let jwks = first.jwks().await;
+    assert!(
+        jwks.find(new_key.kid()).is_some(),
+        "the new key is published"
+    );
+    assert!(
+        jwks.find(&first.kid).is_some(),
+        "the old one still verifies its tokens"
+    );
+    // And RFC 7009 revocation there reaches the token: inactive afterwards.
+    let revoked = first
+        .post_form(
+            "/oauth/revoke",
+            Auth::Basic("machine", APP_SECRET),
+            &[("token", &signed_elsewhere)],
+        )
+        .await;
+    assert_eq!(revoked.status().as_u16(), 200);
+    assert_eq!(
+        second.introspect(&signed_elsewhere).await,
+        serde_json::json!({"active": false})
+    );
+    // A token the first instance signs is still good.
+    let body = assert_token(token(&first).await).await;
+    assert_eq!(
+        first
+            .introspect(body["access_token"].as_str().unwrap())
+            .await["active"],
+        true
+    );
+}
+
+/// After a database outage made the keys stale (a tick failed), the instance is ready
+/// again as soon as the database is back, not at its next tick up to 10 s later: the
+/// reliability soak saw both instances out of the balancer that long after a cut.
+#[tokio::test]
+async fn an_instance_whose_keys_went_stale_in_an_outage_is_ready_once_the_database_is_back() {
+    if !Backend::postgres_enabled() {
+        return;
+    }
+    let db = TestDatabase::new(Backend::Postgres);
+    let proxy =
+        tessera_store::testing::TcpProxy::start(tessera_store::testing::postgres_server_addr());
+    let store = tessera_store::open(&db.url_via(proxy.addr()))
+        .await
+        .unwrap();
+    store
+        .seed_if_empty(&seed(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let app = start(store, |_| {}).await;
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 200);
+
+    proxy.cut();
+    assert!(app.keys.tick().await.is_err());
+    assert_eq!(app.get("/healthz").await.status().as_u16(), 503);
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = app.get("/healthz").await;
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "ready without waiting for a tick"
+    );
+    // And it signs as before.
+    assert_token(
+        app.token(
+            Auth::Basic("machine", APP_SECRET),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
 }
