@@ -648,12 +648,15 @@ class Soak:
 
     def run(self):
         a = self.args
-        binary = os.path.join(ROOT, "target", "release", "tessera")
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+        binary = os.path.join(target, "release", "tessera")
         if not a.no_build:
             subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tessera-cli"],
                            cwd=ROOT, check=True)
         if not shutil.which("haproxy"):
             raise BenchError("haproxy is needed (apt-get install -y haproxy)")
+        if not os.path.exists(binary):
+            raise BenchError(f"{binary} is missing: build it, or leave out --no-build")
         url, drop = bench.throwaway_database(a.database_url, self.workdir, "soak")
         self.drop = drop
         parsed = urllib.parse.urlparse(url)
