@@ -278,12 +278,11 @@ def token_id(token):
 # ---- the traffic --------------------------------------------------------------------------
 
 class Traffic:
-    def __init__(self, rec, client, secrets, servers, env):
+    def __init__(self, rec, client, secrets, servers):
         self.rec = rec
         self.c = client
         self.secrets = secrets
         self.servers = servers
-        self.env = env
         self.lock = threading.Lock()
         self.issued = []           # token ids the soak was given
         self.revoked = []          # (token, revoked_at, kind) to present again later
@@ -608,6 +607,7 @@ class Soak:
         self.haproxy = None
         self.memory = {}
         self.lives = {}
+        self.done = threading.Event()
 
     def log(self, message):
         self.rec.say(message)
@@ -689,8 +689,7 @@ class Soak:
             self.rec.start = time.monotonic()
             self.log(f"load starts: {WORKERS} workers for {a.duration} s through HAProxy")
             client = Client(self.rec, ("127.0.0.1", lb_authz), ("127.0.0.1", lb_resource))
-            self.traffic = Traffic(self.rec, client, self.secrets, self.servers, None)
-            self.done = threading.Event()
+            self.traffic = Traffic(self.rec, client, self.secrets, self.servers)
             threading.Thread(target=self.sample_memory, daemon=True).start()
             workers = [threading.Thread(target=self.traffic.worker, args=(i,), daemon=True)
                        for i in range(WORKERS)]
@@ -701,9 +700,9 @@ class Soak:
             for w in workers:
                 w.join(timeout=30)
             self.log("load stopped")
-            return self.verify(client)
+            return self.verify()
         finally:
-            self.done.set() if hasattr(self, "done") else None
+            self.done.set()
             if self.haproxy and self.haproxy.poll() is None:
                 self.haproxy.terminate()
                 self.haproxy.wait(timeout=10)
@@ -769,7 +768,7 @@ class Soak:
         while self.rec.now() < duration:
             time.sleep(0.1)
 
-    def verify(self, client):
+    def verify(self):
         rec = self.rec
         time.sleep(3)  # the pools settle
         self.keys_list = self.servers.run("keys", "list")
@@ -785,7 +784,7 @@ class Soak:
         violations += inv.check_logs(logs)
         audited = self.audited_ids()
         violations += inv.check_audit(self.traffic.issued, audited)
-        violations += inv.check_durable({u: n for u, n in self.traffic.written.items()},
+        violations += inv.check_durable(dict(self.traffic.written),
                                         self.read_back())
         violations += inv.check_memory(self.memory)
         busy = self.busy_connections()

@@ -275,7 +275,7 @@ pub(crate) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), &'
     Ok(())
 }
 
-pub(crate) const EXPIRED_FORM: &str = "The form has expired or was not sent from this browser. Go back to the application and start again.";
+const EXPIRED_FORM: &str = "The form has expired or was not sent from this browser. Go back to the application and start again.";
 
 /// Whether `sent` equals `expected`, in constant time.
 fn same_token(expected: &str, sent: Option<&str>) -> bool {
@@ -343,7 +343,7 @@ pub(crate) async fn signed_in(
 }
 
 /// A fresh 256-bit secret, or `None` (logged) when the OS cannot give one.
-pub(crate) fn fresh_secret(what: &str) -> Option<String> {
+fn fresh_secret(what: &str) -> Option<String> {
     secret::generate()
         .inspect_err(|err| tracing::error!(error = %ErrorChain(err), "generating {what} failed"))
         .ok()

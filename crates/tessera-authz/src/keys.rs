@@ -628,17 +628,34 @@ impl KeyManager {
     /// published by every instance within a second, not only after each one's next
     /// [`KEY_REFRESH_INTERVAL`] tick. A resource server that meets a token signed by such a
     /// key fetches the JWKS once and then waits out its cooldown: the set it gets must
-    /// hold the key. Failures leave the keys as they were (the tick reports them).
-    /// One request a second tries, for at most 300 ms: while the database is away the
-    /// JWKS is served from memory, as ever.
+    /// hold the key.
     pub async fn reload_if_older_than_a_second(&self) {
+        self.reload_at_most_once_a_second(&self.loaded_at, "for the JWKS")
+            .await;
+    }
+
+    /// Re-reads the keys when `kid` is not among those this server knows: another instance
+    /// (or `tessera keys rotate --now`) may have activated a key this one has not loaded
+    /// yet, up to [`KEY_REFRESH_INTERVAL`] ago. At most one such reload a second, whatever
+    /// the `kid`s, so made-up ones cost the database little.
+    pub async fn reload_for_unknown_kid(&self, kid: &str) {
+        if !self.ring().verifying.contains_key(kid) {
+            self.reload_at_most_once_a_second(&self.unknown_kid_reload, "for an unknown kid")
+                .await;
+        }
+    }
+
+    /// Re-reads the keys unless `last` (Unix milliseconds) says an attempt was made less
+    /// than a second ago, and waits for it at most 300 ms: one request a second tries,
+    /// and while the database is away the others go on with the keys in memory. Failures
+    /// leave the keys as they were (the tick reports them).
+    async fn reload_at_most_once_a_second(&self, last: &std::sync::atomic::AtomicI64, why: &str) {
         use std::sync::atomic::Ordering;
         let now = self.clock.now_millis();
-        let loaded = self.loaded_at.load(Ordering::Acquire);
-        if now - loaded < 1000
-            || self
-                .loaded_at
-                .compare_exchange(loaded, now, Ordering::AcqRel, Ordering::Acquire)
+        let before = last.load(Ordering::Acquire);
+        if now - before < 1000
+            || last
+                .compare_exchange(before, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
             return;
@@ -646,42 +663,16 @@ impl KeyManager {
         match tokio::time::timeout(std::time::Duration::from_millis(300), self.reload()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
-                tracing::warn!(error = %crate::error::ErrorChain(&err), "reloading the signing keys for the JWKS failed");
+                tracing::warn!(error = %crate::error::ErrorChain(&err), "reloading the signing keys {why} failed");
             }
-            Err(_) => tracing::warn!("reloading the signing keys for the JWKS timed out"),
-        }
-    }
-
-    /// Re-reads the keys when `kid` is not among those this server knows: another instance
-    /// (or `tessera keys rotate --now`) may have activated a key this one has not loaded
-    /// yet, up to [`KEY_REFRESH_INTERVAL`] ago. At most one such reload a second, whatever
-    /// the `kid`s, so made-up ones cost the database little. Failures leave the keys as
-    /// they were.
-    pub async fn reload_for_unknown_kid(&self, kid: &str) {
-        use std::sync::atomic::Ordering;
-        if self.ring().verifying.contains_key(kid) {
-            return;
-        }
-        let now = self.clock.now_millis();
-        let last = self.unknown_kid_reload.load(Ordering::Acquire);
-        if now - last < 1000
-            || self
-                .unknown_kid_reload
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
-        if let Err(err) = self.reload().await {
-            tracing::warn!(error = %crate::error::ErrorChain(&err), "reloading the signing keys for an unknown kid failed");
+            Err(_) => tracing::warn!("reloading the signing keys {why} timed out"),
         }
     }
 
     /// Re-reads the keys and rebuilds the ring if they changed. With a master key, a
     /// private key found unencrypted (stored by `tessera keys rotate` run without the
-    /// master key, say) is sealed in place first.
-    /// Keys loaded after a failure make the instance ready again at once, not only at
-    /// the next tick.
+    /// master key, say) is sealed in place first. Keys loaded after a failure make the
+    /// instance ready again at once, not only at the next tick.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let _serialised = self.ticking.lock().await;
         let reloaded = self.reload_locked().await;
